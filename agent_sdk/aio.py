@@ -1,0 +1,259 @@
+"""Agent: the async client; reconnects with backoff, resumes its message stream from its cursor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from agent_sdk.base import BaseClient, error_of, result_of
+from hub.protocol import commands as c
+from hub.protocol.errors import Code, HubError
+from hub.protocol.frames import Delivery, Error, Message, Ok, Wake
+
+__all__ = ["Agent"]
+
+logger = logging.getLogger(__name__)
+
+
+class Agent(BaseClient):
+    """A long-running agent holding a session: `async with Agent("api-dev") as agent: ...`.
+
+    On entry it joins (first time) or proves its saved token, and attaches: presence follows the session and
+    every message addressed to it is pushed to `messages()`. If the connection drops it reconnects with
+    backoff and resumes the stream from the last seq it saw, so nothing is missed or repeated.
+
+    Raises:
+        HubError: `unreachable` if the first connection fails; `disconnected` for a request in flight when the
+            connection dropped (it may or may not have been applied); otherwise the hub's own code.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        room: str = "default",
+        hub: str | None = None,
+        *,
+        token: str | None = None,
+        role: str | None = None,
+        reconnect: bool = True,
+        request_timeout: float = 30.0,
+        save_token: bool = True,
+    ) -> None:
+        super().__init__(name, room=room, hub=hub, token=token, role=role, save_token=save_token)
+        self.reconnect = reconnect
+        self.request_timeout = request_timeout
+        self.ws: ClientConnection | None = None
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def __aenter__(self) -> Agent:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- connection -----------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect, join if needed, attach; raises `unreachable` when the hub cannot be reached."""
+        await self._open()
+        self._reader = asyncio.create_task(self._read_forever())
+
+    async def _open(self) -> None:
+        try:
+            self.ws = await connect(
+                self.hub, max_size=None, compression=None, open_timeout=5, close_timeout=1
+            )
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            raise HubError(Code.UNREACHABLE, f"cannot reach the hub at {self.hub}: {exc}") from None
+        listener = asyncio.create_task(self._listen(self.ws))
+        try:
+            await self._identify()
+        except BaseException:
+            listener.cancel()
+            await self.ws.close()
+            raise
+        self._listener = listener
+        self.connected.set()
+
+    async def _identify(self) -> None:
+        if self.token is None:
+            self.joined(await self._request(self.cmd_join()))
+        try:
+            result = await self._request(self.cmd_attach())
+        except HubError as exc:
+            if not (exc.code == Code.NOT_FOUND and exc.detail.get("what") in ("agent", "room")):
+                raise
+            self.joined(await self._request(self.cmd_join()))
+            result = await self._request(self.cmd_attach())
+        if self.cursor is None:
+            self.cursor = int(result["seq"])
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self.ws is not None:
+            await self.ws.close()
+        self._queue.put_nowait(None)
+
+    async def _listen(self, ws: ClientConnection) -> None:
+        """Route frames: replies to their futures, deliveries to the stream."""
+        try:
+            async for data in ws:
+                frame = self.decode(data)
+                if isinstance(frame, Ok | Error) and frame.id is not None:
+                    future = self._pending.pop(frame.id, None)
+                    if future is not None and not future.done():
+                        if isinstance(frame, Ok):
+                            future.set_result(result_of(frame))
+                        else:
+                            future.set_exception(error_of(frame))
+                elif isinstance(frame, Delivery):
+                    if self.fresh(frame.message):
+                        self._queue.put_nowait(frame.message)
+                elif isinstance(frame, Wake):
+                    future = self._pending.pop(-frame.id, None)
+                    if future is not None and not future.done():
+                        future.set_result(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.connected.clear()
+            lost = HubError(Code.DISCONNECTED, "the connection to the hub was lost")
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(lost)
+            self._pending.clear()
+
+    async def _read_forever(self) -> None:
+        """Keep a session: when the listener ends, reconnect with backoff and re-attach."""
+        delay = 0.05
+        while not self._closing:
+            await self._listener
+            if self._closing or not self.reconnect:
+                self._queue.put_nowait(None)
+                return
+            while not self._closing:
+                try:
+                    await self._open()
+                    self.reconnects += 1
+                    delay = 0.05
+                    break
+                except HubError as exc:
+                    if exc.code not in (Code.UNREACHABLE, Code.DISCONNECTED, Code.UNAVAILABLE):
+                        logger.error("agent.reconnect_refused code=%s", exc.code)
+                        self._queue.put_nowait(None)
+                        return
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 2.0)
+
+    async def _request(self, cmd: c.BaseCommand, timeout: float | None = None) -> Any:
+        assert self.ws is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[cmd.id] = future
+        try:
+            await self.ws.send(self.frame(cmd), text=True)
+        except ConnectionClosed:
+            self._pending.pop(cmd.id, None)
+            raise HubError(Code.DISCONNECTED, "the connection to the hub was lost") from None
+        try:
+            return await asyncio.wait_for(future, timeout or self.request_timeout)
+        except TimeoutError:
+            self._pending.pop(cmd.id, None)
+            raise HubError(Code.TIMED_OUT, "no reply from the hub in time") from None
+
+    async def request(self, build: Callable[[], c.BaseCommand]) -> Any:
+        """Send a command once connected (waiting for a reconnect if one is under way)."""
+        try:
+            await asyncio.wait_for(self.connected.wait(), self.request_timeout)
+        except TimeoutError:
+            raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
+        return await self._request(build())
+
+    # -- verbs --------------------------------------------------------------------------------------
+
+    async def join(self, role: str | None = None) -> str:
+        """Re-join, rotating the token (saved for later); returns it."""
+        return self.joined(await self.request(lambda: self.cmd_join(role)))
+
+    async def send(
+        self,
+        target: str | list[str],
+        body: Any,
+        *,
+        kind: str = "message",
+        reply_to: int | None = None,
+        priority: bool = False,
+    ) -> int:
+        """Send a message to `name`, `a,b`, `room/*`, `room/name` or `all`; returns its seq once durable."""
+        result = await self.request(lambda: self.cmd_send(target, body, kind, reply_to, priority))
+        return int(result["seq"])
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Every message addressed to this agent from now on, in seq order, across reconnects."""
+        while True:
+            message = await self._queue.get()
+            if message is None:
+                return
+            yield message
+
+    async def list_messages(
+        self,
+        *,
+        for_: str | None = None,
+        after: int = 0,
+        kind: str | None = None,
+        unclaimed: bool = False,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Read the feed after a cursor (open to every member)."""
+        result = await self.request(
+            lambda: c.ListMessages(
+                id=self.next_id(),
+                room=self.room,
+                for_=for_,
+                after=after,
+                kind=kind,
+                unclaimed=unclaimed,
+                limit=limit,
+            )
+        )
+        return result["messages"]  # type: ignore[no-any-return]
+
+    async def claim_message(self, seq: int) -> str:
+        """Claim a message for this agent. Raises HubError `already_claimed` (detail: holder)."""
+        result = await self.request(
+            lambda: c.ClaimMessage(
+                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), seq=seq
+            )
+        )
+        return str(result["holder"])
+
+    async def heartbeat(self, status: str | None = None) -> dict[str, Any]:
+        """Say this agent is alive, optionally with a new status (active, busy, idle, done...)."""
+        return await self.request(  # type: ignore[no-any-return]
+            lambda: c.Heartbeat(
+                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), status=status
+            )
+        )
+
+    async def agents(self) -> list[dict[str, Any]]:
+        return (await self.request(lambda: c.Agents(id=self.next_id(), room=self.room)))["agents"]  # type: ignore[no-any-return]
+
+    async def status(self) -> dict[str, Any]:
+        return await self.request(lambda: c.Status(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]

@@ -1,0 +1,128 @@
+"""BaseClient, no I/O: identity, request ids ↔ replies, the message cursor; shared by Agent and SyncAgent."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from agent_sdk import credentials
+from hub.protocol import commands as c
+from hub.protocol.codec import decode_frame, encode, to_builtins
+from hub.protocol.errors import Code, HubError
+from hub.protocol.frames import Delivery, Error, Frame, Message, Ok, Wake
+
+__all__ = ["DEFAULT_HUB", "BaseClient", "error_of", "targets"]
+
+DEFAULT_HUB = "ws://127.0.0.1:8876"
+
+
+def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`a,b` or a list → a tuple of addresses."""
+    if isinstance(target, str):
+        target = target.split(",")
+    return tuple(t.strip() for t in target if t.strip())
+
+
+def error_of(frame: Error) -> HubError:
+    return HubError(frame.code, frame.message, frame.detail)
+
+
+class BaseClient:
+    """What a client knows between frames; the transports only move bytes."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        room: str = "default",
+        hub: str | None = None,
+        token: str | None = None,
+        role: str | None = None,
+        save_token: bool = True,
+    ) -> None:
+        self.name = name
+        self.room = room
+        self.hub = hub or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB
+        self.token = token or (credentials.load(self.hub, room, name) if name else None)
+        self.role = role
+        self.save_token = save_token
+        self.cursor: int | None = None  # the newest message seq seen on the stream
+        self._ids = 0
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def frame(self, cmd: c.BaseCommand) -> bytes:
+        return encode(cmd)
+
+    @staticmethod
+    def decode(data: bytes | str) -> Frame:
+        return decode_frame(data)
+
+    def joined(self, result: dict[str, Any]) -> str:
+        """Keep (and save) the token a join returned."""
+        token = str(result["token"])
+        self.token = token
+        if self.save_token and self.name:
+            credentials.save(self.hub, self.room, self.name, token)
+        return token
+
+    def need_name(self) -> str:
+        if not self.name:
+            raise HubError(
+                Code.BAD_REQUEST, "this needs an agent name (--name or SYNAPSE_NAME)", {"field": "name"}
+            )
+        return self.name
+
+    def fresh(self, message: Message) -> bool:
+        """Whether a streamed message is new (a resumed stream never repeats one)."""
+        if self.cursor is not None and message.seq <= self.cursor:
+            return False
+        self.cursor = message.seq
+        return True
+
+    # command builders: one place, so the two transports cannot drift
+
+    def cmd_join(self, role: str | None = None) -> c.Join:
+        return c.Join(id=self.next_id(), room=self.room, name=self.need_name(), role=role or self.role)
+
+    def cmd_attach(self, stream: bool = True) -> c.Attach:
+        return c.Attach(
+            id=self.next_id(),
+            room=self.room,
+            token=self.token,
+            name=self.need_name(),
+            after=self.cursor,
+            stream=stream,
+        )
+
+    def cmd_send(
+        self, target: str | list[str], body: Any, kind: str, reply_to: int | None, priority: bool
+    ) -> c.Send:
+        import msgspec
+
+        return c.Send(
+            id=self.next_id(),
+            room=self.room,
+            token=self.token,
+            name=self.need_name(),
+            to=targets(target),
+            body=msgspec.Raw(encode(body)),
+            kind=kind,
+            reply_to=reply_to,
+            priority=priority,
+        )
+
+
+def result_of(frame: Ok | Error) -> Any:
+    if isinstance(frame, Error):
+        raise error_of(frame)
+    return frame.result
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    return to_builtins(message)  # type: ignore[no-any-return]
+
+
+__all__ += ["Delivery", "Wake", "message_dict", "result_of"]

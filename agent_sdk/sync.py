@@ -1,0 +1,227 @@
+"""SyncAgent: the blocking client over websockets.sync (the CLI's client: no event loop, fast start)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import ClientConnection, connect
+
+from agent_sdk.base import BaseClient, error_of, result_of
+from hub.protocol import commands as c
+from hub.protocol.errors import Code, HubError
+from hub.protocol.frames import Delivery, Error, Message, Ok, Wake
+
+__all__ = ["SyncAgent"]
+
+
+class SyncAgent(BaseClient):
+    """The same verbs as Agent, blocking. Use as a context manager.
+
+    Raises:
+        HubError: `unreachable` when the hub cannot be reached, `disconnected` when the connection drops,
+            or the hub's own code when it refuses a request.
+    """
+
+    def __init__(self, name: str | None = None, *, connect_timeout: float = 5.0, **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.connect_timeout = connect_timeout
+        self.ws: ClientConnection | None = None
+        self.inbox: deque[Message] = deque()
+        self.implicit_join = True
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connect(self) -> SyncAgent:
+        try:
+            self.ws = connect(
+                self.hub,
+                open_timeout=self.connect_timeout,
+                max_size=None,
+                compression=None,
+                close_timeout=1,
+            )
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            raise HubError(Code.UNREACHABLE, f"cannot reach the hub at {self.hub}: {exc}") from None
+        return self
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
+
+    def __enter__(self) -> SyncAgent:
+        return self.connect() if self.ws is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _recv(self, timeout: float | None) -> Any:
+        assert self.ws is not None
+        try:
+            return self.decode(self.ws.recv(timeout))
+        except ConnectionClosed as exc:
+            raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
+
+    def request(self, cmd: c.BaseCommand, timeout: float | None = 30.0) -> Any:
+        """Send one command and block for its reply; pushes that arrive meanwhile are kept."""
+        if self.ws is None:
+            self.connect()
+        assert self.ws is not None
+        try:
+            self.ws.send(self.frame(cmd), text=True)
+        except ConnectionClosed as exc:
+            raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                frame = self._recv(left)
+            except TimeoutError:
+                raise HubError(Code.TIMED_OUT, f"no reply from the hub in {timeout}s") from None
+            if isinstance(frame, Ok | Error) and frame.id == cmd.id:
+                return result_of(frame)
+            if isinstance(frame, Error) and frame.id is None:
+                raise error_of(frame)
+            if isinstance(frame, Delivery) and self.fresh(frame.message):
+                self.inbox.append(frame.message)
+
+    def act(self, build: Callable[[], c.BaseCommand]) -> Any:
+        """Run a mutation as this agent, joining first when it never has (the token is then saved)."""
+        self.need_name()
+        if self.token is None and self.implicit_join:
+            self.join()
+        try:
+            return self.request(build())
+        except HubError as exc:
+            unknown = exc.code == Code.NOT_FOUND and exc.detail.get("what") in ("agent", "room")
+            if not (unknown and self.implicit_join):
+                raise
+        self.join()
+        return self.request(build())
+
+    # -- verbs --------------------------------------------------------------------------------
+
+    def join(self, role: str | None = None) -> str:
+        """Join (or re-join, rotating the token); returns the token, saved for later commands."""
+        return self.joined(self.request(self.cmd_join(role)))
+
+    def attach(self, stream: bool = True) -> dict[str, Any]:
+        """Bind this connection to the agent: presence follows it; messages for the agent are pushed."""
+        result = self.act(lambda: self.cmd_attach(stream))
+        if self.cursor is None:
+            self.cursor = int(result["seq"])
+        return result  # type: ignore[no-any-return]
+
+    def send(
+        self,
+        target: str | list[str],
+        body: Any,
+        *,
+        kind: str = "message",
+        reply_to: int | None = None,
+        priority: bool = False,
+    ) -> dict[str, Any]:
+        """Send a message; the reply carries its `seq` (and `unknown` targets, if any)."""
+        return self.act(lambda: self.cmd_send(target, body, kind, reply_to, priority))  # type: ignore[no-any-return]
+
+    def list_messages(
+        self,
+        *,
+        for_: str | None = None,
+        after: int = 0,
+        kind: str | None = None,
+        unclaimed: bool = False,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        cmd = c.ListMessages(
+            id=self.next_id(),
+            room=self.room,
+            for_=for_,
+            after=after,
+            kind=kind,
+            unclaimed=unclaimed,
+            limit=limit,
+        )
+        return self.request(cmd)  # type: ignore[no-any-return]
+
+    def claim_message(self, seq: int) -> dict[str, Any]:
+        """Claim a message; `already_claimed` (naming the holder) if someone was first."""
+        return self.act(  # type: ignore[no-any-return]
+            lambda: c.ClaimMessage(
+                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), seq=seq
+            )
+        )
+
+    def heartbeat(self, status: str | None = None) -> dict[str, Any]:
+        return self.act(  # type: ignore[no-any-return]
+            lambda: c.Heartbeat(
+                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), status=status
+            )
+        )
+
+    def agents(self) -> list[dict[str, Any]]:
+        return self.request(c.Agents(id=self.next_id(), room=self.room))["agents"]  # type: ignore[no-any-return]
+
+    def status(self) -> dict[str, Any]:
+        return self.request(c.Status(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
+
+    def arm(
+        self,
+        waiter: str,
+        for_: str,
+        *,
+        directed_only: bool = False,
+        after: int | None = None,
+        since: float | None = None,
+    ) -> int:
+        """Arm a waiter on this connection; returns the seq it is armed after. Then call `woken`."""
+        cmd = c.Wait(
+            id=self.next_id(),
+            room=self.room,
+            waiter=waiter,
+            for_=for_,
+            directed_only=directed_only,
+            after=after,
+            since=since,
+        )
+        self._wait_id = cmd.id
+        return int(self.request(cmd)["armed"])
+
+    def woken(self, timeout: float | None) -> Wake:
+        """Block until the armed waiter wakes. Raises HubError `timed_out`, `taken_over`, `disconnected`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise HubError(Code.TIMED_OUT, f"nothing woke the waiter in {timeout}s")
+            try:
+                frame = self._recv(left)
+            except TimeoutError:
+                continue
+            if isinstance(frame, Wake) and frame.id == self._wait_id:
+                return frame
+            if isinstance(frame, Error):
+                raise error_of(frame)
+
+    def messages(self, timeout: float | None = None) -> Iterator[Message]:
+        """Messages addressed to this agent, live (call `attach` first); stops after `timeout` idle seconds."""
+        while True:
+            while self.inbox:
+                yield self.inbox.popleft()
+            try:
+                frame = self._recv(timeout)
+            except TimeoutError:
+                return
+            if isinstance(frame, Delivery) and self.fresh(frame.message):
+                yield frame.message
+
+
+def _reason(exc: ConnectionClosed) -> str:
+    rcvd = exc.rcvd
+    if rcvd is None:
+        return "no close frame"
+    return f"{rcvd.code} {rcvd.reason}".strip()

@@ -1,0 +1,61 @@
+"""`synapse join`, `agents`, `heartbeat`, `status`: identity and presence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.main import client, client_options, settings
+from cli.output import clean, emit, fmt_time
+
+__all__ = ["register"]
+
+
+def register(group: click.Group) -> None:
+    @group.command("join")
+    @click.argument("name", required=False)
+    @click.option("--role", help="What this agent does (shown in presence).")
+    @client_options
+    @click.pass_context
+    def join(ctx: click.Context, name: str | None, role: str | None) -> None:
+        """Join the room as NAME (default: --name) and print the token once; re-joining rotates it.
+
+        The token is saved in $XDG_CONFIG_HOME/synapse/tokens.json (mode 0600) for later commands.
+        """
+        agent = client(ctx, need_name=name is None, name=name)
+        token = agent.join(role)
+        s = settings(ctx)
+        emit(s.json, {"room": agent.room, "name": agent.name, "token": token}, token)
+
+    @group.command("agents")
+    @client_options
+    @click.pass_context
+    def agents(ctx: click.Context) -> None:
+        """Presence of every agent in the room: status, waiting_on, last heartbeat, role."""
+        listed = client(ctx).agents()
+        lines = [f"{'NAME':20} {'STATUS':8} {'LAST HEARTBEAT':19} {'ROLE':12} WAITING ON"]
+        for a in listed:
+            lines.append(
+                f"{clean(a['name']):20} {a['status']:8} {fmt_time(a['last_heartbeat']):19} "
+                f"{clean(a.get('role') or '-'):12} {clean(a.get('waiting_on') or '-')}"
+            )
+        emit(settings(ctx).json, listed, "\n".join(lines) if listed else "no agents in this room")
+
+    @group.command("heartbeat")
+    @click.option("--status", type=click.Choice(["active", "busy", "idle", "done"]), help="A new status.")
+    @client_options
+    @click.pass_context
+    def heartbeat(ctx: click.Context, status: str | None) -> None:
+        """Tell the room this agent is alive (every send or claim already counts as one)."""
+        result = client(ctx, need_name=True).heartbeat(status)
+        emit(settings(ctx).json, result, f"{result['name']} {result['status']}")
+
+    @group.command("status")
+    @client_options
+    @click.pass_context
+    def status(ctx: click.Context) -> None:
+        """Hub version, uptime, rooms, agents online and log size."""
+        result: dict[str, Any] = client(ctx).status()
+        text = "\n".join(f"{k:14} {v}" for k, v in result.items())
+        emit(settings(ctx).json, result, text)

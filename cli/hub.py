@@ -1,0 +1,133 @@
+"""`synapse hub`: HubConfig from flags and SYNAPSE_* variables; imports the server inside the command only."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from hub.config import HubConfig
+
+__all__ = ["default_db", "register"]
+
+_HELP = {
+    "host": "Address to listen on (loopback by default).",
+    "port": "Port to listen on; 0 picks a free one.",
+    "db": "The log: an SQLite file path or an SQLAlchemy URL (postgresql+psycopg://...). "
+    "Default: $XDG_DATA_HOME/synapse/hub.db.",
+    "admin_token": "Require this token to create rooms and join.",
+    "sync": "normal: survives SIGKILL (SQLite WAL synchronous=NORMAL); full: fsync every group commit.",
+    "snapshot_every": "Events between snapshots (0: never), so restart time stays flat.",
+    "log_level": "debug, info, warning or error.",
+    "log_format": "text or json (one JSON object per line).",
+}
+
+
+def default_db() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "synapse" / "hub.db")
+
+
+def _options(f: Any) -> Any:
+    """One flag per HubConfig field: --max-frame-bytes ↔ SYNAPSE_MAX_FRAME_BYTES ↔ max_frame_bytes."""
+    for field in reversed(msgspec.structs.fields(HubConfig)):
+        flag = "--" + field.name.replace("_", "-")
+        env = "SYNAPSE_" + field.name.upper()
+        kind: Any = field.type
+        base = {int: int, float: float, str: str}
+        if kind in base:
+            ptype: Any = base[kind]
+        elif str(kind).startswith("int") or "int |" in str(kind):
+            ptype = int
+        elif "float" in str(kind):
+            ptype = float
+        else:
+            ptype = str
+        default = field.default
+        help_text = _HELP.get(field.name, "")
+        if default not in (None, "", msgspec.NODEFAULT):
+            help_text = f"{help_text} [default: {default}]".strip()
+        if field.type is not str and default is None:
+            help_text += " [default: off]"
+        help_text += f" [env {env}]"
+        f = click.option(flag, field.name, type=ptype, envvar=env, default=None, help=help_text)(f)
+    return f
+
+
+def register(group: click.Group) -> None:
+    @group.command("hub")
+    @_options
+    def hub_command(**given: Any) -> None:
+        """Run the hub: a WebSocket server backed by the durable event log.
+
+        Prints `listening ws://HOST:PORT` once it accepts connections. SIGTERM (or Ctrl-C) drains and exits 0.
+        """
+        values = {k: v for k, v in given.items() if v is not None}
+        values.setdefault("db", default_db())
+        if values.get("sync", "normal") not in ("normal", "full"):
+            raise click.BadParameter("must be normal or full", param_hint="--sync")
+        config = HubConfig(**values)
+        sys.exit(run(config))
+
+
+def run(config: HubConfig) -> int:
+    import asyncio
+    import logging
+
+    from hub.log.store import LogError
+    from hub.server.hub import Hub, serve
+
+    _logging(config)
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+
+    def ready(hub: Hub) -> None:
+        click.echo(f"listening {hub.url}", err=False)
+        sys.stdout.flush()
+        logging.getLogger("hub").info("hub.listening url=%s db=%s", hub.url, config.db)
+
+    try:
+        return int(runner(serve(config, ready)))
+    except LogError as exc:
+        click.echo(f"unavailable: {exc.message}", err=True)
+        return 1
+    except OSError as exc:
+        click.echo(
+            f"unavailable: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", err=True
+        )
+        return 1
+
+
+def _logging(config: HubConfig) -> None:
+    import json
+    import logging
+    import time
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return json.dumps(
+                {
+                    "at": round(time.time(), 3),
+                    "level": record.levelname.lower(),
+                    "logger": record.name,
+                    "event": record.getMessage(),
+                }
+            )
+
+    handler = logging.StreamHandler(sys.stderr)
+    if config.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level.upper())
+    logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -1,0 +1,147 @@
+"""The `synapse` group: --hub/--room/--name/--token/--json before or after the command; errors → exit codes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from cli.exit_codes import HELP, exit_code_for
+from cli.output import emit_error
+from hub.protocol.errors import HubError
+
+__all__ = ["Settings", "client", "client_options", "main", "settings", "synapse"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_HUB = "ws://127.0.0.1:8876"
+
+
+class Settings:
+    """The connection and identity one command runs with."""
+
+    def __init__(self, hub: str, room: str, name: str | None, token: str | None, as_json: bool) -> None:
+        self.hub = hub
+        self.room = room
+        self.name = name
+        self.token = token
+        self.json = as_json
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is None or value is False:
+        return
+    ctx.find_root().meta.setdefault("synapse", {})[param.name] = value
+
+
+_OPTIONS = [
+    click.option(
+        "--hub",
+        metavar="URL",
+        default=None,
+        expose_value=False,
+        callback=_store,
+        help=f"The hub's WebSocket URL [env SYNAPSE_HUB; default {DEFAULT_HUB}].",
+    ),
+    click.option(
+        "--room",
+        metavar="ROOM",
+        default=None,
+        expose_value=False,
+        callback=_store,
+        help="The room [env SYNAPSE_ROOM; default: default].",
+    ),
+    click.option(
+        "--name",
+        metavar="NAME",
+        default=None,
+        expose_value=False,
+        callback=_store,
+        help="The agent to act as [env SYNAPSE_NAME].",
+    ),
+    click.option(
+        "--token",
+        metavar="TOKEN",
+        default=None,
+        expose_value=False,
+        callback=_store,
+        help="The agent's token [env SYNAPSE_TOKEN; default: the one saved at join].",
+    ),
+    click.option(
+        "--json",
+        "json_",
+        is_flag=True,
+        default=False,
+        expose_value=False,
+        callback=_store,
+        help="Print one JSON document per result (NDJSON for streams).",
+    ),
+]
+
+
+def client_options(f: F) -> F:
+    """Accept the global flags after the command too (`synapse send ... --json --name a`)."""
+    for option in reversed(_OPTIONS):
+        f = option(f)
+    return f
+
+
+def settings(ctx: click.Context) -> Settings:
+    """Flags (after the command win over before it), then the environment, then defaults."""
+    given = ctx.find_root().meta.get("synapse", {})
+    return Settings(
+        hub=given.get("hub") or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB,
+        room=given.get("room") or os.environ.get("SYNAPSE_ROOM") or "default",
+        name=given.get("name") or os.environ.get("SYNAPSE_NAME") or None,
+        token=given.get("token") or os.environ.get("SYNAPSE_TOKEN") or None,
+        as_json=bool(given.get("json_")),
+    )
+
+
+def client(ctx: click.Context, *, need_name: bool = False, name: str | None = None) -> Any:
+    """A connected SyncAgent for this command's settings."""
+    from agent_sdk.sync import SyncAgent
+
+    s = settings(ctx)
+    who = name or s.name
+    if need_name and not who:
+        raise click.UsageError("this command acts as an agent: give --name NAME (or set SYNAPSE_NAME)")
+    agent = SyncAgent(who, room=s.room, hub=s.hub, token=s.token)
+    ctx.call_on_close(agent.close)
+    return agent
+
+
+class SynapseGroup(click.Group):
+    """Turns a HubError anywhere below into `code: message` on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HubError as exc:
+            emit_error(settings(ctx).json, str(exc.code), exc.message, exc.detail)
+            ctx.exit(int(exit_code_for(exc.code)))
+
+
+@click.group(cls=SynapseGroup, epilog=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@client_options
+@click.version_option(package_name="synapse-hub", prog_name="synapse")
+def synapse() -> None:
+    """Synapse Hub: rooms, messages, leases, a shared plan and CEL conditions for fleets of agents.
+
+    Start a hub with `synapse hub`; then agents `join`, `send`, `wait`, `relay`... against it.
+    """
+
+
+def _register() -> None:
+    from cli import agents, hub, messages, relay, wait
+
+    for module in (hub, agents, messages, relay, wait):
+        module.register(synapse)
+
+
+_register()
+
+
+def main() -> None:
+    synapse(prog_name="synapse")

@@ -1,0 +1,103 @@
+"""`synapse send`, `message list`, `message claim`: the feed."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from cli.main import client, client_options, settings
+from cli.output import clean, emit, fmt_time, parse_value
+
+__all__ = ["register", "render"]
+
+
+def render(m: dict[str, Any]) -> str:
+    """One message as a readable line."""
+    body = m["body"]
+    text = body if isinstance(body, str) else _json(body)
+    flags = " !" if m.get("priority") else ""
+    claimed = f" [claimed by {m['claimed_by']}]" if m.get("claimed_by") else ""
+    reply = f" (re {m['reply_to']})" if m.get("reply_to") else ""
+    return (
+        f"#{m['seq']} {fmt_time(m['at'])} {clean(m['from'])} → {clean(','.join(m['to']))} "
+        f"[{clean(m['kind'])}]{flags}{reply}{claimed}: {clean(text)}"
+    )
+
+
+def _json(value: Any) -> str:
+    from hub.protocol.codec import encode
+
+    return encode(value).decode()
+
+
+def register(group: click.Group) -> None:
+    @group.command("send")
+    @click.option(
+        "--target",
+        "-t",
+        required=True,
+        metavar="T",
+        help="name, a,b, room/*, room/name or all (repeatable).",
+        multiple=True,
+    )
+    @click.option("--kind", default="message", show_default=True, help="What sort of message.")
+    @click.option("--reply-to", type=int, metavar="SEQ", help="The message this answers.")
+    @click.option("--priority", is_flag=True, help="Wake even --directed-only waiters (use sparingly).")
+    @click.argument("body", nargs=-1, required=True)
+    @client_options
+    @click.pass_context
+    def send(
+        ctx: click.Context,
+        target: tuple[str, ...],
+        kind: str,
+        reply_to: int | None,
+        priority: bool,
+        body: tuple[str, ...],
+    ) -> None:
+        """Send BODY (JSON if it parses, else text; `-` reads stdin) and print its seq once it is durable."""
+        raw = sys.stdin.read() if body == ("-",) else " ".join(body)
+        targets = [t for each in target for t in each.split(",") if t.strip()]
+        result = client(ctx, need_name=True).send(
+            targets, parse_value(raw), kind=kind, reply_to=reply_to, priority=priority
+        )
+        for unknown in result.get("unknown", ()):
+            click.echo(
+                f"warning: {unknown} has not joined yet; it will find the message in its feed", err=True
+            )
+        emit(settings(ctx).json, result, str(result["seq"]))
+
+    @group.group("message")
+    def message() -> None:
+        """Read and claim messages in the room's feed."""
+
+    @message.command("list")
+    @click.option("--for", "for_", metavar="NAME", help="Only messages addressed to NAME.")
+    @click.option("--after", type=int, default=0, metavar="SEQ", help="Only messages after this seq.")
+    @click.option("--kind", help="Only this kind.")
+    @click.option("--unclaimed", is_flag=True, help="Only messages nobody has claimed.")
+    @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+    @client_options
+    @click.pass_context
+    def message_list(
+        ctx: click.Context, for_: str | None, after: int, kind: str | None, unclaimed: bool, limit: int
+    ) -> None:
+        """List messages in the feed, oldest first (NDJSON with --json)."""
+        result = client(ctx).list_messages(
+            for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit
+        )
+        as_json = settings(ctx).json
+        for m in result["messages"]:
+            emit(as_json, m, render(m))
+        if not result["messages"] and not as_json:
+            click.echo("no messages", err=True)
+
+    @message.command("claim")
+    @click.argument("seq", type=int)
+    @client_options
+    @click.pass_context
+    def message_claim(ctx: click.Context, seq: int) -> None:
+        """Claim message SEQ atomically; a second claimer gets `already_claimed` naming the holder."""
+        result = client(ctx, need_name=True).claim_message(seq)
+        emit(settings(ctx).json, result, f"claimed {seq}")

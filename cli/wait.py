@@ -1,0 +1,96 @@
+"""`synapse wait`: block until a message for an agent arrives, then exit 0 and print what woke it."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import click
+
+from cli.main import client, client_options, settings
+from cli.messages import render
+from cli.output import emit
+from cli.relay import read_cursor
+from hub.protocol.codec import to_builtins
+
+__all__ = ["register"]
+
+STARTED = time.time()  # a message sent after this process started wakes it, even before it armed
+BROADCAST_JITTER = 8.0
+
+
+def register(group: click.Group) -> None:
+    @group.command("wait")
+    @click.option("--for", "for_", metavar="NAME", help="Wake on a message addressed to NAME.")
+    @click.option(
+        "--directed-only",
+        is_flag=True,
+        help="Only messages naming NAME itself (or sent with --priority) wake it; not room/* or all.",
+    )
+    @click.option(
+        "--wake-jitter",
+        type=click.FloatRange(0),
+        metavar="S",
+        help="Delay the exit by a random 0..S seconds [default: 8 for broadcasts, 0 for directed].",
+    )
+    @click.option("--condition", metavar="EXPR", help="Wake when this CEL expression is true.")
+    @click.option(
+        "--timeout", type=click.FloatRange(0), metavar="S", help="Give up after S seconds (exit 3)."
+    )
+    @click.option(
+        "--after",
+        type=int,
+        metavar="SEQ",
+        help="Wake for any message after this seq [default: any sent after this process started].",
+    )
+    @click.option(
+        "--cursor",
+        "cursor_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="Like --after, reading the seq from a `synapse relay` cursor file.",
+    )
+    @client_options
+    @click.pass_context
+    def wait(
+        ctx: click.Context,
+        for_: str | None,
+        directed_only: bool,
+        wake_jitter: float | None,
+        condition: str | None,
+        timeout: float | None,
+        after: int | None,
+        cursor_file: Path | None,
+    ) -> None:
+        """Block until a message addressed to NAME arrives; print it and exit 0.
+
+        --name is the waiter's own name: one live waiter per name, so a new `wait` with the same --name takes
+        over from a lingering one (even one whose process was killed) and the old one exits. Run it in the
+        background and re-arm after every wake. Exits 3 on --timeout, 4 if the hub goes away.
+        """
+        if condition is not None:
+            raise click.UsageError("--condition arrives with the shared-state capability; use --for for now")
+        if for_ is None:
+            raise click.UsageError("give --for NAME (or --condition EXPR)")
+        s = settings(ctx)
+        if not s.name:
+            raise click.UsageError("give the waiter a name: --name WAITER (or set SYNAPSE_NAME)")
+        if cursor_file is not None:
+            after = read_cursor(cursor_file)
+        agent = client(ctx)
+        agent.arm(
+            s.name,
+            for_,
+            directed_only=directed_only,
+            after=after,
+            since=None if after is not None else STARTED,
+        )
+        wake = agent.woken(timeout)
+        message = wake.message
+        directed = message is not None and for_ in message.to
+        jitter = wake_jitter if wake_jitter is not None else (0.0 if directed else BROADCAST_JITTER)
+        if jitter:
+            time.sleep(random.uniform(0, jitter))
+        payload = {"woken_by": wake.reason, "message": to_builtins(message)}
+        emit(s.json, payload, render(payload["message"]) if message is not None else wake.reason)

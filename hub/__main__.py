@@ -1,0 +1,5 @@
+"""`python -m hub` runs the `synapse` command line."""
+
+from cli.main import main
+
+main()

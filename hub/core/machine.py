@@ -1,0 +1,381 @@
+"""Machine.handle / apply: the pure state machine; Context; internal commands; dispatch (STYLE.md §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from hub import __version__
+from hub.config import HubConfig
+from hub.core import agents as agents_
+from hub.core import feed
+from hub.core.effects import CloseSession, Deliver, Outcome, Reply
+from hub.core.limits import Bucket, check_count
+from hub.core.rooms import Room, Waiter, check_room, split_targets
+from hub.protocol import commands as c
+from hub.protocol import events as e
+from hub.protocol.errors import Code, HubError
+from hub.protocol.frames import Delivery, Error, Wake
+from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
+
+__all__ = ["Context", "Machine", "SessionGone", "Start"]
+
+TAKEN_OVER_CLOSE = 4009
+
+
+class Context(msgspec.Struct, frozen=True):
+    """What the shell tells the core about a command: the time, the session, a source of fresh secrets."""
+
+    now: float
+    session: SessionId | None = None
+    secret: Callable[[], str] | None = None
+
+
+class Start(msgspec.Struct, frozen=True):
+    """Internal: the hub finished replaying and starts serving."""
+
+
+class SessionGone(msgspec.Struct, frozen=True):
+    """Internal: the shell reports that a session's connection ended."""
+
+    session: SessionId
+
+
+class SessionInfo:
+    """A live session's bindings (ephemeral: not in the log)."""
+
+    __slots__ = ("agent", "room", "stream", "waiter")
+
+    def __init__(self, room: RoomName) -> None:
+        self.room = room
+        self.agent: AgentName | None = None
+        self.stream = False
+        self.waiter: AgentName | None = None
+
+
+class Machine:
+    """The hub's whole state: a fold over events, plus the live sessions bound to it."""
+
+    def __init__(self, config: HubConfig | None = None) -> None:
+        self.config = config or HubConfig()
+        self.rooms: dict[RoomName, Room] = {}
+        self.position = Position(0)
+        self.started_at = 0.0
+        self.token_owner: dict[str, tuple[RoomName, str]] = {}
+        self.sessions: dict[SessionId, SessionInfo] = {}
+        self.buckets: dict[tuple[RoomName, AgentName], Bucket] = {}
+        self._handlers: dict[type, Callable[[Any, Context, Outcome], None]] = {
+            c.Join: self._join,
+            c.Attach: self._attach,
+            c.Send: self._send,
+            c.ListMessages: self._list_messages,
+            c.ClaimMessage: self._claim_message,
+            c.Heartbeat: self._heartbeat,
+            c.Agents: self._agents,
+            c.Wait: self._wait,
+            c.Status: self._status,
+            Start: self._start,
+            SessionGone: self._session_gone,
+        }
+        self._appliers: dict[type, Callable[[Any], None]] = {
+            e.HubStarted: self._apply_started,
+            e.AgentJoined: self._apply_joined,
+            e.PresenceChanged: lambda ev: agents_.apply_presence(self.rooms[ev.room], ev),
+            e.SessionOpened: lambda ev: agents_.apply_session_opened(self.rooms[ev.room], ev),
+            e.SessionClosed: lambda ev: agents_.apply_session_closed(self.rooms[ev.room], ev),
+            e.MessageSent: lambda ev: feed.apply_sent(self.room(ev.room), ev),
+            e.MessageClaimed: lambda ev: feed.apply_claimed(self.rooms[ev.room], ev),
+        }
+
+    # -- the two entry points -------------------------------------------------------------------
+
+    def handle(self, cmd: Any, ctx: Context) -> Outcome:
+        """Decide one command: refuse with HubError before any event exists, or emit and apply events."""
+        out = Outcome()
+        self._handlers[type(cmd)](cmd, ctx, out)
+        return out
+
+    def apply(self, event: e.Event) -> None:
+        """Fold one event into the state; never raises, never decides (replay calls only this)."""
+        self.position = Position(self.position + 1)
+        self._appliers[type(event)](event)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def room(self, name: RoomName) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name)
+        return room
+
+    def _emit(self, out: Outcome, event: e.Event) -> None:
+        out.events.append(event)
+        self.apply(event)
+
+    def _reply(self, out: Outcome, ctx: Context, cmd: c.BaseCommand, result: Any = None) -> None:
+        if ctx.session is not None:
+            out.effects.append(Reply(ctx.session, cmd.id, result))
+
+    def _actor(self, cmd: Any, ctx: Context) -> tuple[Room, agents_.Agent]:
+        """The room and agent a mutation acts as, once its token (and session binding) prove it."""
+        room = self.rooms.get(cmd.room)
+        if room is None:
+            raise HubError(Code.NOT_FOUND, f"no room {cmd.room!r}", {"what": "room", "room": cmd.room})
+        info = self.sessions.get(ctx.session) if ctx.session is not None else None
+        if info is not None and info.agent is not None and (info.agent != cmd.name or info.room != cmd.room):
+            raise HubError(
+                Code.FORBIDDEN, f"this session acts as {info.room}/{info.agent}, not {cmd.room}/{cmd.name}"
+            )
+        agent = agents_.verify(room, cmd.name, cmd.token, self.token_owner)
+        rate = self.config.rate_per_agent
+        if rate is not None:
+            key = (room.name, agent.name)
+            bucket = self.buckets.get(key)
+            if bucket is None:
+                bucket = self.buckets[key] = Bucket(rate, self.config.rate_burst, ctx.now)
+            bucket.take(ctx.now)
+        return room, agent
+
+    # -- agents and presence ----------------------------------------------------------------------
+
+    def _join(self, cmd: c.Join, ctx: Context, out: Outcome) -> None:
+        check_room(cmd.room)
+        agents_.check_name(cmd.name)
+        if ctx.secret is None:
+            raise HubError(Code.UNAVAILABLE, "no source of tokens")
+        token = ctx.secret()
+        digest = agents_.hash_token(token)
+        self._emit(
+            out, e.AgentJoined(room=cmd.room, at=ctx.now, agent=cmd.name, token_hash=digest, role=cmd.role)
+        )
+        self._reply(out, ctx, cmd, {"room": cmd.room, "name": cmd.name, "token": token, "role": cmd.role})
+
+    def _attach(self, cmd: c.Attach, ctx: Context, out: Outcome) -> None:
+        if ctx.session is None:
+            raise HubError(Code.BAD_REQUEST, "attach needs a session")
+        room, agent = self._actor(cmd, ctx)
+        info = self.sessions.setdefault(ctx.session, SessionInfo(room.name))
+        if info.agent is None:
+            check_count("sessions per agent", len(agent.sessions), self.config.max_sessions_per_agent)
+            info.agent, info.room = agent.name, room.name
+            self._emit(
+                out, e.SessionOpened(room=room.name, at=ctx.now, agent=agent.name, session=ctx.session)
+            )
+        if cmd.stream and not info.stream:
+            info.stream = True
+            room.streams.setdefault(agent.name, set()).add(ctx.session)
+        self._reply(out, ctx, cmd, {"seq": room.seq, "presence": agents_.presence(agent)})
+        if cmd.after is not None:
+            backlog = [
+                feed.to_message(room, m) for m in feed.matching(room, cmd.after, agent.name, None, False)
+            ]
+            for message in backlog:
+                out.effects.append(Deliver((ctx.session,), Delivery(message=message)))
+
+    def _heartbeat(self, cmd: c.Heartbeat, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        status = cmd.status or agent.status
+        if status == "offline" and agent.sessions:
+            raise HubError(
+                Code.BAD_REQUEST, "an agent with a live session is not offline", {"field": "status"}
+            )
+        self._emit(out, e.PresenceChanged(room=room.name, at=ctx.now, agent=agent.name, status=status))
+        self._reply(out, ctx, cmd, agents_.presence(agent))
+
+    def _agents(self, cmd: c.Agents, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        listed = [] if room is None else [agents_.presence(a) for a in room.agents.values()]
+        waiting = {} if room is None else {w.for_: w.name for w in room.waiters.values()}
+        for record in listed:
+            if record["name"] in waiting and record["status"] != "offline":
+                record["waiter"] = waiting[record["name"]]
+        self._reply(out, ctx, cmd, {"room": cmd.room, "agents": listed})
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def _send(self, cmd: c.Send, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        limit = self.config.max_body_bytes
+        if limit is not None and len(cmd.body) > limit:
+            raise HubError(
+                Code.TOO_LARGE, f"message body is {len(cmd.body)} bytes, over {limit}", {"limit": limit}
+            )
+        if len(cmd.kind) > 128:
+            raise HubError(Code.BAD_REQUEST, "kind is longer than 128", {"field": "kind", "reason": "length"})
+        if cmd.reply_to is not None:
+            room.message(cmd.reply_to)
+        split = split_targets(room.name, cmd.to, list(self.rooms))
+        for dest in split:
+            if dest not in self.rooms:
+                raise HubError(Code.NOT_FOUND, f"no room {dest!r}", {"what": "room", "room": dest})
+        seqs: dict[str, int] = {}
+        unknown: list[str] = []
+        for dest, to in split.items():
+            target = self.rooms[dest]
+            sender = agent.name if dest == room.name else f"{room.name}/{agent.name}"
+            unknown.extend(
+                n if dest == room.name else f"{dest}/{n}"
+                for n in to
+                if n not in ("*", "all") and n not in target.agents
+            )
+            event = e.MessageSent(
+                room=dest,
+                at=ctx.now,
+                seq=Seq(target.seq + 1),
+                sender=sender,
+                to=to,
+                kind=cmd.kind,
+                body=cmd.body,
+                reply_to=cmd.reply_to if dest == room.name else None,
+                priority=cmd.priority,
+            )
+            self._emit(out, event)
+            seqs[dest] = event.seq
+            self._push(target, event, out)
+        result: dict[str, Any] = {"seq": seqs.get(room.name, next(iter(seqs.values()))), "seqs": seqs}
+        if unknown:
+            result["unknown"] = unknown
+        self._reply(out, ctx, cmd, result)
+
+    def _push(self, room: Room, event: e.MessageSent, out: Outcome) -> None:
+        """Deliver a new message to the streams and waiters it is addressed to, and to no one else."""
+        sessions = feed.recipients(room, event)
+        woken = feed.wakes(room, event) if room.waiters else ()
+        if not sessions and not woken:
+            return
+        message = feed.to_message(room, event)
+        if sessions:
+            out.effects.append(Deliver(sessions, Delivery(message=message)))
+        for waiter in woken:
+            self._disarm(room, waiter)
+            out.effects.append(
+                Deliver((waiter.session,), Wake(id=waiter.id, reason="message", message=message))
+            )
+
+    def _list_messages(self, cmd: c.ListMessages, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        if cmd.limit < 1 or cmd.limit > self.config.max_list_limit:
+            raise HubError(
+                Code.BAD_REQUEST,
+                f"limit must be 1..{self.config.max_list_limit}",
+                {"field": "limit", "reason": "range"},
+            )
+        messages = []
+        if room is not None:
+            for event in feed.matching(room, cmd.after, cmd.for_, cmd.kind, cmd.unclaimed):
+                messages.append(feed.to_message(room, event))
+                if len(messages) >= cmd.limit:
+                    break
+        head = 0 if room is None else room.seq
+        self._reply(out, ctx, cmd, {"messages": messages, "head": head})
+
+    def _claim_message(self, cmd: c.ClaimMessage, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        feed.decide_claim(room, cmd.seq, agent.name)
+        self._emit(out, e.MessageClaimed(room=room.name, at=ctx.now, seq=cmd.seq, holder=agent.name))
+        self._reply(out, ctx, cmd, {"seq": cmd.seq, "holder": agent.name})
+
+    # -- waiters ----------------------------------------------------------------------------------
+
+    def _wait(self, cmd: c.Wait, ctx: Context, out: Outcome) -> None:
+        if ctx.session is None:
+            raise HubError(Code.BAD_REQUEST, "wait needs a session")
+        room_name = check_room(cmd.room)
+        agents_.check_name(cmd.waiter, "waiter")
+        if cmd.for_ is None:
+            raise HubError(Code.BAD_REQUEST, "wait needs `for` (conditions come later)", {"field": "for"})
+        agents_.check_name(cmd.for_, "for")
+        room = self.room(room_name)
+        info = self.sessions.setdefault(ctx.session, SessionInfo(room.name))
+        if info.waiter is not None:
+            raise HubError(Code.BAD_REQUEST, "this session already has an armed waiter", {"field": "waiter"})
+        old = room.waiters.get(cmd.waiter)
+        if old is not None:
+            self._disarm(room, old)
+            notice = Error(id=old.id, code=Code.TAKEN_OVER, message=f"waiter {cmd.waiter!r} was taken over")
+            out.effects.append(Deliver((old.session,), notice))
+            out.effects.append(CloseSession(old.session, TAKEN_OVER_CLOSE, "taken over by a newer waiter"))
+        after = room.seq if cmd.after is None else cmd.after
+        for event in feed.matching(
+            room, after if cmd.since is None else -1, cmd.for_, None, False, cmd.since
+        ):
+            if feed.addressed(event, cmd.for_, cmd.directed_only):
+                self._reply(out, ctx, cmd, {"armed": room.seq})
+                message = feed.to_message(room, event)
+                out.effects.append(
+                    Deliver((ctx.session,), Wake(id=cmd.id, reason="message", message=message))
+                )
+                return
+        waiter = Waiter(
+            session=ctx.session, id=cmd.id, name=cmd.waiter, for_=cmd.for_, directed_only=cmd.directed_only
+        )
+        room.waiters[cmd.waiter] = waiter
+        info.waiter = cmd.waiter
+        self._reply(out, ctx, cmd, {"armed": room.seq})
+
+    def _disarm(self, room: Room, waiter: Waiter) -> None:
+        if room.waiters.get(waiter.name) is waiter:
+            del room.waiters[waiter.name]
+        info = self.sessions.get(waiter.session)
+        if info is not None and info.waiter == waiter.name:
+            info.waiter = None
+
+    # -- the hub itself ---------------------------------------------------------------------------
+
+    def _status(self, cmd: c.Status, ctx: Context, out: Outcome) -> None:
+        online = sum(1 for r in self.rooms.values() for a in r.agents.values() if a.sessions)
+        self._reply(
+            out,
+            ctx,
+            cmd,
+            {
+                "version": __version__,
+                "uptime": max(0.0, ctx.now - self.started_at),
+                "rooms": len(self.rooms),
+                "agents": sum(len(r.agents) for r in self.rooms.values()),
+                "agents_online": online,
+                "sessions": len(self.sessions),
+                "log_events": self.position,
+            },
+        )
+
+    def _start(self, cmd: Start, ctx: Context, out: Outcome) -> None:
+        self._emit(out, e.HubStarted(room=RoomName(""), at=ctx.now))
+
+    def _session_gone(self, cmd: SessionGone, ctx: Context, out: Outcome) -> None:
+        info = self.sessions.pop(cmd.session, None)
+        if info is None:
+            return
+        room = self.rooms.get(info.room)
+        if room is None:
+            return
+        if info.waiter is not None:
+            waiter = room.waiters.get(info.waiter)
+            if waiter is not None and waiter.session == cmd.session:
+                del room.waiters[info.waiter]
+        if info.agent is not None:
+            if info.stream:
+                streams = room.streams.get(info.agent)
+                if streams is not None:
+                    streams.discard(cmd.session)
+                    if not streams:
+                        del room.streams[info.agent]
+            self._emit(
+                out, e.SessionClosed(room=room.name, at=ctx.now, agent=info.agent, session=cmd.session)
+            )
+
+    # -- appliers that need the whole machine -----------------------------------------------------
+
+    def _apply_started(self, event: e.HubStarted) -> None:
+        self.started_at = event.at
+        for room in self.rooms.values():
+            for agent in room.agents.values():
+                if agent.sessions:
+                    agent.sessions.clear()
+                    agent.status = "offline"
+
+    def _apply_joined(self, event: e.AgentJoined) -> None:
+        agents_.apply_joined(self.room(event.room), event, self.token_owner)
+        self.token_owner[event.token_hash] = (event.room, event.agent)

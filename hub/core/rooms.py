@@ -1,0 +1,95 @@
+"""Room: one room's agents, feed, sessions and waiters; isolation and resolving targets (SPEC: rooms)."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from hub.core.agents import NAME, Agent
+from hub.protocol.errors import Code, HubError
+from hub.protocol.events import MessageSent
+from hub.protocol.types import Address, AgentName, RoomName, Seq, SessionId
+
+__all__ = ["ROOM", "Room", "Waiter", "check_room", "split_targets"]
+
+ROOM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+GROUP = Address("*")
+ALL = Address("all")
+
+
+class Waiter(msgspec.Struct, kw_only=True):
+    """An armed waiter (ephemeral: it lives only as long as its session)."""
+
+    session: SessionId
+    id: int
+    name: AgentName
+    for_: AgentName
+    directed_only: bool
+
+
+class Room:
+    """The isolation boundary: its own agents, feed and message claims; sessions and waiters are ephemeral."""
+
+    __slots__ = ("agents", "claimed", "feed", "name", "streams", "waiters")
+
+    def __init__(self, name: RoomName) -> None:
+        self.name = name
+        self.agents: dict[AgentName, Agent] = {}
+        self.feed: list[MessageSent] = []  # feed[seq - 1]
+        self.claimed: dict[Seq, AgentName] = {}
+        self.streams: dict[AgentName, set[SessionId]] = {}  # sessions pushed what is addressed to the agent
+        self.waiters: dict[AgentName, Waiter] = {}  # by waiter name: one live waiter per name
+
+    @property
+    def seq(self) -> Seq:
+        """The seq of the newest message (0 for an empty feed)."""
+        return Seq(len(self.feed))
+
+    def message(self, seq: int) -> MessageSent:
+        if not 1 <= seq <= len(self.feed):
+            raise HubError(
+                Code.NOT_FOUND, f"no message {seq} in room {self.name!r}", {"what": "message", "seq": seq}
+            )
+        return self.feed[seq - 1]
+
+
+def check_room(name: str) -> RoomName:
+    if not ROOM.fullmatch(name):
+        raise HubError(
+            Code.BAD_REQUEST,
+            f"bad room {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
+            {"field": "room", "reason": "pattern"},
+        )
+    return RoomName(name)
+
+
+def split_targets(
+    room: RoomName, targets: tuple[Address, ...], rooms: list[RoomName]
+) -> dict[RoomName, tuple[Address, ...]]:
+    """Group targets by the room whose feed receives them, each written relative to that room.
+
+    `name` and `*` stay in `room`; `other/name` and `other/*` go to `other`; `all` goes to every room.
+    """
+    if not targets:
+        raise HubError(
+            Code.BAD_REQUEST, "a message needs at least one target", {"field": "to", "reason": "empty"}
+        )
+    out: dict[RoomName, list[Address]] = {}
+    for target in targets:
+        if target == ALL:
+            for each in {*rooms, room}:
+                out.setdefault(each, []).append(ALL)
+            continue
+        where, _, name = target.rpartition("/")
+        dest = check_room(where) if where else room
+        if name != "*" and not NAME.fullmatch(name):
+            raise HubError(
+                Code.BAD_REQUEST,
+                f"bad target {target!r}: use name, a,b, room/*, room/name or all",
+                {"field": "to", "reason": "pattern"},
+            )
+        local = out.setdefault(dest, [])
+        if name not in local:
+            local.append(Address(name))
+    return {dest: tuple(names) for dest, names in out.items()}

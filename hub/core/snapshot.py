@@ -1,0 +1,84 @@
+"""Machine ⇄ Snapshot: a versioned cache of the fold; derived indexes are rebuilt on load, never stored."""
+
+from __future__ import annotations
+
+import msgspec
+
+from hub.config import HubConfig
+from hub.core.agents import Agent
+from hub.core.machine import Machine
+from hub.core.rooms import Room
+from hub.protocol.events import MessageSent
+from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
+
+__all__ = ["SNAPSHOT_VERSION", "Snapshot", "dump", "load", "take"]
+
+SNAPSHOT_VERSION = 1
+
+
+class AgentRecord(msgspec.Struct, array_like=True, gc=False):
+    name: AgentName
+    role: str | None
+    token_hash: str
+    status: str
+    last_heartbeat: float
+    sessions: list[SessionId]
+
+
+class RoomRecord(msgspec.Struct, gc=False):
+    name: RoomName
+    agents: list[AgentRecord]
+    feed: list[MessageSent]
+    claimed: dict[Seq, AgentName]
+
+
+class Snapshot(msgspec.Struct, gc=False):
+    version: int
+    position: Position
+    started_at: float
+    rooms: list[RoomRecord]
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Snapshot)
+
+
+def take(machine: Machine) -> Snapshot:
+    """The durable part of the machine's state (sessions' bindings are not durable)."""
+    rooms = [
+        RoomRecord(
+            name=room.name,
+            agents=[
+                AgentRecord(a.name, a.role, a.token_hash, a.status, a.last_heartbeat, sorted(a.sessions))
+                for a in room.agents.values()
+            ],
+            feed=room.feed,
+            claimed=room.claimed,
+        )
+        for room in machine.rooms.values()
+        if room.agents or room.feed
+    ]
+    return Snapshot(SNAPSHOT_VERSION, machine.position, machine.started_at, rooms)
+
+
+def dump(machine: Machine) -> bytes:
+    return _encoder.encode(take(machine))
+
+
+def load(data: bytes, config: HubConfig | None = None) -> Machine:
+    """A machine holding exactly the snapshot's state."""
+    snap = _decoder.decode(data)
+    machine = Machine(config)
+    machine.position = snap.position
+    machine.started_at = snap.started_at
+    for record in snap.rooms:
+        room = machine.rooms[record.name] = Room(record.name)
+        room.feed = record.feed
+        room.claimed = dict(record.claimed)
+        for a in record.agents:
+            agent = Agent(a.name, a.role, a.token_hash, a.last_heartbeat)
+            agent.status = a.status
+            agent.sessions = set(a.sessions)
+            room.agents[a.name] = agent
+            machine.token_owner[a.token_hash] = (room.name, a.name)
+    return machine

@@ -1,0 +1,78 @@
+"""Decoders and encoders built once: the only module that calls msgspec.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from hub.protocol.commands import Command
+from hub.protocol.errors import Code, HubError
+from hub.protocol.events import Event
+from hub.protocol.frames import Frame
+
+__all__ = [
+    "decode_command",
+    "decode_event",
+    "decode_frame",
+    "decode_json",
+    "encode",
+    "encode_event",
+    "to_builtins",
+]
+
+_command_decoder = msgspec.json.Decoder(Command)
+_event_decoder = msgspec.json.Decoder(Event)
+_frame_decoder = msgspec.json.Decoder(Frame)
+_any_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+_OP_IN_FRAME = msgspec.json.Decoder(dict[str, Any])
+
+
+def encode(obj: Any) -> bytes:
+    """Encode a command, event, frame or plain value as JSON bytes."""
+    return _encoder.encode(obj)
+
+
+encode_event = encode
+
+
+def decode_command(data: bytes | str) -> Command:
+    """Decode one client frame, naming the bad field; raises HubError(bad_frame | unknown_op)."""
+    try:
+        return _command_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        reason = str(exc)
+        if "Invalid value" in reason and "`$.op`" in reason:
+            op = _op_of(data)
+            raise HubError(Code.UNKNOWN_OP, f"unknown op {op!r}", {"op": op}) from None
+        raise HubError(Code.BAD_FRAME, reason, {"reason": reason}) from None
+    except msgspec.DecodeError as exc:
+        raise HubError(Code.BAD_FRAME, f"not JSON: {exc}", {"reason": str(exc)}) from None
+
+
+def _op_of(data: bytes | str) -> Any:
+    try:
+        return _OP_IN_FRAME.decode(data).get("op")
+    except msgspec.DecodeError:
+        return None
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Decode one event from the log."""
+    return _event_decoder.decode(data)
+
+
+def decode_frame(data: bytes | str) -> Frame:
+    """Decode one hub frame (clients)."""
+    return _frame_decoder.decode(data)
+
+
+def decode_json(data: bytes | str) -> Any:
+    """Decode any JSON value."""
+    return _any_decoder.decode(data)
+
+
+def to_builtins(obj: Any) -> Any:
+    """A Struct as plain dicts and lists (Raw bodies decoded)."""
+    return _any_decoder.decode(_encoder.encode(obj))

@@ -1,0 +1,111 @@
+"""Client → hub commands: one Struct per op, imperative, tagged on `op` (its CLI path)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from hub.protocol.types import Address, AgentName, Cursor, RoomName, Seq
+
+__all__ = [
+    "Agents",
+    "Attach",
+    "BaseCommand",
+    "ClaimMessage",
+    "Command",
+    "Heartbeat",
+    "Join",
+    "ListMessages",
+    "PresenceStatus",
+    "Send",
+    "Status",
+    "Wait",
+]
+
+PresenceStatus = Literal["active", "busy", "waiting", "idle", "done", "offline"]
+
+
+class BaseCommand(msgspec.Struct, tag_field="op", frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every command: a request id echoed by its reply, the room it acts in, and a token for mutations."""
+
+    id: int = 0
+    room: RoomName = RoomName("default")
+    token: str | None = None
+
+
+class Join(BaseCommand, tag="join"):
+    """Join `name` to the room (creating the room on first use); the reply carries a fresh token once."""
+
+    name: AgentName
+    role: str | None = None
+
+
+class Attach(BaseCommand, tag="attach"):
+    """Bind this session to an agent: presence follows the session; messages addressed to it are pushed.
+
+    `after` resumes the stream: every message after that seq is pushed first, then live ones.
+    """
+
+    name: AgentName
+    after: Cursor | None = None
+    stream: bool = True
+
+
+class Send(BaseCommand, tag="send"):
+    """Append a message to the feed of every room its targets name."""
+
+    name: AgentName
+    to: tuple[Address, ...]
+    body: msgspec.Raw = msgspec.Raw(b"null")
+    kind: str = "message"
+    reply_to: Seq | None = None
+    priority: bool = False
+
+
+class ListMessages(BaseCommand, tag="message.list"):
+    """Read the feed after a cursor, optionally only what is addressed to one agent."""
+
+    for_: AgentName | None = msgspec.field(default=None, name="for")
+    after: Cursor = Cursor(0)
+    kind: str | None = None
+    unclaimed: bool = False
+    limit: int = 100
+
+
+class ClaimMessage(BaseCommand, tag="message.claim"):
+    """Claim a message atomically: the first claimer wins; later ones get `already_claimed`."""
+
+    name: AgentName
+    seq: Seq
+
+
+class Heartbeat(BaseCommand, tag="heartbeat"):
+    """Say the agent is alive, optionally with a new status."""
+
+    name: AgentName
+    status: PresenceStatus | None = None
+
+
+class Agents(BaseCommand, tag="agents"):
+    """List the presence of every agent in the room."""
+
+
+class Wait(BaseCommand, tag="wait"):
+    """Arm a waiter: woken by the first message for `for_` with seq > `after` (or sent at or after `since`).
+
+    One live waiter per (room, waiter): a newer one takes the name over and the older is closed.
+    """
+
+    waiter: AgentName
+    for_: AgentName | None = msgspec.field(default=None, name="for")
+    directed_only: bool = False
+    after: Cursor | None = None
+    since: float | None = None
+
+
+class Status(BaseCommand, tag="status"):
+    """Hub version, uptime, rooms, agents online and log size."""
+
+
+Command = Join | Attach | Send | ListMessages | ClaimMessage | Heartbeat | Agents | Wait | Status

@@ -1,0 +1,59 @@
+"""Hub → client frames, tagged on `type`: replies (Ok, Error) and pushes (Delivery, Wake)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from hub.protocol.types import Address, AgentName, RoomName, Seq
+
+__all__ = ["Delivery", "Error", "Frame", "Message", "Ok", "Wake"]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One feed entry as clients see it (relay writes exactly this as an NDJSON line)."""
+
+    room: RoomName
+    seq: Seq
+    sender: Address = msgspec.field(name="from")
+    to: tuple[Address, ...]
+    kind: str
+    body: Any  # any JSON; the hub passes it through undecoded
+    at: float
+    reply_to: Seq | None = None
+    priority: bool = False
+    claimed_by: AgentName | None = None
+
+
+class Ok(msgspec.Struct, tag=True, kw_only=True):
+    """A command succeeded; `result` is its answer."""
+
+    id: int
+    result: Any = None
+
+
+class Error(msgspec.Struct, tag=True, kw_only=True):
+    """A command was refused, or a frame could not be read; `detail` lets the caller retry."""
+
+    id: int | None
+    code: str
+    message: str
+    detail: dict[str, Any] = {}
+
+
+class Delivery(msgspec.Struct, tag=True, kw_only=True):
+    """A message pushed to a session attached to an agent it is addressed to."""
+
+    message: Message
+
+
+class Wake(msgspec.Struct, tag=True, kw_only=True):
+    """What woke an armed waiter (`id` is the wait command's); the waiter is disarmed."""
+
+    id: int
+    reason: str  # "message"
+    message: Message | None = None
+
+
+Frame = Ok | Error | Delivery | Wake

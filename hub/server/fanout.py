@@ -1,0 +1,72 @@
+"""Release effects in submission order once their batch is durable; encode each frame once, write it to many."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from hub.core.effects import ArmTimer, CloseSession, Deliver, Effect, Reply
+from hub.protocol.codec import encode
+from hub.protocol.frames import Ok
+
+if TYPE_CHECKING:
+    from hub.server.hub import Hub
+
+__all__ = ["Fanout"]
+
+
+class Fanout:
+    """Effects wait behind the last batch submitted before them: durable before visible (STYLE.md §1)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.submitted = 0  # the newest ticket handed to the log writer
+        self.durable = 0  # the newest ticket the log writer has committed
+        self.pending: deque[tuple[int, list[Effect]]] = deque()
+        self.delivered = 0
+
+    @property
+    def depth(self) -> int:
+        """Effects waiting for their batch to commit."""
+        return sum(len(effects) for _, effects in self.pending)
+
+    def next_ticket(self) -> int:
+        self.submitted += 1
+        return self.submitted
+
+    def hold(self, effects: list[Effect]) -> None:
+        """Release `effects` once everything submitted so far is durable (at once if it already is)."""
+        if not effects:
+            return
+        if self.durable >= self.submitted and not self.pending:
+            self.release(effects)
+        else:
+            self.pending.append((self.submitted, effects))
+
+    def on_durable(self, ticket: int) -> None:
+        """The log writer committed every batch up to `ticket` (called on the loop)."""
+        self.durable = ticket
+        pending = self.pending
+        while pending and pending[0][0] <= ticket:
+            self.release(pending.popleft()[1])
+
+    def release(self, effects: list[Effect]) -> None:
+        sessions = self.hub.sessions
+        for effect in effects:
+            if type(effect) is Reply:
+                session = sessions.get(effect.session)
+                if session is not None:
+                    session.push(encode(Ok(id=effect.id, result=effect.result)))
+            elif type(effect) is Deliver:
+                data = encode(effect.frame)
+                for sid in effect.sessions:
+                    session = sessions.get(sid)
+                    if session is not None:
+                        session.push(data)
+                self.delivered += len(effect.sessions)
+            elif type(effect) is CloseSession:
+                session = sessions.get(effect.session)
+                if session is not None:
+                    session.close(effect.code, effect.reason)
+            elif type(effect) is ArmTimer:
+                self.hub.timers.arm(effect.at)

@@ -1,0 +1,252 @@
+"""Hub: restore from the log, serve WebSocket sessions, drain on SIGTERM, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.http11 import Request, Response
+
+from hub.config import HubConfig
+from hub.core import snapshot
+from hub.core.effects import Deliver, Outcome
+from hub.core.machine import Context, Machine, SessionGone, Start
+from hub.log.store import EventLog
+from hub.log.writer import LogWriter
+from hub.protocol.codec import decode_command, decode_event, encode
+from hub.protocol.errors import Code, HubError
+from hub.protocol.frames import Error
+from hub.protocol.types import SessionId
+from hub.server import http
+from hub.server.fanout import Fanout
+from hub.server.session import Session
+from hub.server.timers import Timers
+
+__all__ = ["Hub", "serve"]
+
+logger = logging.getLogger(__name__)
+
+GOING_AWAY = 1001
+
+
+def _token() -> str:
+    return "st_" + secrets.token_urlsafe(24)
+
+
+class Hub:
+    """The thin asyncio shell around the pure Machine."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        secret: Callable[[], str] = _token,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.secret = secret
+        self.log = EventLog(config.db, config.sync)
+        self.machine = Machine(config)
+        self.sessions: dict[SessionId, Session] = {}
+        self.fanout = Fanout(self)
+        self.timers = Timers(clock, self._tick)
+        self.writer: LogWriter | None = None
+        self.server: Server | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ready = False
+        self.draining = False
+        self.failed: BaseException | None = None
+        self.stopped = asyncio.Event()
+        self.started_at = clock()
+        self.replayed = 0
+        self.replay_seconds = 0.0
+        self._next_session = 0
+        self._last_snapshot = 0
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Fold the newest snapshot and every event after it back into the machine."""
+        started = time.perf_counter()
+        found = self.log.load_snapshot([snapshot.SNAPSHOT_VERSION])
+        if found is not None:
+            self.machine = snapshot.load(found[2], self.config)
+            self._last_snapshot = found[0]
+        apply = self.machine.apply
+        count = 0
+        for _seq, _room, _type, data, _at in self.log.scan(self.machine.position):
+            apply(decode_event(data))
+            count += 1
+        self.replayed = count
+        self.replay_seconds = time.perf_counter() - started
+        logger.info(
+            "hub.restored position=%d snapshot=%s replayed=%d seconds=%.3f",
+            self.machine.position,
+            found[0] if found else None,
+            count,
+            self.replay_seconds,
+        )
+
+    async def start(self) -> None:
+        """Restore, start the log writer, then accept connections."""
+        self.loop = asyncio.get_running_loop()
+        await self.loop.run_in_executor(None, self.restore)
+        self.writer = LogWriter(self.log, self._durable_from_thread, self._failed_from_thread)
+        self.writer.start()
+        self.submit(self.machine.handle(Start(), Context(self.clock())))
+        max_frame = self.config.max_frame_bytes
+        self.server = await ws_serve(
+            self._connection,
+            self.config.host,
+            self.config.port,
+            process_request=self._http,
+            max_size=None if max_frame is None else max_frame * 4,
+            compression=None,
+            ping_interval=20,
+            ping_timeout=20,
+            server_header=None,
+        )
+        self.ready = True
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Drain: refuse new work, flush the log, close every session, stop the writer."""
+        if self.draining:
+            await self.stopped.wait()
+            return
+        self.draining = True
+        self.ready = False
+        if self.server is not None:
+            self.server.close(close_connections=False)
+        self.timers.cancel()
+        deadline = self.clock() + self.config.drain_seconds
+        while self.fanout.pending and self.clock() < deadline and self.failed is None:
+            await asyncio.sleep(0.01)
+        for session in list(self.sessions.values()):
+            session.close(GOING_AWAY, "hub shutting down")
+        if self.server is not None:
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), self.config.drain_seconds)
+            except TimeoutError:
+                logger.warning("hub.drain_timeout sessions=%d", len(self.sessions))
+        if self.writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.writer.stop)
+        self.log.close()
+        self.stopped.set()
+        logger.info("hub.stopped")
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def submit(self, outcome: Outcome) -> None:
+        """Hand the outcome's events to the log writer; its effects wait until they are durable."""
+        if outcome.events:
+            assert self.writer is not None
+            first = self.machine.position - len(outcome.events) + 1
+            rows = [
+                (first + i, ev.room, type(ev).__name__, encode(ev), ev.at)
+                for i, ev in enumerate(outcome.events)
+            ]
+            self.writer.submit(self.fanout.next_ticket(), rows)
+            every = self.config.snapshot_every
+            if every and self.machine.position - self._last_snapshot >= every:
+                self._snapshot()
+        self.fanout.hold(outcome.effects)
+
+    def _snapshot(self) -> None:
+        assert self.writer is not None
+        self._last_snapshot = self.machine.position
+        self.writer.snapshot(self.machine.position, snapshot.SNAPSHOT_VERSION, snapshot.dump(self.machine))
+
+    def dispatch(self, session: Session, data: bytes | str) -> None:
+        """Decode one frame and run it through the core; refusals go back in order like replies."""
+        cmd_id: int | None = None
+        try:
+            limit = self.config.max_frame_bytes
+            if limit is not None and len(data) > limit:
+                raise HubError(Code.TOO_LARGE, f"frame is {len(data)} bytes, over {limit}", {"limit": limit})
+            if self.draining or self.failed is not None:
+                raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
+            cmd = decode_command(data)
+            cmd_id = cmd.id
+            outcome = self.machine.handle(cmd, Context(self.clock(), session.id, self.secret))
+        except HubError as exc:
+            frame = Error(id=cmd_id, code=str(exc.code), message=exc.message, detail=exc.detail)
+            self.fanout.hold([Deliver((session.id,), frame)])
+            return
+        self.submit(outcome)
+
+    def _tick(self, now: float) -> None:
+        pass  # claims and leases arm timers in a later capability
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        self._next_session += 1
+        session = Session(self, SessionId(self._next_session), ws)
+        self.sessions[session.id] = session
+        await session.run()
+
+    def gone(self, session: Session) -> None:
+        """The connection ended: tell the core (its claims, waiters and presence follow)."""
+        if self.sessions.pop(session.id, None) is None:
+            return
+        if self.failed is None and not self.stopped.is_set():
+            self.submit(self.machine.handle(SessionGone(session.id), Context(self.clock(), session.id)))
+
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        return http.respond(self, connection, request)
+
+    # -- from the log writer thread ---------------------------------------------------------------
+
+    def _durable_from_thread(self, ticket: int, rows: int, seconds: float) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.fanout.on_durable, ticket)
+
+    def _failed_from_thread(self, exc: BaseException) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._failed, exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A failed commit stops the hub: nothing unacknowledged is claimed, replay restores the rest."""
+        logger.error("hub.log_failed error=%s", exc)
+        self.failed = exc
+        for session in list(self.sessions.values()):
+            session.close(1011, "the hub's log is not writable")
+        self.stopped.set()
+
+
+async def serve(config: HubConfig, ready: Callable[[Hub], Any] | None = None) -> int:
+    """Run a hub until SIGTERM/SIGINT; returns the process exit code."""
+    hub = Hub(config)
+    await hub.start()
+    if ready is not None:
+        ready(hub)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.create_task(stop.wait())
+    failed = asyncio.create_task(hub.stopped.wait())
+    await asyncio.wait({waiter, failed}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    failed.cancel()
+    if hub.failed is not None:
+        return 1
+    await hub.stop()
+    return 0
