@@ -1,0 +1,168 @@
+"""Shared fixtures: a real hub on 127.0.0.1 (in-process thread or `python -m hub` subprocess) and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hub.config import HubConfig
+
+MS = float(os.environ.get("SYNAPSE_TEST_MS", "1")) / 1000.0  # one millisecond, scaled on slow machines
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def seconds(ms: float) -> float:
+    """A timeout of `ms` milliseconds, scaled by SYNAPSE_TEST_MS."""
+    return ms * MS
+
+
+class ThreadHub:
+    """A real Hub serving on its own thread and event loop, so blocking clients can reach it too."""
+
+    def __init__(self, config: HubConfig) -> None:
+        from hub.server.hub import Hub
+
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.hub: Hub | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.hub = self.call(self._start())
+
+    async def _start(self) -> Any:
+        from hub.server.hub import Hub
+
+        hub = Hub(self.config)
+        await hub.start()
+        return hub
+
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine on the hub's loop and return its result."""
+        fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    @property
+    def url(self) -> str:
+        assert self.hub is not None
+        return self.hub.url
+
+    def stop(self) -> None:
+        if self.hub is not None and not self.hub.stopped.is_set():
+            self.call(self.hub.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+def hub_config(db: Path, **kw: Any) -> HubConfig:
+    return HubConfig(host="127.0.0.1", port=0, db=str(db), **kw)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "log.db"
+
+
+@pytest.fixture
+def hub(db_path: Path) -> Iterator[ThreadHub]:
+    """A real hub on 127.0.0.1 with an ephemeral port and a real SQLite file."""
+    th = ThreadHub(hub_config(db_path))
+    try:
+        yield th
+    finally:
+        th.stop()
+
+
+class HubProcess:
+    """`python -m hub hub` as a subprocess (for SIGKILL tests and CLI processes)."""
+
+    def __init__(self, db: Path, env: dict[str, str], *args: str) -> None:
+        self.db = db
+        self.env = env
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, port: int = 0) -> HubProcess:
+        cmd = [sys.executable, "-m", "hub", "hub", "--port", str(port), "--db", str(self.db), *self.args]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=ROOT
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.match(r"listening (ws://\S+)", line)
+        if not match:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"hub did not start: {line!r} {err[-2000:]}")
+        self.url = match.group(1)
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(15)
+
+
+@pytest.fixture
+def client_env(tmp_path: Path) -> dict[str, str]:
+    """An environment whose token file lives in the test's own folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.fixture
+def hub_process(db_path: Path, client_env: dict[str, str]) -> Iterator[HubProcess]:
+    hp = HubProcess(db_path, client_env).start()
+    try:
+        yield hp
+    finally:
+        hp.kill()
+
+
+class Cli:
+    """Runs `synapse` in-process with click's CliRunner against a hub."""
+
+    def __init__(self, url: str, env: dict[str, str]) -> None:
+        self.url = url
+        self.env = env
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        from cli.main import synapse
+
+        env = {"SYNAPSE_HUB": self.url, "XDG_CONFIG_HOME": self.env["XDG_CONFIG_HOME"]}
+        return CliRunner().invoke(synapse, list(args), env=env, input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(hub: ThreadHub, client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.setenv("XDG_CONFIG_HOME", client_env["XDG_CONFIG_HOME"])
+    return Cli(hub.url, client_env)
+
+
+def synapse_cmd(*args: str) -> list[str]:
+    """The argv of a `synapse` process (for tests that need a real, killable process)."""
+    return [sys.executable, "-m", "hub", *args]
