@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from agent_sdk.aio import Agent
-from agent_sdk.sync import SyncAgent
+from typing import TYPE_CHECKING, Any
+
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Message
 
+if TYPE_CHECKING:
+    from agent_sdk.aio import Agent
+    from agent_sdk.sync import SyncAgent
+
 __all__ = ["Agent", "Code", "HubError", "Message", "SyncAgent"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import each client on first use, so the CLI's blocking client never loads asyncio."""
+    if name == "Agent":
+        from agent_sdk.aio import Agent
+
+        return Agent
+    if name == "SyncAgent":
+        from agent_sdk.sync import SyncAgent
+
+        return SyncAgent
+    raise AttributeError(name)

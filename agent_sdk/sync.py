@@ -43,7 +43,7 @@ class SyncAgent(BaseClient):
                 max_size=None,
                 compression=None,
                 close_timeout=1,
-            )
+            ).__enter__()  # entering is how websockets ≥ 17.1 accepts a connection kept past one block
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise HubError(Code.UNREACHABLE, f"cannot reach the hub at {self.hub}: {exc}") from None
         return self

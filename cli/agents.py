@@ -14,16 +14,16 @@ __all__ = ["register"]
 
 def register(group: click.Group) -> None:
     @group.command("join")
-    @click.argument("name", required=False)
+    @click.argument("agent_name", metavar="NAME", required=False)
     @click.option("--role", help="What this agent does (shown in presence).")
     @client_options
     @click.pass_context
-    def join(ctx: click.Context, name: str | None, role: str | None) -> None:
+    def join(ctx: click.Context, agent_name: str | None, role: str | None) -> None:
         """Join the room as NAME (default: --name) and print the token once; re-joining rotates it.
 
         The token is saved in $XDG_CONFIG_HOME/synapse/tokens.json (mode 0600) for later commands.
         """
-        agent = client(ctx, need_name=name is None, name=name)
+        agent = client(ctx, need_name=agent_name is None, name=agent_name)
         token = agent.join(role)
         s = settings(ctx)
         emit(s.json, {"room": agent.room, "name": agent.name, "token": token}, token)

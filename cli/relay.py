@@ -63,7 +63,7 @@ def reconcile(out: Path, cursor: int) -> int:
     if size == 0:
         return cursor
     with open(out, "rb+") as f:
-        tail_from = max(0, size - 1 << 20)
+        tail_from = max(0, size - (1 << 20))
         f.seek(tail_from)
         tail = f.read()
         if not tail.endswith(b"\n"):

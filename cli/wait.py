@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -16,8 +17,26 @@ from hub.protocol.codec import to_builtins
 
 __all__ = ["register"]
 
-STARTED = time.time()  # a message sent after this process started wakes it, even before it armed
 BROADCAST_JITTER = 8.0
+
+
+def _process_started() -> float:
+    """When this process started (wall clock): the interpreter's start-up comes before this module's import.
+
+    Read from /proc/self/stat (start time in clock ticks since boot); the import time where that is missing.
+    """
+    now = time.time()
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22, starttime; fields[0] is field 3, the one after `(comm)`
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - min(max(age, 0.0), 60.0)
+
+
+STARTED = time.time()  # a message sent after this process started wakes it, even before it armed
 
 
 def register(group: click.Group) -> None:

@@ -57,8 +57,8 @@ def matching(
     feed = room.feed
     start = max(after, 0)
     if since is not None:
-        start = len(feed)
-        while start > after and feed[start - 1].at >= since:
+        floor, start = start, len(feed)
+        while start > floor and feed[start - 1].at >= since:
             start -= 1
     for i in range(start, len(feed)):
         event = feed[i]

@@ -18,7 +18,7 @@ from hub.protocol import commands as c
 from hub.protocol import events as e
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Delivery, Error, Wake
-from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
+from hub.protocol.types import AgentName, Position, RoomName, SessionId
 
 __all__ = ["Context", "Machine", "SessionGone", "Start"]
 
@@ -46,13 +46,14 @@ class SessionGone(msgspec.Struct, frozen=True):
 class SessionInfo:
     """A live session's bindings (ephemeral: not in the log)."""
 
-    __slots__ = ("agent", "room", "stream", "waiter")
+    __slots__ = ("agent", "room", "stream", "waiter", "waiter_room")
 
     def __init__(self, room: RoomName) -> None:
         self.room = room
         self.agent: AgentName | None = None
         self.stream = False
         self.waiter: AgentName | None = None
+        self.waiter_room: RoomName | None = None  # may differ from `room`: a session waits in any room
 
 
 class Machine:
@@ -206,35 +207,37 @@ class Machine:
             raise HubError(Code.BAD_REQUEST, "kind is longer than 128", {"field": "kind", "reason": "length"})
         if cmd.reply_to is not None:
             room.message(cmd.reply_to)
-        split = split_targets(room.name, cmd.to, list(self.rooms))
+        split = split_targets(room.name, cmd.to, self.rooms)
+        rooms = self.rooms
         for dest in split:
-            if dest not in self.rooms:
+            if dest not in rooms:
                 raise HubError(Code.NOT_FOUND, f"no room {dest!r}", {"what": "room", "room": dest})
         seqs: dict[str, int] = {}
         unknown: list[str] = []
         for dest, to in split.items():
-            target = self.rooms[dest]
-            sender = agent.name if dest == room.name else f"{room.name}/{agent.name}"
-            unknown.extend(
-                n if dest == room.name else f"{dest}/{n}"
-                for n in to
-                if n not in ("*", "all") and n not in target.agents
-            )
+            target = rooms[dest]
+            local = dest == room.name
+            for n in to:
+                if n not in target.agents and n != "*" and n != "all":
+                    unknown.append(n if local else f"{dest}/{n}")
             event = e.MessageSent(
                 room=dest,
                 at=ctx.now,
-                seq=Seq(target.seq + 1),
-                sender=sender,
+                seq=len(target.feed) + 1,  # type: ignore[arg-type]
+                sender=agent.name if local else f"{room.name}/{agent.name}",
                 to=to,
                 kind=cmd.kind,
                 body=cmd.body,
-                reply_to=cmd.reply_to if dest == room.name else None,
+                reply_to=cmd.reply_to if local else None,
                 priority=cmd.priority,
             )
             self._emit(out, event)
             seqs[dest] = event.seq
             self._push(target, event, out)
-        result: dict[str, Any] = {"seq": seqs.get(room.name, next(iter(seqs.values()))), "seqs": seqs}
+        own = seqs.get(room.name)
+        result: dict[str, Any] = {"seq": own if own is not None else next(iter(seqs.values()))}
+        if len(seqs) > 1 or own is None:
+            result["seqs"] = seqs
         if unknown:
             result["unknown"] = unknown
         self._reply(out, ctx, cmd, result)
@@ -312,15 +315,15 @@ class Machine:
             session=ctx.session, id=cmd.id, name=cmd.waiter, for_=cmd.for_, directed_only=cmd.directed_only
         )
         room.waiters[cmd.waiter] = waiter
-        info.waiter = cmd.waiter
+        info.waiter, info.waiter_room = cmd.waiter, room.name
         self._reply(out, ctx, cmd, {"armed": room.seq})
 
     def _disarm(self, room: Room, waiter: Waiter) -> None:
         if room.waiters.get(waiter.name) is waiter:
             del room.waiters[waiter.name]
         info = self.sessions.get(waiter.session)
-        if info is not None and info.waiter == waiter.name:
-            info.waiter = None
+        if info is not None and info.waiter == waiter.name and info.waiter_room == room.name:
+            info.waiter = info.waiter_room = None
 
     # -- the hub itself ---------------------------------------------------------------------------
 
@@ -348,14 +351,13 @@ class Machine:
         info = self.sessions.pop(cmd.session, None)
         if info is None:
             return
-        room = self.rooms.get(info.room)
-        if room is None:
-            return
-        if info.waiter is not None:
-            waiter = room.waiters.get(info.waiter)
+        if info.waiter is not None and info.waiter_room is not None:
+            waiters = self.rooms[info.waiter_room].waiters
+            waiter = waiters.get(info.waiter)
             if waiter is not None and waiter.session == cmd.session:
-                del room.waiters[info.waiter]
-        if info.agent is not None:
+                del waiters[info.waiter]
+        room = self.rooms.get(info.room)
+        if room is not None and info.agent is not None:
             if info.stream:
                 streams = room.streams.get(info.agent)
                 if streams is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import msgspec
 
@@ -65,12 +66,16 @@ def check_room(name: str) -> RoomName:
 
 
 def split_targets(
-    room: RoomName, targets: tuple[Address, ...], rooms: list[RoomName]
+    room: RoomName, targets: tuple[Address, ...], rooms: Iterable[RoomName]
 ) -> dict[RoomName, tuple[Address, ...]]:
     """Group targets by the room whose feed receives them, each written relative to that room.
 
     `name` and `*` stay in `room`; `other/name` and `other/*` go to `other`; `all` goes to every room.
     """
+    if len(targets) == 1:  # the common case: one agent, or the room group, in this room
+        only = targets[0]
+        if only == "*" or ("/" not in only and only != ALL and NAME.fullmatch(only)):
+            return {room: targets}
     if not targets:
         raise HubError(
             Code.BAD_REQUEST, "a message needs at least one target", {"field": "to", "reason": "empty"}
@@ -78,7 +83,7 @@ def split_targets(
     out: dict[RoomName, list[Address]] = {}
     for target in targets:
         if target == ALL:
-            for each in {*rooms, room}:
+            for each in sorted({*rooms, room}):  # sorted: a set's order changes between processes
                 out.setdefault(each, []).append(ALL)
             continue
         where, _, name = target.rpartition("/")

@@ -55,8 +55,8 @@ def take(machine: Machine) -> Snapshot:
             feed=room.feed,
             claimed=room.claimed,
         )
-        for room in machine.rooms.values()
-        if room.agents or room.feed
+        for room in sorted(machine.rooms.values(), key=lambda r: r.name)  # canonical: a live hub may
+        if room.agents or room.feed  # hold a waiter's room before any event created it
     ]
     return Snapshot(SNAPSHOT_VERSION, machine.position, machine.started_at, rooms)
 

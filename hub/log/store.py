@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, insert, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -44,9 +44,14 @@ class EventLog:
     def __init__(self, db: str, sync: str = "normal") -> None:
         self.url = make_url(db_url(db))
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._writer: Connection | None = None
         try:
             self.engine = self._engine(sync)
             self._prepare()
+            mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+            self._insert_sql = (
+                f"INSERT INTO events (seq, room, type, data, at) VALUES ({', '.join([mark] * 5)})"
+            )
         except SQLAlchemyError as exc:
             raise LogError(
                 f"cannot open the log at {self.url.render_as_string(hide_password=True)}: {_why(exc)}"
@@ -85,14 +90,22 @@ class EventLog:
     # -- writing (the writer thread) ----------------------------------------------------------
 
     def append(self, rows: Sequence[Row]) -> None:
-        """Insert rows in one transaction: all are durable when this returns, or none and it raises."""
+        """Insert rows in one transaction: all are durable when this returns, or none and it raises.
+
+        Uses one long-lived connection (the writer thread's) and the driver's executemany: a group commit
+        costs one transaction, not a connection and a statement compilation.
+        """
         try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(events),
-                    [{"seq": s, "room": r, "type": t, "data": d, "at": a} for s, r, t, d, a in rows],
-                )
+            conn = self._writer
+            if conn is None:
+                conn = self._writer = self.engine.connect()
+            with conn.begin():
+                conn.exec_driver_sql(self._insert_sql, list(rows))
         except SQLAlchemyError as exc:
+            if self._writer is not None:
+                self._writer.invalidate()
+                self._writer.close()
+                self._writer = None
             raise LogError(f"cannot append to the log: {_why(exc)}") from None
 
     def save_snapshot(self, seq: int, version: int, data: bytes) -> None:
@@ -156,6 +169,9 @@ class EventLog:
         return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.engine.dispose()
 
 

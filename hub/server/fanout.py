@@ -11,6 +11,7 @@ from hub.protocol.frames import Ok
 
 if TYPE_CHECKING:
     from hub.server.hub import Hub
+    from hub.server.session import Session
 
 __all__ = ["Fanout"]
 
@@ -24,6 +25,7 @@ class Fanout:
         self.durable = 0  # the newest ticket the log writer has committed
         self.pending: deque[tuple[int, list[Effect]]] = deque()
         self.delivered = 0
+        self.dirty: set[Session] = set()
 
     @property
     def depth(self) -> int:
@@ -40,6 +42,7 @@ class Fanout:
             return
         if self.durable >= self.submitted and not self.pending:
             self.release(effects)
+            self.flush()
         else:
             self.pending.append((self.submitted, effects))
 
@@ -49,20 +52,28 @@ class Fanout:
         pending = self.pending
         while pending and pending[0][0] <= ticket:
             self.release(pending.popleft()[1])
+        self.flush()
+
+    def flush(self) -> None:
+        dirty = self.dirty
+        while dirty:
+            dirty.pop().flush()
 
     def release(self, effects: list[Effect]) -> None:
+        """Carry out effects in order; every session touched is flushed once at the end."""
         sessions = self.hub.sessions
+        dirty = self.dirty
         for effect in effects:
             if type(effect) is Reply:
                 session = sessions.get(effect.session)
-                if session is not None:
-                    session.push(encode(Ok(id=effect.id, result=effect.result)))
+                if session is not None and session.push(encode(Ok(id=effect.id, result=effect.result))):
+                    dirty.add(session)
             elif type(effect) is Deliver:
                 data = encode(effect.frame)
                 for sid in effect.sessions:
                     session = sessions.get(sid)
-                    if session is not None:
-                        session.push(data)
+                    if session is not None and session.push(data):
+                        dirty.add(session)
                 self.delivered += len(effect.sessions)
             elif type(effect) is CloseSession:
                 session = sessions.get(effect.session)

@@ -18,7 +18,7 @@ from hub.config import HubConfig
 from hub.core import snapshot
 from hub.core.effects import Deliver, Outcome
 from hub.core.machine import Context, Machine, SessionGone, Start
-from hub.log.store import EventLog
+from hub.log.store import EventLog, Row
 from hub.log.writer import LogWriter
 from hub.protocol.codec import decode_command, decode_event, encode
 from hub.protocol.errors import Code, HubError
@@ -69,6 +69,8 @@ class Hub:
         self.replayed = 0
         self.replay_seconds = 0.0
         self._next_session = 0
+        self._rows: list[Row] = []
+        self._handover_scheduled = False
         self._last_snapshot = 0
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -146,6 +148,7 @@ class Hub:
             except TimeoutError:
                 logger.warning("hub.drain_timeout sessions=%d", len(self.sessions))
         if self.writer is not None:
+            self._hand_over()
             await asyncio.get_running_loop().run_in_executor(None, self.writer.stop)
         self.log.close()
         self.stopped.set()
@@ -154,19 +157,34 @@ class Hub:
     # -- commands -----------------------------------------------------------------------------
 
     def submit(self, outcome: Outcome) -> None:
-        """Hand the outcome's events to the log writer; its effects wait until they are durable."""
-        if outcome.events:
-            assert self.writer is not None
-            first = self.machine.position - len(outcome.events) + 1
-            rows = [
-                (first + i, ev.room, type(ev).__name__, encode(ev), ev.at)
-                for i, ev in enumerate(outcome.events)
-            ]
-            self.writer.submit(self.fanout.next_ticket(), rows)
+        """Queue the outcome's events for the log writer; its effects wait until they are durable.
+
+        Rows gathered during one loop iteration go to the writer thread in one hand-over, so a burst of
+        commands wakes it once and lands in one group commit.
+        """
+        events = outcome.events
+        if events:
+            first = self.machine.position - len(events) + 1
+            rows = self._rows
+            for i, ev in enumerate(events):
+                rows.append((first + i, ev.room, type(ev).__name__, encode(ev), ev.at))
+            self.fanout.next_ticket()
+            if not self._handover_scheduled:
+                self._handover_scheduled = True
+                assert self.loop is not None
+                self.loop.call_soon(self._hand_over)
             every = self.config.snapshot_every
             if every and self.machine.position - self._last_snapshot >= every:
+                self._hand_over()
                 self._snapshot()
         self.fanout.hold(outcome.effects)
+
+    def _hand_over(self) -> None:
+        self._handover_scheduled = False
+        if self._rows:
+            assert self.writer is not None
+            rows, self._rows = self._rows, []
+            self.writer.submit(self.fanout.submitted, rows)
 
     def _snapshot(self) -> None:
         assert self.writer is not None

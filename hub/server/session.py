@@ -1,4 +1,4 @@
-"""One connection: read → decode → handle → submit; an outbox per session; the only `except Exception`."""
+"""One connection: read → decode → handle → submit; a bounded outbox per session; the only `except Exception`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from hub.protocol.types import SessionId
 
@@ -22,52 +23,98 @@ logger = logging.getLogger(__name__)
 
 SLOW_CONSUMER_CLOSE = 1008
 INTERNAL_ERROR_CLOSE = 1011
+HIGH_WATER = 1 << 20  # bytes buffered in the socket before we wait for the peer to read
 
 
 class Session:
-    """A live connection and its bounded outbox of encoded frames."""
+    """A live connection and its outbox of encoded frames.
 
-    __slots__ = ("_close_info", "closing", "hub", "id", "outbox", "wake", "ws")
+    Frames are written in one go per flush (the fan-out flushes every session it touched once per durable
+    batch), straight through the Sans-I/O protocol, so a broadcast costs one frame build and one transport
+    write per session rather than a task switch per frame. Past HIGH_WATER the session waits for the peer;
+    past `outbox_frames` queued it is closed as a slow consumer and resumes from its cursor.
+    """
+
+    __slots__ = ("blocked", "close_info", "closing", "hub", "id", "outbox", "tasks", "ws")
 
     def __init__(self, hub: Hub, sid: SessionId, ws: ServerConnection) -> None:
         self.hub = hub
         self.id = sid
         self.ws = ws
         self.outbox: deque[bytes] = deque()
-        self.wake = asyncio.Event()
+        self.blocked = False
         self.closing = False
+        self.close_info: tuple[int, str] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
 
-    def push(self, data: bytes) -> None:
-        """Queue one encoded frame; a session too far behind is closed (it resumes from its cursor)."""
+    def push(self, data: bytes) -> bool:
+        """Queue one encoded frame; returns whether the session needs a flush."""
         if self.closing:
-            return
+            return False
         if len(self.outbox) >= self.hub.config.outbox_frames:
             self.close(
                 SLOW_CONSUMER_CLOSE,
                 f"slow consumer: {len(self.outbox)} frames behind; resume from your cursor",
             )
-            return
+            return False
         self.outbox.append(data)
-        self.wake.set()
+        return True
+
+    def flush(self) -> None:
+        """Write what is queued to the socket, unless the peer is not keeping up."""
+        if self.blocked or not self.outbox:
+            return
+        ws = self.ws
+        protocol = ws.protocol
+        if protocol.state is not State.OPEN:
+            self.outbox.clear()
+            return
+        outbox = self.outbox
+        send_text = protocol.send_text
+        while outbox:
+            send_text(outbox.popleft())
+        ws.send_data()
+        if ws.transport.get_write_buffer_size() > HIGH_WATER:
+            self.blocked = True
+            self._spawn(self._drain())
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await self.ws.drain()
+            self.blocked = False
+            self.flush()
+            if self.closing and self.close_info is not None and not self.outbox:
+                await self._close()
 
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already queued are written."""
         if self.closing:
             return
         self.closing = True
-        self.outbox.append(b"")  # the marker: close here
-        self.wake.set()
-        self._close_info = (code, reason)
+        self.close_info = (code, reason)
+        self.flush()
+        if not self.blocked:
+            self._spawn(self._close())
+
+    async def _close(self) -> None:
+        assert self.close_info is not None
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await self.ws.close(*self.close_info)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def run(self) -> None:
-        """Read frames until the peer goes; write the outbox alongside."""
-        writer = asyncio.create_task(self._write())
+        """Read frames until the peer goes."""
+        dispatch = self.hub.dispatch
         try:
             async for data in self.ws:
                 if self.closing:
                     break
                 try:
-                    self.hub.dispatch(self, data)
+                    dispatch(self, data)
                 except Exception:  # a bug costs one session, never the hub
                     logger.exception("session.internal_error session=%s", self.id)
                     self.close(INTERNAL_ERROR_CLOSE, "internal error")
@@ -75,20 +122,6 @@ class Session:
             pass
         finally:
             self.hub.gone(self)
-            if not self.closing:
-                writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await writer
-
-    async def _write(self) -> None:
-        ws, outbox, wake = self.ws, self.outbox, self.wake
-        while True:
-            await wake.wait()
-            wake.clear()
-            while outbox:
-                data = outbox.popleft()
-                if not data:
-                    code, reason = self._close_info
-                    await ws.close(code, reason)
-                    return
-                await ws.send(data, text=True)
+            for task in list(self.tasks):
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
+                    await asyncio.wait_for(task, 5)

@@ -1,0 +1,291 @@
+"""Messages benchmark: round trip, 4→1 flood, fan-out, RSS with 200 agents, replay, CLI send/wait wall time.
+
+Run: `python bench/messages.py [--quick]`. Starts real hubs on 127.0.0.1 (ephemeral ports, durable SQLite
+log) and prints numbers and ratios against the targets; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import HubProc, RawAgent, pct, rss_mb, table  # noqa: E402
+
+TARGETS = {
+    "round_trip_p50_ms": ("≤", 0.3),
+    "flood_msgs_per_s": ("≥", 15_000),
+    "fanout20_deliveries_per_s": ("≥", 80_000),
+    "wait_send_to_exit_ms": ("≤", 10),
+    "wait_arm_ms": ("≤", 150),
+    "rss_200_agents_mb": ("≤", 50),
+    "restart_with_snapshot_s": ("≤", 1.0),
+    "cli_send_ms": ("≤", 120),
+}
+
+
+async def round_trip(url: str, n: int) -> dict[str, float]:
+    a = await RawAgent(url, "rt-a").open()
+    b = await RawAgent(url, "rt-b").open()
+
+    async def echo() -> None:
+        while True:
+            m = await b.deliveries.get()
+            asyncio.ensure_future(b.send("rt-a", m.body))
+
+    task = asyncio.create_task(echo())
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        await a.send("rt-b", i)
+        await a.deliveries.get()
+        times.append((time.perf_counter() - t0) * 1000)
+    task.cancel()
+    await a.close()
+    await b.close()
+    return {"round_trip_p50_ms": pct(times, 50), "round_trip_p99_ms": pct(times, 99)}
+
+
+async def flood(url: str, senders: int, per_sender: int, window: int = 200) -> dict[str, float]:
+    rx = await RawAgent(url, "fl-rx").open()
+    rx.keep = False
+    txs = [await RawAgent(url, f"fl-tx{i}").open(attach=False) for i in range(senders)]
+    total = senders * per_sender
+
+    async def pump(tx: RawAgent) -> None:
+        sem = asyncio.Semaphore(window)
+
+        async def one(i: int) -> None:
+            try:
+                await tx.request(tx.send_cmd("fl-rx", i))
+            finally:
+                sem.release()
+
+        tasks = []
+        for i in range(per_sender):
+            await sem.acquire()
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(pump(tx) for tx in txs))
+    while rx.delivered < total:
+        await asyncio.sleep(0.001)
+    elapsed = time.perf_counter() - t0
+    for x in (rx, *txs):
+        await x.close()
+    return {"flood_msgs_per_s": total / elapsed}
+
+
+async def fanout(url: str, subscribers: int, messages: int, window: int = 50) -> float:
+    subs = [await RawAgent(url, f"fo-{subscribers}-{i}").open() for i in range(subscribers)]
+    for s in subs:
+        s.keep = False
+    tx = await RawAgent(url, f"fo-tx-{subscribers}").open(attach=False)
+    sem = asyncio.Semaphore(window)
+    expected = subscribers * messages
+
+    async def one(i: int) -> None:
+        try:
+            await tx.request(tx.send_cmd("*", i))
+        finally:
+            sem.release()
+
+    t0 = time.perf_counter()
+    tasks = []
+    for i in range(messages):
+        await sem.acquire()
+        tasks.append(asyncio.ensure_future(one(i)))
+    await asyncio.gather(*tasks)
+    deadline = time.monotonic() + 60
+    while sum(s.delivered for s in subs) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    elapsed = time.perf_counter() - t0
+    got = sum(s.delivered for s in subs)
+    for x in (tx, *subs):
+        await x.close()
+    return got / elapsed
+
+
+async def rss_with_agents(url: str, pid: int, agents: int) -> float:
+    conns = [await RawAgent(url, f"rss-{i}").open() for i in range(agents)]
+    await asyncio.sleep(0.5)
+    rss = rss_mb(pid)
+    for x in conns:
+        await x.close()
+    return rss
+
+
+def cli_send(url: str, tmp: str, runs: int = 10) -> float:
+    exe = shutil.which("synapse") or ""
+    cmd = [exe] if exe else [sys.executable, "-m", "hub"]
+    env = dict(os.environ, SYNAPSE_HUB=url, XDG_CONFIG_HOME=tmp)
+    subprocess.run([*cmd, "join", "cli-a"], env=env, check=True, capture_output=True)
+    times = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [*cmd, "send", "--name", "cli-a", "--target", "cli-b", f"m{i}"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        times.append((time.perf_counter() - t0) * 1000)
+    return pct(times, 50)
+
+
+async def cli_wait(url: str, tmp: str, runs: int = 5) -> dict[str, float]:
+    exe = shutil.which("synapse") or ""
+    cmd = [exe] if exe else [sys.executable, "-m", "hub"]
+    env = dict(os.environ, SYNAPSE_HUB=url, XDG_CONFIG_HOME=tmp)
+    tx = await RawAgent(url, "wt-tx").open(attach=False)
+    probe = await RawAgent(url, "wt-b").open(attach=False)
+    from hub.protocol import commands as c
+
+    arm, exits = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            "wait",
+            "--name",
+            "wt-rx",
+            "--for",
+            "wt-b",
+            "--directed-only",
+            "--timeout",
+            "30",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        while True:  # armed = the hub lists the waiter on wt-b's presence
+            agents = (await probe.request(c.Agents(id=probe.next())))["agents"]
+            if any(a["name"] == "wt-b" and a.get("waiter") == "wt-rx" for a in agents):
+                break
+            await asyncio.sleep(0.001)
+        arm.append((time.perf_counter() - t0) * 1000)
+        t1 = time.perf_counter()
+        await tx.send("wt-b", "wake")
+        await proc.wait()
+        exits.append((time.perf_counter() - t1) * 1000)
+    await tx.close()
+    await probe.close()
+    return {"wait_arm_ms": pct(arm, 50), "wait_send_to_exit_ms": pct(exits, 50)}
+
+
+def replay(events: int) -> dict[str, float]:
+    """Restart time over a log of `events` messages, without and with a snapshot near its end."""
+    from hub.core.machine import Context, Machine
+    from hub.core.snapshot import SNAPSHOT_VERSION, dump
+    from hub.log.store import EventLog
+    from hub.protocol import commands as c
+    from hub.protocol.codec import encode
+
+    tmp = tempfile.mkdtemp(prefix="synapse-replay-")
+    db = os.path.join(tmp, "log.db")
+    log = EventLog(db)
+    from hub.config import HubConfig
+
+    machine = Machine(HubConfig(rate_per_agent=None))
+    n = [0]
+
+    def secret() -> str:
+        n[0] += 1
+        return f"t{n[0]}"
+
+    t = 1_700_000_000.0
+    out = machine.handle(c.Join(name="w"), Context(t, None, secret))
+    token = "t1"
+    rows = [(machine.position, ev.room, type(ev).__name__, encode(ev), ev.at) for ev in out.events]
+    import msgspec
+
+    body = msgspec.Raw(b'{"text":"a typical short message body"}')
+    for i in range(events - 1):
+        out = machine.handle(c.Send(name="w", token=token, to=("x",), body=body), Context(t + i * 1e-4, None))
+        ev = out.events[0]
+        rows.append((machine.position, ev.room, "MessageSent", encode(ev), ev.at))
+        if len(rows) >= 20_000:
+            log.append(rows)
+            rows = []
+    if rows:
+        log.append(rows)
+    log.close()
+    result: dict[str, float] = {}
+    t0 = time.perf_counter()
+    proc = HubProc("--snapshot-every", "0", db=db).start()
+    result["restart_no_snapshot_s"] = time.perf_counter() - t0
+    proc.stop()
+    log = EventLog(db)
+    log.save_snapshot(machine.position, SNAPSHOT_VERSION, dump(machine))
+    log.close()
+    t0 = time.perf_counter()
+    proc = HubProc("--snapshot-every", "0", db=db).start()
+    result["restart_with_snapshot_s"] = time.perf_counter() - t0
+    proc.stop()
+    result["replay_events"] = events
+    shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+async def on_hub(fn: Any, *args: Any, hub_args: tuple[str, ...] = ()) -> Any:
+    with HubProc(*hub_args) as h:
+        return await fn(h.url, *args)
+
+
+async def main_async(quick: bool) -> dict[str, float]:
+    n = 300 if quick else 2000
+    r: dict[str, float] = {}
+    r.update(await on_hub(round_trip, n))
+    r.update(await on_hub(flood, 4, 1000 if quick else 5000))
+    full = await on_hub(flood, 4, 500 if quick else 2000, hub_args=("--sync", "full"))
+    r["flood_sync_full_msgs_per_s"] = full["flood_msgs_per_s"]
+    r["fanout20_deliveries_per_s"] = await on_hub(fanout, 20, 200 if quick else 2000)
+    r["fanout200_deliveries_per_s"] = await on_hub(fanout, 200, 50 if quick else 300)
+    with HubProc() as h:
+        r["rss_idle_mb"] = rss_mb(h.pid)
+        r["rss_200_agents_mb"] = await rss_with_agents(h.url, h.pid, 200)
+        r["cli_send_ms"] = cli_send(h.url, h.tmp, 5 if quick else 10)
+        r.update(await cli_wait(h.url, h.tmp, 3 if quick else 7))
+    return r
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the benchmark)")
+    parser.add_argument("--replay-events", type=int, default=None, help="log length for the replay run")
+    args = parser.parse_args()
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    results = runner(main_async(args.quick))
+    results.update(replay(args.replay_events or (50_000 if args.quick else 1_000_000)))
+    rows = []
+    for key, value in results.items():
+        target = TARGETS.get(key)
+        note = ""
+        if target is not None:
+            op, goal = target
+            ok = value <= goal if op == "≤" else value >= goal
+            note = f"   target {op} {goal:g}  {'ok' if ok else 'MISSED'}  (ratio {value / goal:.2f})"
+        rows.append((key, f"{value:,.3f}{note}"))
+    print("synapse-hub messages benchmark")
+    print(table(rows))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

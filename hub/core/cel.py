@@ -1,0 +1,968 @@
+"""CEL conditions over a room's context: compile once (with static checks and read paths), evaluate often."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+__all__ = [
+    "MAX_COMPREHENSION_DEPTH",
+    "MAX_DEPTH",
+    "MAX_EXPRESSION_LENGTH",
+    "NATIVE",
+    "REFERENCE",
+    "ROOTS",
+    "BadExpression",
+    "Bound",
+    "CelCppEngine",
+    "CelRustEngine",
+    "CelpyEngine",
+    "Compiled",
+    "Engine",
+    "EvalError",
+    "bind",
+    "compile",
+    "evaluate",
+    "is_true",
+    "paths",
+]
+
+# Semantics (identical for every engine; NATIVE and REFERENCE are differential-tested against each other):
+#
+# * Context values are plain JSON-like data: dict (str keys), list, str, int, float, bool, None.  They are
+#   presented to CEL as they are: int -> int (64-bit; 2**63..2**64-1 become uint on cel-cpp, larger is an
+#   EvalError), float -> double, bool -> bool (never a number), None -> null.  Integral floats are NOT turned
+#   into ints (that would need a walk over the whole context on every evaluation).
+# * Numeric typing: comparisons (== != < <= > >= and `in`) are heterogeneous, as in the current CEL spec:
+#   int, uint and double compare by numeric value, so `turn == 2`, `turn == 2.0`, `score > 40.5` and
+#   `1 in [1.0]` all do what users expect, and values of unrelated types are simply unequal (`1 == "1"` is
+#   false, `true == 1` is false).  Ordering across unrelated types (`1 < "a"`) is an EvalError.  Arithmetic
+#   is strict CEL: both operands must have the same type, so `turn + 1.5` is an EvalError; write
+#   `double(turn) + 1.5`.  int overflow and int division/modulo by zero are EvalErrors; double division by
+#   zero gives inf/nan.  cel-cpp implements this natively; celpy 0.5 predates heterogeneous equality, so the
+#   REFERENCE engine overrides its ==, !=, <, <=, >, >= and `in` with the spec rules (`_celpy_functions`).
+# * A missing key (`state._shared.nope`) is an EvalError; `has(state._shared.nope)` is false.  `&&` and `||`
+#   absorb an error when the other side decides (`state.nope || true` is true), `!` and `?:` do not.
+# * A condition holds only when it evaluates to exactly `True` (see `is_true`); errors and non-bool values
+#   never hold.
+# * Dialect (checked by our own parser before any engine sees the text, so all engines accept the same
+#   language): names are the five roots, comprehension variables and the type names; functions are the CEL
+#   standard library (no extensions); `!!x` / `--x` are rejected (native engines fold them away, turning
+#   `!!1` into 1); message construction, `.?` optional syntax and leading-dot names are rejected.
+# * Cost guards: at most MAX_EXPRESSION_LENGTH characters, syntactic depth MAX_DEPTH (cel-cpp itself stops
+#   at 32), and comprehension macros (all/exists/exists_one/map/filter) nested at most
+#   MAX_COMPREHENSION_DEPTH deep inside each other's bodies, so one evaluation visits at most
+#   O(n ** MAX_COMPREHENSION_DEPTH) elements for collections of size n.
+#
+# Known engine differences (the differential test keeps its generator away from them):
+# * celpy: `string(1.0)` is "1.0" (cel-cpp "1"), `string(true)` is "True"; `has(a.b.c)` is false where a.b is
+#   missing or not a map (cel-cpp: EvalError); strings can be indexed (`"abc"[0]`) and iterated by macros,
+#   lists accept negative indexes, `1 && true` is 1 (all EvalErrors in cel-cpp); doubles are not accepted as
+#   list indexes or map keys (cel-cpp: `l[0.0]` works); no three-argument `map(x, p, t)`; no trailing commas
+#   in list/map literals; a newline inside '''triple quoted''' strings is dropped; unknown escapes such as
+#   "\?" keep the backslash; ints outside int64 in the context are an EvalError.
+# * cel-rust (CelRustEngine, benchmark only): `size("é")` counts UTF-8 bytes; `string(bool)` is missing; and
+#   it converts the whole context on every call (~2.8k evals/s for a 50-key room vs ~55k for cel-cpp).
+
+ROOTS: frozenset[str] = frozenset({"state", "agents", "messages", "claims", "tasks"})
+MAX_EXPRESSION_LENGTH = 4096
+MAX_DEPTH = 24
+MAX_COMPREHENSION_DEPTH = 2
+
+_TYPE_NAMES = frozenset(
+    {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"}
+)
+_GLOBAL_FUNCTIONS = frozenset(
+    {
+        "size",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "dyn",
+        "type",
+        "duration",
+        "timestamp",
+        "matches",
+    }
+)
+_MEMBER_FUNCTIONS = frozenset(
+    {
+        "size",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "matches",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getFullYear",
+        "getHours",
+        "getMilliseconds",
+        "getMinutes",
+        "getMonth",
+        "getSeconds",
+    }
+)
+_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_RESERVED = frozenset(
+    {
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    }
+)
+
+
+class BadExpression(ValueError):
+    """The expression does not compile: syntax, unknown name or function, or a cost limit."""
+
+    def __init__(self, expression: str, reason: str, position: int | None = None) -> None:
+        where = f" at position {position}" if position is not None else ""
+        super().__init__(f"{reason}{where}")
+        self.expression = expression
+        self.reason = reason
+        self.position = position
+
+
+class EvalError(Exception):
+    """Evaluation failed (missing key, type mismatch, overflow, division by zero...)."""
+
+
+def is_true(value: Any) -> bool:
+    """Whether a condition's result holds: only exactly `True` does (not 1, "yes", [x] or an error)."""
+    return value is True
+
+
+class Compiled:
+    """A compiled expression: its source, the context paths it reads, and the engine's program."""
+
+    __slots__ = ("engine", "paths", "program", "source")
+
+    def __init__(self, source: str, paths: frozenset[tuple[str, ...]], engine: Engine, program: Any) -> None:
+        self.source = source
+        self.paths = paths
+        self.engine = engine
+        self.program = program
+
+    def __repr__(self) -> str:
+        return f"Compiled({self.source!r}, engine={self.engine.name!r})"
+
+
+class Bound:
+    """A context prepared once for one engine; evaluate many expressions against it.
+
+    Engines convert each root (``state``, ``agents``...) the first time an expression reads it and cache
+    the result, so a Bound is a snapshot: bind again after the context changes.
+    """
+
+    __slots__ = ("context", "engine", "native")
+
+    def __init__(self, engine: Engine, context: Mapping[str, Any], native: Any) -> None:
+        self.engine = engine
+        self.context = context
+        self.native = native
+
+
+class Engine(Protocol):
+    """A CEL implementation behind the hub's API."""
+
+    name: str
+
+    def compile(self, expr: str) -> Compiled:
+        """Parse, check and compile `expr`; raise BadExpression."""
+        ...
+
+    def bind(self, context: Mapping[str, Any]) -> Bound:
+        """Prepare `context` for several evaluations."""
+        ...
+
+    def evaluate(self, compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any:
+        """Evaluate to a plain Python value; raise EvalError."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------- lexer
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>(?:[ \t\n\r\f]+|//[^\n]*)+)
+  | (?P<float>\d+\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+(?:[eE][+-]?\d+)?)
+  | (?P<int>0[xX][0-9a-fA-F]+[uU]?|\d+[uU]?)
+  | (?P<str>(?:[bB][rR]?|[rR])?(?:'''|\"\"\"|'|"))
+  | (?P<ident>[_a-zA-Z][_a-zA-Z0-9]*)
+  | (?P<op>==|!=|<=|>=|&&|\|\||[<>+\-*/%!?:.,()\[\]{}])
+    """,
+    re.VERBOSE,
+)
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "`": "`",
+    "?": "?",
+}
+_HEX_ESCAPES = {"x": 2, "X": 2, "u": 4, "U": 8}
+
+
+class _Tok:
+    __slots__ = ("kind", "pos", "text", "value")
+
+    def __init__(self, kind: str, text: str, pos: int, value: Any = None) -> None:
+        self.kind = kind  # "ident", "int", "uint", "float", "string", "bytes", "op", "eof"
+        self.text = text
+        self.pos = pos
+        self.value = value
+
+
+def _scan_string(
+    src: str, start: int, prefix_len: int, quote: str, fail: Callable[..., Any]
+) -> tuple[Any, int]:
+    """Scan a string/bytes literal whose quote starts at `start + prefix_len`; return (value, end)."""
+    prefix = src[start : start + prefix_len].lower()
+    raw, is_bytes = "r" in prefix, "b" in prefix
+    i = start + prefix_len + len(quote)
+    out: list[str] = []
+    while True:
+        if i >= len(src):
+            fail("unterminated string", start)
+        if src.startswith(quote, i):
+            i += len(quote)
+            break
+        ch = src[i]
+        if ch in "\r\n" and len(quote) == 1:
+            fail("newline in string (use a triple-quoted string)", i)
+        if ch == "\\" and not raw:
+            esc = src[i + 1 : i + 2]
+            if esc in _SIMPLE_ESCAPES:
+                out.append(_SIMPLE_ESCAPES[esc])
+                i += 2
+            elif esc in _HEX_ESCAPES:
+                digits = src[i + 2 : i + 2 + _HEX_ESCAPES[esc]]
+                if len(digits) != _HEX_ESCAPES[esc] or not all(c in "0123456789abcdefABCDEF" for c in digits):
+                    fail("invalid escape sequence", i)
+                if is_bytes and esc in "xX":
+                    out.append(chr(int(digits, 16)))  # a raw byte value, kept as a code point < 256
+                else:
+                    out.append(chr(int(digits, 16)) if int(digits, 16) < 0x110000 else fail("bad escape", i))
+                i += 2 + len(digits)
+            elif esc in "0123" and re.fullmatch(r"[0-3][0-7][0-7]", src[i + 1 : i + 4]):
+                out.append(chr(int(src[i + 1 : i + 4], 8)))
+                i += 4
+            else:
+                fail("invalid escape sequence", i)
+        else:
+            out.append(ch)
+            i += 1
+    text = "".join(out)
+    return (("bytes", text) if is_bytes else ("string", text)), i
+
+
+def _tokenize(src: str, fail: Callable[..., Any]) -> list[_Tok]:
+    tokens: list[_Tok] = []
+    i, n = 0, len(src)
+    while i < n:
+        m = _TOKEN.match(src, i)
+        if m is None:
+            fail(f"unexpected character {src[i]!r}", i)
+        kind = m.lastgroup
+        if kind == "ws":
+            i = m.end()
+            continue
+        if kind == "str":
+            quote = m.group().lstrip("bBrR")
+            (skind, value), end = _scan_string(src, i, len(m.group()) - len(quote), quote, fail)
+            tokens.append(_Tok(skind, src[i:end], i, value))
+            i = end
+            continue
+        text = m.group()
+        if kind == "int":
+            digits = text.rstrip("uU")
+            value = int(digits[2:], 16) if digits[:2] in ("0x", "0X") else int(digits)
+            tokens.append(_Tok("uint" if digits != text else "int", text, i, value))
+        elif kind == "float":
+            tokens.append(_Tok("float", text, i, float(text)))
+        elif kind == "ident":
+            if text in _RESERVED:
+                fail(f"reserved word {text!r}", i)
+            if text in ("true", "false", "null", "in"):
+                tokens.append(_Tok("op", text, i))
+            else:
+                tokens.append(_Tok("ident", text, i, text))
+        else:
+            tokens.append(_Tok("op", text, i))
+        i = m.end()
+    tokens.append(_Tok("eof", "", n))
+    return tokens
+
+
+# -------------------------------------------------------------------------------------------- parser
+
+
+class _Node:
+    """AST node. kind: ident, select, has, index, call, lit, list, map, op, comp."""
+
+    __slots__ = ("depth", "kids", "kind", "pos", "value")
+
+    def __init__(self, kind: str, pos: int, value: Any = None, kids: tuple[_Node, ...] = ()) -> None:
+        self.kind = kind
+        self.pos = pos
+        self.value = value
+        self.kids = kids
+        self.depth = 1 + max((k.depth for k in kids), default=0)
+
+
+_RELOPS = frozenset({"<", "<=", ">", ">=", "==", "!=", "in"})
+
+
+class _Parser:
+    def __init__(self, src: str) -> None:
+        self.src = src
+        self.toks = _tokenize(src, self.fail)
+        self.i = 0
+        self.nesting = 0
+
+    def fail(self, reason: str, pos: int | None) -> Any:
+        raise BadExpression(self.src, reason, pos)
+
+    @property
+    def tok(self) -> _Tok:
+        return self.toks[self.i]
+
+    def at(self, text: str) -> bool:
+        tok = self.toks[self.i]
+        return tok.kind == "op" and tok.text == text
+
+    def take(self, text: str) -> _Tok:
+        tok = self.toks[self.i]
+        if tok.kind != "op" or tok.text != text:
+            self.unexpected(f"expected {text!r}")
+        self.i += 1
+        return tok
+
+    def unexpected(self, hint: str = "") -> Any:
+        tok = self.tok
+        what = "end of expression" if tok.kind == "eof" else repr(tok.text)
+        return self.fail(f"unexpected {what}" + (f" ({hint})" if hint else ""), tok.pos)
+
+    def node(self, kind: str, pos: int, value: Any = None, kids: tuple[_Node, ...] = ()) -> _Node:
+        node = _Node(kind, pos, value, kids)
+        if node.depth > MAX_DEPTH:
+            self.fail(f"expression nested deeper than {MAX_DEPTH}", pos)
+        return node
+
+    def parse(self) -> _Node:
+        if self.tok.kind == "eof":
+            self.fail("empty expression", 0)
+        node = self.expr()
+        if self.tok.kind != "eof":
+            self.unexpected()
+        return node
+
+    def expr(self) -> _Node:
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            self.fail(f"expression nested deeper than {MAX_DEPTH}", self.tok.pos)
+        cond = self.logical("||", self.and_)
+        if self.at("?"):
+            pos = self.take("?").pos
+            yes = self.logical("||", self.and_)
+            self.take(":")
+            no = self.expr()
+            cond = self.node("op", pos, "?:", (cond, yes, no))
+        self.nesting -= 1
+        return cond
+
+    def and_(self) -> _Node:
+        return self.logical("&&", self.relation)
+
+    def logical(self, op: str, sub: Callable[[], _Node]) -> _Node:
+        # n-ary, like the balanced tree the native parser builds: a long chain is not deep.
+        first = sub()
+        if not self.at(op):
+            return first
+        pos, kids = self.tok.pos, [first]
+        while self.at(op):
+            self.i += 1
+            kids.append(sub())
+        return self.node("op", pos, op, tuple(kids))
+
+    def binary(self, ops: frozenset[str] | tuple[str, ...], sub: Callable[[], _Node]) -> _Node:
+        left = sub()
+        while self.tok.kind == "op" and self.tok.text in ops:
+            tok = self.tok
+            self.i += 1
+            left = self.node("op", tok.pos, tok.text, (left, sub()))
+        return left
+
+    def relation(self) -> _Node:
+        return self.binary(_RELOPS, self.addition)
+
+    def addition(self) -> _Node:
+        return self.binary(("+", "-"), self.multiplication)
+
+    def multiplication(self) -> _Node:
+        return self.binary(("*", "/", "%"), self.unary)
+
+    def unary(self) -> _Node:
+        if self.at("!") or self.at("-"):
+            tok = self.tok
+            self.i += 1
+            if self.at(tok.text):
+                self.fail(f"repeated unary {tok.text!r} (use parentheses)", self.tok.pos)
+            if tok.text == "-" and self.tok.kind in ("int", "float") and not self.followed_by_member():
+                lit = self.tok
+                self.i += 1
+                return self.node("lit", tok.pos, ("int" if lit.kind == "int" else "float", -lit.value))
+            return self.node("op", tok.pos, tok.text + "_", (self.member(),))
+        return self.member()
+
+    def followed_by_member(self) -> bool:
+        nxt = self.toks[self.i + 1]
+        return nxt.kind == "op" and nxt.text in (".", "[")
+
+    def member(self) -> _Node:
+        node = self.primary()
+        while True:
+            if self.at("."):
+                self.i += 1
+                tok = self.tok
+                if tok.kind != "ident":
+                    self.unexpected("expected a field name")
+                self.i += 1
+                if self.at("("):
+                    node = self.call(tok, node)
+                else:
+                    node = self.node("select", tok.pos, tok.value, (node,))
+            elif self.at("["):
+                pos = self.take("[").pos
+                index = self.expr()
+                self.take("]")
+                node = self.node("index", pos, None, (node, index))
+            else:
+                return node
+
+    def args(self, close: str) -> list[_Node]:
+        out: list[_Node] = []
+        while not self.at(close):
+            out.append(self.expr())
+            if not self.at(close):
+                self.take(",")
+        self.take(close)
+        return out
+
+    def call(self, name: _Tok, target: _Node | None) -> _Node:
+        self.take("(")
+        args = self.args(")")
+        fname = name.value
+        if target is None:
+            if fname == "has":
+                if len(args) != 1 or args[0].kind != "select":
+                    self.fail("has() takes one field selection, like has(state.x)", name.pos)
+                sel = args[0]
+                return self.node("has", sel.pos, sel.value, sel.kids)
+            if fname not in _GLOBAL_FUNCTIONS:
+                self.fail(f"unknown function {fname!r}", name.pos)
+            return self.node("call", name.pos, fname, tuple(args))
+        if fname in _MACROS:
+            arity = (2, 3) if fname == "map" else (2,)
+            if len(args) not in arity or args[0].kind != "ident":
+                self.fail(f"{fname}() takes a variable name and an expression", name.pos)
+            return self.node("comp", name.pos, (fname, args[0].value), (target, *args[1:]))
+        if fname not in _MEMBER_FUNCTIONS:
+            self.fail(f"unknown function {fname!r}", name.pos)
+        return self.node("call", name.pos, "." + fname, (target, *args))
+
+    def primary(self) -> _Node:
+        tok = self.tok
+        if tok.kind == "ident":
+            self.i += 1
+            if self.at("("):
+                return self.call(tok, None)
+            if self.at("{"):
+                self.fail("message construction is not supported", self.tok.pos)
+            return self.node("ident", tok.pos, tok.value)
+        if tok.kind in ("int", "uint", "float", "string", "bytes"):
+            self.i += 1
+            return self.node("lit", tok.pos, (tok.kind, tok.value))
+        if tok.kind == "op":
+            if tok.text in ("true", "false", "null"):
+                self.i += 1
+                return self.node(
+                    "lit", tok.pos, ("bool" if tok.text != "null" else "null", tok.text == "true")
+                )
+            if tok.text == "(":
+                self.i += 1
+                self.nesting += 1
+                inner = self.expr()
+                self.nesting -= 1
+                self.take(")")
+                return inner
+            if tok.text == "[":
+                self.i += 1
+                return self.node("list", tok.pos, None, tuple(self.args("]")))
+            if tok.text == "{":
+                self.i += 1
+                kids: list[_Node] = []
+                while not self.at("}"):
+                    kids.append(self.expr())
+                    self.take(":")
+                    kids.append(self.expr())
+                    if not self.at("}"):
+                        self.take(",")
+                self.take("}")
+                return self.node("map", tok.pos, None, tuple(kids))
+            if tok.text == ".":
+                self.fail("leading '.' names are not supported", tok.pos)
+        return self.unexpected()
+
+
+def _const_path(node: _Node, bound: frozenset[str]) -> tuple[str, ...] | None:
+    """The constant selector chain of `node` from an unbound root, or None."""
+    parts: list[str] = []
+    while True:
+        if node.kind in ("select", "has"):
+            parts.append(node.value)
+            node = node.kids[0]
+        elif node.kind == "index" and node.kids[1].kind == "lit" and node.kids[1].value[0] == "string":
+            parts.append(node.kids[1].value[1])
+            node = node.kids[0]
+        elif node.kind == "ident" and node.value in ROOTS and node.value not in bound:
+            parts.append(node.value)
+            return tuple(reversed(parts))
+        else:
+            return None
+
+
+def _analyze(src: str) -> frozenset[tuple[str, ...]]:
+    """Parse `src`, check names/functions/limits, and return the context paths it reads."""
+    if not isinstance(src, str):
+        raise BadExpression(str(src), "expression must be a string")
+    if len(src) > MAX_EXPRESSION_LENGTH:
+        raise BadExpression(src, f"expression longer than {MAX_EXPRESSION_LENGTH} characters", None)
+    root = _Parser(src).parse()
+    found: set[tuple[str, ...]] = set()
+    stack: list[tuple[_Node, frozenset[str], int]] = [(root, frozenset(), 0)]
+    while stack:
+        node, bound, depth = stack.pop()
+        kind = node.kind
+        if kind in ("select", "has", "index", "ident"):
+            path = _const_path(node, bound)
+            if path is not None:
+                found.add(path)
+                continue
+            if kind == "ident":
+                if node.value not in bound and node.value not in _TYPE_NAMES:
+                    raise BadExpression(src, f"unknown name {node.value!r}", node.pos)
+                continue
+        if kind == "comp":
+            if depth + 1 > MAX_COMPREHENSION_DEPTH:
+                raise BadExpression(
+                    src, f"comprehensions nested deeper than {MAX_COMPREHENSION_DEPTH}", node.pos
+                )
+            stack.append((node.kids[0], bound, depth))
+            inner = bound | {node.value[1]}
+            stack.extend((kid, inner, depth + 1) for kid in node.kids[1:])
+            continue
+        stack.extend((kid, bound, depth) for kid in node.kids)
+    return frozenset(found)
+
+
+def paths(expr: str) -> frozenset[tuple[str, ...]]:
+    """The context paths `expr` reads (see Compiled.paths), without compiling it for an engine."""
+    return _analyze(expr)
+
+
+# ------------------------------------------------------------------------------------------- engines
+
+_ENGINE_POS = re.compile(r"<input>:(\d+):(\d+):")
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _engine_position(src: str, message: str) -> int | None:
+    """Map an engine's '<input>:line:column:' (1-based) to a 0-based offset in `src`."""
+    m = _ENGINE_POS.search(message)
+    if m is None:
+        return None
+    line, col = int(m.group(1)), int(m.group(2))
+    lines = src.split("\n")
+    if not 1 <= line <= len(lines) or col < 1:
+        return None
+    return min(sum(len(x) + 1 for x in lines[: line - 1]) + col - 1, len(src))
+
+
+def _reason(exc: BaseException | str) -> str:
+    """One line from an engine's message, without status prefixes or source excerpts."""
+    if isinstance(exc, KeyError) and exc.args:
+        return f"no such key: {exc.args[0]}"
+    text = exc if isinstance(exc, str) else (str(exc.args[0]) if exc.args else type(exc).__name__)
+    text = text.strip().split("\n")[0].strip()
+    text = re.sub(r"^(?:[A-Z_]+: |<input>:\d+:\d+: )+", "", text)
+    text = re.sub(r"\s*\[[A-Z_]+\]$", "", text)
+    return text[:300] or type(exc).__name__
+
+
+def _as_dict(context: Mapping[str, Any]) -> dict[str, Any]:
+    if type(context) is dict:
+        return context
+    if not isinstance(context, Mapping):
+        raise EvalError(f"context must be a mapping, not {type(context).__name__}")
+    return dict(context)
+
+
+class _EngineBase:
+    """Shared front end: our parser checks the expression and extracts paths, then the engine compiles."""
+
+    name = "?"
+
+    def compile(self, expr: str) -> Compiled:
+        """Parse, check and compile `expr`; raise BadExpression."""
+        found = _analyze(expr)
+        try:
+            program = self._build(expr)
+        except BadExpression:
+            raise
+        except Exception as exc:  # engines raise RuntimeError/ValueError/their own parse errors
+            raise BadExpression(expr, _reason(exc), self._position(expr, exc)) from None
+        return Compiled(expr, found, self, program)
+
+    def bind(self, context: Mapping[str, Any]) -> Bound:
+        """Prepare `context` for several evaluations (a snapshot: bind again after it changes)."""
+        context = _as_dict(context)
+        try:
+            return Bound(self, context, self._bind(context))
+        except Exception as exc:
+            raise EvalError(_reason(exc)) from None
+
+    def evaluate(self, compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any:
+        """Evaluate to a plain Python value; raise EvalError on any failure."""
+        if compiled.engine is not self:
+            raise ValueError(f"{compiled!r} was compiled by another engine")
+        try:
+            if type(context) is Bound:
+                if context.engine is self:
+                    return self._run_bound(compiled.program, context.native)
+                context = context.context
+            return self._run(compiled.program, _as_dict(context))
+        except EvalError:
+            raise
+        except RecursionError:
+            raise EvalError("value nested too deeply") from None
+        except Exception as exc:
+            raise EvalError(_reason(exc)) from None
+
+    def _position(self, expr: str, exc: Exception) -> int | None:
+        return _engine_position(expr, str(exc))
+
+    def _build(self, expr: str) -> Any:
+        raise NotImplementedError
+
+    def _bind(self, context: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _run(self, program: Any, context: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _run_bound(self, program: Any, native: Any) -> Any:
+        raise NotImplementedError
+
+
+class CelCppEngine(_EngineBase):
+    """cel-cpp through `cel-expr-python` (import `cel_expr_python.cel`); unchecked, dynamically typed.
+
+    Context values are wrapped lazily: each root is converted on first access in an evaluation (or once
+    per Bound), so the cost grows with the size of the roots an expression reads, not the whole context.
+    """
+
+    name = "cel-cpp"
+
+    def __init__(self) -> None:
+        cel = importlib.import_module("cel_expr_python.cel")
+        self._env = cel.NewEnv(variables=dict.fromkeys(sorted(ROOTS), cel.Type.DYN))
+        self._error = cel.Type.ERROR
+        self._type_cls = cel.Type
+
+    def _build(self, expr: str) -> Any:
+        # disable_check: the context is dynamic, so type errors are runtime EvalErrors as in other engines.
+        return self._env.compile(expr, disable_check=True)
+
+    def _bind(self, context: dict[str, Any]) -> Any:
+        return self._env.Activation(context)
+
+    def _run(self, program: Any, context: dict[str, Any]) -> Any:
+        return self._result(program.eval(data=context))
+
+    def _run_bound(self, program: Any, native: Any) -> Any:
+        return self._result(program.eval(native))
+
+    def _result(self, value: Any) -> Any:
+        if value.type() == self._error:
+            raise EvalError(_reason(str(value.value())))
+        plain = value.plain_value()
+        if type(plain) in _SCALARS:
+            return plain
+        return self._plain(plain)
+
+    def _plain(self, v: Any) -> Any:
+        if isinstance(v, _SCALARS):
+            return v
+        if isinstance(v, list):
+            return [self._plain(x) for x in v]
+        if isinstance(v, dict):
+            return {self._plain(k): self._plain(x) for k, x in v.items()}
+        if isinstance(v, (bytes, bytearray)):
+            return bytes(v)
+        if isinstance(v, (_dt.datetime, _dt.timedelta)):
+            return v
+        if isinstance(v, self._type_cls):
+            raise EvalError("expression evaluated to a type, not a value")
+        raise EvalError(f"unsupported result type {type(v).__name__}")
+
+
+class CelRustEngine(_EngineBase):
+    """cel-rust through `common-expression-language` (import `cel`); kept for benchmarks.
+
+    Every evaluation converts the whole context to CEL values (bind() does it once instead).
+    """
+
+    name = "cel-rust"
+
+    def __init__(self) -> None:
+        self._cel = importlib.import_module("cel")
+        if not hasattr(self._cel, "Context"):
+            raise ImportError("module 'cel' is not common-expression-language")
+
+    def _build(self, expr: str) -> Any:
+        return self._cel.compile(expr)
+
+    def _bind(self, context: dict[str, Any]) -> Any:
+        return self._cel.Context(context)
+
+    def _run(self, program: Any, context: dict[str, Any]) -> Any:
+        return _plain_python(program.execute(context))
+
+    def _run_bound(self, program: Any, native: Any) -> Any:
+        return _plain_python(program.execute(native))
+
+
+def _plain_python(v: Any, bool_types: tuple[type, ...] = (bool,)) -> Any:
+    """Engine values (including subclasses of the Python builtins) as plain Python values."""
+    if type(v) in _SCALARS:
+        return v
+    if isinstance(v, bool_types):
+        return bool(v)
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v)
+    if isinstance(v, (list, tuple)):
+        return [_plain_python(x, bool_types) for x in v]
+    if isinstance(v, Mapping):
+        return {_plain_python(k, bool_types): _plain_python(x, bool_types) for k, x in v.items()}
+    if isinstance(v, _dt.datetime):
+        return _dt.datetime(
+            v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=v.tzinfo
+        )
+    if isinstance(v, _dt.timedelta):
+        return _dt.timedelta(days=v.days, seconds=v.seconds, microseconds=v.microseconds)
+    if isinstance(v, type) or type(v).__name__ in ("TypeType", "Type"):
+        raise EvalError("expression evaluated to a type, not a value")
+    raise EvalError(f"unsupported result type {type(v).__name__}")
+
+
+class CelpyEngine(_EngineBase):
+    """celpy (`cel-python`), the pure-Python reference, with the spec's heterogeneous comparisons.
+
+    celpy is imported on first use (slow import; it also raises the interpreter recursion limit to 2500).
+    The whole context is converted to celpy values on every evaluation (bind() does it once).
+    """
+
+    name = "celpy"
+
+    def __init__(self) -> None:
+        self._env: Any = None
+
+    def _load(self) -> None:
+        celpy = importlib.import_module("celpy")
+        self._celpy = celpy
+        self._types = importlib.import_module("celpy.celtypes")
+        self._eval_error = importlib.import_module("celpy.evaluation").CELEvalError
+        self._functions = _celpy_functions(self._types, self._eval_error)
+        self._env = celpy.Environment()
+
+    def _position(self, expr: str, exc: Exception) -> int | None:
+        line, column = getattr(exc, "line", None), getattr(exc, "column", None)
+        if isinstance(line, int) and isinstance(column, int):
+            return _engine_position(expr, f"<input>:{line}:{column}:")
+        return None
+
+    def _build(self, expr: str) -> Any:
+        if self._env is None:
+            self._load()
+        return self._env.program(self._env.compile(expr), functions=self._functions)
+
+    def _bind(self, context: dict[str, Any]) -> Any:
+        if self._env is None:
+            self._load()
+        return {k: self._celpy.json_to_cel(v) for k, v in context.items()}
+
+    def _run(self, program: Any, context: dict[str, Any]) -> Any:
+        return self._run_bound(program, self._bind(context))
+
+    def _run_bound(self, program: Any, native: Any) -> Any:
+        value = program.evaluate(native)
+        if isinstance(value, self._eval_error):
+            raise EvalError(_reason(value))
+        return _plain_python(value, (bool, self._types.BoolType))
+
+
+def _celpy_functions(ct: Any, eval_error: type) -> dict[str, Callable[..., Any]]:
+    """Heterogeneous ==, !=, <, <=, >, >=, `in` for celpy (celpy 0.5 has strict, pre-2022 equality)."""
+
+    def kind(v: Any) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, (bool, ct.BoolType)):
+            return "bool"
+        if isinstance(v, (int, float)):
+            return "num"
+        if isinstance(v, str):
+            return "string"
+        if isinstance(v, (bytes, bytearray)):
+            return "bytes"
+        if isinstance(v, list):
+            return "list"
+        if isinstance(v, dict):
+            return "map"
+        if isinstance(v, _dt.datetime):
+            return "timestamp"
+        if isinstance(v, _dt.timedelta):
+            return "duration"
+        return "other"
+
+    def num(v: Any) -> int | float:
+        return float(v) if isinstance(v, float) else int(v)
+
+    def eq(a: Any, b: Any) -> bool:
+        ka, kb = kind(a), kind(b)
+        if ka != kb:
+            return False
+        if ka == "num":
+            return num(a) == num(b)
+        if ka == "list":
+            return len(a) == len(b) and all(eq(x, y) for x, y in zip(a, b, strict=True))
+        if ka == "map":
+            if len(a) != len(b):
+                return False
+            for k, v in a.items():
+                match = [w for kk, w in b.items() if eq(k, kk)]
+                if not match or not eq(v, match[0]):
+                    return False
+            return True
+        if ka == "bool":
+            return bool(a) == bool(b)
+        if ka == "null":
+            return True
+        if ka == "string":
+            return str(a) == str(b)
+        if ka == "bytes":
+            return bytes(a) == bytes(b)
+        return bool(a == b)
+
+    def order(a: Any, b: Any) -> int:
+        ka, kb = kind(a), kind(b)
+        if ka == kb == "num":
+            x, y = num(a), num(b)
+        elif ka == kb and ka in ("string", "bytes", "bool", "timestamp", "duration"):
+            x, y = a, b
+            if ka == "bool":
+                x, y = bool(a), bool(b)
+        else:
+            raise TypeError(f"no such overload: ordering {ka} and {kb}")
+        if x != x or y != y:  # NaN: every comparison is false
+            return 2
+        return -1 if x < y else (1 if x > y else 0)
+
+    def wrap(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
+        def op(a: Any, b: Any) -> Any:
+            if isinstance(a, eval_error):
+                return a
+            if isinstance(b, eval_error):
+                return b
+            return ct.BoolType(test(a, b))
+
+        return op
+
+    def contains(item: Any, container: Any) -> bool:
+        kc = kind(container)
+        if kc not in ("list", "map"):
+            raise TypeError(f"no such overload: in {kc}")
+        return any(eq(item, x) for x in container)
+
+    return {
+        "_==_": wrap(eq),
+        "_!=_": wrap(lambda a, b: not eq(a, b)),
+        "_<_": wrap(lambda a, b: order(a, b) == -1),
+        "_<=_": wrap(lambda a, b: order(a, b) in (-1, 0)),
+        "_>_": wrap(lambda a, b: order(a, b) == 1),
+        "_>=_": wrap(lambda a, b: order(a, b) in (1, 0)),
+        "_in_": wrap(contains),
+    }
+
+
+def _native() -> _EngineBase:
+    """The fastest native engine that imports: cel-cpp (see bench/cel.py), else cel-rust."""
+    try:
+        return CelCppEngine()
+    except ImportError:
+        return CelRustEngine()
+
+
+NATIVE: Engine = _native()
+REFERENCE: Engine = CelpyEngine()
+
+
+def compile(expr: str) -> Compiled:  # noqa: A001 - the module's API mirrors the engines'
+    """Compile `expr` with the native engine; raise BadExpression."""
+    return NATIVE.compile(expr)
+
+
+def bind(context: Mapping[str, Any]) -> Bound:
+    """Prepare `context` once for evaluating several expressions with the native engine."""
+    return NATIVE.bind(context)
+
+
+def evaluate(compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any:
+    """Evaluate `compiled` (with the engine that compiled it) to a plain Python value; raise EvalError."""
+    return compiled.engine.evaluate(compiled, context)
