@@ -13,9 +13,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from agent_sdk.base import BaseClient, error_of, result_of
+from agent_sdk.claims import Claim
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Delivery, Error, Message, Ok, Wake
+from hub.protocol.frames import Delivery, Error, Message, Notice, Ok, Wake
 
 __all__ = ["Agent"]
 
@@ -45,8 +46,10 @@ class Agent(BaseClient):
         reconnect: bool = True,
         request_timeout: float = 30.0,
         save_token: bool = True,
+        stream: bool = True,
     ) -> None:
         super().__init__(name, room=room, hub=hub, token=token, role=role, save_token=save_token)
+        self.stream = stream
         self.reconnect = reconnect
         self.request_timeout = request_timeout
         self.ws: ClientConnection | None = None
@@ -54,6 +57,7 @@ class Agent(BaseClient):
         self.reconnects = 0
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._notices: asyncio.Queue[Notice | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -92,12 +96,12 @@ class Agent(BaseClient):
         if self.token is None:
             self.joined(await self._request(self.cmd_join()))
         try:
-            result = await self._request(self.cmd_attach())
+            result = await self._request(self.cmd_attach(self.stream))
         except HubError as exc:
             if not (exc.code == Code.NOT_FOUND and exc.detail.get("what") in ("agent", "room")):
                 raise
             self.joined(await self._request(self.cmd_join()))
-            result = await self._request(self.cmd_attach())
+            result = await self._request(self.cmd_attach(self.stream))
         if self.cursor is None:
             self.cursor = int(result["seq"])
 
@@ -110,6 +114,7 @@ class Agent(BaseClient):
         if self.ws is not None:
             await self.ws.close()
         self._queue.put_nowait(None)
+        self._notices.put_nowait(None)
 
     async def _listen(self, ws: ClientConnection) -> None:
         """Route frames: replies to their futures, deliveries to the stream."""
@@ -126,6 +131,8 @@ class Agent(BaseClient):
                 elif isinstance(frame, Delivery):
                     if self.fresh(frame.message):
                         self._queue.put_nowait(frame.message)
+                elif isinstance(frame, Notice):
+                    self._notices.put_nowait(frame)
                 elif isinstance(frame, Wake):
                     future = self._pending.pop(-frame.id, None)
                     if future is not None and not future.done():
@@ -251,6 +258,75 @@ class Agent(BaseClient):
                 id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), status=status
             )
         )
+
+    # -- claims -----------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        work: str,
+        paths: list[str] | tuple[str, ...] = (),
+        *,
+        ttl: float | None = None,
+        checkpoint: str | None = None,
+        renew: bool = False,
+    ) -> Claim:
+        """Lease `work` on `paths`, held while this session lives (plus the hub's grace period).
+
+        Raises:
+            HubError: `claim_overlap` (detail: holder, work, paths), `conflict` if another agent holds `work`,
+                `bad_request` for a bad path.
+        """
+        view = await self.request(
+            lambda: c.Claim(
+                id=self.next_id(),
+                room=self.room,
+                token=self.token,
+                name=self.need_name(),
+                work=work,
+                paths=tuple(paths),
+                ttl=ttl,
+                checkpoint=checkpoint,
+                renew=renew,
+            )
+        )
+        return Claim(self, view)
+
+    async def release(self, work: str, *, checkpoint: str | None = None) -> None:
+        """Release a claim, leaving `checkpoint` for whoever claims `work` next."""
+        await self.request(
+            lambda: c.Release(
+                id=self.next_id(),
+                room=self.room,
+                token=self.token,
+                name=self.need_name(),
+                work=work,
+                checkpoint=checkpoint,
+            )
+        )
+
+    async def handoff(self, work: str, to: str) -> None:
+        """Move a live claim, with its checkpoint, to another agent of the room."""
+        await self.request(
+            lambda: c.Handoff(
+                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), work=work, to=to
+            )
+        )
+
+    async def claims(self) -> list[dict[str, Any]]:
+        """The room's live claims."""
+        return (await self.request(lambda: c.ListClaims(id=self.next_id(), room=self.room)))["claims"]  # type: ignore[no-any-return]
+
+    async def board(self) -> dict[str, Any]:
+        """The plan, live claims and declared intents."""
+        return await self.request(lambda: c.Board(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
+
+    async def notices(self) -> AsyncIterator[Notice]:
+        """News about this agent's own things: `claim.lapsed`, `claim.handed`..."""
+        while True:
+            notice = await self._notices.get()
+            if notice is None:
+                return
+            yield notice
 
     async def agents(self) -> list[dict[str, Any]]:
         return (await self.request(lambda: c.Agents(id=self.next_id(), room=self.room)))["agents"]  # type: ignore[no-any-return]

@@ -163,6 +163,70 @@ class SyncAgent(BaseClient):
             )
         )
 
+    # -- claims -----------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        work: str,
+        paths: list[str] | tuple[str, ...] = (),
+        *,
+        ttl: float | None = None,
+        checkpoint: str | None = None,
+        renew: bool = False,
+    ) -> dict[str, Any]:
+        """Lease `work` on `paths`. Raises HubError `claim_overlap`, `conflict`, `bad_request`."""
+        return self.act(  # type: ignore[no-any-return]
+            lambda: c.Claim(
+                id=self.next_id(),
+                room=self.room,
+                token=self.token,
+                name=self.need_name(),
+                work=work,
+                paths=tuple(paths),
+                ttl=ttl,
+                checkpoint=checkpoint,
+                renew=renew,
+            )
+        )
+
+    def release(self, work: str, *, checkpoint: str | None = None) -> dict[str, Any]:
+        return self.act(  # type: ignore[no-any-return]
+            lambda: c.Release(
+                id=self.next_id(),
+                room=self.room,
+                token=self.token,
+                name=self.need_name(),
+                work=work,
+                checkpoint=checkpoint,
+            )
+        )
+
+    def handoff(self, work: str, to: str) -> dict[str, Any]:
+        return self.act(  # type: ignore[no-any-return]
+            lambda: c.Handoff(
+                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), work=work, to=to
+            )
+        )
+
+    def claims(self) -> list[dict[str, Any]]:
+        return self.request(c.ListClaims(id=self.next_id(), room=self.room))["claims"]  # type: ignore[no-any-return]
+
+    def intent(self, paths: list[str] | tuple[str, ...], note: str | None = None) -> dict[str, Any]:
+        """Declare advisory intent on paths (no lease); empty paths clear it."""
+        return self.act(  # type: ignore[no-any-return]
+            lambda: c.DeclareIntent(
+                id=self.next_id(),
+                room=self.room,
+                token=self.token,
+                name=self.need_name(),
+                paths=tuple(paths),
+                note=note,
+            )
+        )
+
+    def board(self) -> dict[str, Any]:
+        return self.request(c.Board(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
+
     def agents(self) -> list[dict[str, Any]]:
         return self.request(c.Agents(id=self.next_id(), room=self.room))["agents"]  # type: ignore[no-any-return]
 

@@ -134,9 +134,9 @@ def synapse() -> None:
 
 
 def _register() -> None:
-    from cli import agents, hub, messages, relay, wait
+    from cli import agents, board, claims, hub, messages, relay, wait
 
-    for module in (hub, agents, messages, relay, wait):
+    for module in (hub, agents, messages, relay, wait, claims, board):
         module.register(synapse)
 
 

@@ -36,7 +36,7 @@ def _process_started() -> float:
     return now - min(max(age, 0.0), 60.0)
 
 
-STARTED = time.time()  # a message sent after this process started wakes it, even before it armed
+STARTED = _process_started()  # a message sent after this process started wakes it, even before it armed
 
 
 def register(group: click.Group) -> None:

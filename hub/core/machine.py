@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import Any
 
@@ -10,17 +11,18 @@ import msgspec
 from hub import __version__
 from hub.config import HubConfig
 from hub.core import agents as agents_
+from hub.core import claims as claims_
 from hub.core import feed
-from hub.core.effects import CloseSession, Deliver, Outcome, Reply
+from hub.core.effects import ArmTimer, CloseSession, Deliver, Outcome, Reply
 from hub.core.limits import Bucket, check_count
 from hub.core.rooms import Room, Waiter, check_room, split_targets
 from hub.protocol import commands as c
 from hub.protocol import events as e
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Delivery, Error, Wake
+from hub.protocol.frames import Delivery, Error, Notice, Wake
 from hub.protocol.types import AgentName, Position, RoomName, SessionId
 
-__all__ = ["Context", "Machine", "SessionGone", "Start"]
+__all__ = ["Context", "Machine", "SessionGone", "Start", "Tick"]
 
 TAKEN_OVER_CLOSE = 4009
 
@@ -35,6 +37,10 @@ class Context(msgspec.Struct, frozen=True):
 
 class Start(msgspec.Struct, frozen=True):
     """Internal: the hub finished replaying and starts serving."""
+
+
+class Tick(msgspec.Struct, frozen=True):
+    """Internal: a deadline the core asked for (ArmTimer) has come."""
 
 
 class SessionGone(msgspec.Struct, frozen=True):
@@ -77,8 +83,15 @@ class Machine:
             c.Agents: self._agents,
             c.Wait: self._wait,
             c.Status: self._status,
+            c.Claim: self._claim,
+            c.Release: self._release,
+            c.Handoff: self._handoff,
+            c.ListClaims: self._list_claims,
+            c.DeclareIntent: self._declare_intent,
+            c.Board: self._board,
             Start: self._start,
             SessionGone: self._session_gone,
+            Tick: self._tick,
         }
         self._appliers: dict[type, Callable[[Any], None]] = {
             e.HubStarted: self._apply_started,
@@ -88,7 +101,17 @@ class Machine:
             e.SessionClosed: lambda ev: agents_.apply_session_closed(self.rooms[ev.room], ev),
             e.MessageSent: lambda ev: feed.apply_sent(self.room(ev.room), ev),
             e.MessageClaimed: lambda ev: feed.apply_claimed(self.rooms[ev.room], ev),
+            e.ClaimGranted: lambda ev: self._deadline(ev.room, self._claimant(ev, ev.holder).granted(ev)),
+            e.ClaimRenewed: lambda ev: self._deadline(ev.room, self.rooms[ev.room].claims.renewed(ev)),
+            e.ClaimOrphaned: lambda ev: self._deadline(ev.room, self.rooms[ev.room].claims.orphaned(ev)),
+            e.ClaimReleased: lambda ev: self._claimant(ev, None).released(ev),
+            e.ClaimLapsed: lambda ev: self.rooms[ev.room].claims.lapsed(ev),
+            e.ClaimHandedOff: lambda ev: self._deadline(ev.room, self._claimant(ev, ev.to).handed(ev)),
+            e.IntentDeclared: lambda ev: self._claimant(ev, ev.agent).intent(ev),
         }
+        self.deadlines: list[
+            tuple[float, RoomName, str]
+        ] = []  # claim expiries (a heap; stale entries skipped)
 
     # -- the two entry points -------------------------------------------------------------------
 
@@ -164,6 +187,11 @@ class Machine:
             self._emit(
                 out, e.SessionOpened(room=room.name, at=ctx.now, agent=agent.name, session=ctx.session)
             )
+            for held in list(room.claims.live.values()):  # back within grace: its claims are its own again
+                if held.holder == agent.name and held.bound and held.session is None:
+                    self._emit(
+                        out, e.ClaimRenewed(room=room.name, at=ctx.now, work=held.work, session=ctx.session)
+                    )
         if cmd.stream and not info.stream:
             info.stream = True
             room.streams.setdefault(agent.name, set()).add(ctx.session)
@@ -235,9 +263,7 @@ class Machine:
             seqs[dest] = event.seq
             self._push(target, event, out)
         own = seqs.get(room.name)
-        result: dict[str, Any] = {"seq": own if own is not None else next(iter(seqs.values()))}
-        if len(seqs) > 1 or own is None:
-            result["seqs"] = seqs
+        result: dict[str, Any] = {"seq": own if own is not None else next(iter(seqs.values())), "seqs": seqs}
         if unknown:
             result["unknown"] = unknown
         self._reply(out, ctx, cmd, result)
@@ -325,6 +351,173 @@ class Machine:
         if info is not None and info.waiter == waiter.name and info.waiter_room == room.name:
             info.waiter = info.waiter_room = None
 
+    # -- claims -------------------------------------------------------------------------------------
+
+    def _holding(
+        self, agent: agents_.Agent, ctx: Context, ttl: float | None
+    ) -> tuple[SessionId | None, float | None]:
+        """Session-bound when the agent has a live session (its own, or its presence connector), else TTL."""
+        info = self.sessions.get(ctx.session) if ctx.session is not None else None
+        if info is not None and info.agent == agent.name and ctx.session in agent.sessions:
+            return ctx.session, None
+        if agent.sessions:
+            return min(agent.sessions), None
+        ttl = self.config.claim_ttl if ttl is None else ttl
+        if not 0 < ttl <= 30 * 86_400:
+            raise HubError(
+                Code.BAD_REQUEST, "ttl must be between 0 and 30 days", {"field": "ttl", "reason": "range"}
+            )
+        return None, ctx.now + ttl
+
+    def _claim(self, cmd: c.Claim, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        claims_.check_checkpoint(cmd.checkpoint)
+        self._lapse_due(ctx.now, out)
+        live = room.claims.live
+        held = live.get(cmd.work)
+        if not cmd.work or len(cmd.work) > 200:
+            raise HubError(Code.BAD_REQUEST, "work needs a name of 1..200 characters", {"field": "work"})
+        if held is not None and held.holder != agent.name:
+            raise HubError(
+                Code.CONFLICT,
+                f"{cmd.work!r} is held by {held.holder}",
+                {"holder": held.holder, "work": cmd.work, "current": held.view()},
+            )
+        session, expires = self._holding(agent, ctx, cmd.ttl)
+        if cmd.renew:
+            if held is None:
+                raise HubError(Code.NOT_FOUND, f"no live claim {cmd.work!r} to renew", {"what": "claim"})
+            if cmd.paths and claims_.check_paths(cmd.paths) != held.paths:
+                raise HubError(
+                    Code.BAD_REQUEST, "renew keeps the scope; claim again to change it", {"field": "paths"}
+                )
+            self._emit(
+                out,
+                e.ClaimRenewed(room=room.name, at=ctx.now, work=cmd.work, expires=expires, session=session),
+            )
+        else:
+            paths = claims_.check_paths(cmd.paths)
+            clashes = room.claims.conflicts(paths, agent.name)
+            if clashes:
+                raise claims_.overlap_error(cmd.work, clashes)
+            inherited = held.checkpoint if held is not None else room.claims.checkpoints.get(cmd.work)
+            checkpoint = cmd.checkpoint if cmd.checkpoint is not None else inherited
+            self._emit(
+                out,
+                e.ClaimGranted(
+                    room=room.name,
+                    at=ctx.now,
+                    work=cmd.work,
+                    holder=agent.name,
+                    paths=paths,
+                    expires=expires,
+                    session=session,
+                    checkpoint=checkpoint,
+                ),
+            )
+        if expires is not None:
+            out.effects.append(ArmTimer(expires))
+        self._reply(out, ctx, cmd, live[cmd.work].view())
+
+    def _mine(self, room: Room, agent: agents_.Agent, work: str) -> claims_.Held:
+        held = room.claims.live.get(work)
+        if held is None:
+            raise HubError(Code.NOT_FOUND, f"no live claim {work!r}", {"what": "claim", "work": work})
+        if held.holder != agent.name:
+            raise HubError(
+                Code.FORBIDDEN,
+                f"{work!r} is held by {held.holder}, not {agent.name}",
+                {"holder": held.holder},
+            )
+        return held
+
+    def _release(self, cmd: c.Release, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        claims_.check_checkpoint(cmd.checkpoint)
+        self._lapse_due(ctx.now, out)
+        held = self._mine(room, agent, cmd.work)
+        view = held.view()
+        self._emit(out, e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, checkpoint=cmd.checkpoint))
+        view["checkpoint"] = room.claims.checkpoints.get(cmd.work)
+        self._reply(out, ctx, cmd, view)
+
+    def _handoff(self, cmd: c.Handoff, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        self._lapse_due(ctx.now, out)
+        held = self._mine(room, agent, cmd.work)
+        target = room.agents.get(cmd.to)
+        if target is None:
+            raise HubError(
+                Code.NOT_FOUND,
+                f"{cmd.to!r} is not a member of room {room.name!r}",
+                {"what": "agent", "name": cmd.to},
+            )
+        session, expires = self._holding(target, Context(ctx.now), None)
+        self._emit(
+            out,
+            e.ClaimHandedOff(
+                room=room.name, at=ctx.now, work=cmd.work, to=target.name, expires=expires, session=session
+            ),
+        )
+        if expires is not None:
+            out.effects.append(ArmTimer(expires))
+        self._notify(room, target.name, "claim.handed", {**held.view(), "from": agent.name}, out)
+        self._reply(out, ctx, cmd, held.view())
+
+    def _list_claims(self, cmd: c.ListClaims, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        listed = (
+            []
+            if room is None
+            else [h.view() for h in sorted(room.claims.live.values(), key=lambda h: h.work)]
+        )
+        self._reply(out, ctx, cmd, {"claims": listed})
+
+    def _declare_intent(self, cmd: c.DeclareIntent, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        paths = claims_.check_paths(cmd.paths) if cmd.paths else ()
+        if cmd.note is not None and len(cmd.note) > 4096:
+            raise HubError(Code.TOO_LARGE, "a note holds at most 4096 characters", {"limit": 4096})
+        self._emit(
+            out, e.IntentDeclared(room=room.name, at=ctx.now, agent=agent.name, paths=paths, note=cmd.note)
+        )
+        self._reply(out, ctx, cmd, room.claims.board())
+
+    def _board(self, cmd: c.Board, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        board = {"claims": [], "intents": []} if room is None else room.claims.board()
+        self._reply(out, ctx, cmd, {"room": cmd.room, **board})
+
+    def _tick(self, cmd: Tick, ctx: Context, out: Outcome) -> None:
+        self._lapse_due(ctx.now, out)
+        if self.deadlines:
+            out.effects.append(ArmTimer(self.deadlines[0][0]))
+
+    def _lapse_due(self, now: float, out: Outcome) -> None:
+        """Lapse every claim whose TTL or grace has run out (SPEC: Claims); its checkpoint stays for the next."""
+        heap = self.deadlines
+        while heap and heap[0][0] <= now:
+            expires, room_name, work = heapq.heappop(heap)
+            room = self.rooms.get(room_name)
+            held = None if room is None else room.claims.live.get(work)
+            if held is None or held.expires != expires or room is None:
+                continue  # stale: released, renewed or re-bound since
+            view = held.view()
+            self._emit(out, e.ClaimLapsed(room=room_name, at=now, work=work))
+            self._notify(room, held.holder, "claim.lapsed", view, out)
+
+    def _notify(self, room: Room, agent: AgentName, kind: str, detail: dict[str, Any], out: Outcome) -> None:
+        sessions = room.streams.get(agent)
+        if sessions:
+            out.effects.append(Deliver(tuple(sessions), Notice(kind=kind, room=room.name, detail=detail)))
+
+    def _claimant(self, event: Any, agent: AgentName | None) -> claims_.Claims:
+        return self.room(event.room).claims
+
+    def _deadline(self, room: RoomName, held: claims_.Held) -> None:
+        if held.expires is not None:
+            heapq.heappush(self.deadlines, (held.expires, room, held.work))
+
     # -- the hub itself ---------------------------------------------------------------------------
 
     def _status(self, cmd: c.Status, ctx: Context, out: Outcome) -> None:
@@ -345,7 +538,17 @@ class Machine:
         )
 
     def _start(self, cmd: Start, ctx: Context, out: Outcome) -> None:
+        """Every session of the previous run is gone: its claims get the grace period to be re-taken."""
+        grace = ctx.now + self.config.claim_grace
+        for room in self.rooms.values():
+            for held in list(room.claims.live.values()):
+                if held.session is not None:
+                    self._emit(
+                        out, e.ClaimOrphaned(room=room.name, at=ctx.now, work=held.work, expires=grace)
+                    )
         self._emit(out, e.HubStarted(room=RoomName(""), at=ctx.now))
+        if self.deadlines:
+            out.effects.append(ArmTimer(min(d[0] for d in self.deadlines)))
 
     def _session_gone(self, cmd: SessionGone, ctx: Context, out: Outcome) -> None:
         info = self.sessions.pop(cmd.session, None)
@@ -364,6 +567,10 @@ class Machine:
                     streams.discard(cmd.session)
                     if not streams:
                         del room.streams[info.agent]
+            grace = ctx.now + self.config.claim_grace
+            for held in room.claims.of_session(cmd.session):
+                self._emit(out, e.ClaimOrphaned(room=room.name, at=ctx.now, work=held.work, expires=grace))
+                out.effects.append(ArmTimer(grace))
             self._emit(
                 out, e.SessionClosed(room=room.name, at=ctx.now, agent=info.agent, session=cmd.session)
             )

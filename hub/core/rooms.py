@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import msgspec
 
 from hub.core.agents import NAME, Agent
+from hub.core.claims import Claims
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import MessageSent
 from hub.protocol.types import Address, AgentName, RoomName, Seq, SessionId
@@ -32,7 +33,7 @@ class Waiter(msgspec.Struct, kw_only=True):
 class Room:
     """The isolation boundary: its own agents, feed and message claims; sessions and waiters are ephemeral."""
 
-    __slots__ = ("agents", "claimed", "feed", "name", "streams", "waiters")
+    __slots__ = ("agents", "claimed", "claims", "feed", "name", "streams", "waiters")
 
     def __init__(self, name: RoomName) -> None:
         self.name = name
@@ -41,6 +42,7 @@ class Room:
         self.claimed: dict[Seq, AgentName] = {}
         self.streams: dict[AgentName, set[SessionId]] = {}  # sessions pushed what is addressed to the agent
         self.waiters: dict[AgentName, Waiter] = {}  # by waiter name: one live waiter per name
+        self.claims = Claims()
 
     @property
     def seq(self) -> Seq:

@@ -8,7 +8,7 @@ from hub.config import HubConfig
 from hub.core.agents import Agent
 from hub.core.machine import Machine
 from hub.core.rooms import Room
-from hub.protocol.events import MessageSent
+from hub.protocol.events import ClaimGranted, IntentDeclared, MessageSent
 from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
 
 __all__ = ["SNAPSHOT_VERSION", "Snapshot", "dump", "load", "take"]
@@ -25,11 +25,32 @@ class AgentRecord(msgspec.Struct, array_like=True, gc=False):
     sessions: list[SessionId]
 
 
+class HeldRecord(msgspec.Struct, array_like=True, gc=False):
+    work: str
+    holder: AgentName
+    paths: tuple[str, ...]
+    expires: float | None
+    session: SessionId | None
+    bound: bool
+    checkpoint: str | None
+    granted_at: float
+
+
+class IntentRecord(msgspec.Struct, array_like=True, gc=False):
+    agent: AgentName
+    paths: tuple[str, ...]
+    note: str | None
+    at: float
+
+
 class RoomRecord(msgspec.Struct, gc=False):
     name: RoomName
     agents: list[AgentRecord]
     feed: list[MessageSent]
     claimed: dict[Seq, AgentName]
+    claims: list[HeldRecord] = []
+    checkpoints: dict[str, str] = {}
+    intents: list[IntentRecord] = []
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -54,6 +75,14 @@ def take(machine: Machine) -> Snapshot:
             ],
             feed=room.feed,
             claimed=room.claimed,
+            claims=[
+                HeldRecord(
+                    h.work, h.holder, h.paths, h.expires, h.session, h.bound, h.checkpoint, h.granted_at
+                )
+                for h in room.claims.live.values()
+            ],
+            checkpoints=room.claims.checkpoints,
+            intents=[IntentRecord(i.agent, i.paths, i.note, i.at) for i in room.claims.intents.values()],
         )
         for room in sorted(machine.rooms.values(), key=lambda r: r.name)  # canonical: a live hub may
         if room.agents or room.feed  # hold a waiter's room before any event created it
@@ -81,4 +110,23 @@ def load(data: bytes, config: HubConfig | None = None) -> Machine:
             agent.sessions = set(a.sessions)
             room.agents[a.name] = agent
             machine.token_owner[a.token_hash] = (room.name, a.name)
+        for h in record.claims:
+            granted = ClaimGranted(
+                room=room.name,
+                at=h.granted_at,
+                work=h.work,
+                holder=h.holder,
+                paths=h.paths,
+                expires=h.expires,
+                session=h.session,
+                checkpoint=h.checkpoint,
+            )
+            held = room.claims.granted(granted)
+            held.bound = h.bound
+            machine._deadline(room.name, held)
+        room.claims.checkpoints.update(record.checkpoints)
+        for i in record.intents:
+            room.claims.intent(
+                IntentDeclared(room=room.name, at=i.at, agent=i.agent, paths=i.paths, note=i.note)
+            )
     return machine

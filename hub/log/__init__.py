@@ -1,0 +1,1 @@
+"""The durable event log: tables, the EventLog store and the group-committing LogWriter."""

@@ -52,7 +52,7 @@ class EventLog:
             self._insert_sql = (
                 f"INSERT INTO events (seq, room, type, data, at) VALUES ({', '.join([mark] * 5)})"
             )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # OSError: the SQLite file's folder cannot be made
             raise LogError(
                 f"cannot open the log at {self.url.render_as_string(hide_password=True)}: {_why(exc)}"
             ) from None
@@ -126,8 +126,11 @@ class EventLog:
     # -- reading ---------------------------------------------------------------------------------
 
     def last_seq(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
+        try:
+            with self.engine.connect() as conn:
+                return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
+        except SQLAlchemyError as exc:
+            raise LogError(f"cannot read the log: {_why(exc)}") from None
 
     def read(self, after: int = 0, limit: int | None = None) -> list[Row]:
         """Events after position `after`, oldest first."""
@@ -137,8 +140,11 @@ class EventLog:
         query = query.order_by(events.c.seq)
         if limit is not None:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+        try:
+            with self.engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+        except SQLAlchemyError as exc:
+            raise LogError(f"cannot read the log: {_why(exc)}") from None
 
     def scan(self, after: int = 0, chunk: int = 20_000) -> Iterator[Row]:
         """Every event after `after`, in chunks so memory stays flat."""
@@ -157,8 +163,11 @@ class EventLog:
             .order_by(snapshots.c.seq.desc())
             .limit(1)
         )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+        except SQLAlchemyError as exc:
+            raise LogError(f"cannot read a snapshot: {_why(exc)}") from None
         return None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
 
     def size(self) -> int | None:
@@ -175,6 +184,6 @@ class EventLog:
         self.engine.dispose()
 
 
-def _why(exc: SQLAlchemyError) -> str:
+def _why(exc: Exception) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig if orig is not None else exc).splitlines()[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -27,6 +28,8 @@ _frame_decoder = msgspec.json.Decoder(Frame)
 _any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 _OP_IN_FRAME = msgspec.json.Decoder(dict[str, Any])
+_AT = re.compile(r" - at `(\$[^`]*)`$")
+_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]*)`")
 
 
 def encode(obj: Any) -> bytes:
@@ -46,9 +49,23 @@ def decode_command(data: bytes | str) -> Command:
         if "Invalid value" in reason and "`$.op`" in reason:
             op = _op_of(data)
             raise HubError(Code.UNKNOWN_OP, f"unknown op {op!r}", {"op": op}) from None
-        raise HubError(Code.BAD_FRAME, reason, {"reason": reason}) from None
+        raise HubError(Code.BAD_FRAME, reason, {"reason": reason, "path": _path(reason)}) from None
     except msgspec.DecodeError as exc:
         raise HubError(Code.BAD_FRAME, f"not JSON: {exc}", {"reason": str(exc)}) from None
+    except RecursionError:
+        reason = "nested too deeply"
+        raise HubError(Code.BAD_FRAME, f"not JSON: {reason}", {"reason": reason}) from None
+    except UnicodeError:
+        reason = "not valid UTF-8 text"
+        raise HubError(Code.BAD_FRAME, f"not JSON: {reason}", {"reason": reason}) from None
+
+
+def _path(reason: str) -> str:
+    """The JSON path msgspec names in `reason` (`$.to[0]`), down to the field a missing/unknown one names."""
+    at = _AT.search(reason)
+    path = at.group(1) if at else "$"
+    field = _FIELD.match(reason)
+    return f"{path}.{field.group(1)}" if field else path
 
 
 def _op_of(data: bytes | str) -> Any:

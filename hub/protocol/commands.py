@@ -12,7 +12,13 @@ __all__ = [
     "Agents",
     "Attach",
     "BaseCommand",
+    "Board",
+    "Claim",
     "ClaimMessage",
+    "DeclareIntent",
+    "Handoff",
+    "ListClaims",
+    "Release",
     "Command",
     "Heartbeat",
     "Join",
@@ -108,4 +114,67 @@ class Status(BaseCommand, tag="status"):
     """Hub version, uptime, rooms, agents online and log size."""
 
 
-Command = Join | Attach | Send | ListMessages | ClaimMessage | Heartbeat | Agents | Wait | Status
+class Claim(BaseCommand, tag="claim"):
+    """Lease a unit of work with a file scope; refused with `claim_overlap` if it overlaps another agent's.
+
+    Held by the agent's live session (plus a grace period after it drops) when it has one, else by TTL.
+    `renew` extends a TTL claim (or re-binds it) without changing its scope.
+    """
+
+    name: AgentName
+    work: str
+    paths: tuple[str, ...] = ()
+    ttl: float | None = None
+    checkpoint: str | None = None
+    renew: bool = False
+
+
+class Release(BaseCommand, tag="release"):
+    """Release a claim, leaving a checkpoint for whoever claims the same work next."""
+
+    name: AgentName
+    work: str
+    checkpoint: str | None = None
+
+
+class Handoff(BaseCommand, tag="handoff"):
+    """Move a live claim, with its checkpoint, to another agent of the room atomically."""
+
+    name: AgentName
+    work: str
+    to: AgentName
+
+
+class ListClaims(BaseCommand, tag="claims"):
+    """The room's live claims."""
+
+
+class DeclareIntent(BaseCommand, tag="board.intent"):
+    """Declare advisory intent to touch paths (no lease); empty paths clear it."""
+
+    name: AgentName
+    paths: tuple[str, ...] = ()
+    note: str | None = None
+
+
+class Board(BaseCommand, tag="board"):
+    """The plan, live claims and declared intents in one view."""
+
+
+Command = (
+    Join
+    | Attach
+    | Send
+    | ListMessages
+    | ClaimMessage
+    | Heartbeat
+    | Agents
+    | Wait
+    | Status
+    | Claim
+    | Release
+    | Handoff
+    | ListClaims
+    | DeclareIntent
+    | Board
+)

@@ -9,6 +9,13 @@ from hub.protocol.types import Address, AgentName, RoomName, Seq, SessionId
 __all__ = [
     "AgentJoined",
     "BaseEvent",
+    "ClaimGranted",
+    "ClaimHandedOff",
+    "ClaimLapsed",
+    "ClaimOrphaned",
+    "ClaimReleased",
+    "ClaimRenewed",
+    "IntentDeclared",
     "Event",
     "HubStarted",
     "MessageClaimed",
@@ -78,6 +85,75 @@ class MessageClaimed(BaseEvent):
     holder: AgentName
 
 
+class ClaimGranted(BaseEvent):
+    """A claim was granted (or re-granted to its holder with a new scope); `session` set = session-bound."""
+
+    work: str
+    holder: AgentName
+    paths: tuple[str, ...]
+    expires: float | None = None  # TTL claims, and session-bound ones whose session has gone
+    session: SessionId | None = None
+    checkpoint: str | None = None
+
+
+class ClaimRenewed(BaseEvent):
+    """A claim's expiry moved (TTL renewal), or it was re-bound to a live session of its holder."""
+
+    work: str
+    expires: float | None = None
+    session: SessionId | None = None
+
+
+class ClaimOrphaned(BaseEvent):
+    """A session-bound claim's session ended: it lapses at `expires` unless its holder comes back."""
+
+    work: str
+    expires: float
+
+
+class ClaimReleased(BaseEvent):
+    """The holder released a claim; its checkpoint waits for the next claimer of the same work."""
+
+    work: str
+    checkpoint: str | None = None
+
+
+class ClaimLapsed(BaseEvent):
+    """A claim's TTL or grace ran out; its checkpoint waits for the next claimer."""
+
+    work: str
+
+
+class ClaimHandedOff(BaseEvent):
+    """A live claim moved, with its checkpoint, to another agent."""
+
+    work: str
+    to: AgentName
+    expires: float | None = None
+    session: SessionId | None = None
+
+
+class IntentDeclared(BaseEvent):
+    """An agent declared advisory intent on paths (empty: cleared)."""
+
+    agent: AgentName
+    paths: tuple[str, ...]
+    note: str | None = None
+
+
 Event = (
-    HubStarted | AgentJoined | PresenceChanged | SessionOpened | SessionClosed | MessageSent | MessageClaimed
+    HubStarted
+    | AgentJoined
+    | PresenceChanged
+    | SessionOpened
+    | SessionClosed
+    | MessageSent
+    | MessageClaimed
+    | ClaimGranted
+    | ClaimRenewed
+    | ClaimOrphaned
+    | ClaimReleased
+    | ClaimLapsed
+    | ClaimHandedOff
+    | IntentDeclared
 )

@@ -8,7 +8,7 @@ import msgspec
 
 from hub.protocol.types import Address, AgentName, RoomName, Seq
 
-__all__ = ["Delivery", "Error", "Frame", "Message", "Ok", "Wake"]
+__all__ = ["Delivery", "Error", "Frame", "Message", "Notice", "Ok", "Wake"]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -56,4 +56,12 @@ class Wake(msgspec.Struct, tag=True, kw_only=True):
     message: Message | None = None
 
 
-Frame = Ok | Error | Delivery | Wake
+class Notice(msgspec.Struct, tag=True, kw_only=True):
+    """News for an agent's sessions about something of its own: `claim.lapsed`, `claim.handed`..."""
+
+    kind: str
+    room: RoomName
+    detail: dict[str, Any] = {}
+
+
+Frame = Ok | Error | Delivery | Wake | Notice

@@ -1,0 +1,1 @@
+"""The thin asyncio shell: sessions, fan-out, timers, HTTP."""

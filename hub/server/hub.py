@@ -17,7 +17,7 @@ from websockets.http11 import Request, Response
 from hub.config import HubConfig
 from hub.core import snapshot
 from hub.core.effects import Deliver, Outcome
-from hub.core.machine import Context, Machine, SessionGone, Start
+from hub.core.machine import Context, Machine, SessionGone, Start, Tick
 from hub.log.store import EventLog, Row
 from hub.log.writer import LogWriter
 from hub.protocol.codec import decode_command, decode_event, encode
@@ -210,7 +210,9 @@ class Hub:
         self.submit(outcome)
 
     def _tick(self, now: float) -> None:
-        pass  # claims and leases arm timers in a later capability
+        """A deadline the core asked for has come (claims lapse by the hub's clock)."""
+        if self.failed is None and not self.draining:
+            self.submit(self.machine.handle(Tick(), Context(now)))
 
     # -- connections --------------------------------------------------------------------------
 

@@ -1,50 +1,37 @@
-"""One heap of deadlines → Tick commands to the core."""
+"""The next deadline the core asked for → a Tick command; the core's own heap is the truth."""
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 from collections.abc import Callable
 
 __all__ = ["Timers"]
 
 
 class Timers:
-    """The core asks to be woken at `at` (hub clock); the shell sleeps until the earliest and calls `fire`."""
+    """Sleeps until the earliest requested time and calls `fire(now)`; the core then asks for its next one."""
 
     def __init__(self, clock: Callable[[], float], fire: Callable[[float], None]) -> None:
         self.clock = clock
         self.fire = fire
-        self.heap: list[float] = []
+        self.next: float | None = None
         self.handle: asyncio.TimerHandle | None = None
 
     def arm(self, at: float) -> None:
-        if self.heap and self.heap[0] <= at and self.handle is not None:
-            heapq.heappush(self.heap, at)
+        if self.next is not None and self.next <= at:
             return
-        heapq.heappush(self.heap, at)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-        if self.heap:
-            delay = max(0.0, self.heap[0] - self.clock())
-            self.handle = asyncio.get_running_loop().call_later(delay, self._due)
+        self.cancel()
+        self.next = at
+        delay = max(0.0, at - self.clock())
+        self.handle = asyncio.get_running_loop().call_later(delay, self._due)
 
     def _due(self) -> None:
         self.handle = None
-        now = self.clock()
-        fired = False
-        while self.heap and self.heap[0] <= now:
-            heapq.heappop(self.heap)
-            fired = True
-        if fired:
-            self.fire(now)
-        self._schedule()
+        self.next = None
+        self.fire(self.clock())
 
     def cancel(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
-            self.handle = None
+        self.handle = None
+        self.next = None

@@ -1,0 +1,46 @@
+"""Claim: the handle of a granted lease; an async context manager that releases (with a checkpoint) on exit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent_sdk.aio import Agent
+
+__all__ = ["Claim"]
+
+
+class Claim:
+    """A live claim: `work`, `paths`, `holder`, `expires`, and the `checkpoint` the previous holder left."""
+
+    def __init__(self, agent: Agent | None, view: dict[str, Any]) -> None:
+        self.agent = agent
+        self.view = view
+        self.work: str = view["work"]
+        self.paths: list[str] = list(view["paths"])
+        self.holder: str = view["holder"]
+        self.expires: float | None = view.get("expires")
+        self.checkpoint: str | None = view.get("checkpoint")
+        self.held_by: str = view.get("held_by", "ttl")
+        self.released = False
+
+    def __repr__(self) -> str:
+        return f"Claim({self.work!r}, holder={self.holder!r}, paths={self.paths!r}, held_by={self.held_by!r})"
+
+    async def renew(self) -> Claim:
+        """Extend a TTL claim (or re-bind it to this session)."""
+        assert self.agent is not None
+        return await self.agent.claim(self.work, renew=True)
+
+    async def release(self, checkpoint: str | None = None) -> None:
+        """Release, leaving `checkpoint` for the next claimer of the same work."""
+        assert self.agent is not None
+        if not self.released:
+            await self.agent.release(self.work, checkpoint=checkpoint)
+            self.released = True
+
+    async def __aenter__(self) -> Claim:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()

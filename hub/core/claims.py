@@ -1,0 +1,238 @@
+"""Claims: leases on work with a file scope; session or TTL holding, grace, checkpoints, handoff (SPEC: Claims)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.core.scopes import BadScope, ScopeIndex, normalize, overlapping
+from hub.protocol.errors import Code, HubError
+from hub.protocol.events import (
+    ClaimGranted,
+    ClaimHandedOff,
+    ClaimLapsed,
+    ClaimOrphaned,
+    ClaimReleased,
+    ClaimRenewed,
+    IntentDeclared,
+)
+from hub.protocol.types import AgentName, SessionId
+
+__all__ = [
+    "MAX_PATHS",
+    "Claims",
+    "Held",
+    "Intent",
+    "check_paths",
+    "overlap_error",
+]
+
+MAX_PATHS = 256
+MAX_CHECKPOINT = 65_536
+
+
+class Held:
+    """One live claim. `bound` claims live with a session (`session`) and lapse `expires` after it drops."""
+
+    __slots__ = ("bound", "checkpoint", "expires", "granted_at", "holder", "paths", "session", "work")
+
+    def __init__(self, event: ClaimGranted) -> None:
+        self.work = event.work
+        self.holder = event.holder
+        self.paths = event.paths
+        self.expires = event.expires
+        self.session = event.session
+        self.bound = event.session is not None
+        self.checkpoint = event.checkpoint
+        self.granted_at = event.at
+
+    def view(self) -> dict[str, Any]:
+        """The claim as clients see it."""
+        return {
+            "work": self.work,
+            "holder": self.holder,
+            "paths": list(self.paths),
+            "held_by": "session" if self.session is not None else ("grace" if self.bound else "ttl"),
+            "expires": self.expires,
+            "granted_at": self.granted_at,
+            "checkpoint": self.checkpoint,
+        }
+
+
+class Intent:
+    """Advisory intent an agent declared (no lease)."""
+
+    __slots__ = ("agent", "at", "note", "paths")
+
+    def __init__(self, event: IntentDeclared) -> None:
+        self.agent = event.agent
+        self.paths = event.paths
+        self.note = event.note
+        self.at = event.at
+
+
+class Claims:
+    """A room's live claims, the index that keeps overlap checks fast, checkpoints left behind, intents."""
+
+    __slots__ = ("by_session", "checkpoints", "index", "intents", "live")
+
+    def __init__(self) -> None:
+        self.live: dict[str, Held] = {}
+        self.index: ScopeIndex[str] = ScopeIndex()
+        self.checkpoints: dict[str, str] = {}  # work → the checkpoint its next claimer receives
+        self.by_session: dict[SessionId, set[str]] = {}
+        self.intents: dict[AgentName, Intent] = {}
+
+    def conflicts(self, paths: tuple[str, ...], holder: AgentName) -> list[tuple[Held, str, str]]:
+        """Live claims of other agents that overlap `paths`, with the overlapping entries."""
+        out = []
+        for work, theirs, mine in self.index.conflicts(paths):
+            held = self.live[work]
+            if held.holder != holder:
+                out.append((held, theirs, mine))
+        return out
+
+    def of_session(self, session: SessionId) -> list[Held]:
+        return [self.live[w] for w in sorted(self.by_session.get(session, ()))]
+
+    # -- folding events ---------------------------------------------------------------------------
+
+    def _bind(self, held: Held, session: SessionId | None) -> None:
+        if held.session is not None:
+            works = self.by_session.get(held.session)
+            if works is not None:
+                works.discard(held.work)
+                if not works:
+                    del self.by_session[held.session]
+        held.session = session
+        if session is not None:
+            self.by_session.setdefault(session, set()).add(held.work)
+
+    def granted(self, event: ClaimGranted) -> Held:
+        old = self.live.get(event.work)
+        if old is not None:
+            self._bind(old, None)
+        held = Held(event)
+        self.live[event.work] = held
+        self._bind(held, event.session)
+        self.index.add(event.work, event.paths)
+        self.checkpoints.pop(event.work, None)
+        return held
+
+    def renewed(self, event: ClaimRenewed) -> Held:
+        held = self.live[event.work]
+        held.expires = event.expires
+        if event.session is not None:
+            held.bound = True
+        self._bind(held, event.session)
+        return held
+
+    def orphaned(self, event: ClaimOrphaned) -> Held:
+        held = self.live[event.work]
+        self._bind(held, None)
+        held.expires = event.expires
+        return held
+
+    def ended(self, work: str, checkpoint: str | None) -> None:
+        held = self.live.pop(work)
+        self._bind(held, None)
+        self.index.remove(work)
+        kept = checkpoint if checkpoint is not None else held.checkpoint
+        if kept is not None:
+            self.checkpoints[work] = kept
+        else:
+            self.checkpoints.pop(work, None)
+
+    def released(self, event: ClaimReleased) -> None:
+        self.ended(event.work, event.checkpoint)
+
+    def lapsed(self, event: ClaimLapsed) -> None:
+        self.ended(event.work, None)
+
+    def handed(self, event: ClaimHandedOff) -> Held:
+        held = self.live[event.work]
+        held.holder = event.to
+        held.expires = event.expires
+        held.bound = event.session is not None
+        self._bind(held, event.session)
+        return held
+
+    def intent(self, event: IntentDeclared) -> None:
+        if event.paths:
+            self.intents[event.agent] = Intent(event)
+        else:
+            self.intents.pop(event.agent, None)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def board(self) -> dict[str, Any]:
+        """Live claims and intents, with every overlap between an intent and another agent's claim or intent."""
+        claims = [h.view() for h in sorted(self.live.values(), key=lambda h: h.work)]
+        intents = []
+        for intent in sorted(self.intents.values(), key=lambda i: i.agent):
+            clashes = [
+                {"holder": h.holder, "work": h.work, "paths": [p for p, _ in pairs]}
+                for h in self.live.values()
+                if h.holder != intent.agent and (pairs := overlapping(h.paths, intent.paths))
+            ]
+            clashes += [
+                {"intent": other.agent, "paths": [p for p, _ in pairs]}
+                for other in self.intents.values()
+                if other.agent != intent.agent and (pairs := overlapping(other.paths, intent.paths))
+            ]
+            intents.append(
+                {
+                    "agent": intent.agent,
+                    "paths": list(intent.paths),
+                    "note": intent.note,
+                    "at": intent.at,
+                    "overlaps": clashes,
+                }
+            )
+        return {"claims": claims, "intents": intents}
+
+
+def check_paths(paths: tuple[str, ...], field: str = "paths") -> tuple[str, ...]:
+    """Normalized, de-duplicated scope entries; `bad_request` naming the bad one."""
+    if not paths:
+        raise HubError(
+            Code.BAD_REQUEST, "a claim needs at least one path", {"field": field, "reason": "empty"}
+        )
+    if len(paths) > MAX_PATHS:
+        raise HubError(Code.LIMIT_EXCEEDED, f"at most {MAX_PATHS} paths per claim", {"limit": MAX_PATHS})
+    out: list[str] = []
+    for path in paths:
+        try:
+            norm = normalize(path)
+        except BadScope as exc:
+            raise HubError(
+                Code.BAD_REQUEST, str(exc), {"field": field, "path": exc.path, "reason": exc.reason}
+            ) from None
+        if norm not in out:
+            out.append(norm)
+    return tuple(out)
+
+
+def check_checkpoint(checkpoint: str | None) -> None:
+    if checkpoint is not None and len(checkpoint) > MAX_CHECKPOINT:
+        raise HubError(
+            Code.TOO_LARGE,
+            f"a checkpoint holds at most {MAX_CHECKPOINT} characters",
+            {"limit": MAX_CHECKPOINT},
+        )
+
+
+def overlap_error(work: str, clashes: list[tuple[Held, str, str]]) -> HubError:
+    """`claim_overlap` naming the holder, its work and the overlapping paths."""
+    first = clashes[0][0]
+    listed = [
+        {"holder": h.holder, "work": h.work, "path": theirs, "yours": mine} for h, theirs, mine in clashes
+    ]
+    theirs = sorted({t for h, t, _ in clashes if h is first})
+    return HubError(
+        Code.CLAIM_OVERLAP,
+        f"{work!r} overlaps {first.holder}'s claim {first.work!r} on {', '.join(theirs)}",
+        {"holder": first.holder, "work": first.work, "paths": theirs, "conflicts": listed},
+    )
+
+
+__all__ += ["check_checkpoint"]
