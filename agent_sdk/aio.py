@@ -12,7 +12,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from agent_sdk.base import BaseClient, error_of, result_of
+from agent_sdk.base import BaseClient, TaskCommands, error_of, result_of
 from agent_sdk.claims import Claim
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
@@ -328,8 +328,44 @@ class Agent(BaseClient):
                 return
             yield notice
 
+    @property
+    def tasks(self) -> AsyncTasks:
+        """The shared plan: `declare`, `claim`, `update`, `list`, `show`."""
+        return AsyncTasks(self)
+
     async def agents(self) -> list[dict[str, Any]]:
         return (await self.request(lambda: c.Agents(id=self.next_id(), room=self.room)))["agents"]  # type: ignore[no-any-return]
 
     async def status(self) -> dict[str, Any]:
         return await self.request(lambda: c.Status(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
+
+
+class AsyncTasks:
+    """`agent.tasks`: the plan's verbs.
+
+    Raises:
+        HubError: `conflict` (taken, or a stale etag: detail `current`), `not_ready` (detail
+            `open_dependencies`), `seq_blocked` (detail `blocked_by`), `already_exists`, `bad_request` (a cycle).
+    """
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.build = TaskCommands(agent)
+
+    async def declare(self, task: str, title: str, **kw: Any) -> dict[str, Any]:
+        return await self.agent.request(lambda: self.build.declare(task, title, **kw))  # type: ignore[no-any-return]
+
+    async def claim(self, task: str) -> dict[str, Any]:
+        return await self.agent.request(lambda: self.build.claim(task))  # type: ignore[no-any-return]
+
+    async def update(self, task: str, **kw: Any) -> dict[str, Any]:
+        return await self.agent.request(lambda: self.build.update(task, **kw))  # type: ignore[no-any-return]
+
+    async def list(
+        self, status: str | None = None, ready: bool = False, parent: str | None = None
+    ) -> list[dict[str, Any]]:
+        result = await self.agent.request(lambda: self.build.list(status, ready, parent))
+        return result["tasks"]  # type: ignore[no-any-return]
+
+    async def show(self, task: str) -> dict[str, Any]:
+        return await self.agent.request(lambda: self.build.show(task))  # type: ignore[no-any-return]

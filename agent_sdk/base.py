@@ -115,6 +115,72 @@ class BaseClient:
         )
 
 
+class TaskCommands:
+    """Builders for the plan's commands, shared by both transports' `tasks` namespaces."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self.client = client
+
+    def declare(
+        self,
+        task: str,
+        title: str,
+        depends_on: list[str] | tuple[str, ...] = (),
+        parent: str | None = None,
+        mode: str = "par",
+        order: int | None = None,
+        epic: bool = False,
+    ) -> c.DeclareTask:
+        k = self.client
+        return c.DeclareTask(
+            id=k.next_id(),
+            room=k.room,
+            token=k.token,
+            name=k.need_name(),
+            task=task,
+            title=title,
+            depends_on=tuple(depends_on),
+            parent=parent,
+            mode=mode,
+            order=order,
+            epic=epic,  # type: ignore[arg-type]
+        )
+
+    def claim(self, task: str) -> c.ClaimTask:
+        k = self.client
+        return c.ClaimTask(id=k.next_id(), room=k.room, token=k.token, name=k.need_name(), task=task)
+
+    def update(
+        self,
+        task: str,
+        *,
+        status: str | None = None,
+        etag: int | None = None,
+        title: str | None = None,
+        note: str | None = None,
+    ) -> c.UpdateTask:
+        k = self.client
+        return c.UpdateTask(
+            id=k.next_id(),
+            room=k.room,
+            token=k.token,
+            name=k.need_name(),
+            task=task,
+            status=status,  # type: ignore[arg-type]
+            etag=etag,
+            title=title,
+            note=note,
+        )
+
+    def list(self, status: str | None = None, ready: bool = False, parent: str | None = None) -> c.ListTasks:
+        k = self.client
+        return c.ListTasks(id=k.next_id(), room=k.room, status=status, ready=ready, parent=parent)  # type: ignore[arg-type]
+
+    def show(self, task: str) -> c.ShowTask:
+        k = self.client
+        return c.ShowTask(id=k.next_id(), room=k.room, task=task)
+
+
 def result_of(frame: Ok | Error) -> Any:
     if isinstance(frame, Error):
         raise error_of(frame)
@@ -125,4 +191,4 @@ def message_dict(message: Message) -> dict[str, Any]:
     return to_builtins(message)  # type: ignore[no-any-return]
 
 
-__all__ += ["Delivery", "Wake", "message_dict", "result_of"]
+__all__ += ["Delivery", "TaskCommands", "Wake", "message_dict", "result_of"]

@@ -10,7 +10,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from agent_sdk.base import BaseClient, error_of, result_of
+from agent_sdk.base import BaseClient, TaskCommands, error_of, result_of
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Delivery, Error, Message, Ok, Wake
@@ -227,6 +227,11 @@ class SyncAgent(BaseClient):
     def board(self) -> dict[str, Any]:
         return self.request(c.Board(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
 
+    @property
+    def tasks(self) -> SyncTasks:
+        """The shared plan: `declare`, `claim`, `update`, `list`, `show`."""
+        return SyncTasks(self)
+
     def agents(self) -> list[dict[str, Any]]:
         return self.request(c.Agents(id=self.next_id(), room=self.room))["agents"]  # type: ignore[no-any-return]
 
@@ -289,3 +294,28 @@ def _reason(exc: ConnectionClosed) -> str:
     if rcvd is None:
         return "no close frame"
     return f"{rcvd.code} {rcvd.reason}".strip()
+
+
+class SyncTasks:
+    """`agent.tasks`, blocking. Raises HubError `conflict`, `not_ready`, `seq_blocked`, `already_exists`."""
+
+    def __init__(self, agent: SyncAgent) -> None:
+        self.agent = agent
+        self.build = TaskCommands(agent)
+
+    def declare(self, task: str, title: str, **kw: Any) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.declare(task, title, **kw))  # type: ignore[no-any-return]
+
+    def claim(self, task: str) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.claim(task))  # type: ignore[no-any-return]
+
+    def update(self, task: str, **kw: Any) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.update(task, **kw))  # type: ignore[no-any-return]
+
+    def list(
+        self, status: str | None = None, ready: bool = False, parent: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.agent.request(self.build.list(status, ready, parent))["tasks"]  # type: ignore[no-any-return]
+
+    def show(self, task: str) -> dict[str, Any]:
+        return self.agent.request(self.build.show(task))  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ def render_board(b: dict[str, Any]) -> str:
     lines: list[str] = []
     tasks = b.get("tasks")
     if tasks is not None:
-        lines.append("PLAN")
+        lines.append("PLAN (ready first)")
         lines.extend(f"  {line}" for line in tasks) if tasks else lines.append("  (no tasks)")
     lines.append("CLAIMS")
     lines.extend(f"  {render_claim(c)}" for c in b["claims"]) if b["claims"] else lines.append("  (none)")

@@ -13,6 +13,7 @@ from hub.config import HubConfig
 from hub.core import agents as agents_
 from hub.core import claims as claims_
 from hub.core import feed
+from hub.core import tasks as tasks_
 from hub.core.effects import ArmTimer, CloseSession, Deliver, Outcome, Reply
 from hub.core.limits import Bucket, check_count
 from hub.core.rooms import Room, Waiter, check_room, split_targets
@@ -89,6 +90,11 @@ class Machine:
             c.ListClaims: self._list_claims,
             c.DeclareIntent: self._declare_intent,
             c.Board: self._board,
+            c.DeclareTask: self._declare_task,
+            c.ClaimTask: self._claim_task,
+            c.UpdateTask: self._update_task,
+            c.ListTasks: self._list_tasks,
+            c.ShowTask: self._show_task,
             Start: self._start,
             SessionGone: self._session_gone,
             Tick: self._tick,
@@ -108,6 +114,8 @@ class Machine:
             e.ClaimLapsed: lambda ev: self.rooms[ev.room].claims.lapsed(ev),
             e.ClaimHandedOff: lambda ev: self._deadline(ev.room, self._claimant(ev, ev.to).handed(ev)),
             e.IntentDeclared: lambda ev: self._claimant(ev, ev.agent).intent(ev),
+            e.TaskDeclared: lambda ev: self.room(ev.room).plan.declared(ev),
+            e.TaskUpdated: self._apply_task_updated,
         }
         self.deadlines: list[
             tuple[float, RoomName, str]
@@ -485,8 +493,19 @@ class Machine:
 
     def _board(self, cmd: c.Board, ctx: Context, out: Outcome) -> None:
         room = self.rooms.get(cmd.room)
-        board = {"claims": [], "intents": []} if room is None else room.claims.board()
-        self._reply(out, ctx, cmd, {"room": cmd.room, **board})
+        if room is None:
+            self._reply(
+                out, ctx, cmd, {"room": cmd.room, "tasks": [], "plan": [], "claims": [], "intents": []}
+            )
+            return
+        plan = room.plan
+        board = {
+            "room": cmd.room,
+            "tasks": plan.tree(),
+            "plan": plan.listed(None, False, None),
+            **room.claims.board(),
+        }
+        self._reply(out, ctx, cmd, board)
 
     def _tick(self, cmd: Tick, ctx: Context, out: Outcome) -> None:
         self._lapse_due(ctx.now, out)
@@ -517,6 +536,178 @@ class Machine:
     def _deadline(self, room: RoomName, held: claims_.Held) -> None:
         if held.expires is not None:
             heapq.heappush(self.deadlines, (held.expires, room, held.work))
+
+    # -- the plan ---------------------------------------------------------------------------------
+
+    def _declare_task(self, cmd: c.DeclareTask, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        plan = room.plan
+        if not cmd.task or len(cmd.task) > 200 or not cmd.title or len(cmd.title) > 1000:
+            raise HubError(
+                Code.BAD_REQUEST,
+                "a task needs an id (1..200) and a title (1..1000 characters)",
+                {"field": "task"},
+            )
+        depends_on = tuple(dict.fromkeys(d for d in cmd.depends_on if d))
+        existing = plan.tasks.get(cmd.task)
+        if existing is not None:
+            same = (
+                existing.title,
+                existing.depends_on,
+                existing.parent,
+                existing.mode,
+                existing.order,
+                existing.epic,
+            ) == (cmd.title, depends_on, cmd.parent, cmd.mode, cmd.order, cmd.epic)
+            if not same:
+                raise HubError(
+                    Code.ALREADY_EXISTS,
+                    f"task {cmd.task!r} exists with other settings",
+                    {"current": existing.view()},
+                )
+            self._reply(out, ctx, cmd, existing.view())
+            return
+        plan.check_declare(cmd.task, depends_on, cmd.parent)
+        self._emit(
+            out,
+            e.TaskDeclared(
+                room=room.name,
+                at=ctx.now,
+                task=cmd.task,
+                title=cmd.title,
+                status=plan.first_status(depends_on),
+                by=agent.name,
+                depends_on=depends_on,
+                parent=cmd.parent,
+                mode=cmd.mode,
+                order=cmd.order,
+                epic=cmd.epic,
+            ),
+        )
+        self._reply(out, ctx, cmd, plan.tasks[cmd.task].view())
+
+    def _claim_task(self, cmd: c.ClaimTask, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        plan = room.plan
+        task = plan.get(cmd.task)
+        if task.status == "in_progress" and task.holder == agent.name:
+            self._reply(out, ctx, cmd, task.view())
+            return
+        if task.epic:
+            raise HubError(Code.BAD_REQUEST, f"{task.id!r} is an epic: claim its children", {"field": "task"})
+        if task.status == "pending":
+            open_deps = plan.open_dependencies(task)
+            raise HubError(
+                Code.NOT_READY,
+                f"{task.id!r} waits for {', '.join(open_deps)}",
+                {"open_dependencies": open_deps, "current": task.view()},
+            )
+        if task.status != "ready":
+            who = f" by {task.holder}" if task.holder else ""
+            raise HubError(
+                Code.CONFLICT,
+                f"{task.id!r} is {task.status}{who}",
+                {"holder": task.holder, "current": task.view()},
+            )
+        blockers = plan.seq_blockers(task)
+        if blockers:
+            raise HubError(
+                Code.SEQ_BLOCKED,
+                f"{task.id!r} is blocked: {', '.join(blockers)} not done",
+                {"blocked_by": blockers, "current": task.view()},
+            )
+        self._emit(
+            out,
+            e.TaskUpdated(
+                room=room.name,
+                at=ctx.now,
+                task=task.id,
+                etag=task.etag + 1,
+                status="in_progress",
+                holder=agent.name,
+                by=agent.name,
+            ),
+        )
+        self._reply(out, ctx, cmd, task.view())
+
+    def _update_task(self, cmd: c.UpdateTask, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        task = room.plan.get(cmd.task)
+        if cmd.etag is not None and cmd.etag != task.etag:
+            raise HubError(
+                Code.CONFLICT,
+                f"{task.id!r} changed since etag {cmd.etag} (now {task.etag}); re-read",
+                {"current": task.view()},
+            )
+        if cmd.note is not None and len(cmd.note) > 4096:
+            raise HubError(Code.TOO_LARGE, "a note holds at most 4096 characters", {"limit": 4096})
+        if cmd.title is not None and not 0 < len(cmd.title) <= 1000:
+            raise HubError(Code.BAD_REQUEST, "a title holds 1..1000 characters", {"field": "title"})
+        status = cmd.status or task.status
+        holder = task.holder
+        if status == "ready":
+            holder = None
+        elif status == "in_progress" and holder is None:
+            holder = agent.name
+        self._emit(
+            out,
+            e.TaskUpdated(
+                room=room.name,
+                at=ctx.now,
+                task=task.id,
+                etag=task.etag + 1,
+                status=status,
+                holder=holder,
+                title=cmd.title,
+                by=agent.name,
+                note=cmd.note,
+            ),
+        )
+        if status == "done" and cmd.status == "done":
+            self._finished(room, task, ctx.now, out)
+        self._reply(out, ctx, cmd, task.view())
+
+    def _finished(self, room: Room, task: tasks_.Task, now: float, out: Outcome) -> None:
+        """A task is done: its dependents whose dependencies are all done become ready, a complete epic done."""
+        plan = room.plan
+        for dep in plan.readied_by(task.id):
+            self._emit(
+                out,
+                e.TaskUpdated(
+                    room=room.name, at=now, task=dep.id, etag=dep.etag + 1, status="ready", holder=None
+                ),
+            )
+        epic = plan.completed_epic(task)
+        if epic is not None:
+            self._emit(
+                out,
+                e.TaskUpdated(
+                    room=room.name,
+                    at=now,
+                    task=epic.id,
+                    etag=epic.etag + 1,
+                    status="done",
+                    holder=epic.holder,
+                    note="all children done",
+                ),
+            )
+            self._finished(room, epic, now, out)
+
+    def _list_tasks(self, cmd: c.ListTasks, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        listed = [] if room is None else room.plan.listed(cmd.status, cmd.ready, cmd.parent)
+        self._reply(out, ctx, cmd, {"tasks": listed})
+
+    def _show_task(self, cmd: c.ShowTask, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        if room is None:
+            raise HubError(Code.NOT_FOUND, f"no task {cmd.task!r}", {"what": "task", "task": cmd.task})
+        task = room.plan.get(cmd.task)
+        view = task.view()
+        view["children"] = room.plan.listed(None, False, task.id)
+        view["open_dependencies"] = room.plan.open_dependencies(task)
+        view["blocked_by"] = room.plan.seq_blockers(task)
+        self._reply(out, ctx, cmd, view)
 
     # -- the hub itself ---------------------------------------------------------------------------
 
@@ -584,6 +775,13 @@ class Machine:
                 if agent.sessions:
                     agent.sessions.clear()
                     agent.status = "offline"
+
+    def _apply_task_updated(self, event: e.TaskUpdated) -> None:
+        room = self.rooms[event.room]
+        room.plan.updated(event)
+        actor = room.agents.get(event.by) if event.by is not None else None
+        if actor is not None:
+            actor.beat(event.at)
 
     def _apply_joined(self, event: e.AgentJoined) -> None:
         agents_.apply_joined(self.room(event.room), event, self.token_owner)

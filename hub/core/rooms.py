@@ -9,6 +9,7 @@ import msgspec
 
 from hub.core.agents import NAME, Agent
 from hub.core.claims import Claims
+from hub.core.tasks import Plan
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import MessageSent
 from hub.protocol.types import Address, AgentName, RoomName, Seq, SessionId
@@ -33,7 +34,7 @@ class Waiter(msgspec.Struct, kw_only=True):
 class Room:
     """The isolation boundary: its own agents, feed and message claims; sessions and waiters are ephemeral."""
 
-    __slots__ = ("agents", "claimed", "claims", "feed", "name", "streams", "waiters")
+    __slots__ = ("agents", "claimed", "claims", "feed", "name", "plan", "streams", "waiters")
 
     def __init__(self, name: RoomName) -> None:
         self.name = name
@@ -43,6 +44,7 @@ class Room:
         self.streams: dict[AgentName, set[SessionId]] = {}  # sessions pushed what is addressed to the agent
         self.waiters: dict[AgentName, Waiter] = {}  # by waiter name: one live waiter per name
         self.claims = Claims()
+        self.plan = Plan()
 
     @property
     def seq(self) -> Seq:
@@ -86,7 +88,9 @@ def split_targets(
     for target in targets:
         if target == ALL:
             for each in sorted({*rooms, room}):  # sorted: a set's order changes between processes
-                out.setdefault(each, []).append(ALL)
+                local = out.setdefault(each, [])
+                if ALL not in local:
+                    local.append(ALL)
             continue
         where, _, name = target.rpartition("/")
         dest = check_room(where) if where else room

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from hub.config import HubConfig
 from hub.core.agents import Agent
 from hub.core.machine import Machine
 from hub.core.rooms import Room
-from hub.protocol.events import ClaimGranted, IntentDeclared, MessageSent
+from hub.protocol.events import ClaimGranted, IntentDeclared, MessageSent, TaskDeclared
 from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
 
 __all__ = ["SNAPSHOT_VERSION", "Snapshot", "dump", "load", "take"]
@@ -43,6 +45,22 @@ class IntentRecord(msgspec.Struct, array_like=True, gc=False):
     at: float
 
 
+class TaskRecord(msgspec.Struct, array_like=True, gc=False):
+    id: str
+    title: str
+    status: str
+    holder: AgentName | None
+    depends_on: tuple[str, ...]
+    parent: str | None
+    mode: str
+    order: int | None
+    epic: bool
+    etag: int
+    notes: list[dict[str, Any]]
+    created_at: float
+    updated_at: float
+
+
 class RoomRecord(msgspec.Struct, gc=False):
     name: RoomName
     agents: list[AgentRecord]
@@ -51,6 +69,7 @@ class RoomRecord(msgspec.Struct, gc=False):
     claims: list[HeldRecord] = []
     checkpoints: dict[str, str] = {}
     intents: list[IntentRecord] = []
+    tasks: list[TaskRecord] = []
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -83,6 +102,24 @@ def take(machine: Machine) -> Snapshot:
             ],
             checkpoints=room.claims.checkpoints,
             intents=[IntentRecord(i.agent, i.paths, i.note, i.at) for i in room.claims.intents.values()],
+            tasks=[
+                TaskRecord(
+                    t.id,
+                    t.title,
+                    t.status,
+                    t.holder,
+                    t.depends_on,
+                    t.parent,
+                    t.mode,
+                    t.order,
+                    t.epic,
+                    t.etag,
+                    t.notes,
+                    t.created_at,
+                    t.updated_at,
+                )
+                for t in room.plan.tasks.values()
+            ],
         )
         for room in sorted(machine.rooms.values(), key=lambda r: r.name)  # canonical: a live hub may
         if room.agents or room.feed  # hold a waiter's room before any event created it
@@ -129,4 +166,22 @@ def load(data: bytes, config: HubConfig | None = None) -> Machine:
             room.claims.intent(
                 IntentDeclared(room=room.name, at=i.at, agent=i.agent, paths=i.paths, note=i.note)
             )
+        for t in record.tasks:
+            room.plan.declared(
+                TaskDeclared(
+                    room=room.name,
+                    at=t.created_at,
+                    task=t.id,
+                    title=t.title,
+                    status=t.status,
+                    by=AgentName(""),
+                    depends_on=t.depends_on,
+                    parent=t.parent,
+                    mode=t.mode,
+                    order=t.order,
+                    epic=t.epic,
+                )
+            )
+            task = room.plan.tasks[t.id]
+            task.holder, task.etag, task.notes, task.updated_at = t.holder, t.etag, t.notes, t.updated_at
     return machine

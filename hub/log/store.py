@@ -95,6 +95,8 @@ class EventLog:
         Uses one long-lived connection (the writer thread's) and the driver's executemany: a group commit
         costs one transaction, not a connection and a statement compilation.
         """
+        if not rows:
+            return  # executemany with no rows would be a statement without its parameters
         try:
             conn = self._writer
             if conn is None:

@@ -15,10 +15,16 @@ __all__ = [
     "Board",
     "Claim",
     "ClaimMessage",
+    "ClaimTask",
     "DeclareIntent",
+    "DeclareTask",
     "Handoff",
     "ListClaims",
+    "ListTasks",
     "Release",
+    "ShowTask",
+    "TaskStatus",
+    "UpdateTask",
     "Command",
     "Heartbeat",
     "Join",
@@ -157,6 +163,54 @@ class DeclareIntent(BaseCommand, tag="board.intent"):
     note: str | None = None
 
 
+TaskStatus = Literal["pending", "ready", "in_progress", "blocked", "done", "cancelled"]
+
+
+class DeclareTask(BaseCommand, tag="task.declare"):
+    """Add a task to the plan; it is `ready` once every task it depends on is `done`."""
+
+    name: AgentName
+    task: str
+    title: str
+    depends_on: tuple[str, ...] = ()
+    parent: str | None = None
+    mode: Literal["par", "seq"] = "par"  # how this task's own children run
+    order: int | None = None  # the place among the children of a `seq` parent
+    epic: bool = False
+
+
+class ClaimTask(BaseCommand, tag="task.claim"):
+    """Take a ready task: exactly one claimer wins; the others get `conflict` naming the holder."""
+
+    name: AgentName
+    task: str
+
+
+class UpdateTask(BaseCommand, tag="task.update"):
+    """Change a task; `etag` is the version last seen (a stale one gets `conflict` with the current task)."""
+
+    name: AgentName
+    task: str
+    etag: int | None = None
+    status: TaskStatus | None = None
+    title: str | None = None
+    note: str | None = None
+
+
+class ListTasks(BaseCommand, tag="task.list"):
+    """The plan, filtered by status, readiness or parent."""
+
+    status: TaskStatus | None = None
+    ready: bool = False
+    parent: str | None = None
+
+
+class ShowTask(BaseCommand, tag="task.show"):
+    """One task with its children."""
+
+    task: str
+
+
 class Board(BaseCommand, tag="board"):
     """The plan, live claims and declared intents in one view."""
 
@@ -177,4 +231,9 @@ Command = (
     | ListClaims
     | DeclareIntent
     | Board
+    | DeclareTask
+    | ClaimTask
+    | UpdateTask
+    | ListTasks
+    | ShowTask
 )

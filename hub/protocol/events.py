@@ -23,6 +23,8 @@ __all__ = [
     "PresenceChanged",
     "SessionClosed",
     "SessionOpened",
+    "TaskDeclared",
+    "TaskUpdated",
 ]
 
 
@@ -141,6 +143,32 @@ class IntentDeclared(BaseEvent):
     note: str | None = None
 
 
+class TaskDeclared(BaseEvent):
+    """A task joined the plan with its first status (`pending` or `ready`)."""
+
+    task: str
+    title: str
+    status: str
+    by: AgentName
+    depends_on: tuple[str, ...] = ()
+    parent: str | None = None
+    mode: str = "par"
+    order: int | None = None
+    epic: bool = False
+
+
+class TaskUpdated(BaseEvent):
+    """A task's new status, holder and title at version `etag` (claims, updates, readiness, re-offers)."""
+
+    task: str
+    etag: int
+    status: str
+    holder: AgentName | None = None
+    title: str | None = None
+    by: AgentName | None = None  # None: the hub itself (a dependency finished, an epic completed)
+    note: str | None = None
+
+
 Event = (
     HubStarted
     | AgentJoined
@@ -156,4 +184,6 @@ Event = (
     | ClaimLapsed
     | ClaimHandedOff
     | IntentDeclared
+    | TaskDeclared
+    | TaskUpdated
 )
