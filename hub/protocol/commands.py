@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from hub.protocol.types import Address, AgentName, Cursor, RoomName, Seq
 
 __all__ = [
+    "BatchState",
+    "CreateBranch",
+    "DefineView",
+    "DeleteState",
+    "DiffBranch",
+    "Eval",
+    "GetState",
+    "InitState",
+    "ListBranches",
+    "ListState",
+    "MergeBranch",
+    "SetState",
+    "Subscribe",
+    "Unsubscribe",
+    "Write",
     "Agents",
     "Attach",
     "BaseCommand",
@@ -111,6 +126,7 @@ class Wait(BaseCommand, tag="wait"):
 
     waiter: AgentName
     for_: AgentName | None = msgspec.field(default=None, name="for")
+    condition: str | None = None
     directed_only: bool = False
     after: Cursor | None = None
     since: float | None = None
@@ -211,6 +227,128 @@ class ShowTask(BaseCommand, tag="task.show"):
     task: str
 
 
+class SetState(BaseCommand, tag="state.set"):
+    """Write one entry: plain, CAS (`if_version`; 0 = must be absent), CEL-gated (`if`), or an atomic add."""
+
+    name: AgentName
+    key: str
+    value: Any = None
+    scope: str = "_shared"
+    if_: str | None = msgspec.field(default=None, name="if")
+    if_version: int | None = None
+    increment: bool = False
+    branch: str | None = None
+
+
+class InitState(BaseCommand, tag="state.init"):
+    """Write an entry only if it is absent (`already_exists` with the current entry otherwise)."""
+
+    name: AgentName
+    key: str
+    value: Any = None
+    scope: str = "_shared"
+    branch: str | None = None
+
+
+class DeleteState(BaseCommand, tag="state.delete"):
+    """Delete an entry (or a view, with scope `_view`), optionally only at `if_version`."""
+
+    name: AgentName
+    key: str
+    scope: str = "_shared"
+    if_version: int | None = None
+    branch: str | None = None
+
+
+class Write(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One write of a batch."""
+
+    key: str
+    value: Any = None
+    scope: str = "_shared"
+    increment: bool = False
+    if_version: int | None = None
+
+
+class BatchState(BaseCommand, tag="state.batch"):
+    """Several writes, all or nothing, in one version step, optionally behind one CEL gate."""
+
+    name: AgentName
+    writes: tuple[Write, ...]
+    if_: str | None = msgspec.field(default=None, name="if")
+    branch: str | None = None
+
+
+class DefineView(BaseCommand, tag="state.view"):
+    """Store a computed view: a CEL expression in `_view`, resolved on every read."""
+
+    name: AgentName
+    key: str
+    expr: str
+
+
+class GetState(BaseCommand, tag="state.get"):
+    """Read one entry (a view resolves to its current value)."""
+
+    key: str
+    scope: str = "_shared"
+    branch: str | None = None
+
+
+class ListState(BaseCommand, tag="state.list"):
+    """Every entry of one scope, or of all scopes."""
+
+    scope: str | None = None
+    branch: str | None = None
+
+
+class Eval(BaseCommand, tag="eval"):
+    """Evaluate a CEL expression against the room (or a branch of its state)."""
+
+    expr: str
+    branch: str | None = None
+
+
+class Subscribe(BaseCommand, tag="subscribe"):
+    """Push a Trigger whenever `expr` becomes true (at once if it already is); `name` shows as waiting."""
+
+    expr: str
+    name: AgentName | None = None
+    include: tuple[str, ...] = ()
+    once: bool = False
+
+
+class Unsubscribe(BaseCommand, tag="unsubscribe"):
+    """Drop a subscription of this session."""
+
+    sub: int
+
+
+class CreateBranch(BaseCommand, tag="branch.create"):
+    """Fork the room's state (or another branch) into a named branch, copy-on-write."""
+
+    name: AgentName
+    branch: str
+    from_: str | None = msgspec.field(default=None, name="from")
+
+
+class ListBranches(BaseCommand, tag="branch.list"):
+    """The room's branches."""
+
+
+class DiffBranch(BaseCommand, tag="branch.diff"):
+    """Keys a branch changed since it was forked, beside their value where it came from."""
+
+    branch: str
+
+
+class MergeBranch(BaseCommand, tag="branch.merge"):
+    """Apply a branch to where it was forked from, unless a key changed on both sides (`conflict`)."""
+
+    name: AgentName
+    branch: str
+
+
 class Board(BaseCommand, tag="board"):
     """The plan, live claims and declared intents in one view."""
 
@@ -236,4 +374,18 @@ Command = (
     | UpdateTask
     | ListTasks
     | ShowTask
+    | SetState
+    | InitState
+    | DeleteState
+    | BatchState
+    | DefineView
+    | GetState
+    | ListState
+    | Eval
+    | Subscribe
+    | Unsubscribe
+    | CreateBranch
+    | ListBranches
+    | DiffBranch
+    | MergeBranch
 )

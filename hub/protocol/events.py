@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from hub.protocol.types import Address, AgentName, RoomName, Seq, SessionId
 
 __all__ = [
+    "BranchCreated",
+    "BranchMerged",
+    "StateDeleted",
+    "StateWritten",
+    "ViewDefined",
     "AgentJoined",
     "BaseEvent",
     "ClaimGranted",
@@ -169,6 +176,51 @@ class TaskUpdated(BaseEvent):
     note: str | None = None
 
 
+class StateWritten(BaseEvent):
+    """An entry's new value and version (set, init, CAS, increment and batches all record the outcome)."""
+
+    scope: str
+    key: str
+    value: Any
+    version: int
+    by: AgentName
+    branch: str | None = None
+
+
+class StateDeleted(BaseEvent):
+    """An entry (or a view, in scope `_view`) was deleted."""
+
+    scope: str
+    key: str
+    by: AgentName
+    branch: str | None = None
+
+
+class ViewDefined(BaseEvent):
+    """A computed view was stored in `_view`."""
+
+    key: str
+    expr: str
+    version: int
+    by: AgentName
+
+
+class BranchCreated(BaseEvent):
+    """A branch forked from the room's state (`source` None) or another branch, at state clock `base`."""
+
+    branch: str
+    source: str | None
+    base: int
+    by: AgentName
+
+
+class BranchMerged(BaseEvent):
+    """A branch's changes were applied to its source (the writes follow as StateWritten/StateDeleted)."""
+
+    branch: str
+    by: AgentName
+
+
 Event = (
     HubStarted
     | AgentJoined
@@ -186,4 +238,9 @@ Event = (
     | IntentDeclared
     | TaskDeclared
     | TaskUpdated
+    | StateWritten
+    | StateDeleted
+    | ViewDefined
+    | BranchCreated
+    | BranchMerged
 )

@@ -8,7 +8,7 @@ import msgspec
 
 from hub.protocol.types import Address, AgentName, RoomName, Seq
 
-__all__ = ["Delivery", "Error", "Frame", "Message", "Notice", "Ok", "Wake"]
+__all__ = ["Delivery", "Error", "Frame", "Message", "Notice", "Ok", "Trigger", "Wake"]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -48,12 +48,24 @@ class Delivery(msgspec.Struct, tag=True, kw_only=True):
     message: Message
 
 
-class Wake(msgspec.Struct, tag=True, kw_only=True):
+class Wake(msgspec.Struct, tag=True, kw_only=True, omit_defaults=True):
     """What woke an armed waiter (`id` is the wait command's); the waiter is disarmed."""
 
     id: int
-    reason: str  # "message"
+    reason: str  # "message" or "condition"
     message: Message | None = None
+    condition: str | None = None
+    value: Any = None
+
+
+class Trigger(msgspec.Struct, tag=True, kw_only=True, omit_defaults=True):
+    """A subscribed condition became true: its value, the event position that made it so, asked-for parts."""
+
+    sub: int
+    condition: str
+    value: Any
+    position: int
+    include: dict[str, Any] = {}
 
 
 class Notice(msgspec.Struct, tag=True, kw_only=True):
@@ -64,4 +76,4 @@ class Notice(msgspec.Struct, tag=True, kw_only=True):
     detail: dict[str, Any] = {}
 
 
-Frame = Ok | Error | Delivery | Wake | Notice
+Frame = Ok | Error | Delivery | Wake | Notice | Trigger

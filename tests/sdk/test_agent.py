@@ -1,0 +1,191 @@
+"""Agent (async): joins and attaches on entry; send, messages(), claim_message, heartbeat, agents on a real hub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent_sdk import Agent, Code, HubError, Message
+from tests.conftest import seconds
+
+
+@pytest.fixture(autouse=True)
+def _tokens_here(client_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", client_env["XDG_CONFIG_HOME"])
+
+
+async def next_message(stream: AsyncIterator[Message], within_ms: float = 5_000) -> Message:
+    return await asyncio.wait_for(anext(stream), seconds(within_ms))
+
+
+async def until(check, within_ms: float = 5_000) -> None:
+    """Ask `check` (an async callable reading the hub) until it is true."""
+    deadline = asyncio.get_running_loop().time() + seconds(within_ms)
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_send_and_stream(hub) -> None:
+    """A message to bob is pushed to bob's messages() with its seq, sender, kind and body."""
+    async with Agent("alice", hub=hub.url) as alice, Agent("bob", hub=hub.url) as bob:
+        stream = bob.messages()
+        seq = await alice.send("bob", {"hello": [1, 2]}, kind="greeting")
+        assert seq == 1
+        m = await next_message(stream)
+        assert (m.seq, m.sender, m.to, m.kind, m.body) == (
+            1,
+            "alice",
+            ("bob",),
+            "greeting",
+            {"hello": [1, 2]},
+        )
+        assert m.room == "default" and not m.priority and m.reply_to is None
+
+
+async def test_stream_gets_only_what_is_addressed(hub) -> None:
+    """bob's stream gets direct, a,b, room/* and all messages, in seq order; not carol's, nor his own broadcast."""
+    async with (
+        Agent("alice", hub=hub.url) as alice,
+        Agent("bob", hub=hub.url) as bob,
+        Agent("carol", hub=hub.url) as carol,
+    ):
+        stream = bob.messages()
+        await alice.send("carol", "private to carol")
+        await alice.send("bob,carol", "both")
+        await bob.send("default/*", "bob to the room")
+        await alice.send("default/*", "alice to the room")
+        await alice.send("all", "everyone", priority=True)
+        await alice.send(["bob"], "direct", reply_to=1)
+        got = [await next_message(stream) for _ in range(4)]
+        assert [(m.seq, m.body) for m in got] == [
+            (2, "both"),
+            (4, "alice to the room"),
+            (5, "everyone"),
+            (6, "direct"),
+        ]
+        assert got[2].priority and got[3].reply_to == 1
+        carol_stream = carol.messages()
+        carol_got = [await next_message(carol_stream) for _ in range(5)]
+        assert [m.seq for m in carol_got] == [1, 2, 3, 4, 5]
+
+
+async def test_list_messages(hub) -> None:
+    """list_messages reads the feed with the same filters as the CLI."""
+    async with Agent("alice", hub=hub.url) as alice:
+        await alice.send("bob", "one", kind="a")
+        await alice.send("carol", "two", kind="b")
+        await alice.send("bob", "three", kind="b")
+        assert [m["seq"] for m in await alice.list_messages()] == [1, 2, 3]
+        assert [m["seq"] for m in await alice.list_messages(for_="bob")] == [1, 3]
+        assert [m["seq"] for m in await alice.list_messages(kind="b", after=2)] == [3]
+        assert [m["seq"] for m in await alice.list_messages(limit=1)] == [1]
+
+
+async def test_claim_message_once(hub) -> None:
+    """claim_message returns the holder; a second claimer gets HubError already_claimed naming the holder."""
+    async with (
+        Agent("alice", hub=hub.url) as alice,
+        Agent("bob", hub=hub.url) as bob,
+        Agent("carol", hub=hub.url) as carol,
+    ):
+        seq = await alice.send("default/*", "a job")
+        assert await bob.claim_message(seq) == "bob"
+        with pytest.raises(HubError) as err:
+            await carol.claim_message(seq)
+        assert err.value.code == Code.ALREADY_CLAIMED
+        assert err.value.detail == {"holder": "bob", "seq": seq}
+        assert (await alice.list_messages(unclaimed=True)) == []
+        with pytest.raises(HubError) as err:
+            await carol.claim_message(99)
+        assert err.value.code == Code.NOT_FOUND
+
+
+async def test_heartbeat_and_agents(hub) -> None:
+    """heartbeat sets the status; agents() shows every agent with its presence and live session count."""
+    async with Agent("alice", hub=hub.url, role="api") as alice, Agent("bob", hub=hub.url) as bob:
+        record = await bob.heartbeat("busy")
+        assert record["name"] == "bob" and record["status"] == "busy"
+        record = await bob.heartbeat()
+        assert record["status"] == "busy"
+        listed = {a["name"]: a for a in await alice.agents()}
+        assert listed["alice"]["role"] == "api" and listed["alice"]["status"] == "active"
+        assert listed["bob"]["status"] == "busy"
+        assert listed["alice"]["sessions"] == listed["bob"]["sessions"] == 1
+        status = await alice.status()
+        assert status["agents_online"] == 2 and status["rooms"] == 1
+
+
+async def test_presence_follows_the_session(hub) -> None:
+    """When an attached agent closes, the others see it offline."""
+    async with Agent("alice", hub=hub.url) as alice:
+        async with Agent("bob", hub=hub.url):
+            pass
+
+        async def bob_offline() -> bool:
+            return any(a["name"] == "bob" and a["status"] == "offline" for a in await alice.agents())
+
+        await until(bob_offline)
+
+
+async def test_token_saved_and_reused(hub, client_env) -> None:
+    """The first entry joins and saves the token; a later Agent of the same name attaches with it."""
+    async with Agent("alice", hub=hub.url) as first:
+        token = first.token
+    saved = json.loads((Path(client_env["XDG_CONFIG_HOME"]) / "synapse" / "tokens.json").read_text())
+    assert saved[f"{hub.url}|default|alice"] == token
+    async with Agent("alice", hub=hub.url) as again:
+        assert again.token == token
+        rotated = await again.join()
+        assert rotated != token
+
+
+async def test_wrong_token_and_foreign_token(hub) -> None:
+    """Entering with a wrong token is `unauthorized`; with another agent's token, `forbidden`."""
+    async with Agent("alice", hub=hub.url) as alice, Agent("bob", hub=hub.url):
+        pass
+    with pytest.raises(HubError) as err:
+        async with Agent("alice", hub=hub.url, token="st_wrong", reconnect=False):
+            pass
+    assert err.value.code == Code.UNAUTHORIZED
+    with pytest.raises(HubError) as err:
+        async with Agent("bob", hub=hub.url, token=alice.token, reconnect=False):
+            pass
+    assert err.value.code == Code.FORBIDDEN
+
+
+async def test_unreachable(hub) -> None:
+    """An Agent whose hub is not there raises `unreachable` on entry."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(HubError) as err:
+        async with Agent("alice", hub=f"ws://127.0.0.1:{port}"):
+            pass
+    assert err.value.code == Code.UNREACHABLE
+
+
+async def test_rooms_are_separate(hub) -> None:
+    """Agents of the same name in two rooms are two agents; room/name reaches across."""
+    async with Agent("alice", hub=hub.url) as alice, Agent("alice", room="lab", hub=hub.url) as lab_alice:
+        stream = lab_alice.messages()
+        await alice.send("lab/alice", "hi me")
+        m = await next_message(stream)
+        assert (m.room, m.sender, m.to, m.body) == ("lab", "default/alice", ("alice",), "hi me")
+        assert [a["name"] for a in await lab_alice.agents()] == ["alice"]
+
+
+async def test_messages_ends_after_close(hub) -> None:
+    """messages() stops when the agent is closed."""
+    agent = Agent("alice", hub=hub.url)
+    await agent.connect()
+    stream = agent.messages()
+    await agent.close()
+    with pytest.raises(StopAsyncIteration):
+        await next_message(stream)
