@@ -29,6 +29,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_sessions_per_agent: int | None = 64
     outbox_frames: int = 10_000  # frames queued for one session before it counts as a slow consumer
     max_list_limit: int = 10_000
+    max_subscriptions_per_session: int | None = 1_000
 
     # Timeouts (seconds)
     drain_seconds: float = 5.0

@@ -57,15 +57,23 @@ __all__ = [
 #   MAX_COMPREHENSION_DEPTH deep inside each other's bodies, so one evaluation visits at most
 #   O(n ** MAX_COMPREHENSION_DEPTH) elements for collections of size n.
 #
-# Known engine differences (the differential test keeps its generator away from them):
-# * celpy: `string(1.0)` is "1.0" (cel-cpp "1"), `string(true)` is "True"; `has(a.b.c)` is false where a.b is
-#   missing or not a map (cel-cpp: EvalError); strings can be indexed (`"abc"[0]`) and iterated by macros,
-#   lists accept negative indexes, `1 && true` is 1 (all EvalErrors in cel-cpp); doubles are not accepted as
-#   list indexes or map keys (cel-cpp: `l[0.0]` works); no three-argument `map(x, p, t)`; no trailing commas
-#   in list/map literals; a newline inside '''triple quoted''' strings is dropped; unknown escapes such as
-#   "\?" keep the backslash; ints outside int64 in the context are an EvalError.
-# * cel-rust (CelRustEngine, benchmark only): `size("é")` counts UTF-8 bytes; `string(bool)` is missing; and
-#   it converts the whole context on every call (~2.8k evals/s for a 50-key room vs ~55k for cel-cpp).
+# Known engine differences (the differential test keeps its generator away from them; all are celpy or
+# cel-rust bugs, not choices of ours):
+# * celpy: `string(1.0)` is "1.0" (cel-cpp "1") and `string(true)` is "True"; `size(null)` is 0; mixed
+#   int/double arithmetic is partly accepted (`2.0 + 1` is 3.0, `2 / 2.0` is 1); `has(a.b.c)` is false where
+#   a.b is missing or not a map (cel-cpp: EvalError); strings can be indexed (`"abc"[0]`) and iterated by
+#   macros, lists accept negative indexes, `1 && true` is 1 (all EvalErrors in cel-cpp); an error inside a
+#   map()/filter()/exists_one() body escapes `&&`/`||` absorption (`[0].map(x, state.nope) == [] && false`
+#   is an EvalError, cel-cpp: false); a string made by `+` has no methods (`("a" + "b").contains("b")` is
+#   an EvalError); doubles are not accepted as list indexes or map keys (cel-cpp: `l[0.0]` works); no
+#   three-argument `map(x, p, t)`; no trailing commas in list/map literals; a newline inside triple-quoted
+#   strings is dropped; unknown escapes such as "\?" keep the backslash; context ints outside int64 are an
+#   EvalError.
+# * cel-cpp iterates maps in its own order, not insertion order: `tasks.map(t, t)` may list keys in a
+#   different order than celpy (CEL leaves map order unspecified).
+# * cel-rust (CelRustEngine, benchmarked only): `size("é")` counts UTF-8 bytes; `string(bool)` is missing;
+#   `int` evaluates to the string "int"; and it converts the whole context on every call (~3k evals/s for
+#   a 50-key room vs ~55k for cel-cpp, see bench/cel.py).
 
 ROOTS: frozenset[str] = frozenset({"state", "agents", "messages", "claims", "tasks"})
 MAX_EXPRESSION_LENGTH = 4096
@@ -953,7 +961,7 @@ NATIVE: Engine = _native()
 REFERENCE: Engine = CelpyEngine()
 
 
-def compile(expr: str) -> Compiled:  # noqa: A001 - the module's API mirrors the engines'
+def compile(expr: str) -> Compiled:
     """Compile `expr` with the native engine; raise BadExpression."""
     return NATIVE.compile(expr)
 

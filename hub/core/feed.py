@@ -77,7 +77,10 @@ def recipients(room: Room, event: MessageSent) -> tuple[SessionId, ...]:
     if not streams:
         return ()
     if GROUP in event.to or ALL in event.to:
-        return tuple(s for name, sessions in streams.items() if name != event.sender for s in sessions)
+        to = event.to  # not echoed to its sender, unless the sender also named itself (as `addressed` says)
+        return tuple(
+            s for name, sessions in streams.items() if name != event.sender or name in to for s in sessions
+        )
     out: list[SessionId] = []
     for name in event.to:
         sessions = streams.get(AgentName(name))
@@ -88,7 +91,9 @@ def recipients(room: Room, event: MessageSent) -> tuple[SessionId, ...]:
 
 def wakes(room: Room, event: MessageSent) -> list[Waiter]:
     """The armed waiters this message wakes."""
-    return [w for w in room.waiters.values() if addressed(event, w.for_, w.directed_only)]
+    return [
+        w for w in room.waiters.values() if w.for_ is not None and addressed(event, w.for_, w.directed_only)
+    ]
 
 
 def decide_claim(room: Room, seq: Seq, holder: AgentName) -> None:

@@ -20,7 +20,8 @@ class Bucket:
 
     def take(self, now: float) -> None:
         """Spend one token or raise `rate_limited` saying when one will be there."""
-        level = min(self.burst, self.level + (now - self.stamp) * self.rate)
+        elapsed = max(0.0, now - self.stamp)  # a wall clock stepped back refills nothing, and drains nothing
+        level = min(self.burst, self.level + elapsed * self.rate)
         self.stamp = now
         if level < 1.0:
             self.level = level

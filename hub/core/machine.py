@@ -11,16 +11,19 @@ import msgspec
 from hub import __version__
 from hub.config import HubConfig
 from hub.core import agents as agents_
+from hub.core import cel, feed
 from hub.core import claims as claims_
-from hub.core import feed
+from hub.core import conditions as conditions_
+from hub.core import state as state_
 from hub.core import tasks as tasks_
 from hub.core.effects import ArmTimer, CloseSession, Deliver, Outcome, Reply
 from hub.core.limits import Bucket, check_count
 from hub.core.rooms import Room, Waiter, check_room, split_targets
 from hub.protocol import commands as c
 from hub.protocol import events as e
+from hub.protocol.codec import to_builtins
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Delivery, Error, Notice, Wake
+from hub.protocol.frames import Delivery, Error, Notice, Trigger, Wake
 from hub.protocol.types import AgentName, Position, RoomName, SessionId
 
 __all__ = ["Context", "Machine", "SessionGone", "Start", "Tick"]
@@ -53,7 +56,7 @@ class SessionGone(msgspec.Struct, frozen=True):
 class SessionInfo:
     """A live session's bindings (ephemeral: not in the log)."""
 
-    __slots__ = ("agent", "room", "stream", "waiter", "waiter_room")
+    __slots__ = ("agent", "room", "stream", "subs", "waiter", "waiter_room")
 
     def __init__(self, room: RoomName) -> None:
         self.room = room
@@ -61,6 +64,7 @@ class SessionInfo:
         self.stream = False
         self.waiter: AgentName | None = None
         self.waiter_room: RoomName | None = None  # may differ from `room`: a session waits in any room
+        self.subs: set[tuple[RoomName, int]] = set()
 
 
 class Machine:
@@ -95,6 +99,20 @@ class Machine:
             c.UpdateTask: self._update_task,
             c.ListTasks: self._list_tasks,
             c.ShowTask: self._show_task,
+            c.SetState: self._set_state,
+            c.InitState: self._init_state,
+            c.DeleteState: self._delete_state,
+            c.BatchState: self._batch_state,
+            c.DefineView: self._define_view,
+            c.GetState: self._get_state,
+            c.ListState: self._list_state,
+            c.Eval: self._eval,
+            c.Subscribe: self._subscribe,
+            c.Unsubscribe: self._unsubscribe,
+            c.CreateBranch: self._create_branch,
+            c.ListBranches: self._list_branches,
+            c.DiffBranch: self._diff_branch,
+            c.MergeBranch: self._merge_branch,
             Start: self._start,
             SessionGone: self._session_gone,
             Tick: self._tick,
@@ -116,7 +134,16 @@ class Machine:
             e.IntentDeclared: lambda ev: self._claimant(ev, ev.agent).intent(ev),
             e.TaskDeclared: lambda ev: self.room(ev.room).plan.declared(ev),
             e.TaskUpdated: self._apply_task_updated,
+            e.StateWritten: lambda ev: self.rooms[ev.room].state.written(ev),
+            e.StateDeleted: self._apply_state_deleted,
+            e.ViewDefined: self._apply_view_defined,
+            e.BranchCreated: lambda ev: self.rooms[ev.room].state.branch_created(ev),
+            e.BranchMerged: lambda ev: None,
         }
+        self.touched: dict[
+            RoomName, set[tuple[str, ...]]
+        ] = {}  # context paths changed since the last reaction
+        self.next_sub = 0
         self.deadlines: list[
             tuple[float, RoomName, str]
         ] = []  # claim expiries (a heap; stale entries skipped)
@@ -127,12 +154,24 @@ class Machine:
         """Decide one command: refuse with HubError before any event exists, or emit and apply events."""
         out = Outcome()
         self._handlers[type(cmd)](cmd, ctx, out)
+        if self.touched:
+            self._react(out)
         return out
 
     def apply(self, event: e.Event) -> None:
         """Fold one event into the state; never raises, never decides (replay calls only this)."""
         self.position = Position(self.position + 1)
         self._appliers[type(event)](event)
+        room = self.rooms.get(event.room)
+        if room is not None and room.conditions.ctx is not None:
+            path = _touches(event)
+            if path is not None:
+                touched = self.touched.setdefault(room.name, set())
+                touched.add(path)
+                if type(event) is e.MessageSent or type(event) is e.MessageClaimed:
+                    sender = event.sender if type(event) is e.MessageSent else event.holder
+                    if "/" not in sender:
+                        touched.add(("agents", sender))
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -317,13 +356,16 @@ class Machine:
     # -- waiters ----------------------------------------------------------------------------------
 
     def _wait(self, cmd: c.Wait, ctx: Context, out: Outcome) -> None:
+        """Arm a waiter for a message, a condition, or both (SPEC: wait); a newer one takes the name over."""
         if ctx.session is None:
             raise HubError(Code.BAD_REQUEST, "wait needs a session")
         room_name = check_room(cmd.room)
         agents_.check_name(cmd.waiter, "waiter")
-        if cmd.for_ is None:
-            raise HubError(Code.BAD_REQUEST, "wait needs `for` (conditions come later)", {"field": "for"})
-        agents_.check_name(cmd.for_, "for")
+        if cmd.for_ is None and cmd.condition is None:
+            raise HubError(Code.BAD_REQUEST, "wait needs `for`, `condition` or both", {"field": "for"})
+        if cmd.for_ is not None:
+            agents_.check_name(cmd.for_, "for")
+        compiled = conditions_.compile_or_refuse(cmd.condition) if cmd.condition is not None else None
         room = self.room(room_name)
         info = self.sessions.setdefault(ctx.session, SessionInfo(room.name))
         if info.waiter is not None:
@@ -334,19 +376,35 @@ class Machine:
             notice = Error(id=old.id, code=Code.TAKEN_OVER, message=f"waiter {cmd.waiter!r} was taken over")
             out.effects.append(Deliver((old.session,), notice))
             out.effects.append(CloseSession(old.session, TAKEN_OVER_CLOSE, "taken over by a newer waiter"))
-        after = room.seq if cmd.after is None else cmd.after
-        for event in feed.matching(
-            room, after if cmd.since is None else -1, cmd.for_, None, False, cmd.since
-        ):
-            if feed.addressed(event, cmd.for_, cmd.directed_only):
+        if cmd.for_ is not None:
+            after = room.seq if cmd.after is None else cmd.after
+            for event in feed.matching(
+                room, after if cmd.since is None else -1, cmd.for_, None, False, cmd.since
+            ):
+                if feed.addressed(event, cmd.for_, cmd.directed_only):
+                    self._reply(out, ctx, cmd, {"armed": room.seq})
+                    message = feed.to_message(room, event)
+                    out.effects.append(
+                        Deliver((ctx.session,), Wake(id=cmd.id, reason="message", message=message))
+                    )
+                    return
+        sub_id = None
+        if compiled is not None:
+            value = _value(compiled, cel.bind(room.conditions.context(room)))
+            if cel.is_true(value):  # level-triggered: already true wakes at once, so a turn is never missed
                 self._reply(out, ctx, cmd, {"armed": room.seq})
-                message = feed.to_message(room, event)
-                out.effects.append(
-                    Deliver((ctx.session,), Wake(id=cmd.id, reason="message", message=message))
-                )
+                wake = Wake(id=cmd.id, reason="condition", condition=compiled.source, value=value)
+                out.effects.append(Deliver((ctx.session,), wake))
                 return
+            agent = AgentName(cmd.waiter) if cmd.waiter in room.agents else None
+            sub_id = self._add_sub(room, ctx.session, compiled, (), agent, cmd.id, info)
         waiter = Waiter(
-            session=ctx.session, id=cmd.id, name=cmd.waiter, for_=cmd.for_, directed_only=cmd.directed_only
+            session=ctx.session,
+            id=cmd.id,
+            name=cmd.waiter,
+            for_=cmd.for_,
+            directed_only=cmd.directed_only,
+            sub=sub_id,
         )
         room.waiters[cmd.waiter] = waiter
         info.waiter, info.waiter_room = cmd.waiter, room.name
@@ -355,6 +413,9 @@ class Machine:
     def _disarm(self, room: Room, waiter: Waiter) -> None:
         if room.waiters.get(waiter.name) is waiter:
             del room.waiters[waiter.name]
+        if waiter.sub is not None:
+            self._drop_sub(room, waiter.sub)
+            waiter.sub = None
         info = self.sessions.get(waiter.session)
         if info is not None and info.waiter == waiter.name and info.waiter_room == room.name:
             info.waiter = info.waiter_room = None
@@ -709,6 +770,495 @@ class Machine:
         view["blocked_by"] = room.plan.seq_blockers(task)
         self._reply(out, ctx, cmd, view)
 
+    # -- shared state ---------------------------------------------------------------------------------
+
+    def _writable(self, room: Room, agent: agents_.Agent, scope: str, key: str) -> None:
+        """`_shared` is everyone's, an agent's own scope only its own, `_view` only through views."""
+        state_.check_key(key, scope)
+        if scope == state_.VIEW:
+            raise HubError(
+                Code.BAD_REQUEST, "views are written with `state view KEY EXPR`", {"field": "scope"}
+            )
+        if scope != state_.SHARED and scope != agent.name:
+            raise HubError(Code.FORBIDDEN, f"only {scope} writes scope {scope!r}", {"scope": scope})
+
+    def _gate(self, room: Room, expr: str | None, branch: state_.Branch | None) -> None:
+        """A CEL write gate: refuse with `precondition_failed` unless it evaluates to exactly true."""
+        if expr is None:
+            return
+        compiled = conditions_.compile_or_refuse(expr)
+        context = room.conditions.context(room) if branch is None else self._branch_context(room, branch)
+        try:
+            value = cel.evaluate(compiled, cel.bind(context))
+        except cel.EvalError as exc:
+            raise HubError(
+                Code.PRECONDITION_FAILED,
+                f"gate failed: {exc}",
+                {"expression": expr, "value": None, "error": str(exc)},
+            ) from None
+        if not cel.is_true(value):
+            raise HubError(
+                Code.PRECONDITION_FAILED, f"gate is {value!r}: {expr}", {"expression": expr, "value": value}
+            )
+
+    def _branch_context(self, room: Room, branch: state_.Branch) -> dict[str, Any]:
+        context = conditions_.context_of(room)
+        views: dict[str, Any] = {}
+        context["state"]["_view"] = views
+        programs = room.conditions.view_programs
+        for _ in range(len(programs) + 1):
+            bound = cel.bind(context)
+            changed = False
+            for key, compiled in programs.items():
+                try:
+                    value = cel.evaluate(compiled, bound)
+                except cel.EvalError:
+                    continue
+                if views.get(key, _MISSING) != value:
+                    views[key] = value
+                    changed = True
+            if not changed:
+                break
+        context["state"] = {**room.state.values(branch), "_view": views}
+        return context
+
+    def _write(
+        self,
+        out: Outcome,
+        room: Room,
+        agent: agents_.Agent,
+        now: float,
+        branch: state_.Branch | None,
+        scope: str,
+        key: str,
+        value: Any,
+        increment: bool,
+        if_version: int | None,
+    ) -> dict[str, Any]:
+        self._writable(room, agent, scope, key)
+        state_.check_value(value, self.config.max_body_bytes)
+        current = room.state.lookup(scope, key, branch)
+        value, version = state_.next_value(current, scope, key, value, increment, if_version)
+        bname = None if branch is None else branch.name
+        self._emit(
+            out,
+            e.StateWritten(
+                room=room.name,
+                at=now,
+                scope=scope,
+                key=key,
+                value=value,
+                version=version,
+                by=agent.name,
+                branch=bname,
+            ),
+        )
+        return {"scope": scope, "key": key, "value": value, "version": version}
+
+    def _set_state(self, cmd: c.SetState, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        branch = room.state.branch(cmd.branch)
+        self._gate(room, cmd.if_, branch)
+        result = self._write(
+            out, room, agent, ctx.now, branch, cmd.scope, cmd.key, cmd.value, cmd.increment, cmd.if_version
+        )
+        self._reply(out, ctx, cmd, result)
+
+    def _init_state(self, cmd: c.InitState, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        branch = room.state.branch(cmd.branch)
+        current = room.state.lookup(cmd.scope, cmd.key, branch)
+        if current is not None:
+            raise HubError(
+                Code.ALREADY_EXISTS,
+                f"{cmd.scope}.{cmd.key} exists",
+                {"current": current.view(cmd.scope, cmd.key)},
+            )
+        self._reply(
+            out,
+            ctx,
+            cmd,
+            self._write(out, room, agent, ctx.now, branch, cmd.scope, cmd.key, cmd.value, False, None),
+        )
+
+    def _delete_state(self, cmd: c.DeleteState, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        branch = room.state.branch(cmd.branch)
+        if cmd.scope == state_.VIEW:
+            current = room.state.views.get(cmd.key)
+        else:
+            self._writable(room, agent, cmd.scope, cmd.key)
+            current = room.state.lookup(cmd.scope, cmd.key, branch)
+        if current is None:
+            raise HubError(Code.NOT_FOUND, f"no entry {cmd.scope}.{cmd.key}", {"what": "key", "key": cmd.key})
+        if cmd.if_version is not None and cmd.if_version != current.version:
+            raise HubError(
+                Code.CONFLICT,
+                f"{cmd.scope}.{cmd.key} is at version {current.version}",
+                {"current": current.view(cmd.scope, cmd.key)},
+            )
+        self._emit(
+            out,
+            e.StateDeleted(
+                room=room.name,
+                at=ctx.now,
+                scope=cmd.scope,
+                key=cmd.key,
+                by=agent.name,
+                branch=None if branch is None else branch.name,
+            ),
+        )
+        self._reply(out, ctx, cmd, {"scope": cmd.scope, "key": cmd.key, "deleted": True})
+
+    def _batch_state(self, cmd: c.BatchState, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        branch = room.state.branch(cmd.branch)
+        if not cmd.writes:
+            raise HubError(Code.BAD_REQUEST, "a batch needs at least one write", {"field": "writes"})
+        check_count("writes per batch", len(cmd.writes) - 1, 1000)
+        self._gate(room, cmd.if_, branch)
+        planned: dict[tuple[str, str], state_.Entry | None] = {}
+        staged = []
+        for w in cmd.writes:  # decide every write before emitting any: all or nothing
+            self._writable(room, agent, w.scope, w.key)
+            state_.check_value(w.value, self.config.max_body_bytes)
+            spot = (w.scope, w.key)
+            current = planned[spot] if spot in planned else room.state.lookup(w.scope, w.key, branch)
+            value, version = state_.next_value(current, w.scope, w.key, w.value, w.increment, w.if_version)
+            planned[spot] = state_.Entry(value, version, 0, agent.name, ctx.now)
+            staged.append((w.scope, w.key, value, version))
+        bname = None if branch is None else branch.name
+        results = []
+        for scope, key, value, version in staged:
+            self._emit(
+                out,
+                e.StateWritten(
+                    room=room.name,
+                    at=ctx.now,
+                    scope=scope,
+                    key=key,
+                    value=value,
+                    version=version,
+                    by=agent.name,
+                    branch=bname,
+                ),
+            )
+            results.append({"scope": scope, "key": key, "value": value, "version": version})
+        self._reply(out, ctx, cmd, {"writes": results})
+
+    def _define_view(self, cmd: c.DefineView, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        state_.check_key(cmd.key, state_.VIEW)
+        compiled = conditions_.compile_or_refuse(cmd.expr)
+        cycle = room.conditions.view_cycle(cmd.key, compiled)
+        if cycle:
+            raise HubError(
+                Code.BAD_EXPRESSION,
+                "views form a cycle: " + " → ".join(cycle),
+                {"expression": cmd.expr, "cycle": cycle, "position": None},
+            )
+        current = room.state.views.get(cmd.key)
+        version = 1 if current is None else current.version + 1
+        room.conditions.context(room)  # views are kept resolved from now on
+        self._emit(
+            out,
+            e.ViewDefined(
+                room=room.name, at=ctx.now, key=cmd.key, expr=cmd.expr, version=version, by=agent.name
+            ),
+        )
+        self._react(out)
+        value = room.conditions.ctx["state"].get("_view", {}).get(cmd.key) if room.conditions.ctx else None
+        self._reply(
+            out,
+            ctx,
+            cmd,
+            {"scope": "_view", "key": cmd.key, "expr": cmd.expr, "version": version, "value": value},
+        )
+
+    def _read_room(self, name: RoomName) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            raise HubError(Code.NOT_FOUND, f"no room {name!r}", {"what": "room", "room": name})
+        return room
+
+    def _get_state(self, cmd: c.GetState, ctx: Context, out: Outcome) -> None:
+        room = self._read_room(cmd.room)
+        branch = room.state.branch(cmd.branch)
+        if cmd.scope == state_.VIEW:
+            view = room.state.views.get(cmd.key)
+            if view is None:
+                raise HubError(Code.NOT_FOUND, f"no view {cmd.key!r}", {"what": "key", "key": cmd.key})
+            context = room.conditions.context(room) if branch is None else self._branch_context(room, branch)
+            value = context["state"].get("_view", {}).get(cmd.key)
+            self._reply(
+                out,
+                ctx,
+                cmd,
+                {
+                    "scope": "_view",
+                    "key": cmd.key,
+                    "value": value,
+                    "version": view.version,
+                    "expr": view.value,
+                },
+            )
+            return
+        entry = room.state.lookup(cmd.scope, cmd.key, branch)
+        if entry is None:
+            raise HubError(Code.NOT_FOUND, f"no entry {cmd.scope}.{cmd.key}", {"what": "key", "key": cmd.key})
+        self._reply(out, ctx, cmd, entry.view(cmd.scope, cmd.key))
+
+    def _list_state(self, cmd: c.ListState, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        if room is None:
+            self._reply(out, ctx, cmd, {"entries": []})
+            return
+        branch = room.state.branch(cmd.branch)
+        entries = [
+            e_.view(scope, key)
+            for scope, keys in sorted(room.state.entries(branch).items())
+            for key, e_ in sorted(keys.items())
+            if cmd.scope is None or cmd.scope == scope
+        ]
+        if cmd.scope in (None, state_.VIEW) and room.state.views:
+            context = room.conditions.context(room) if branch is None else self._branch_context(room, branch)
+            resolved = context["state"].get("_view", {})
+            entries += [
+                {"scope": "_view", "key": k, "value": resolved.get(k), "version": v.version, "expr": v.value}
+                for k, v in sorted(room.state.views.items())
+            ]
+        self._reply(out, ctx, cmd, {"entries": entries})
+
+    def _eval(self, cmd: c.Eval, ctx: Context, out: Outcome) -> None:
+        compiled = conditions_.compile_or_refuse(cmd.expr)
+        room = self.rooms.get(cmd.room) or Room(cmd.room)
+        branch = room.state.branch(cmd.branch)
+        context = room.conditions.context(room) if branch is None else self._branch_context(room, branch)
+        try:
+            value = cel.evaluate(compiled, cel.bind(context))
+        except cel.EvalError as exc:
+            self._reply(out, ctx, cmd, {"value": None, "error": str(exc)})
+            return
+        self._reply(out, ctx, cmd, {"value": value})
+
+    # -- subscriptions ----------------------------------------------------------------------------------
+
+    def _add_sub(
+        self,
+        room: Room,
+        session: SessionId,
+        compiled: Any,
+        include: tuple[str, ...],
+        agent: AgentName | None,
+        wait_id: int | None,
+        info: SessionInfo,
+    ) -> int:
+        check_count("subscriptions per session", len(info.subs), self.config.max_subscriptions_per_session)
+        self.next_sub += 1
+        room.conditions.add(conditions_.Sub(self.next_sub, session, compiled, include, agent, wait_id))
+        info.subs.add((room.name, self.next_sub))
+        if agent is not None:
+            self.touched.setdefault(room.name, set()).add(("agents", agent))
+        return self.next_sub
+
+    def _drop_sub(self, room: Room, sub_id: int) -> None:
+        sub = room.conditions.remove(sub_id)
+        if sub is None:
+            return
+        info = self.sessions.get(sub.session)
+        if info is not None:
+            info.subs.discard((room.name, sub_id))
+        if sub.agent is not None and room.conditions.ctx is not None:
+            self.touched.setdefault(room.name, set()).add(("agents", sub.agent))
+
+    def _subscribe(self, cmd: c.Subscribe, ctx: Context, out: Outcome) -> None:
+        if ctx.session is None:
+            raise HubError(Code.BAD_REQUEST, "subscribe needs a session")
+        compiled = conditions_.compile_or_refuse(cmd.expr)
+        room = self.room(check_room(cmd.room))
+        for part in cmd.include:
+            if part not in cel.ROOTS:
+                raise HubError(
+                    Code.BAD_REQUEST,
+                    f"include names a context root: {', '.join(sorted(cel.ROOTS))}",
+                    {"field": "include"},
+                )
+        info = self.sessions.setdefault(ctx.session, SessionInfo(room.name))
+        agent = cmd.name if cmd.name is not None and cmd.name in room.agents else None
+        sub_id = self._add_sub(room, ctx.session, compiled, cmd.include, agent, None, info)
+        sub = room.conditions.subs[sub_id]
+        value = _value(compiled, cel.bind(room.conditions.context(room)))
+        sub.held = cel.is_true(value)
+        self._reply(out, ctx, cmd, {"sub": sub_id, "value": value, "holds": sub.held})
+        if sub.held:
+            self._trigger(room, sub, value, out)
+            if cmd.once:
+                self._drop_sub(room, sub_id)
+
+    def _unsubscribe(self, cmd: c.Unsubscribe, ctx: Context, out: Outcome) -> None:
+        info = self.sessions.get(ctx.session) if ctx.session is not None else None
+        found = None if info is None else next((r for r, i in info.subs if i == cmd.sub), None)
+        if found is None:
+            raise HubError(
+                Code.NOT_FOUND, f"no subscription {cmd.sub} on this session", {"what": "subscription"}
+            )
+        self._drop_sub(self.rooms[found], cmd.sub)
+        self._reply(out, ctx, cmd, {"sub": cmd.sub, "removed": True})
+
+    def _trigger(self, room: Room, sub: conditions_.Sub, value: Any, out: Outcome) -> None:
+        if sub.wait_id is not None:
+            waiter = next((w for w in room.waiters.values() if w.sub == sub.id), None)
+            if waiter is not None:
+                self._disarm(room, waiter)
+            wake = Wake(id=sub.wait_id, reason="condition", condition=sub.compiled.source, value=value)
+            out.effects.append(Deliver((sub.session,), wake))
+            return
+        frame = Trigger(
+            sub=sub.id,
+            condition=sub.compiled.source,
+            value=value,
+            position=self.position,
+            include=to_builtins(room.conditions.include(sub.include)) if sub.include else {},
+        )
+        out.effects.append(Deliver((sub.session,), frame))
+
+    def _react(self, out: Outcome) -> None:
+        """Re-evaluate only the views and conditions that read what changed; push triggers on the edge."""
+        touched, self.touched = self.touched, {}
+        for room_name, paths in touched.items():
+            room = self.rooms.get(room_name)
+            if room is None or room.conditions.ctx is None:
+                continue
+            changed = room.conditions.refresh(room, paths)
+            subs = room.conditions.affected(changed)
+            if not subs:
+                continue
+            bound = cel.bind(room.conditions.ctx)
+            for sub in subs:
+                if sub.id not in room.conditions.subs:
+                    continue
+                value = _value(sub.compiled, bound)
+                holds = cel.is_true(value)
+                if holds and not sub.held:
+                    self._trigger(room, sub, value, out)
+                sub.held = holds
+        if self.touched:  # presence changed by a waiter that just woke
+            self._react(out)
+
+    # -- branches -----------------------------------------------------------------------------------------
+
+    def _create_branch(self, cmd: c.CreateBranch, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        state_.check_branch_name(cmd.branch)
+        if cmd.branch in room.state.branches:
+            raise HubError(Code.ALREADY_EXISTS, f"branch {cmd.branch!r} exists", {"current": cmd.branch})
+        room.state.branch(cmd.from_)
+        self._emit(
+            out,
+            e.BranchCreated(
+                room=room.name,
+                at=ctx.now,
+                branch=cmd.branch,
+                source=cmd.from_,
+                base=room.state.clock,
+                by=agent.name,
+            ),
+        )
+        self._reply(out, ctx, cmd, {"branch": cmd.branch, "from": cmd.from_, "base": room.state.clock})
+
+    def _list_branches(self, cmd: c.ListBranches, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        listed = (
+            []
+            if room is None
+            else [
+                {
+                    "branch": b.name,
+                    "from": b.source,
+                    "base": b.base,
+                    "by": b.by,
+                    "created_at": b.created_at,
+                    "changes": len(b.overlay),
+                }
+                for b in sorted(room.state.branches.values(), key=lambda b: b.name)
+            ]
+        )
+        self._reply(out, ctx, cmd, {"branches": listed})
+
+    def _changes(self, room: Room, branch: state_.Branch) -> tuple[list[dict[str, Any]], list[str]]:
+        """A branch's changes beside the source's current entries, and the keys changed on both sides."""
+        source = room.state.branches.get(branch.source) if branch.source is not None else None
+        changes, conflicts = [], []
+        for (scope, key), mine in sorted(branch.overlay.items()):
+            theirs = room.state.lookup(scope, key, source)
+            changes.append(
+                {
+                    "scope": scope,
+                    "key": key,
+                    "value": None if mine is None else mine.value,
+                    "deleted": mine is None,
+                    "source": None if theirs is None else theirs.value,
+                }
+            )
+            if theirs is not None and theirs.changed > branch.base:
+                conflicts.append(f"{scope}.{key}")
+        return changes, conflicts
+
+    def _diff_branch(self, cmd: c.DiffBranch, ctx: Context, out: Outcome) -> None:
+        room = self._read_room(cmd.room)
+        branch = room.state.branch(cmd.branch)
+        assert branch is not None
+        changes, conflicts = self._changes(room, branch)
+        self._reply(
+            out,
+            ctx,
+            cmd,
+            {"branch": branch.name, "from": branch.source, "changes": changes, "conflicts": conflicts},
+        )
+
+    def _merge_branch(self, cmd: c.MergeBranch, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        branch = room.state.branch(cmd.branch)
+        assert branch is not None
+        changes, conflicts = self._changes(room, branch)
+        if conflicts:
+            raise HubError(
+                Code.CONFLICT, f"changed on both sides: {', '.join(conflicts)}", {"keys": conflicts}
+            )
+        source = room.state.branches.get(branch.source) if branch.source is not None else None
+        self._emit(out, e.BranchMerged(room=room.name, at=ctx.now, branch=branch.name, by=agent.name))
+        for (scope, key), mine in sorted(branch.overlay.items()):
+            theirs = room.state.lookup(scope, key, source)
+            if mine is None:
+                if theirs is not None:
+                    self._emit(
+                        out,
+                        e.StateDeleted(
+                            room=room.name,
+                            at=ctx.now,
+                            scope=scope,
+                            key=key,
+                            by=agent.name,
+                            branch=branch.source,
+                        ),
+                    )
+                continue
+            version = (0 if theirs is None else theirs.version) + 1
+            self._emit(
+                out,
+                e.StateWritten(
+                    room=room.name,
+                    at=ctx.now,
+                    scope=scope,
+                    key=key,
+                    value=mine.value,
+                    version=version,
+                    by=agent.name,
+                    branch=branch.source,
+                ),
+            )
+        self._reply(out, ctx, cmd, {"branch": branch.name, "merged": len(changes)})
+
     # -- the hub itself ---------------------------------------------------------------------------
 
     def _status(self, cmd: c.Status, ctx: Context, out: Outcome) -> None:
@@ -745,6 +1295,8 @@ class Machine:
         info = self.sessions.pop(cmd.session, None)
         if info is None:
             return
+        for room_name, sub_id in list(info.subs):
+            self._drop_sub(self.rooms[room_name], sub_id)
         if info.waiter is not None and info.waiter_room is not None:
             waiters = self.rooms[info.waiter_room].waiters
             waiter = waiters.get(info.waiter)
@@ -771,10 +1323,25 @@ class Machine:
     def _apply_started(self, event: e.HubStarted) -> None:
         self.started_at = event.at
         for room in self.rooms.values():
+            room.conditions.ctx = None  # rebuilt on first use
             for agent in room.agents.values():
                 if agent.sessions:
                     agent.sessions.clear()
                     agent.status = "offline"
+
+    def _apply_state_deleted(self, event: e.StateDeleted) -> None:
+        room = self.rooms[event.room]
+        room.state.deleted(event)
+        if event.scope == "_view":
+            room.conditions.drop_view(event.key)
+
+    def _apply_view_defined(self, event: e.ViewDefined) -> None:
+        room = self.rooms[event.room]
+        room.state.view_defined(event)
+        try:
+            room.conditions.define_view(room, event.key, cel.compile(event.expr))
+        except cel.BadExpression:  # it compiled when it was decided; an engine change must not stop replay
+            return
 
     def _apply_task_updated(self, event: e.TaskUpdated) -> None:
         room = self.rooms[event.room]
@@ -786,3 +1353,39 @@ class Machine:
     def _apply_joined(self, event: e.AgentJoined) -> None:
         agents_.apply_joined(self.room(event.room), event, self.token_owner)
         self.token_owner[event.token_hash] = (event.room, event.agent)
+
+
+_MISSING = object()
+
+
+def _value(compiled: Any, bound: Any) -> Any:
+    """A condition's value, or None when evaluation fails (a failing condition never holds)."""
+    try:
+        return cel.evaluate(compiled, bound)
+    except cel.EvalError:
+        return None
+
+
+_TOUCH: dict[type, Callable[[Any], tuple[str, ...] | None]] = {
+    e.StateWritten: lambda ev: ("state", ev.scope, ev.key) if ev.branch is None else None,
+    e.StateDeleted: lambda ev: ("state", ev.scope, ev.key) if ev.branch is None else None,
+    e.ViewDefined: lambda ev: ("state", "_view", ev.key),
+    e.MessageSent: lambda ev: ("messages",),
+    e.MessageClaimed: lambda ev: ("messages",),
+    e.AgentJoined: lambda ev: ("agents", ev.agent),
+    e.PresenceChanged: lambda ev: ("agents", ev.agent),
+    e.SessionOpened: lambda ev: ("agents", ev.agent),
+    e.SessionClosed: lambda ev: ("agents", ev.agent),
+    e.ClaimGranted: lambda ev: ("claims", ev.work),
+    e.ClaimReleased: lambda ev: ("claims", ev.work),
+    e.ClaimLapsed: lambda ev: ("claims", ev.work),
+    e.ClaimHandedOff: lambda ev: ("claims", ev.work),
+    e.TaskDeclared: lambda ev: ("tasks", ev.task),
+    e.TaskUpdated: lambda ev: ("tasks", ev.task),
+}
+
+
+def _touches(event: Any) -> tuple[str, ...] | None:
+    """The context path an event changes (None: nothing a condition can read)."""
+    touch = _TOUCH.get(type(event))
+    return None if touch is None else touch(event)

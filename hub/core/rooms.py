@@ -9,6 +9,8 @@ import msgspec
 
 from hub.core.agents import NAME, Agent
 from hub.core.claims import Claims
+from hub.core.conditions import Conditions
+from hub.core.state import State
 from hub.core.tasks import Plan
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import MessageSent
@@ -27,14 +29,26 @@ class Waiter(msgspec.Struct, kw_only=True):
     session: SessionId
     id: int
     name: AgentName
-    for_: AgentName
+    for_: AgentName | None
     directed_only: bool
+    sub: int | None = None  # the condition it also waits on
 
 
 class Room:
     """The isolation boundary: its own agents, feed and message claims; sessions and waiters are ephemeral."""
 
-    __slots__ = ("agents", "claimed", "claims", "feed", "name", "plan", "streams", "waiters")
+    __slots__ = (
+        "agents",
+        "claimed",
+        "claims",
+        "conditions",
+        "feed",
+        "name",
+        "plan",
+        "state",
+        "streams",
+        "waiters",
+    )
 
     def __init__(self, name: RoomName) -> None:
         self.name = name
@@ -45,6 +59,8 @@ class Room:
         self.waiters: dict[AgentName, Waiter] = {}  # by waiter name: one live waiter per name
         self.claims = Claims()
         self.plan = Plan()
+        self.state = State()
+        self.conditions = Conditions()
 
     @property
     def seq(self) -> Seq:

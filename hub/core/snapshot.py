@@ -7,10 +7,12 @@ from typing import Any
 import msgspec
 
 from hub.config import HubConfig
+from hub.core import cel
 from hub.core.agents import Agent
 from hub.core.machine import Machine
 from hub.core.rooms import Room
-from hub.protocol.events import ClaimGranted, IntentDeclared, MessageSent, TaskDeclared
+from hub.core.state import Branch, Entry
+from hub.protocol.events import BranchCreated, ClaimGranted, IntentDeclared, MessageSent, TaskDeclared
 from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
 
 __all__ = ["SNAPSHOT_VERSION", "Snapshot", "dump", "load", "take"]
@@ -61,6 +63,26 @@ class TaskRecord(msgspec.Struct, array_like=True, gc=False):
     updated_at: float
 
 
+class EntryRecord(msgspec.Struct, array_like=True, gc=False):
+    scope: str
+    key: str
+    value: Any
+    version: int
+    changed: int
+    by: AgentName
+    at: float
+    deleted: bool = False
+
+
+class BranchRecord(msgspec.Struct, array_like=True, gc=False):
+    name: str
+    source: str | None
+    base: int
+    by: AgentName
+    created_at: float
+    overlay: list[EntryRecord]
+
+
 class RoomRecord(msgspec.Struct, gc=False):
     name: RoomName
     agents: list[AgentRecord]
@@ -70,6 +92,10 @@ class RoomRecord(msgspec.Struct, gc=False):
     checkpoints: dict[str, str] = {}
     intents: list[IntentRecord] = []
     tasks: list[TaskRecord] = []
+    entries: list[EntryRecord] = []
+    views: list[EntryRecord] = []
+    branches: list[BranchRecord] = []
+    clock: int = 0
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -120,6 +146,20 @@ def take(machine: Machine) -> Snapshot:
                 )
                 for t in room.plan.tasks.values()
             ],
+            entries=[
+                EntryRecord(scope, key, en.value, en.version, en.changed, en.by, en.at)
+                for scope, keys in room.state.scopes.items()
+                for key, en in keys.items()
+            ],
+            views=[
+                EntryRecord("_view", key, en.value, en.version, en.changed, en.by, en.at)
+                for key, en in room.state.views.items()
+            ],
+            branches=[
+                BranchRecord(b.name, b.source, b.base, b.by, b.created_at, _overlay(b))
+                for b in room.state.branches.values()
+            ],
+            clock=room.state.clock,
         )
         for room in sorted(machine.rooms.values(), key=lambda r: r.name)  # canonical: a live hub may
         if room.agents or room.feed  # hold a waiter's room before any event created it
@@ -184,4 +224,38 @@ def load(data: bytes, config: HubConfig | None = None) -> Machine:
             )
             task = room.plan.tasks[t.id]
             task.holder, task.etag, task.notes, task.updated_at = t.holder, t.etag, t.notes, t.updated_at
+        _load_state(machine, room, record)
     return machine
+
+
+def _overlay(b: Branch) -> list[EntryRecord]:
+    return [
+        EntryRecord(scope, key, None, 0, 0, AgentName(""), 0.0, True)
+        if en is None
+        else EntryRecord(scope, key, en.value, en.version, en.changed, en.by, en.at)
+        for (scope, key), en in b.overlay.items()
+    ]
+
+
+def _load_state(machine: Machine, room: Room, record: RoomRecord) -> None:
+    st = room.state
+    st.clock = record.clock
+    for r in record.entries:
+        st.scopes.setdefault(r.scope, {})[r.key] = Entry(r.value, r.version, r.changed, r.by, r.at)
+    for r in record.views:
+        st.views[r.key] = Entry(r.value, r.version, r.changed, r.by, r.at)
+        try:
+            room.conditions.define_view(room, r.key, cel.compile(r.value))
+        except cel.BadExpression:  # compiled when decided; an engine change must not stop a restart
+            pass
+    for b in record.branches:
+        branch = Branch(
+            BranchCreated(
+                room=room.name, at=b.created_at, branch=b.name, source=b.source, base=b.base, by=b.by
+            )
+        )
+        for r in b.overlay:
+            branch.overlay[(r.scope, r.key)] = (
+                None if r.deleted else Entry(r.value, r.version, r.changed, r.by, r.at)
+            )
+        st.branches[b.name] = branch

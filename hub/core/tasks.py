@@ -61,7 +61,7 @@ class Task:
             "mode": self.mode,
             "order": self.order,
             "kind": "epic" if self.epic else "task",
-            "notes": self.notes,
+            "notes": list(self.notes),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, select
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -77,15 +77,17 @@ class EventLog:
         return engine
 
     def _prepare(self) -> None:
+        version = select(meta.c.value).where(meta.c.key == "schema_version")
+        if inspect(self.engine).has_table("meta"):  # refuse a newer hub's log before creating anything in it
+            with self.engine.connect() as conn:
+                _check_schema(conn.execute(version).scalar())
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
-            found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+            found = conn.execute(version).scalar()
             if found is None:
                 conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(found) > SCHEMA_VERSION:
-                raise LogError(
-                    f"this log was written by a newer hub (schema {found}, this hub reads up to {SCHEMA_VERSION})"
-                )
+            else:
+                _check_schema(found)
 
     # -- writing (the writer thread) ----------------------------------------------------------
 
@@ -184,6 +186,20 @@ class EventLog:
             self._writer.close()
             self._writer = None
         self.engine.dispose()
+
+
+def _check_schema(found: str | None) -> None:
+    """Refuse a log written by a newer hub (or with an unreadable version): never guess at its layout."""
+    if found is None:
+        return
+    try:
+        version = int(found)
+    except ValueError:
+        raise LogError(f"this log's schema version {found!r} is not a number") from None
+    if version > SCHEMA_VERSION:
+        raise LogError(
+            f"this log was written by a newer hub (schema {found}, this hub reads up to {SCHEMA_VERSION})"
+        )
 
 
 def _why(exc: Exception) -> str:

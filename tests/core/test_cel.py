@@ -17,7 +17,14 @@ REFERENCE.compile("true")  # load celpy now: it raises the recursion limit, whic
 
 ROOM: dict[str, Any] = {
     "state": {
-        "_shared": {"turn": 3, "phase": "voting", "votes_for": 3, "votes_against": 2, "quorum": 5, "ratio": 2.0},
+        "_shared": {
+            "turn": 3,
+            "phase": "voting",
+            "votes_for": 3,
+            "votes_against": 2,
+            "quorum": 5,
+            "ratio": 2.0,
+        },
         "_view": {"quorum_met": True},
         "agent-a": {"score": 42},
         "alice": {"score": 7},
@@ -25,7 +32,12 @@ ROOM: dict[str, Any] = {
     },
     "agents": {
         "agent-a": {"status": "active", "waiting_on": None, "last_heartbeat": 1732460000.5, "role": "worker"},
-        "agent-b": {"status": "waiting", "waiting_on": "agent-a", "last_heartbeat": 1732460001.0, "role": "lead"},
+        "agent-b": {
+            "status": "waiting",
+            "waiting_on": "agent-a",
+            "last_heartbeat": 1732460001.0,
+            "role": "lead",
+        },
     },
     "messages": {"count": 42, "unclaimed": 3},
     "claims": {"edit-api": {"holder": "agent-a", "paths": ["src/api/"]}},
@@ -115,7 +127,11 @@ PATHS = [
     ("messages.unclaimed > 0 && messages.count < 100", {("messages", "unclaimed"), ("messages", "count")}),
     (
         "state._shared.votes_for + state._shared.votes_against >= state._shared.quorum",
-        {("state", "_shared", "votes_for"), ("state", "_shared", "votes_against"), ("state", "_shared", "quorum")},
+        {
+            ("state", "_shared", "votes_for"),
+            ("state", "_shared", "votes_against"),
+            ("state", "_shared", "quorum"),
+        },
     ),
     ('"Alice: " + string(state.alice.score)', {("state", "alice", "score")}),
     ("size(tasks) > 2", {("tasks",)}),
@@ -128,7 +144,10 @@ PATHS = [
     ("state[state._shared.key].x == 1", {("state",), ("state", "_shared", "key")}),
     ('claims["edit-api"].paths.exists(p, p.startsWith("src/"))', {("claims", "edit-api", "paths")}),
     ("tasks.exists(state, state == 'T-1')", {("tasks",)}),
-    ("tasks.map(agents, agents + state._shared.phase).size() > 0", {("tasks",), ("state", "_shared", "phase")}),
+    (
+        "tasks.map(agents, agents + state._shared.phase).size() > 0",
+        {("tasks",), ("state", "_shared", "phase")},
+    ),
     ("[1, 2].exists(x, x > messages.count)", {("messages", "count")}),
     ("state.list[0] == 1", {("state", "list")}),
     ("state._shared.phase.startsWith('vot')", {("state", "_shared", "phase")}),
@@ -436,7 +455,12 @@ def int_expr(draw: st.DrawFn, depth: int = 2, var: str | None = None) -> str:
     if kind == "size":
         arg = draw(
             st.sampled_from(
-                [_typed_field(draw, "str"), _typed_field(draw, "list"), _map_expr(draw), _typed_field(draw, "int")]
+                [
+                    _typed_field(draw, "str"),
+                    _typed_field(draw, "list"),
+                    _map_expr(draw),
+                    _typed_field(draw, "int"),
+                ]
             )
         )
         return draw(st.sampled_from([f"size({arg})", f"{arg}.size()"]))
@@ -462,7 +486,9 @@ def str_expr(draw: st.DrawFn, depth: int = 2) -> str:
 @st.composite
 def list_expr(draw: st.DrawFn, depth: int = 2, comp: int = 2) -> str:
     """An expression that is a list of ints when its fields exist and have their schema type."""
-    kinds = ["lit", "field"] + (["concat"] if depth > 0 else []) + (["filter", "map"] if depth > 0 < comp else [])
+    kinds = (
+        ["lit", "field"] + (["concat"] if depth > 0 else []) + (["filter", "map"] if depth > 0 < comp else [])
+    )
     kind = draw(st.sampled_from(kinds))
     if kind == "lit":
         return "[" + ", ".join(str(x) for x in draw(st.lists(st.integers(-3, 5), max_size=3))) + "]"
@@ -498,8 +524,21 @@ def any_expr(draw: st.DrawFn, depth: int = 1, comp: int = 2) -> str:
 @st.composite
 def bool_expr(draw: st.DrawFn, depth: int = 2, var: str | None = None, comp: int = 2) -> str:
     """An expression that is a bool when its fields exist and have their schema type."""
-    simple = ["lit", "field", "cmp_int", "cmp_float", "cmp_str", "eq_any", "has", "in_list", "in_map", "str_fn"]
-    nested = ["not", "and", "or", "ternary", "cmp_any"] + (["exists", "all", "exists_one"] if comp > 0 else [])
+    simple = [
+        "lit",
+        "field",
+        "cmp_int",
+        "cmp_float",
+        "cmp_str",
+        "eq_any",
+        "has",
+        "in_list",
+        "in_map",
+        "str_fn",
+    ]
+    nested = ["not", "and", "or", "ternary", "cmp_any"] + (
+        ["exists", "all", "exists_one"] if comp > 0 else []
+    )
     kind = draw(st.sampled_from(simple + (nested if depth > 0 else []) + (["var"] if var else [])))
     cmp = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
     if kind == "lit":

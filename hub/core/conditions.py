@@ -1,0 +1,302 @@
+"""Conditions: the room's CEL context, computed views, subscriptions, and dependency-indexed re-evaluation.
+
+Every event touches context paths (`("state", "_shared", "turn")`, `("agents", "w1")`...). Views and
+subscriptions are indexed by the paths they read, in a trie; a touched path re-evaluates only what reads it
+or anything below or above it. A subscription fires on the edge: when its value becomes exactly `true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from hub.core import cel
+from hub.protocol.errors import Code, HubError
+from hub.protocol.types import AgentName, SessionId
+
+if TYPE_CHECKING:
+    from hub.core.rooms import Room
+
+__all__ = ["Conditions", "Sub", "compile_or_refuse", "context_of"]
+
+Path = tuple[str, ...]
+
+
+def compile_or_refuse(expr: str) -> cel.Compiled:
+    """Compile once, refusing with `bad_expression` naming the position."""
+    try:
+        return cel.compile(expr)
+    except cel.BadExpression as exc:
+        raise HubError(
+            Code.BAD_EXPRESSION,
+            f"bad expression: {exc}",
+            {"expression": expr, "position": exc.position, "reason": exc.reason},
+        ) from None
+
+
+class Sub:
+    """A subscription (or a condition waiter) of one session."""
+
+    __slots__ = ("agent", "compiled", "held", "id", "include", "session", "wait_id")
+
+    def __init__(
+        self,
+        sid: int,
+        session: SessionId,
+        compiled: cel.Compiled,
+        include: tuple[str, ...],
+        agent: AgentName | None,
+        wait_id: int | None,
+    ) -> None:
+        self.id = sid
+        self.session = session
+        self.compiled = compiled
+        self.include = include
+        self.agent = agent
+        self.wait_id = wait_id  # a `wait --condition`: one trigger, then gone
+        self.held = False
+
+
+class _Trie:
+    """Items keyed by the paths they read; `hit(path)` finds those reading it, a prefix of it, or below it."""
+
+    __slots__ = ("children", "items")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Trie] = {}
+        self.items: set[Any] = set()
+
+    def add(self, path: Path, item: Any) -> None:
+        node = self
+        for part in path:
+            node = node.children.setdefault(part, _Trie())
+        node.items.add(item)
+
+    def remove(self, path: Path, item: Any) -> None:
+        node: _Trie | None = self
+        for part in path:
+            node = node.children.get(part) if node is not None else None
+        if node is not None:
+            node.items.discard(item)
+
+    def hit(self, path: Path, out: set[Any]) -> None:
+        node = self
+        out.update(node.items)
+        for part in path:
+            nxt = node.children.get(part)
+            if nxt is None:
+                return
+            node = nxt
+            out.update(node.items)
+        stack = list(node.children.values())
+        while stack:
+            n = stack.pop()
+            out.update(n.items)
+            stack.extend(n.children.values())
+
+
+def context_of(room: Room, views: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The CEL context of a room, built from scratch (eval, gates and the first subscription)."""
+    state = room.state.values()
+    if views is not None:
+        state["_view"] = views
+    return {
+        "state": state,
+        "agents": {name: _agent(room, name) for name in room.agents},
+        "messages": _messages(room),
+        "claims": {w: {"holder": h.holder, "paths": list(h.paths)} for w, h in room.claims.live.items()},
+        "tasks": {
+            t.id: {"status": t.status, "holder": t.holder, "title": t.title} for t in room.plan.tasks.values()
+        },
+    }
+
+
+def _agent(room: Room, name: str) -> dict[str, Any]:
+    a = room.agents[name]  # type: ignore[index]
+    waiting = room.conditions.waiting.get(a.name)
+    return {
+        "status": "waiting" if waiting else a.status,
+        "waiting_on": waiting,
+        "last_heartbeat": a.last_heartbeat,
+        "role": a.role,
+    }
+
+
+def _messages(room: Room) -> dict[str, int]:
+    return {"count": len(room.feed), "unclaimed": len(room.feed) - len(room.claimed)}
+
+
+class Conditions:
+    """A room's live context (kept only while something reads it), its views and its subscriptions."""
+
+    __slots__ = ("by_path", "ctx", "subs", "view_index", "view_programs", "waiting")
+
+    def __init__(self) -> None:
+        self.ctx: dict[str, Any] | None = None
+        self.subs: dict[int, Sub] = {}
+        self.by_path = _Trie()
+        self.view_programs: dict[str, cel.Compiled] = {}
+        self.view_index = _Trie()
+        self.waiting: dict[AgentName, str] = {}  # agent → the expression it waits on (presence)
+
+    # -- the context -----------------------------------------------------------------------------------
+
+    def context(self, room: Room) -> dict[str, Any]:
+        """The live context, built on first use and then kept current by `refresh`."""
+        if self.ctx is None:
+            self.ctx = context_of(room, {})
+            self._resolve_all(room)
+        return self.ctx
+
+    def refresh(self, room: Room, touched: Iterable[Path]) -> set[Path]:
+        """Bring the live context up to date for touched paths; returns them plus the views that changed."""
+        ctx = self.ctx
+        if ctx is None:
+            return set()
+        out = set(touched)
+        for path in list(out):
+            root = path[0]
+            if root == "state" and len(path) == 3 and path[1] != "_view":
+                entry = room.state.lookup(path[1], path[2])
+                scope = ctx["state"].setdefault(path[1], {})
+                if entry is None:
+                    scope.pop(path[2], None)
+                else:
+                    scope[path[2]] = entry.value
+            elif root == "agents" and len(path) == 2:
+                if path[1] in room.agents:
+                    ctx["agents"][path[1]] = _agent(room, path[1])
+            elif root == "messages":
+                ctx["messages"] = _messages(room)
+            elif root == "claims" and len(path) == 2:
+                held = room.claims.live.get(path[1])
+                if held is None:
+                    ctx["claims"].pop(path[1], None)
+                else:
+                    ctx["claims"][path[1]] = {"holder": held.holder, "paths": list(held.paths)}
+            elif root == "tasks" and len(path) == 2:
+                t = room.plan.tasks.get(path[1])
+                if t is not None:
+                    ctx["tasks"][t.id] = {"status": t.status, "holder": t.holder, "title": t.title}
+        defined = [
+            p[2]
+            for p in out
+            if len(p) == 3 and p[0] == "state" and p[1] == "_view" and p[2] in self.view_programs
+        ]
+        if defined:
+            bound = cel.bind(ctx)
+            for key in defined:
+                self._resolve(key, bound)
+        self._propagate_views(room, out)
+        return out
+
+    # -- views -------------------------------------------------------------------------------------------
+
+    def define_view(self, room: Room, key: str, compiled: cel.Compiled) -> None:
+        """Add or replace a view (cycles were refused when it was decided)."""
+        old = self.view_programs.get(key)
+        if old is not None:
+            for p in old.paths:
+                self.view_index.remove(p, key)
+        self.view_programs[key] = compiled
+        for p in compiled.paths:
+            self.view_index.add(p, key)
+
+    def drop_view(self, key: str) -> None:
+        old = self.view_programs.pop(key, None)
+        if old is not None:
+            for p in old.paths:
+                self.view_index.remove(p, key)
+        if self.ctx is not None:
+            self.ctx["state"].get("_view", {}).pop(key, None)
+
+    def view_cycle(self, key: str, compiled: cel.Compiled) -> list[str] | None:
+        """A chain of views leading back to `key` if it were defined as `compiled`."""
+
+        def reads(c: cel.Compiled) -> list[str]:
+            out = []
+            for p in c.paths:
+                if len(p) >= 2 and p[0] == "state" and p[1] == "_view":
+                    out.extend([p[2]] if len(p) >= 3 else list(self.view_programs))
+            return out
+
+        stack = [(k, [key, k]) for k in reads(compiled)]
+        seen: set[str] = set()
+        while stack:
+            k, chain = stack.pop()
+            if k == key:
+                return chain
+            if k in seen or k not in self.view_programs:
+                continue
+            seen.add(k)
+            stack.extend((n, [*chain, n]) for n in reads(self.view_programs[k]))
+        return None
+
+    def _resolve(self, key: str, bound: Any) -> bool:
+        """Recompute one view; returns whether its value changed."""
+        assert self.ctx is not None
+        views = self.ctx["state"].setdefault("_view", {})
+        try:
+            value = cel.evaluate(self.view_programs[key], bound)
+        except cel.EvalError:
+            changed = key in views
+            views.pop(key, None)
+            return changed
+        if key in views and views[key] == value and type(views[key]) is type(value):
+            return False
+        views[key] = value
+        return True
+
+    def _resolve_all(self, room: Room) -> None:
+        for _ in range(len(self.view_programs) + 1):  # views over views settle in at most that many passes
+            bound = cel.bind(self.ctx)  # type: ignore[arg-type]
+            if not any([self._resolve(k, bound) for k in list(self.view_programs)]):
+                return
+
+    def _propagate_views(self, room: Room, touched: set[Path]) -> None:
+        frontier = set(touched)
+        for _ in range(len(self.view_programs) + 1):
+            hit: set[str] = set()
+            for p in frontier:
+                self.view_index.hit(p, hit)
+            if not hit:
+                return
+            bound = cel.bind(self.ctx)  # type: ignore[arg-type]
+            frontier = {("state", "_view", k) for k in sorted(hit) if self._resolve(k, bound)}
+            touched |= frontier
+
+    # -- subscriptions ---------------------------------------------------------------------------------
+
+    def add(self, sub: Sub) -> None:
+        self.subs[sub.id] = sub
+        for p in sub.compiled.paths:
+            self.by_path.add(p, sub.id)
+        if sub.agent is not None:
+            self.waiting[sub.agent] = sub.compiled.source
+
+    def remove(self, sub_id: int) -> Sub | None:
+        sub = self.subs.pop(sub_id, None)
+        if sub is not None:
+            for p in sub.compiled.paths:
+                self.by_path.remove(p, sub.id)
+            if sub.agent is not None and self.waiting.get(sub.agent) == sub.compiled.source:
+                del self.waiting[sub.agent]
+        return sub
+
+    def affected(self, touched: Iterable[Path]) -> list[Sub]:
+        hit: set[int] = set()
+        for p in touched:
+            self.by_path.hit(p, hit)
+        return [self.subs[i] for i in sorted(hit) if i in self.subs]
+
+    def evaluate(self, sub: Sub, bound: Any) -> tuple[bool, Any]:
+        """(holds, value) for a subscription; an evaluation error does not hold."""
+        try:
+            value = cel.evaluate(sub.compiled, bound)
+        except cel.EvalError:
+            return False, None
+        return cel.is_true(value), value
+
+    def include(self, parts: tuple[str, ...]) -> dict[str, Any]:
+        ctx = self.ctx or {}
+        return {p: ctx.get(p) for p in parts if p in ctx}
