@@ -12,11 +12,11 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from agent_sdk.base import BaseClient, TaskCommands, error_of, result_of
+from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, result_of
 from agent_sdk.claims import Claim
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Delivery, Error, Message, Notice, Ok, Wake
+from hub.protocol.frames import Delivery, Error, Message, Notice, Ok, Trigger, Wake
 
 __all__ = ["Agent"]
 
@@ -58,6 +58,9 @@ class Agent(BaseClient):
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self._notices: asyncio.Queue[Notice | None] = asyncio.Queue()
+        self._subs: dict[int, tuple[str, tuple[str, ...], asyncio.Queue[Trigger | None]]] = {}
+        self._sub_ids: dict[int, int] = {}  # the hub's subscription id → ours (stable across reconnects)
+        self._early: dict[int, list[Trigger]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -104,6 +107,9 @@ class Agent(BaseClient):
             result = await self._request(self.cmd_attach(self.stream))
         if self.cursor is None:
             self.cursor = int(result["seq"])
+        self._sub_ids.clear()
+        for local in list(self._subs):
+            await self._register(local)
 
     async def close(self) -> None:
         self._closing = True
@@ -115,6 +121,8 @@ class Agent(BaseClient):
             await self.ws.close()
         self._queue.put_nowait(None)
         self._notices.put_nowait(None)
+        for _expr, _include, queue in self._subs.values():
+            queue.put_nowait(None)
 
     async def _listen(self, ws: ClientConnection) -> None:
         """Route frames: replies to their futures, deliveries to the stream."""
@@ -131,6 +139,13 @@ class Agent(BaseClient):
                 elif isinstance(frame, Delivery):
                     if self.fresh(frame.message):
                         self._queue.put_nowait(frame.message)
+                elif isinstance(frame, Trigger):
+                    local = self._sub_ids.get(frame.sub)
+                    entry = self._subs.get(local) if local is not None else None
+                    if entry is not None:
+                        entry[2].put_nowait(frame)
+                    else:  # its subscribe reply is still on its way to `_register`
+                        self._early.setdefault(frame.sub, []).append(frame)
                 elif isinstance(frame, Notice):
                     self._notices.put_nowait(frame)
                 elif isinstance(frame, Wake):
@@ -328,6 +343,74 @@ class Agent(BaseClient):
                 return
             yield notice
 
+    def state_at(self, branch: str | None = None) -> AsyncState:
+        """Shared state, on the main line or a branch."""
+        return AsyncState(self, branch)
+
+    @property
+    def state(self) -> AsyncState:
+        """Shared state: get/set/init/cas/increment/batch/delete/view/list."""
+        return AsyncState(self)
+
+    async def eval(self, expr: str, branch: str | None = None) -> Any:
+        """Evaluate CEL against the room. Raises HubError `bad_expression`; an evaluation error → bad_request."""
+        result = await self.request(lambda: StateCommands(self, branch).eval(expr))
+        if "error" in result:
+            raise HubError(Code.BAD_REQUEST, f"evaluation failed: {result['error']}", {"expression": expr})
+        return result["value"]
+
+    async def subscribe(self, expr: str, *, include: tuple[str, ...] = ()) -> AsyncIterator[Trigger]:
+        """A Trigger each time `expr` becomes true (at once if it already is); re-registered after a reconnect.
+
+        Raises:
+            HubError: `bad_expression` at once for an expression that does not compile.
+        """
+        local = self._next_local = getattr(self, "_next_local", 0) + 1
+        queue: asyncio.Queue[Trigger | None] = asyncio.Queue()
+        self._subs[local] = (expr, include, queue)
+        try:
+            await self._register(local)
+            while True:
+                trigger = await queue.get()
+                if trigger is None:
+                    return
+                yield trigger
+        finally:
+            self._subs.pop(local, None)
+            hub_id = next((h for h, loc in self._sub_ids.items() if loc == local), None)
+            if hub_id is not None:
+                del self._sub_ids[hub_id]
+                if self.connected.is_set():
+                    with contextlib.suppress(HubError):
+                        await self._request(c.Unsubscribe(id=self.next_id(), room=self.room, sub=hub_id))
+
+    async def _register(self, local: int) -> None:
+        expr, include, _queue = self._subs[local]
+        result = await self._request(
+            c.Subscribe(id=self.next_id(), room=self.room, expr=expr, name=self.name, include=include)
+        )
+        hub_id = int(result["sub"])
+        self._sub_ids[hub_id] = local
+        for trigger in self._early.pop(hub_id, ()):
+            self._subs[local][2].put_nowait(trigger)
+
+    async def wait_for(self, expr: str, timeout: float | None = None) -> Any:
+        """Block until `expr` is true (returns at once if it already is); returns its value.
+
+        Raises:
+            HubError: `timed_out`, `bad_expression`.
+        """
+
+        async def first() -> Any:
+            async for trigger in self.subscribe(expr):
+                return trigger.value
+            raise HubError(Code.DISCONNECTED, "the agent was closed")
+
+        try:
+            return await asyncio.wait_for(first(), timeout)
+        except TimeoutError:
+            raise HubError(Code.TIMED_OUT, f"{expr!r} did not become true in {timeout}s") from None
+
     @property
     def tasks(self) -> AsyncTasks:
         """The shared plan: `declare`, `claim`, `update`, `list`, `show`."""
@@ -369,3 +452,53 @@ class AsyncTasks:
 
     async def show(self, task: str) -> dict[str, Any]:
         return await self.agent.request(lambda: self.build.show(task))  # type: ignore[no-any-return]
+
+
+class AsyncState:
+    """`agent.state`. Raises HubError `conflict` (detail `current`), `precondition_failed`, `already_exists`,
+    `forbidden` (another agent's scope), `bad_expression`."""
+
+    def __init__(self, agent: Agent, branch: str | None = None) -> None:
+        self.agent = agent
+        self.build = StateCommands(agent, branch)
+
+    async def get(self, key: str, *, scope: str = "_shared") -> dict[str, Any]:
+        return await self.agent.request(lambda: self.build.get(key, scope=scope))  # type: ignore[no-any-return]
+
+    async def list(self, scope: str | None = None) -> list[dict[str, Any]]:
+        return (await self.agent.request(lambda: self.build.list(scope)))["entries"]  # type: ignore[no-any-return]
+
+    async def set(self, key: str, value: Any, **kw: Any) -> int:
+        """Write; returns the new version."""
+        return int((await self.agent.request(lambda: self.build.set(key, value, **kw)))["version"])
+
+    async def init(self, key: str, value: Any, *, scope: str = "_shared") -> int:
+        return int((await self.agent.request(lambda: self.build.init(key, value, scope=scope)))["version"])
+
+    async def cas(self, key: str, version: int, value: Any, *, scope: str = "_shared") -> int:
+        return await self.set(key, value, scope=scope, if_version=version)
+
+    async def increment(self, key: str, by: float = 1, *, scope: str = "_shared") -> Any:
+        """Add atomically; returns the new value."""
+        return (await self.agent.request(lambda: self.build.set(key, by, scope=scope, increment=True)))[
+            "value"
+        ]
+
+    async def batch(self, writes: list[Any], *, if_: str | None = None) -> list[dict[str, Any]]:
+        return (await self.agent.request(lambda: self.build.batch(writes, if_=if_)))["writes"]  # type: ignore[no-any-return]
+
+    async def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None) -> None:
+        await self.agent.request(lambda: self.build.delete(key, scope=scope, if_version=if_version))
+
+    async def view(self, key: str, expr: str) -> Any:
+        """Store a computed view; returns its current value."""
+        return (await self.agent.request(lambda: self.build.view(key, expr)))["value"]
+
+    async def branch_create(self, branch: str, source: str | None = None) -> dict[str, Any]:
+        return await self.agent.request(lambda: self.build.branch_create(branch, source))  # type: ignore[no-any-return]
+
+    async def branch_merge(self, branch: str) -> dict[str, Any]:
+        return await self.agent.request(lambda: self.build.branch_merge(branch))  # type: ignore[no-any-return]
+
+    async def branch_diff(self, branch: str) -> dict[str, Any]:
+        return await self.agent.request(lambda: self.build.branch_diff(branch))  # type: ignore[no-any-return]

@@ -181,6 +181,78 @@ class TaskCommands:
         return c.ShowTask(id=k.next_id(), room=k.room, task=task)
 
 
+class StateCommands:
+    """Builders for shared state's commands, shared by both transports' `state` namespaces."""
+
+    def __init__(self, client: BaseClient, branch: str | None = None) -> None:
+        self.client = client
+        self.branch = branch
+
+    def _mut(self) -> dict[str, Any]:
+        k = self.client
+        return {"id": k.next_id(), "room": k.room, "token": k.token, "name": k.need_name()}
+
+    def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        scope: str = "_shared",
+        if_: str | None = None,
+        if_version: int | None = None,
+        increment: bool = False,
+    ) -> c.SetState:
+        return c.SetState(
+            **self._mut(),
+            key=key,
+            value=value,
+            scope=scope,
+            if_=if_,
+            if_version=if_version,
+            increment=increment,
+            branch=self.branch,
+        )
+
+    def init(self, key: str, value: Any, *, scope: str = "_shared") -> c.InitState:
+        return c.InitState(**self._mut(), key=key, value=value, scope=scope, branch=self.branch)
+
+    def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None) -> c.DeleteState:
+        return c.DeleteState(**self._mut(), key=key, scope=scope, if_version=if_version, branch=self.branch)
+
+    def batch(self, writes: list[dict[str, Any]] | list[c.Write], *, if_: str | None = None) -> c.BatchState:
+        built = tuple(w if isinstance(w, c.Write) else c.Write(**w) for w in writes)
+        return c.BatchState(**self._mut(), writes=built, if_=if_, branch=self.branch)
+
+    def view(self, key: str, expr: str) -> c.DefineView:
+        return c.DefineView(**self._mut(), key=key, expr=expr)
+
+    def get(self, key: str, *, scope: str = "_shared") -> c.GetState:
+        k = self.client
+        return c.GetState(id=k.next_id(), room=k.room, key=key, scope=scope, branch=self.branch)
+
+    def list(self, scope: str | None = None) -> c.ListState:
+        k = self.client
+        return c.ListState(id=k.next_id(), room=k.room, scope=scope, branch=self.branch)
+
+    def eval(self, expr: str) -> c.Eval:
+        k = self.client
+        return c.Eval(id=k.next_id(), room=k.room, expr=expr, branch=self.branch)
+
+    def branch_create(self, branch: str, source: str | None = None) -> c.CreateBranch:
+        return c.CreateBranch(**self._mut(), branch=branch, from_=source)
+
+    def branch_list(self) -> c.ListBranches:
+        k = self.client
+        return c.ListBranches(id=k.next_id(), room=k.room)
+
+    def branch_diff(self, branch: str) -> c.DiffBranch:
+        k = self.client
+        return c.DiffBranch(id=k.next_id(), room=k.room, branch=branch)
+
+    def branch_merge(self, branch: str) -> c.MergeBranch:
+        return c.MergeBranch(**self._mut(), branch=branch)
+
+
 def result_of(frame: Ok | Error) -> Any:
     if isinstance(frame, Error):
         raise error_of(frame)
@@ -191,4 +263,4 @@ def message_dict(message: Message) -> dict[str, Any]:
     return to_builtins(message)  # type: ignore[no-any-return]
 
 
-__all__ += ["Delivery", "TaskCommands", "Wake", "message_dict", "result_of"]
+__all__ += ["Delivery", "StateCommands", "TaskCommands", "Wake", "message_dict", "result_of"]

@@ -10,7 +10,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from agent_sdk.base import BaseClient, TaskCommands, error_of, result_of
+from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, result_of
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Delivery, Error, Message, Ok, Wake
@@ -227,6 +227,21 @@ class SyncAgent(BaseClient):
     def board(self) -> dict[str, Any]:
         return self.request(c.Board(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
 
+    def state_at(self, branch: str | None = None) -> SyncState:
+        """Shared state, on the main line or a branch: get/set/init/cas/increment/batch/delete/view/list."""
+        return SyncState(self, branch)
+
+    @property
+    def state(self) -> SyncState:
+        return SyncState(self)
+
+    def eval(self, expr: str, branch: str | None = None) -> Any:
+        """Evaluate CEL against the room. Raises HubError `bad_expression`; an evaluation error → bad_request."""
+        result = self.request(StateCommands(self, branch).eval(expr))
+        if "error" in result:
+            raise HubError(Code.BAD_REQUEST, f"evaluation failed: {result['error']}", {"expression": expr})
+        return result["value"]
+
     @property
     def tasks(self) -> SyncTasks:
         """The shared plan: `declare`, `claim`, `update`, `list`, `show`."""
@@ -241,11 +256,12 @@ class SyncAgent(BaseClient):
     def arm(
         self,
         waiter: str,
-        for_: str,
+        for_: str | None,
         *,
         directed_only: bool = False,
         after: int | None = None,
         since: float | None = None,
+        condition: str | None = None,
     ) -> int:
         """Arm a waiter on this connection; returns the seq it is armed after. Then call `woken`."""
         cmd = c.Wait(
@@ -253,6 +269,7 @@ class SyncAgent(BaseClient):
             room=self.room,
             waiter=waiter,
             for_=for_,
+            condition=condition,
             directed_only=directed_only,
             after=after,
             since=since,
@@ -319,3 +336,51 @@ class SyncTasks:
 
     def show(self, task: str) -> dict[str, Any]:
         return self.agent.request(self.build.show(task))  # type: ignore[no-any-return]
+
+
+class SyncState:
+    """`agent.state`, blocking. Raises HubError `conflict` (detail `current`), `precondition_failed`,
+    `already_exists`, `forbidden` (another agent's scope), `bad_expression`."""
+
+    def __init__(self, agent: SyncAgent, branch: str | None = None) -> None:
+        self.agent = agent
+        self.build = StateCommands(agent, branch)
+
+    def get(self, key: str, *, scope: str = "_shared") -> dict[str, Any]:
+        return self.agent.request(self.build.get(key, scope=scope))  # type: ignore[no-any-return]
+
+    def list(self, scope: str | None = None) -> list[dict[str, Any]]:
+        return self.agent.request(self.build.list(scope))["entries"]  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: Any, **kw: Any) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.set(key, value, **kw))  # type: ignore[no-any-return]
+
+    def init(self, key: str, value: Any, *, scope: str = "_shared") -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.init(key, value, scope=scope))  # type: ignore[no-any-return]
+
+    def cas(self, key: str, version: int, value: Any, *, scope: str = "_shared") -> dict[str, Any]:
+        return self.set(key, value, scope=scope, if_version=version)
+
+    def increment(self, key: str, by: float = 1, *, scope: str = "_shared") -> dict[str, Any]:
+        return self.set(key, by, scope=scope, increment=True)
+
+    def batch(self, writes: list[Any], *, if_: str | None = None) -> list[dict[str, Any]]:
+        return self.agent.act(lambda: self.build.batch(writes, if_=if_))["writes"]  # type: ignore[no-any-return]
+
+    def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.delete(key, scope=scope, if_version=if_version))  # type: ignore[no-any-return]
+
+    def view(self, key: str, expr: str) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.view(key, expr))  # type: ignore[no-any-return]
+
+    def branch_create(self, branch: str, source: str | None = None) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.branch_create(branch, source))  # type: ignore[no-any-return]
+
+    def branches(self) -> list[dict[str, Any]]:
+        return self.agent.request(self.build.branch_list())["branches"]  # type: ignore[no-any-return]
+
+    def branch_diff(self, branch: str) -> dict[str, Any]:
+        return self.agent.request(self.build.branch_diff(branch))  # type: ignore[no-any-return]
+
+    def branch_merge(self, branch: str) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.branch_merge(branch))  # type: ignore[no-any-return]

@@ -134,9 +134,9 @@ def synapse() -> None:
 
 
 def _register() -> None:
-    from cli import agents, board, claims, hub, messages, relay, tasks, wait
+    from cli import agents, board, claims, hub, messages, relay, state, tasks, wait
 
-    for module in (hub, agents, messages, relay, wait, claims, tasks, board):
+    for module in (hub, agents, messages, relay, wait, claims, tasks, board, state):
         module.register(synapse)
 
 

@@ -11,9 +11,9 @@ import click
 
 from cli.main import client, client_options, settings
 from cli.messages import render
-from cli.output import emit
+from cli.output import clean, emit
 from cli.relay import read_cursor
-from hub.protocol.codec import to_builtins
+from hub.protocol.codec import encode, to_builtins
 
 __all__ = ["register"]
 
@@ -82,15 +82,16 @@ def register(group: click.Group) -> None:
         after: int | None,
         cursor_file: Path | None,
     ) -> None:
-        """Block until a message addressed to NAME arrives; print it and exit 0.
+        """Block until a message addressed to NAME arrives (or EXPR is true); print what woke it, exit 0.
+
+        A --condition that is already true wakes it at once, so a turn-taking loop never misses its turn; while
+        it waits, the agent named --name (if it is one) shows as `waiting` with `waiting_on` = EXPR.
 
         --name is the waiter's own name: one live waiter per name, so a new `wait` with the same --name takes
         over from a lingering one (even one whose process was killed) and the old one exits. Run it in the
         background and re-arm after every wake. Exits 3 on --timeout, 4 if the hub goes away.
         """
-        if condition is not None:
-            raise click.UsageError("--condition arrives with the shared-state capability; use --for for now")
-        if for_ is None:
+        if for_ is None and condition is None:
             raise click.UsageError("give --for NAME (or --condition EXPR)")
         s = settings(ctx)
         if not s.name:
@@ -104,12 +105,17 @@ def register(group: click.Group) -> None:
             directed_only=directed_only,
             after=after,
             since=None if after is not None else STARTED,
+            condition=condition,
         )
         wake = agent.woken(timeout)
         message = wake.message
-        directed = message is not None and for_ in message.to
-        jitter = wake_jitter if wake_jitter is not None else (0.0 if directed else BROADCAST_JITTER)
+        broadcast = message is not None and for_ not in message.to
+        jitter = wake_jitter if wake_jitter is not None else (BROADCAST_JITTER if broadcast else 0.0)
         if jitter:
             time.sleep(random.uniform(0, jitter))
-        payload = {"woken_by": wake.reason, "message": to_builtins(message)}
-        emit(s.json, payload, render(payload["message"]) if message is not None else wake.reason)
+        if message is not None:
+            payload = {"woken_by": wake.reason, "message": to_builtins(message)}
+            emit(s.json, payload, render(payload["message"]))
+        else:
+            payload = {"woken_by": wake.reason, "condition": wake.condition, "value": to_builtins(wake.value)}
+            emit(s.json, payload, f"{clean(wake.condition)} → {clean(encode(payload['value']).decode())}")

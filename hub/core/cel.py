@@ -165,13 +165,15 @@ def is_true(value: Any) -> bool:
 class Compiled:
     """A compiled expression: its source, the context paths it reads, and the engine's program."""
 
-    __slots__ = ("engine", "paths", "program", "source")
+    __slots__ = ("engine", "paths", "program", "reads", "source")
 
     def __init__(self, source: str, paths: frozenset[tuple[str, ...]], engine: Engine, program: Any) -> None:
         self.source = source
         self.paths = paths
         self.engine = engine
         self.program = program
+        # The paths no other path is a prefix of: the slice of a context that evaluation needs.
+        self.reads = tuple(sorted(p for p in paths if not any(q == p[: len(q)] and q != p for q in paths)))
 
     def __repr__(self) -> str:
         return f"Compiled({self.source!r}, engine={self.engine.name!r})"
@@ -645,6 +647,28 @@ def _as_dict(context: Mapping[str, Any]) -> dict[str, Any]:
     return dict(context)
 
 
+def _slice(context: Mapping[str, Any], reads: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    """The part of `context` under `reads`: new dicts along each path, the original objects at its end.
+
+    Sound because Compiled.paths never misses a read (property-tested): the engine sees the same values,
+    missing keys and non-map values on every path the expression can take, and converts far less.
+    """
+    out: dict[str, Any] = {}
+    for path in reads:
+        src: Any = context
+        dst = out
+        last = len(path) - 1
+        for i, key in enumerate(path):
+            if key not in src:
+                break
+            value = src[key]
+            if i == last or type(value) is not dict:
+                dst[key] = value
+                break
+            src, dst = value, dst.setdefault(key, {})
+    return out
+
+
 class _EngineBase:
     """Shared front end: our parser checks the expression and extracts paths, then the engine compiles."""
 
@@ -678,7 +702,9 @@ class _EngineBase:
                 if context.engine is self:
                     return self._run_bound(compiled.program, context.native)
                 context = context.context
-            return self._run(compiled.program, _as_dict(context))
+            if type(context) is not dict and not isinstance(context, Mapping):
+                raise EvalError(f"context must be a mapping, not {type(context).__name__}")
+            return self._run(compiled.program, _slice(context, compiled.reads))
         except EvalError:
             raise
         except RecursionError:

@@ -263,10 +263,13 @@ class Machine:
     def _agents(self, cmd: c.Agents, ctx: Context, out: Outcome) -> None:
         room = self.rooms.get(cmd.room)
         listed = [] if room is None else [agents_.presence(a) for a in room.agents.values()]
-        waiting = {} if room is None else {w.for_: w.name for w in room.waiters.values()}
+        waiting = {} if room is None else {w.for_: w.name for w in room.waiters.values() if w.for_ is not None}
+        conditions = {} if room is None else room.conditions.waiting
         for record in listed:
             if record["name"] in waiting and record["status"] != "offline":
                 record["waiter"] = waiting[record["name"]]
+            if record["name"] in conditions:
+                record["status"], record["waiting_on"] = "waiting", conditions[record["name"]]
         self._reply(out, ctx, cmd, {"room": cmd.room, "agents": listed})
 
     # -- messages ---------------------------------------------------------------------------------

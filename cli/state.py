@@ -1,0 +1,242 @@
+"""`synapse state get|set|init|cas|delete|batch|view|list`, `synapse eval`, `synapse branch ...`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.main import client, client_options, settings
+from cli.output import clean, emit, parse_value
+from hub.protocol.codec import encode
+
+__all__ = ["register"]
+
+_BRANCH = click.option(
+    "--branch", metavar="NAME", help="Read and write this branch instead of the main line."
+)
+_SCOPE = click.option(
+    "--scope", default="_shared", show_default=True, help="_shared, your own agent name, or _view (views)."
+)
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else encode(value).decode()
+
+
+def _entry(e: dict[str, Any]) -> str:
+    return f"{clean(e['scope'])}.{clean(e['key'])} = {clean(_show(e['value']))}  (version {e['version']})"
+
+
+def _state(ctx: click.Context, branch: str | None, need_name: bool = False) -> Any:
+    return client(ctx, need_name=need_name).state_at(branch)
+
+
+def register(group: click.Group) -> None:
+    @group.group("state")
+    def state() -> None:
+        """Versioned shared state: `_shared`, one scope per agent, and computed views in `_view`.
+
+        Values are JSON when they parse (`3`, `true`, `{"a":1}`), else strings.
+        """
+
+    @state.command("get")
+    @click.argument("key")
+    @_SCOPE
+    @_BRANCH
+    @click.option("--raw", is_flag=True, help="Print the value only.")
+    @client_options
+    @click.pass_context
+    def get(ctx: click.Context, key: str, scope: str, branch: str | None, raw: bool) -> None:
+        """Print KEY's value and version (a view resolves to its current value)."""
+        e = _state(ctx, branch).get(key, scope=scope)
+        as_json = settings(ctx).json
+        if raw:
+            emit(as_json, e["value"], clean(_show(e["value"])))
+        else:
+            emit(as_json, e, _entry(e))
+
+    @state.command("set")
+    @click.argument("key")
+    @click.argument("value")
+    @_SCOPE
+    @_BRANCH
+    @click.option("--if", "gate", metavar="EXPR", help="Write only if this CEL expression is true.")
+    @click.option(
+        "--if-version", type=int, metavar="N", help="Write only if the entry is at version N (0: absent)."
+    )
+    @click.option("--increment", is_flag=True, help="Add VALUE to the current number atomically.")
+    @client_options
+    @click.pass_context
+    def set_(
+        ctx: click.Context,
+        key: str,
+        value: str,
+        scope: str,
+        branch: str | None,
+        gate: str | None,
+        if_version: int | None,
+        increment: bool,
+    ) -> None:
+        """Write KEY; a stale --if-version gets `conflict` with the current entry, a false --if `precondition_failed`."""
+        e = _state(ctx, branch, True).set(
+            key, parse_value(value), scope=scope, if_=gate, if_version=if_version, increment=increment
+        )
+        emit(settings(ctx).json, e, _entry(e))
+
+    @state.command("init")
+    @click.argument("key")
+    @click.argument("value")
+    @_SCOPE
+    @_BRANCH
+    @client_options
+    @click.pass_context
+    def init(ctx: click.Context, key: str, value: str, scope: str, branch: str | None) -> None:
+        """Write KEY only if it is absent (`already_exists` otherwise)."""
+        e = _state(ctx, branch, True).init(key, parse_value(value), scope=scope)
+        emit(settings(ctx).json, e, _entry(e))
+
+    @state.command("cas")
+    @click.argument("key")
+    @click.argument("version")
+    @click.argument("value")
+    @_SCOPE
+    @_BRANCH
+    @client_options
+    @click.pass_context
+    def cas(ctx: click.Context, key: str, version: str, value: str, scope: str, branch: str | None) -> None:
+        """Compare and swap: write KEY only if it is at VERSION (`0` or `none`: only if absent)."""
+        try:
+            expected = 0 if version.lower() in ("0", "none") else int(version)
+        except ValueError:
+            raise click.BadParameter("a version number, or none", param_hint="VERSION") from None
+        e = _state(ctx, branch, True).cas(key, expected, parse_value(value), scope=scope)
+        emit(settings(ctx).json, e, _entry(e))
+
+    @state.command("delete")
+    @click.argument("key")
+    @_SCOPE
+    @_BRANCH
+    @click.option("--if-version", type=int, metavar="N", help="Delete only at version N.")
+    @client_options
+    @click.pass_context
+    def delete(ctx: click.Context, key: str, scope: str, branch: str | None, if_version: int | None) -> None:
+        """Delete KEY (or a view, with --scope _view)."""
+        r = _state(ctx, branch, True).delete(key, scope=scope, if_version=if_version)
+        emit(settings(ctx).json, r, f"deleted {clean(scope)}.{clean(key)}")
+
+    @state.command("batch")
+    @click.argument("writes", nargs=-1, metavar="KEY=VALUE...")
+    @click.option(
+        "--increment", "increments", multiple=True, metavar="KEY=N", help="Add N to KEY (repeatable)."
+    )
+    @click.option("--if", "gate", metavar="EXPR", help="Apply the batch only if this CEL expression is true.")
+    @_SCOPE
+    @_BRANCH
+    @client_options
+    @click.pass_context
+    def batch(
+        ctx: click.Context,
+        writes: tuple[str, ...],
+        increments: tuple[str, ...],
+        gate: str | None,
+        scope: str,
+        branch: str | None,
+    ) -> None:
+        """Several writes, all or nothing, in one step."""
+        items: list[dict[str, Any]] = []
+        for raw, inc in [(w, False) for w in writes] + [(i, True) for i in increments]:
+            key, sep, value = raw.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{raw!r} is not KEY=VALUE")
+            items.append({"key": key, "value": parse_value(value), "scope": scope, "increment": inc})
+        if not items:
+            raise click.UsageError("give at least one KEY=VALUE or --increment KEY=N")
+        done = _state(ctx, branch, True).batch(items, if_=gate)
+        as_json = settings(ctx).json
+        emit(as_json, done, "\n".join(_entry(e) for e in done))
+
+    @state.command("view")
+    @click.argument("key")
+    @click.argument("expr")
+    @client_options
+    @click.pass_context
+    def view(ctx: click.Context, key: str, expr: str) -> None:
+        """Store a computed view `_view.KEY` = EXPR (CEL), usable in other expressions, waits and gates."""
+        v = _state(ctx, None, True).view(key, expr)
+        emit(settings(ctx).json, v, f"_view.{clean(key)} = {clean(_show(v['value']))}")
+
+    @state.command("list")
+    @click.option("--scope", default=None, help="Only this scope.")
+    @_BRANCH
+    @client_options
+    @click.pass_context
+    def list_(ctx: click.Context, scope: str | None, branch: str | None) -> None:
+        """Every entry (views resolved), NDJSON with --json."""
+        entries = _state(ctx, branch).list(scope)
+        as_json = settings(ctx).json
+        for e in entries:
+            emit(as_json, e, _entry(e))
+        if not entries and not as_json:
+            click.echo("no entries", err=True)
+
+    @group.command("eval")
+    @click.argument("expr")
+    @_BRANCH
+    @client_options
+    @click.pass_context
+    def eval_(ctx: click.Context, expr: str, branch: str | None) -> None:
+        """Evaluate a CEL expression against the room and print its value as JSON."""
+        value = client(ctx).eval(expr, branch)
+        emit(settings(ctx).json, value, encode(value).decode())
+
+    @group.group("branch")
+    def branch() -> None:
+        """Branches of the room's state: fork, write in isolation, compare, merge."""
+
+    @branch.command("create")
+    @click.argument("name")
+    @click.option("--from", "source", metavar="B", help="Fork another branch instead of the main line.")
+    @client_options
+    @click.pass_context
+    def create(ctx: click.Context, name: str, source: str | None) -> None:
+        """Fork the room's state into branch NAME (copy-on-write)."""
+        r = _state(ctx, None, True).branch_create(name, source)
+        emit(settings(ctx).json, r, f"branch {clean(name)} from {clean(source or 'main')}")
+
+    @branch.command("list")
+    @client_options
+    @click.pass_context
+    def list_branches(ctx: click.Context) -> None:
+        """The room's branches."""
+        found = _state(ctx, None).branches()
+        as_json = settings(ctx).json
+        for b in found:
+            emit(
+                as_json, b, f"{clean(b['branch'])}  from {clean(b['from'] or 'main')}  {b['changes']} changes"
+            )
+        if not found and not as_json:
+            click.echo("no branches", err=True)
+
+    @branch.command("diff")
+    @click.argument("name")
+    @client_options
+    @click.pass_context
+    def diff(ctx: click.Context, name: str) -> None:
+        """Keys branch NAME changed, beside their value where it was forked from."""
+        d = _state(ctx, None).branch_diff(name)
+        lines = []
+        for c in d["changes"]:
+            mark = "!" if f"{c['scope']}.{c['key']}" in d["conflicts"] else " "
+            now = "(deleted)" if c["deleted"] else clean(_show(c["value"]))
+            lines.append(f"{mark} {clean(c['scope'])}.{clean(c['key'])}: {clean(_show(c['source']))} → {now}")
+        emit(settings(ctx).json, d, "\n".join(lines) or "no changes")
+
+    @branch.command("merge")
+    @click.argument("name")
+    @client_options
+    @click.pass_context
+    def merge(ctx: click.Context, name: str) -> None:
+        """Apply branch NAME where it was forked from; `conflict` lists keys changed on both sides."""
+        r = _state(ctx, None, True).branch_merge(name)
+        emit(settings(ctx).json, r, f"merged {r['merged']} changes from {clean(name)}")
