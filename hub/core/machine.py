@@ -263,7 +263,9 @@ class Machine:
     def _agents(self, cmd: c.Agents, ctx: Context, out: Outcome) -> None:
         room = self.rooms.get(cmd.room)
         listed = [] if room is None else [agents_.presence(a) for a in room.agents.values()]
-        waiting = {} if room is None else {w.for_: w.name for w in room.waiters.values() if w.for_ is not None}
+        waiting = (
+            {} if room is None else {w.for_: w.name for w in room.waiters.values() if w.for_ is not None}
+        )
         conditions = {} if room is None else room.conditions.waiting
         for record in listed:
             if record["name"] in waiting and record["status"] != "offline":

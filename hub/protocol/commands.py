@@ -22,6 +22,7 @@ __all__ = [
     "MergeBranch",
     "SetState",
     "Subscribe",
+    "Tail",
     "Unsubscribe",
     "Write",
     "Agents",
@@ -349,6 +350,17 @@ class MergeBranch(BaseCommand, tag="branch.merge"):
     branch: str
 
 
+class Tail(BaseCommand, tag="tail"):
+    """Follow the durable event feed (every kind of event) from position `after`, or from now.
+
+    `rooms` limits it (empty: every room, which needs the admin token when the hub has one).
+    """
+
+    after: int | None = None
+    rooms: tuple[str, ...] = ()
+    admin_token: str | None = None
+
+
 class Board(BaseCommand, tag="board"):
     """The plan, live claims and declared intents in one view."""
 
@@ -388,4 +400,5 @@ Command = (
     | ListBranches
     | DiffBranch
     | MergeBranch
+    | Tail
 )

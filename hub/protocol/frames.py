@@ -8,7 +8,7 @@ import msgspec
 
 from hub.protocol.types import Address, AgentName, RoomName, Seq
 
-__all__ = ["Delivery", "Error", "Frame", "Message", "Notice", "Ok", "Trigger", "Wake"]
+__all__ = ["Delivery", "Error", "EventFrame", "Frame", "Message", "Notice", "Ok", "Trigger", "Wake"]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -76,4 +76,12 @@ class Notice(msgspec.Struct, tag=True, kw_only=True):
     detail: dict[str, Any] = {}
 
 
-Frame = Ok | Error | Delivery | Wake | Notice | Trigger
+class EventFrame(msgspec.Struct, tag=True, kw_only=True):
+    """One durable event for a tail: its position in the whole log, its room, the event itself."""
+
+    position: int
+    room: str
+    event: Any
+
+
+Frame = Ok | Error | Delivery | Wake | Notice | Trigger | EventFrame

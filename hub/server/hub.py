@@ -7,6 +7,7 @@ import logging
 import secrets
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -16,17 +17,19 @@ from websockets.http11 import Request, Response
 
 from hub.config import HubConfig
 from hub.core import snapshot
-from hub.core.effects import Deliver, Outcome
+from hub.core.effects import Deliver, Outcome, Reply
 from hub.core.machine import Context, Machine, SessionGone, Start, Tick
 from hub.log.store import EventLog, Row
 from hub.log.writer import LogWriter
 from hub.protocol.codec import decode_command, decode_event, encode
+from hub.protocol.commands import Tail
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Error
 from hub.protocol.types import SessionId
 from hub.server import http
 from hub.server.fanout import Fanout
 from hub.server.session import Session
+from hub.server.tail import Tails
 from hub.server.timers import Timers
 
 __all__ = ["Hub", "serve"]
@@ -70,6 +73,9 @@ class Hub:
         self.replay_seconds = 0.0
         self._next_session = 0
         self._rows: list[Row] = []
+        self._inflight: deque[tuple[int, list[Row]]] = deque()
+        self.durable_position = 0
+        self.tails = Tails(self)
         self._handover_scheduled = False
         self._last_snapshot = 0
 
@@ -88,6 +94,7 @@ class Hub:
             apply(decode_event(data))
             count += 1
         self.replayed = count
+        self.durable_position = self.machine.position
         self.replay_seconds = time.perf_counter() - started
         logger.info(
             "hub.restored position=%d snapshot=%s replayed=%d seconds=%.3f",
@@ -184,6 +191,7 @@ class Hub:
         if self._rows:
             assert self.writer is not None
             rows, self._rows = self._rows, []
+            self._inflight.append((self.fanout.submitted, rows))
             self.writer.submit(self.fanout.submitted, rows)
 
     def _snapshot(self) -> None:
@@ -202,6 +210,9 @@ class Hub:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
             cmd = decode_command(data)
             cmd_id = cmd.id
+            if type(cmd) is Tail:
+                self.tails.start(session, cmd)
+                return
             outcome = self.machine.handle(cmd, Context(self.clock(), session.id, self.secret))
         except HubError as exc:
             frame = Error(id=cmd_id, code=str(exc.code), message=exc.message, detail=exc.detail)
@@ -226,6 +237,7 @@ class Hub:
         """The connection ended: tell the core (its claims, waiters and presence follow)."""
         if self.sessions.pop(session.id, None) is None:
             return
+        self.tails.stop(session)
         if self.failed is None and not self.stopped.is_set():
             self.submit(self.machine.handle(SessionGone(session.id), Context(self.clock(), session.id)))
 
@@ -236,7 +248,21 @@ class Hub:
 
     def _durable_from_thread(self, ticket: int, rows: int, seconds: float) -> None:
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.fanout.on_durable, ticket)
+        self.loop.call_soon_threadsafe(self._durable, ticket)
+
+    def _durable(self, ticket: int) -> None:
+        """Every batch up to `ticket` is committed: advance, feed the tails, release the effects."""
+        inflight = self._inflight
+        while inflight and inflight[0][0] <= ticket:
+            _ticket, rows = inflight.popleft()
+            self.durable_position = rows[-1][0]
+            if self.tails:
+                self.tails.durable(rows)
+        self.fanout.on_durable(ticket)
+
+    def reply(self, session: Session, cmd_id: int, result: Any) -> None:
+        """Answer a command the shell handles itself, behind everything already waiting."""
+        self.fanout.hold([Reply(session.id, cmd_id, result)])
 
     def _failed_from_thread(self, exc: BaseException) -> None:
         assert self.loop is not None
