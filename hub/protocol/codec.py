@@ -7,9 +7,7 @@ from typing import Any
 
 import msgspec
 
-from hub.protocol.commands import Command
 from hub.protocol.errors import Code, HubError
-from hub.protocol.events import Event
 from hub.protocol.frames import Frame
 
 __all__ = [
@@ -22,14 +20,33 @@ __all__ = [
     "to_builtins",
 ]
 
-_command_decoder = msgspec.json.Decoder(Command)
-_event_decoder = msgspec.json.Decoder(Event)
 _frame_decoder = msgspec.json.Decoder(Frame)
 _any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 _OP_IN_FRAME = msgspec.json.Decoder(dict[str, Any])
 _AT = re.compile(r" - at `(\$[^`]*)`$")
 _FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]*)`")
+
+
+class _Lazy:
+    """The command and event decoders, built on first use: clients never pay for them at start-up."""
+
+    command: msgspec.json.Decoder[Any] | None = None
+    event: msgspec.json.Decoder[Any] | None = None
+
+    @classmethod
+    def commands(cls) -> msgspec.json.Decoder[Any]:
+        from hub.protocol.commands import Command
+
+        cls.command = msgspec.json.Decoder(Command)
+        return cls.command
+
+    @classmethod
+    def events(cls) -> msgspec.json.Decoder[Any]:
+        from hub.protocol.events import Event
+
+        cls.event = msgspec.json.Decoder(Event)
+        return cls.event
 
 
 def encode(obj: Any) -> bytes:
@@ -40,10 +57,10 @@ def encode(obj: Any) -> bytes:
 encode_event = encode
 
 
-def decode_command(data: bytes | str) -> Command:
+def decode_command(data: bytes | str) -> Any:
     """Decode one client frame, naming the bad field; raises HubError(bad_frame | unknown_op)."""
     try:
-        return _command_decoder.decode(data)
+        return (_Lazy.command or _Lazy.commands()).decode(data)
     except msgspec.ValidationError as exc:
         reason = str(exc)
         if "Invalid value" in reason and "`$.op`" in reason:
@@ -75,9 +92,9 @@ def _op_of(data: bytes | str) -> Any:
         return None
 
 
-def decode_event(data: bytes | str) -> Event:
+def decode_event(data: bytes | str) -> Any:
     """Decode one event from the log."""
-    return _event_decoder.decode(data)
+    return (_Lazy.event or _Lazy.events()).decode(data)
 
 
 def decode_frame(data: bytes | str) -> Frame:

@@ -73,8 +73,9 @@ class Session:
         send_text = protocol.send_text
         while outbox:
             send_text(outbox.popleft())
-        ws.send_data()
-        if ws.transport.get_write_buffer_size() > HIGH_WATER:
+        transport = ws.transport
+        transport.write(b"".join(protocol.data_to_send()))  # one syscall for the whole flush
+        if transport.get_write_buffer_size() > HIGH_WATER:
             self.blocked = True
             self._spawn(self._drain())
 
