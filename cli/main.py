@@ -113,7 +113,20 @@ def client(ctx: click.Context, *, need_name: bool = False, name: str | None = No
 
 
 class SynapseGroup(click.Group):
-    """Turns a HubError anywhere below into `code: message` on stderr and the documented exit code."""
+    """Loads command modules on demand; turns a HubError anywhere below into `code: message` on stderr and the
+    documented exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in _MODULES:
+            import importlib
+
+            importlib.import_module(f"cli.{_MODULES[cmd_name]}").register(self)
+            found = super().get_command(ctx, cmd_name)
+        return found
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -133,14 +146,31 @@ def synapse() -> None:
     """
 
 
-def _register() -> None:
-    from cli import agents, board, claims, hub, messages, relay, state, tasks, wait
-
-    for module in (hub, agents, messages, relay, wait, claims, tasks, board, state):
-        module.register(synapse)
-
-
-_register()
+# Each command's module, imported only when that command runs (or for --help), so `synapse send` starts
+# fast. A module's `register(group)` adds its commands; a new command is one line here.
+_MODULES = {
+    "hub": "hub",
+    "join": "agents",
+    "agents": "agents",
+    "heartbeat": "agents",
+    "status": "agents",
+    "send": "messages",
+    "message": "messages",
+    "relay": "relay",
+    "wait": "wait",
+    "claim": "claims",
+    "release": "claims",
+    "handoff": "claims",
+    "claims": "claims",
+    "presence": "claims",
+    "task": "tasks",
+    "supervisor": "tasks",
+    "board": "board",
+    "state": "state",
+    "eval": "state",
+    "branch": "state",
+    "mcp": "mcp",
+}
 
 
 def main() -> None:
