@@ -331,6 +331,18 @@ def test_has_on_missing_key_is_false(engine: cel.Engine) -> None:
     assert engine.evaluate(engine.compile("!has(state.x) || state.x > 1"), ROOM) is True
 
 
+def test_plain_mapping_reads_only_its_slice() -> None:
+    """With a plain mapping only the paths read are converted: bad data elsewhere is ignored, nothing mutates."""
+    context = {**ROOM, "claims": {"bad": (1, 2)}, "state": {**ROOM["state"], "junk": object()}}
+    snapshot = repr(context)
+    compiled = cel.compile("state._shared.turn == 3 && size(tasks) == 2")
+    assert compiled.reads == (("state", "_shared", "turn"), ("tasks",))
+    assert cel.evaluate(compiled, context) is True
+    assert repr(context) == snapshot
+    with pytest.raises(EvalError):
+        cel.evaluate(cel.compile("size(claims) == 1"), {"claims": {"bad": (1, 2)}})
+
+
 def test_is_true() -> None:
     """Only exactly True holds."""
     assert cel.is_true(True)
@@ -374,13 +386,15 @@ def test_rust_engine_same_api() -> None:
 # Contexts: every root is a map whose level-1 keys ("a", "b", "agent-x") are always maps; level-2 keys are
 # typed by name and may be missing: i/j int, f float, s string, t bool, l list of ints, n null.
 # Expressions come from a small typed grammar, but operands are often fields that may be missing or of
-# another type, so errors and type mismatches are exercised too.  The generator stays away from the celpy
-# bugs documented in hub/core/cel.py: it never indexes strings, never indexes lists with negative numbers
-# or doubles, never applies string() to doubles or bools, never uses has() on a non-map, never uses &&, ||,
-# !, ?: on non-bool operands, never takes size() of null, never mixes int and double in arithmetic, never calls a method on a
-# concatenation, only uses bodies that cannot fail in map(), filter() and exists_one(), never uses triple
-# quotes, escapes, trailing commas or 3-argument map(), and uses map()/filter() only on lists (cel-cpp
-# iterates maps in its own order, not insertion order).
+# another type, so errors and type mismatches are exercised too.  NATIVE evaluates a plain mapping (so the
+# engine sees only the slice under Compiled.reads) while REFERENCE gets the whole context bound, which also
+# checks the slicing.  The generator stays away from the celpy bugs documented in hub/core/cel.py: it never
+# indexes strings, never indexes lists with negative numbers or doubles, never applies string() to doubles
+# or bools, never uses has() on a non-map, never uses &&, ||, !, ?: on non-bool operands, never takes
+# size() of null, never mixes int and double in arithmetic, never calls a method on a concatenation, only
+# uses bodies that cannot fail in map(), filter() and exists_one(), never uses triple quotes, escapes,
+# trailing commas or 3-argument map(), and uses map()/filter() only on lists (cel-cpp iterates maps in its
+# own order, not insertion order).
 
 ROOT_NAMES = sorted(cel.ROOTS)
 L1 = ["a", "b", "agent-x"]
@@ -399,18 +413,15 @@ values_for = {
 
 @st.composite
 def contexts(draw: st.DrawFn) -> dict[str, Any]:
-    """A random room context following the schema above."""
-    ctx: dict[str, Any] = {}
-    for root in ROOT_NAMES:
-        level1: dict[str, Any] = {}
-        for k1 in L1:
-            keys = draw(st.lists(st.sampled_from(sorted(L2_TYPES)), unique=True, max_size=len(L2_TYPES)))
-            level1[k1] = {k2: draw(values_for[L2_TYPES[k2]]) for k2 in keys}
-        ctx[root] = level1
-    return ctx
+    """A random room context following the schema above (level-1 maps drawn from a small shared pool)."""
+    level2 = st.fixed_dictionaries({}, optional={k: values_for[t] for k, t in L2_TYPES.items()})
+    pool = draw(st.lists(level2, min_size=1, max_size=4))
+    pick = st.integers(0, len(pool) - 1)
+    return {root: {k1: dict(pool[draw(pick)]) for k1 in L1} for root in ROOT_NAMES}
 
 
 def _field(draw: st.DrawFn, key: str | None = None) -> str:
+    """A level-2 field access `root.k1.k2` (selector or index syntax); `key` fixes k2."""
     root = draw(st.sampled_from(ROOT_NAMES))
     k1 = draw(st.sampled_from(L1))
     k2 = key if key is not None else draw(st.sampled_from(sorted(L2_TYPES)))
@@ -420,11 +431,13 @@ def _field(draw: st.DrawFn, key: str | None = None) -> str:
 
 
 def _typed_field(draw: st.DrawFn, typ: str) -> str:
+    """A field whose value has schema type `typ` when present."""
     keys = [k for k, t in L2_TYPES.items() if t == typ]
     return _field(draw, draw(st.sampled_from(keys)))
 
 
 def _map_expr(draw: st.DrawFn) -> str:
+    """A root or level-1 map (always present)."""
     root = draw(st.sampled_from(ROOT_NAMES))
     return draw(st.sampled_from([root, f"{root}.a", f'{root}["agent-x"]', f"{root}.b"]))
 
@@ -609,10 +622,14 @@ def expressions() -> st.SearchStrategy[str]:
     return st.one_of(bool_expr(), bool_expr(), int_expr(), str_expr(), list_expr(), any_expr())
 
 
-def run(engine: cel.Engine, expr: str, ctx: dict[str, Any]) -> tuple[str, Any]:
-    """('ok', value) or ('error', message); any other exception propagates and fails the test."""
+def run(engine: cel.Engine, expr: str, ctx: dict[str, Any], bound: bool = False) -> tuple[str, Any]:
+    """('ok', value) or ('error', message); any other exception propagates and fails the test.
+
+    With a plain mapping the engine sees only the slice of `ctx` under the expression's paths; with
+    `bound` it sees the whole context.
+    """
     try:
-        return ("ok", engine.evaluate(engine.compile(expr), ctx))
+        return ("ok", engine.evaluate(engine.compile(expr), engine.bind(ctx) if bound else ctx))
     except EvalError as exc:
         return ("error", str(exc))
 
@@ -638,9 +655,9 @@ DIFF_SETTINGS = settings(
 @DIFF_SETTINGS
 @given(ctx=contexts(), expr=expressions())
 def test_differential_native_vs_reference(ctx: dict[str, Any], expr: str) -> None:
-    """NATIVE (cel-cpp) and REFERENCE (celpy) agree on the value, or both raise EvalError."""
+    """NATIVE (cel-cpp, sliced context) and REFERENCE (celpy, whole context) agree, or both raise EvalError."""
     native = run(NATIVE, expr, ctx)
-    reference = run(REFERENCE, expr, ctx)
+    reference = run(REFERENCE, expr, ctx, bound=True)
     assert native[0] == reference[0], (expr, native, reference)
     if native[0] == "ok":
         assert same(native[1], reference[1]), (expr, native, reference)
@@ -669,8 +686,8 @@ def _prune(ctx: dict[str, Any], keep: frozenset[tuple[str, ...]]) -> dict[str, A
 def test_paths_are_sound(ctx: dict[str, Any], expr: str) -> None:
     """Evaluating against only the reported paths of the context gives the same outcome as the full context."""
     compiled = cel.compile(expr)
-    full = run(NATIVE, expr, ctx)
-    pruned = run(NATIVE, expr, _prune(ctx, compiled.paths))
+    full = run(NATIVE, expr, ctx, bound=True)
+    pruned = run(NATIVE, expr, _prune(ctx, compiled.paths), bound=True)
     assert full[0] == pruned[0], (expr, sorted(compiled.paths), full, pruned)
     if full[0] == "ok":
         assert same(full[1], pruned[1]), (expr, sorted(compiled.paths), full, pruned)
