@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import msgspec
 
-__all__ = ["DEFAULT_PORT", "HubConfig"]
+__all__ = ["DEFAULT_PORT", "HubConfig", "bind_problem", "is_loopback"]
 
 DEFAULT_PORT = 8876
 
@@ -16,6 +18,9 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     port: int = DEFAULT_PORT  # 0 picks a free port
     db: str = ""  # SQLite path or SQLAlchemy URL; "" = $XDG_DATA_HOME/synapse/hub.db (resolved by the CLI)
     admin_token: str | None = None
+    insecure: bool = False  # listen on a non-loopback address without an admin token
+    tls_certfile: str | None = None  # PEM certificate (chain): serve wss:// and https://
+    tls_keyfile: str | None = None  # its private key (PEM); omitted: the key is in tls_certfile
     sync: str = "normal"  # "normal": survives SIGKILL; "full": fsync every group commit (power loss)
     snapshot_every: int = 50_000  # events between snapshots; 0 = never
     log_level: str = "info"
@@ -29,9 +34,33 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_sessions_per_agent: int | None = 64
     outbox_frames: int = 10_000  # frames queued for one session before it counts as a slow consumer
     max_list_limit: int = 10_000
+    feed_window: int = 20_000  # messages per room kept in memory; older ones are read from the log (0: all)
     max_subscriptions_per_session: int | None = 1_000
 
     # Timeouts (seconds)
     drain_seconds: float = 5.0
     claim_grace: float = 30.0
     claim_ttl: float = 600.0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine (127.0.0.0/8, ::1, localhost); "" and 0.0.0.0 do not."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_problem(config: HubConfig) -> str | None:
+    """Why the hub must not listen as configured, or None (SPEC: without an admin token, loopback only)."""
+    if config.admin_token is None and not config.insecure and not is_loopback(config.host):
+        return (
+            f"refusing to listen on {config.host or 'every address'!r} without an admin token: anyone who can "
+            "reach it could join, read and write every room. Give --admin-token (SYNAPSE_ADMIN_TOKEN), or "
+            "--insecure to do it anyway, or listen on 127.0.0.1."
+        )
+    if config.tls_keyfile is not None and config.tls_certfile is None:
+        return "--tls-keyfile needs --tls-certfile"
+    return None

@@ -59,6 +59,8 @@ class ThreadHub:
         return self.hub.url
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return
         if self.hub is not None and not self.hub.stopped.is_set():
             self.call(self.hub.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -88,7 +90,7 @@ def hub(db_path: Path) -> Iterator[ThreadHub]:
 class HubProcess:
     """`python -m hub hub` as a subprocess (for SIGKILL tests and CLI processes)."""
 
-    def __init__(self, db: Path, env: dict[str, str], *args: str) -> None:
+    def __init__(self, db: Path | str, env: dict[str, str], *args: str) -> None:  # str: a database URL
         self.db = db
         self.env = env
         self.args = args

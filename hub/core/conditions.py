@@ -7,6 +7,7 @@ or anything below or above it. A subscription fires on the edge: when its value 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +23,17 @@ __all__ = ["Conditions", "Sub", "compile_or_refuse", "context_of"]
 Path = tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(expr: str) -> cel.Compiled:
+    """A Compiled is immutable, so the same source (a waiter re-armed every turn, many agents waiting on the
+    same condition) is compiled once; a BadExpression is raised again each time (exceptions are not cached)."""
+    return cel.compile(expr)
+
+
 def compile_or_refuse(expr: str) -> cel.Compiled:
     """Compile once, refusing with `bad_expression` naming the position."""
     try:
-        return cel.compile(expr)
+        return _compiled(expr)
     except cel.BadExpression as exc:
         raise HubError(
             Code.BAD_EXPRESSION,
@@ -37,7 +45,7 @@ def compile_or_refuse(expr: str) -> cel.Compiled:
 class Sub:
     """A subscription (or a condition waiter) of one session."""
 
-    __slots__ = ("agent", "compiled", "held", "id", "include", "session", "wait_id")
+    __slots__ = ("agent", "compiled", "held", "id", "include", "once", "session", "wait_id")
 
     def __init__(
         self,
@@ -55,6 +63,7 @@ class Sub:
         self.agent = agent
         self.wait_id = wait_id  # a `wait --condition`: one trigger, then gone
         self.held = False
+        self.once = False  # dropped after its first trigger
 
 
 class _Trie:
@@ -123,13 +132,13 @@ def _agent(room: Room, name: str) -> dict[str, Any]:
 
 
 def _messages(room: Room) -> dict[str, int]:
-    return {"count": len(room.feed), "unclaimed": len(room.feed) - len(room.claimed)}
+    return {"count": room.seq, "unclaimed": room.seq - len(room.claimed)}
 
 
 class Conditions:
     """A room's live context (kept only while something reads it), its views and its subscriptions."""
 
-    __slots__ = ("by_path", "ctx", "subs", "view_index", "view_programs", "waiting")
+    __slots__ = ("by_agent", "by_path", "ctx", "evaluations", "subs", "view_index", "view_programs", "waiting")
 
     def __init__(self) -> None:
         self.ctx: dict[str, Any] | None = None
@@ -138,6 +147,8 @@ class Conditions:
         self.view_programs: dict[str, cel.Compiled] = {}
         self.view_index = _Trie()
         self.waiting: dict[AgentName, str] = {}  # agent → the expression it waits on (presence)
+        self.by_agent: dict[AgentName, dict[int, str]] = {}  # agent → its live subscriptions, oldest first
+        self.evaluations = 0  # subscription evaluations (not durable; tests and metrics read it)
 
     # -- the context -----------------------------------------------------------------------------------
 
@@ -158,11 +169,14 @@ class Conditions:
             root = path[0]
             if root == "state" and len(path) == 3 and path[1] != "_view":
                 entry = room.state.lookup(path[1], path[2])
-                scope = ctx["state"].setdefault(path[1], {})
                 if entry is None:
-                    scope.pop(path[2], None)
+                    scope = ctx["state"].get(path[1])
+                    if scope is not None:
+                        scope.pop(path[2], None)
+                        if not scope:  # as context_of: no empty scopes
+                            del ctx["state"][path[1]]
                 else:
-                    scope[path[2]] = entry.value
+                    ctx["state"].setdefault(path[1], {})[path[2]] = entry.value
             elif root == "agents" and len(path) == 2:
                 if path[1] in room.agents:
                     ctx["agents"][path[1]] = _agent(room, path[1])
@@ -184,9 +198,8 @@ class Conditions:
             if len(p) == 3 and p[0] == "state" and p[1] == "_view" and p[2] in self.view_programs
         ]
         if defined:
-            bound = cel.bind(ctx)
             for key in defined:
-                self._resolve(key, bound)
+                self._resolve(key, ctx)
         self._propagate_views(room, out)
         return out
 
@@ -233,7 +246,12 @@ class Conditions:
         return None
 
     def _resolve(self, key: str, bound: Any) -> bool:
-        """Recompute one view; returns whether its value changed."""
+        """Recompute one view; returns whether its value changed.
+
+        `bound` is the plain live context, not a cel.Bound: evaluating a plain mapping converts only the
+        slice the expression reads, while a Bound converts a whole root on first read (the whole `state`
+        of a 1,000-key room: ~0.6 ms, against ~15 us for the slice).
+        """
         assert self.ctx is not None
         views = self.ctx["state"].setdefault("_view", {})
         try:
@@ -249,8 +267,7 @@ class Conditions:
 
     def _resolve_all(self, room: Room) -> None:
         for _ in range(len(self.view_programs) + 1):  # views over views settle in at most that many passes
-            bound = cel.bind(self.ctx)  # type: ignore[arg-type]
-            if not any([self._resolve(k, bound) for k in list(self.view_programs)]):
+            if not any([self._resolve(k, self.ctx) for k in list(self.view_programs)]):
                 return
 
     def _propagate_views(self, room: Room, touched: set[Path]) -> None:
@@ -261,8 +278,7 @@ class Conditions:
                 self.view_index.hit(p, hit)
             if not hit:
                 return
-            bound = cel.bind(self.ctx)  # type: ignore[arg-type]
-            frontier = {("state", "_view", k) for k in sorted(hit) if self._resolve(k, bound)}
+            frontier = {("state", "_view", k) for k in sorted(hit) if self._resolve(k, self.ctx)}
             touched |= frontier
 
     # -- subscriptions ---------------------------------------------------------------------------------
@@ -272,6 +288,7 @@ class Conditions:
         for p in sub.compiled.paths:
             self.by_path.add(p, sub.id)
         if sub.agent is not None:
+            self.by_agent.setdefault(sub.agent, {})[sub.id] = sub.compiled.source
             self.waiting[sub.agent] = sub.compiled.source
 
     def remove(self, sub_id: int) -> Sub | None:
@@ -279,8 +296,14 @@ class Conditions:
         if sub is not None:
             for p in sub.compiled.paths:
                 self.by_path.remove(p, sub.id)
-            if sub.agent is not None and self.waiting.get(sub.agent) == sub.compiled.source:
-                del self.waiting[sub.agent]
+            if sub.agent is not None:
+                mine = self.by_agent.get(sub.agent, {})
+                mine.pop(sub.id, None)
+                if mine:  # it still waits on its newest remaining condition
+                    self.waiting[sub.agent] = next(reversed(mine.values()))
+                else:
+                    self.by_agent.pop(sub.agent, None)
+                    self.waiting.pop(sub.agent, None)
         return sub
 
     def affected(self, touched: Iterable[Path]) -> list[Sub]:
@@ -291,6 +314,7 @@ class Conditions:
 
     def evaluate(self, sub: Sub, bound: Any) -> tuple[bool, Any]:
         """(holds, value) for a subscription; an evaluation error does not hold."""
+        self.evaluations += 1
         try:
             value = cel.evaluate(sub.compiled, bound)
         except cel.EvalError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from hub.core.rooms import ALL, GROUP, Room, Waiter
+from hub.core.rooms import ALL, GROUP, MARK, Room, Waiter
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import MessageClaimed, MessageSent
 from hub.protocol.frames import Message
@@ -55,7 +55,7 @@ def matching(
 ) -> Iterator[MessageSent]:
     """Messages after `after` (or sent at or after `since`) that pass the filters, oldest first."""
     feed = room.feed
-    start = max(after, 0)
+    start = max(after - room.base, 0)
     if since is not None:
         floor, start = start, len(feed)
         while start > floor and feed[start - 1].at >= since:
@@ -108,8 +108,17 @@ def decide_claim(room: Room, seq: Seq, holder: AgentName) -> None:
         )
 
 
-def apply_sent(room: Room, event: MessageSent) -> None:
-    room.feed.append(event)
+def apply_sent(room: Room, event: MessageSent, position: int) -> None:
+    """Append to the window; past 5/4 of it, the oldest quarter leaves memory (the log keeps it)."""
+    feed = room.feed
+    if (event.seq - 1) % MARK == 0:
+        room.marks.append(position)
+    feed.append(event)
+    window = room.window
+    if window and len(feed) >= window + (window >> 2):
+        cut = len(feed) - window
+        del feed[:cut]
+        room.base += cut
     sender = room.agents.get(AgentName(event.sender))
     if sender is not None:
         sender.beat(event.at)

@@ -18,6 +18,7 @@ from hub.protocol.types import Address, AgentName, RoomName, Seq, SessionId
 
 __all__ = ["ROOM", "Room", "Waiter", "check_room", "split_targets"]
 
+MARK = 1024  # every MARK-th message's log position is kept, so reading old messages skips most of the log
 ROOM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 GROUP = Address("*")
 ALL = Address("all")
@@ -39,21 +40,27 @@ class Room:
 
     __slots__ = (
         "agents",
+        "base",
         "claimed",
         "claims",
         "conditions",
         "feed",
+        "marks",
         "name",
         "plan",
         "state",
         "streams",
         "waiters",
+        "window",
     )
 
-    def __init__(self, name: RoomName) -> None:
+    def __init__(self, name: RoomName, window: int = 0) -> None:
         self.name = name
         self.agents: dict[AgentName, Agent] = {}
-        self.feed: list[MessageSent] = []  # feed[seq - 1]
+        self.feed: list[MessageSent] = []  # the newest messages: feed[seq - base - 1]
+        self.base = 0  # messages older than the window (still in the log, read from there)
+        self.window = window  # how many messages stay in memory (0: all)
+        self.marks: list[int] = []  # marks[i]: log position of message i * MARK + 1, to read old ones fast
         self.claimed: dict[Seq, AgentName] = {}
         self.streams: dict[AgentName, set[SessionId]] = {}  # sessions pushed what is addressed to the agent
         self.waiters: dict[AgentName, Waiter] = {}  # by waiter name: one live waiter per name
@@ -65,14 +72,20 @@ class Room:
     @property
     def seq(self) -> Seq:
         """The seq of the newest message (0 for an empty feed)."""
-        return Seq(len(self.feed))
+        return Seq(self.base + len(self.feed))
 
-    def message(self, seq: int) -> MessageSent:
-        if not 1 <= seq <= len(self.feed):
+    def message(self, seq: int) -> MessageSent | None:
+        """Message `seq` if it is still in memory (None if only the log holds it); `not_found` if none."""
+        if not 1 <= seq <= self.base + len(self.feed):
             raise HubError(
                 Code.NOT_FOUND, f"no message {seq} in room {self.name!r}", {"what": "message", "seq": seq}
             )
-        return self.feed[seq - 1]
+        return self.feed[seq - self.base - 1] if seq > self.base else None
+
+    def mark_for(self, after: int) -> int:
+        """A log position at or before the first message after seq `after` (0: the log's start)."""
+        i = after // MARK
+        return self.marks[i] - 1 if i < len(self.marks) else 0
 
 
 def check_room(name: str) -> RoomName:
