@@ -47,8 +47,21 @@ class Agent(BaseClient):
         request_timeout: float = 30.0,
         save_token: bool = True,
         stream: bool = True,
+        ca_file: str | None = None,
+        admin_token: str | None = None,
+        invite: str | None = None,
     ) -> None:
-        super().__init__(name, room=room, hub=hub, token=token, role=role, save_token=save_token)
+        super().__init__(
+            name,
+            room=room,
+            hub=hub,
+            token=token,
+            role=role,
+            save_token=save_token,
+            ca_file=ca_file,
+            admin_token=admin_token,
+            invite=invite,
+        )
         self.stream = stream
         self.reconnect = reconnect
         self.request_timeout = request_timeout
@@ -81,7 +94,12 @@ class Agent(BaseClient):
     async def _open(self) -> None:
         try:
             self.ws = await connect(
-                self.hub, max_size=None, compression=None, open_timeout=5, close_timeout=1
+                self.hub,
+                ssl=self.ssl_context(),
+                max_size=None,
+                compression=None,
+                open_timeout=5,
+                close_timeout=1,
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise HubError(Code.UNREACHABLE, f"cannot reach the hub at {self.hub}: {exc}") from None
@@ -402,8 +420,9 @@ class Agent(BaseClient):
         """
 
         async def first() -> Any:
-            async for trigger in self.subscribe(expr):
-                return trigger.value
+            async with contextlib.aclosing(self.subscribe(expr)) as triggers:  # unsubscribes on the way out
+                async for trigger in triggers:
+                    return trigger.value
             raise HubError(Code.DISCONNECTED, "the agent was closed")
 
         try:
@@ -502,3 +521,7 @@ class AsyncState:
 
     async def branch_diff(self, branch: str) -> dict[str, Any]:
         return await self.agent.request(lambda: self.build.branch_diff(branch))  # type: ignore[no-any-return]
+
+    async def branches(self) -> list[dict[str, Any]]:
+        """The room's branches (as SyncState.branches)."""
+        return (await self.agent.request(self.build.branch_list))["branches"]  # type: ignore[no-any-return]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from typing import Any
 
 from agent_sdk import credentials
@@ -39,6 +40,9 @@ class BaseClient:
         token: str | None = None,
         role: str | None = None,
         save_token: bool = True,
+        ca_file: str | None = None,
+        admin_token: str | None = None,
+        invite: str | None = None,
     ) -> None:
         self.name = name
         self.room = room
@@ -46,6 +50,9 @@ class BaseClient:
         self.token = token or (credentials.load(self.hub, room, name) if name else None)
         self.role = role
         self.save_token = save_token
+        self.ca_file = ca_file or os.environ.get("SYNAPSE_CA_FILE") or None
+        self.admin_token = admin_token  # joins (and operator commands) on a hub that has one
+        self.invite = invite  # or a room invite, to join
         self.cursor: int | None = None  # the newest message seq seen on the stream
         self._ids = 0
 
@@ -84,8 +91,22 @@ class BaseClient:
 
     # command builders: one place, so the two transports cannot drift
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For wss://: the system's trust store, or only `ca_file` when one is given (a private CA)."""
+        if not self.hub.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
+
     def cmd_join(self, role: str | None = None) -> c.Join:
-        return c.Join(id=self.next_id(), room=self.room, name=self.need_name(), role=role or self.role)
+        return c.Join(
+            id=self.next_id(),
+            room=self.room,
+            name=self.need_name(),
+            role=role or self.role,
+            token=self.token,  # lets an agent re-join (rotate) without the admin token or an invite
+            admin_token=self.admin_token,
+            invite=self.invite,
+        )
 
     def cmd_attach(self, stream: bool = True) -> c.Attach:
         return c.Attach(

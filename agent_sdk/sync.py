@@ -13,7 +13,7 @@ from websockets.sync.client import ClientConnection, connect
 from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, result_of
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Delivery, Error, Message, Ok, Wake
+from hub.protocol.frames import Delivery, Error, Frame, Message, Ok, Wake
 
 __all__ = ["SyncAgent"]
 
@@ -39,6 +39,7 @@ class SyncAgent(BaseClient):
         try:
             self.ws = connect(
                 self.hub,
+                ssl=self.ssl_context(),
                 open_timeout=self.connect_timeout,
                 max_size=None,
                 compression=None,
@@ -65,6 +66,24 @@ class SyncAgent(BaseClient):
             return self.decode(self.ws.recv(timeout))
         except ConnectionClosed as exc:
             raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
+
+    def post(self, cmd: c.BaseCommand) -> None:
+        """Send a command without waiting for its reply (read it, and what follows, with `next_frame`)."""
+        if self.ws is None:
+            self.connect()
+        assert self.ws is not None
+        try:
+            self.ws.send(self.frame(cmd), text=True)
+        except ConnectionClosed as exc:
+            raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
+
+    def next_frame(self, timeout: float | None = None) -> Frame:
+        """The next frame from the hub, of any kind (a tail's EventFrames, replies, pushes).
+
+        Raises:
+            HubError: `disconnected` when the connection drops; TimeoutError after `timeout` seconds.
+        """
+        return self._recv(timeout)  # type: ignore[no-any-return]
 
     def request(self, cmd: c.BaseCommand, timeout: float | None = 30.0) -> Any:
         """Send one command and block for its reply; pushes that arrive meanwhile are kept."""

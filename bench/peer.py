@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 PEER_PACKAGE = "synapse-channel"
 PEER_VERSION = "0.99.38"
@@ -70,7 +70,8 @@ def ensure_venv() -> Path:
     venv = venv_dir()
     python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        python3 = shutil.which("python3") or sys.executable
+        subprocess.run([python3, "-m", "venv", str(venv)], check=True, timeout=300)
     if _installed_version(python) != PEER_VERSION:
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         res = subprocess.run([*pip, f"{PEER_PACKAGE}=={PEER_VERSION}"], timeout=900)
@@ -187,7 +188,7 @@ class PeerHub:
                     frame = json.loads(await asyncio.wait_for(ws.recv(), 2))
                     if frame.get("type") == "welcome":
                         return True
-            except (OSError, ConnectionClosed, asyncio.TimeoutError, TimeoutError):
+            except (OSError, WebSocketException, TimeoutError, ValueError):
                 pass
             await asyncio.sleep(0.1)
         return False
@@ -308,7 +309,7 @@ class Agent:
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.ws.close(), 3)
-        except (asyncio.TimeoutError, TimeoutError, OSError):
+        except (TimeoutError, OSError):
             self.ws.transport.abort()
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
@@ -570,15 +571,23 @@ async def _spawn(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Pro
     )
 
 
-async def _reap(proc: asyncio.subprocess.Process, timeout: float) -> tuple[int, str]:
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        await proc.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 10)
+
+
+async def _reap(proc: asyncio.subprocess.Process, timeout: float) -> tuple[int, str]:
+    """Wait for ``proc`` (bounded); kill it on timeout or cancellation."""
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        return int(proc.returncode or 0), out.decode(errors="replace")
+    except TimeoutError:
         return -9, "timeout"
-    return int(proc.returncode or 0), out.decode(errors="replace")
+    finally:
+        await _kill(proc)
 
 
 async def _cli_send_wall(port: int, runs: int, bin_dir: Path | None, root: Path) -> dict[str, float]:
@@ -647,10 +656,7 @@ async def _cli_wait(port: int, runs: int, bin_dir: Path | None, root: Path) -> d
                 rc, out = await _reap(proc, 30)
                 t_exit = time.perf_counter()
             finally:
-                if proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    await proc.wait()
+                await _kill(proc)
             if rc != 0:
                 raise RuntimeError(f"synapse wait exited rc={rc}: {out[-500:]}")
             if i:
@@ -688,17 +694,25 @@ def cli_wait(port: int, runs: int = 5, bin_dir: Path | None = None) -> dict[str,
 def run_all(quick: bool = False) -> dict[str, dict[str, float]]:
     """Start the peer hub, run every workload, stop it; return {workload: {metric: value}}."""
     q = quick
-    results: dict[str, dict[str, float]] = {}
     with peer_hub() as hub:
-        port = hub.port
-        results["round_trip"] = round_trip(port, n=300 if q else 2000)
-        results["flood_4to1"] = flood(port, senders=4, per_sender=1000 if q else 5000)
-        results["fanout_20"] = fanout(port, subscribers=20, messages=100 if q else 500)
-        results["fanout_200"] = fanout(port, subscribers=200, messages=50 if q else 500)
-        results["rss_200_agents"] = rss_with_agents(port, hub.pid, agents=200)
-        results["claims_100_live"] = claims(port, live=100, cycles=100 if q else 500)
-        results["cli_send"] = cli_send_wall(port, runs=3 if q else 10, bin_dir=hub.bin_dir)
-        results["cli_wait"] = cli_wait(port, runs=3 if q else 10, bin_dir=hub.bin_dir)
+        port, b = hub.port, hub.bin_dir
+        steps: dict[str, Callable[[], dict[str, float]]] = {
+            "round_trip": lambda: round_trip(port, n=300 if q else 2000),
+            "flood_4to1": lambda: flood(port, senders=4, per_sender=1000 if q else 5000),
+            "fanout_20": lambda: fanout(port, subscribers=20, messages=100 if q else 500),
+            "fanout_200": lambda: fanout(port, subscribers=200, messages=50 if q else 500),
+            "rss_200_agents": lambda: rss_with_agents(port, hub.pid, agents=200),
+            "claims_100_live": lambda: claims(port, live=100, cycles=100 if q else 500),
+            "cli_send": lambda: cli_send_wall(port, runs=3 if q else 10, bin_dir=b),
+            "cli_wait": lambda: cli_wait(port, runs=3 if q else 10, bin_dir=b),
+        }
+        results: dict[str, dict[str, float]] = {}
+        for key, step in steps.items():  # one failing workload must not lose the others' numbers
+            try:
+                results[key] = step()
+            except Exception as exc:
+                print(f"peer bench: {key} failed: {exc!r}\n{hub.log_tail(5)}", file=sys.stderr)
+                results[key] = {"failed": 1.0}
     return results
 
 

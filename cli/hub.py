@@ -10,7 +10,7 @@ from typing import Any
 import click
 import msgspec
 
-from hub.config import HubConfig
+from hub.config import HubConfig, bind_problem
 
 __all__ = ["default_db", "register"]
 
@@ -19,7 +19,10 @@ _HELP = {
     "port": "Port to listen on; 0 picks a free one.",
     "db": "The log: an SQLite file path or an SQLAlchemy URL (postgresql+psycopg://...). "
     "Default: $XDG_DATA_HOME/synapse/hub.db.",
-    "admin_token": "Require this token to create rooms and join.",
+    "admin_token": "Require this token to create rooms and join (or a room invite), and to tail every room.",
+    "insecure": "Allow a non-loopback --host without an admin token (anyone who reaches it is trusted).",
+    "tls_certfile": "PEM certificate: serve wss:// and the dashboard over https://.",
+    "tls_keyfile": "PEM private key for --tls-certfile (if not inside it).",
     "sync": "normal: survives SIGKILL (SQLite WAL synchronous=NORMAL); full: fsync every group commit.",
     "snapshot_every": "Events between snapshots (0: never), so restart time stays flat.",
     "log_level": "debug, info, warning or error.",
@@ -54,6 +57,9 @@ def _options(f: Any) -> Any:
         if field.type is not str and default is None:
             help_text += " [default: off]"
         help_text += f" [env {env}]"
+        if kind is bool or str(kind) == "bool":
+            f = click.option(flag, field.name, is_flag=True, envvar=env, default=None, help=help_text)(f)
+            continue
         f = click.option(flag, field.name, type=ptype, envvar=env, default=None, help=help_text)(f)
     return f
 
@@ -71,6 +77,9 @@ def register(group: click.Group) -> None:
         if values.get("sync", "normal") not in ("normal", "full"):
             raise click.BadParameter("must be normal or full", param_hint="--sync")
         config = HubConfig(**values)
+        problem = bind_problem(config)
+        if problem is not None:
+            raise click.UsageError(problem)
         sys.exit(run(config))
 
 

@@ -21,12 +21,25 @@ DEFAULT_HUB = "ws://127.0.0.1:8876"
 class Settings:
     """The connection and identity one command runs with."""
 
-    def __init__(self, hub: str, room: str, name: str | None, token: str | None, as_json: bool) -> None:
+    def __init__(
+        self,
+        hub: str,
+        room: str,
+        name: str | None,
+        token: str | None,
+        as_json: bool,
+        admin_token: str | None = None,
+        invite: str | None = None,
+        ca_file: str | None = None,
+    ) -> None:
         self.hub = hub
         self.room = room
         self.name = name
         self.token = token
         self.json = as_json
+        self.admin_token = admin_token
+        self.invite = invite
+        self.ca_file = ca_file
 
 
 def _store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -69,6 +82,30 @@ _OPTIONS = [
         help="The agent's token [env SYNAPSE_TOKEN; default: the one saved at join].",
     ),
     click.option(
+        "--admin-token",
+        metavar="TOKEN",
+        default=None,
+        expose_value=False,
+        callback=_store,
+        help="The hub's admin token: to join, create rooms, invite, tail every room [env SYNAPSE_ADMIN_TOKEN].",
+    ),
+    click.option(
+        "--invite",
+        metavar="TOKEN",
+        default=None,
+        expose_value=False,
+        callback=_store,
+        help="A room invite (`synapse room invite`), to join a hub that has an admin token [env SYNAPSE_INVITE].",
+    ),
+    click.option(
+        "--ca-file",
+        metavar="PEM",
+        default=None,
+        expose_value=False,
+        callback=_store,
+        help="Trust this CA (PEM) for a wss:// hub instead of the system store [env SYNAPSE_CA_FILE].",
+    ),
+    click.option(
         "--json",
         "json_",
         is_flag=True,
@@ -96,6 +133,9 @@ def settings(ctx: click.Context) -> Settings:
         name=given.get("name") or os.environ.get("SYNAPSE_NAME") or None,
         token=given.get("token") or os.environ.get("SYNAPSE_TOKEN") or None,
         as_json=bool(given.get("json_")),
+        admin_token=given.get("admin_token") or os.environ.get("SYNAPSE_ADMIN_TOKEN") or None,
+        invite=given.get("invite") or os.environ.get("SYNAPSE_INVITE") or None,
+        ca_file=given.get("ca_file") or os.environ.get("SYNAPSE_CA_FILE") or None,
     )
 
 
@@ -107,7 +147,15 @@ def client(ctx: click.Context, *, need_name: bool = False, name: str | None = No
     who = name or s.name
     if need_name and not who:
         raise click.UsageError("this command acts as an agent: give --name NAME (or set SYNAPSE_NAME)")
-    agent = SyncAgent(who, room=s.room, hub=s.hub, token=s.token)
+    agent = SyncAgent(
+        who,
+        room=s.room,
+        hub=s.hub,
+        token=s.token,
+        ca_file=s.ca_file,
+        admin_token=s.admin_token,
+        invite=s.invite,
+    )
     ctx.call_on_close(agent.close)
     return agent
 
@@ -170,6 +218,11 @@ _MODULES = {
     "eval": "state",
     "branch": "state",
     "mcp": "mcp",
+    "tail": "tail",
+    "room": "tail",
+    "backup": "ops",
+    "restore": "ops",
+    "log": "ops",
 }
 
 

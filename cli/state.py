@@ -29,11 +29,25 @@ def _entry(e: dict[str, Any]) -> str:
 
 
 def _state(ctx: click.Context, branch: str | None, need_name: bool = False) -> Any:
+    """The state verbs on `branch` (the command's --branch, else the `state` group's, else the main line)."""
+    branch = branch or ctx.find_root().meta.get("synapse.branch")
     return client(ctx, need_name=need_name).state_at(branch)
+
+
+def _group_branch(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_root().meta["synapse.branch"] = value
 
 
 def register(group: click.Group) -> None:
     @group.group("state")
+    @click.option(
+        "--branch",
+        metavar="NAME",
+        expose_value=False,
+        callback=_group_branch,
+        help="Every subcommand reads and writes this branch (`synapse state --branch B get K`).",
+    )
     def state() -> None:
         """Versioned shared state: `_shared`, one scope per agent, and computed views in `_view`.
 
@@ -195,14 +209,14 @@ def register(group: click.Group) -> None:
         """Branches of the room's state: fork, write in isolation, compare, merge."""
 
     @branch.command("create")
-    @click.argument("name")
+    @click.argument("branch_name", metavar="NAME")
     @click.option("--from", "source", metavar="B", help="Fork another branch instead of the main line.")
     @client_options
     @click.pass_context
-    def create(ctx: click.Context, name: str, source: str | None) -> None:
+    def create(ctx: click.Context, branch_name: str, source: str | None) -> None:
         """Fork the room's state into branch NAME (copy-on-write)."""
-        r = _state(ctx, None, True).branch_create(name, source)
-        emit(settings(ctx).json, r, f"branch {clean(name)} from {clean(source or 'main')}")
+        r = _state(ctx, None, True).branch_create(branch_name, source)
+        emit(settings(ctx).json, r, f"branch {clean(branch_name)} from {clean(source or 'main')}")
 
     @branch.command("list")
     @client_options
@@ -219,12 +233,12 @@ def register(group: click.Group) -> None:
             click.echo("no branches", err=True)
 
     @branch.command("diff")
-    @click.argument("name")
+    @click.argument("branch_name", metavar="NAME")
     @client_options
     @click.pass_context
-    def diff(ctx: click.Context, name: str) -> None:
+    def diff(ctx: click.Context, branch_name: str) -> None:
         """Keys branch NAME changed, beside their value where it was forked from."""
-        d = _state(ctx, None).branch_diff(name)
+        d = _state(ctx, None).branch_diff(branch_name)
         lines = []
         for c in d["changes"]:
             mark = "!" if f"{c['scope']}.{c['key']}" in d["conflicts"] else " "
@@ -233,10 +247,10 @@ def register(group: click.Group) -> None:
         emit(settings(ctx).json, d, "\n".join(lines) or "no changes")
 
     @branch.command("merge")
-    @click.argument("name")
+    @click.argument("branch_name", metavar="NAME")
     @client_options
     @click.pass_context
-    def merge(ctx: click.Context, name: str) -> None:
+    def merge(ctx: click.Context, branch_name: str) -> None:
         """Apply branch NAME where it was forked from; `conflict` lists keys changed on both sides."""
-        r = _state(ctx, None, True).branch_merge(name)
-        emit(settings(ctx).json, r, f"merged {r['merged']} changes from {clean(name)}")
+        r = _state(ctx, None, True).branch_merge(branch_name)
+        emit(settings(ctx).json, r, f"merged {r['merged']} changes from {clean(branch_name)}")

@@ -45,6 +45,10 @@ class Held:
         self.checkpoint = event.checkpoint
         self.granted_at = event.at
 
+    def expired(self, now: float) -> bool:
+        """Past its TTL or grace: it blocks nothing and lapses at the next look (a Tick or any claim verb)."""
+        return self.expires is not None and self.expires <= now
+
     def view(self) -> dict[str, Any]:
         """The claim as clients see it."""
         return {
@@ -82,14 +86,24 @@ class Claims:
         self.by_session: dict[SessionId, set[str]] = {}
         self.intents: dict[AgentName, Intent] = {}
 
-    def conflicts(self, paths: tuple[str, ...], holder: AgentName) -> list[tuple[Held, str, str]]:
-        """Live claims of other agents that overlap `paths`, with the overlapping entries."""
+    def conflicts(
+        self, paths: tuple[str, ...], holder: AgentName, now: float | None = None
+    ) -> list[tuple[Held, str, str]]:
+        """Live claims of other agents that overlap `paths`, with the overlapping entries.
+
+        With `now`, claims already past their expiry (lapsing, not yet lapsed) are left out.
+        """
         out = []
         for work, theirs, mine in self.index.conflicts(paths):
             held = self.live[work]
-            if held.holder != holder:
+            if held.holder != holder and (now is None or not held.expired(now)):
                 out.append((held, theirs, mine))
         return out
+
+    def current(self, work: str, now: float) -> Held | None:
+        """The live claim on `work`, unless it is already past its expiry."""
+        held = self.live.get(work)
+        return None if held is None or held.expired(now) else held
 
     def of_session(self, session: SessionId) -> list[Held]:
         return [self.live[w] for w in sorted(self.by_session.get(session, ()))]
@@ -119,10 +133,10 @@ class Claims:
         return held
 
     def renewed(self, event: ClaimRenewed) -> Held:
+        """Re-bound to a live session (session-held), or renewed by TTL (held by TTL from now on)."""
         held = self.live[event.work]
         held.expires = event.expires
-        if event.session is not None:
-            held.bound = True
+        held.bound = event.session is not None
         self._bind(held, event.session)
         return held
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,8 @@ class Machine:
         self.token_owner: dict[str, tuple[RoomName, str]] = {}
         self.sessions: dict[SessionId, SessionInfo] = {}
         self.buckets: dict[tuple[RoomName, AgentName], Bucket] = {}
+        self.created: set[RoomName] = set()  # rooms made by `room.create` (or an invite)
+        self.invites: dict[str, tuple[RoomName, float | None]] = {}  # invite hash → (room, expires)
         self._handlers: dict[type, Callable[[Any, Context, Outcome], None]] = {
             c.Join: self._join,
             c.Attach: self._attach,
@@ -113,6 +116,9 @@ class Machine:
             c.ListBranches: self._list_branches,
             c.DiffBranch: self._diff_branch,
             c.MergeBranch: self._merge_branch,
+            c.CreateRoom: self._create_room,
+            c.InviteRoom: self._invite_room,
+            c.ListRooms: self._list_rooms,
             Start: self._start,
             SessionGone: self._session_gone,
             Tick: self._tick,
@@ -123,7 +129,7 @@ class Machine:
             e.PresenceChanged: lambda ev: agents_.apply_presence(self.rooms[ev.room], ev),
             e.SessionOpened: lambda ev: agents_.apply_session_opened(self.rooms[ev.room], ev),
             e.SessionClosed: lambda ev: agents_.apply_session_closed(self.rooms[ev.room], ev),
-            e.MessageSent: lambda ev: feed.apply_sent(self.room(ev.room), ev),
+            e.MessageSent: lambda ev: feed.apply_sent(self.room(ev.room), ev, self.position),
             e.MessageClaimed: lambda ev: feed.apply_claimed(self.rooms[ev.room], ev),
             e.ClaimGranted: lambda ev: self._deadline(ev.room, self._claimant(ev, ev.holder).granted(ev)),
             e.ClaimRenewed: lambda ev: self._deadline(ev.room, self.rooms[ev.room].claims.renewed(ev)),
@@ -139,6 +145,8 @@ class Machine:
             e.ViewDefined: self._apply_view_defined,
             e.BranchCreated: lambda ev: self.rooms[ev.room].state.branch_created(ev),
             e.BranchMerged: lambda ev: None,
+            e.RoomCreated: lambda ev: self.created.add(self.room(ev.room).name),
+            e.InviteIssued: self._apply_invite,
         }
         self.touched: dict[
             RoomName, set[tuple[str, ...]]
@@ -178,7 +186,7 @@ class Machine:
     def room(self, name: RoomName) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(name)
+            room = self.rooms[name] = Room(name, self.config.feed_window)
         return room
 
     def _emit(self, out: Outcome, event: e.Event) -> None:
@@ -214,6 +222,7 @@ class Machine:
     def _join(self, cmd: c.Join, ctx: Context, out: Outcome) -> None:
         check_room(cmd.room)
         agents_.check_name(cmd.name)
+        self._admit(cmd, ctx.now)
         if ctx.secret is None:
             raise HubError(Code.UNAVAILABLE, "no source of tokens")
         token = ctx.secret()
@@ -222,6 +231,90 @@ class Machine:
             out, e.AgentJoined(room=cmd.room, at=ctx.now, agent=cmd.name, token_hash=digest, role=cmd.role)
         )
         self._reply(out, ctx, cmd, {"room": cmd.room, "name": cmd.name, "token": token, "role": cmd.role})
+
+    def _admit(self, cmd: c.Join, now: float) -> None:
+        """With an admin token, joining needs it, a live invite to the room, or the agent's own token
+        (a re-join rotating it) (SPEC: Identity and rooms)."""
+        if self._is_admin(cmd.admin_token):
+            return
+        if cmd.invite is not None:
+            invite = self.invites.get(agents_.hash_token(cmd.invite))
+            if invite is not None and invite[0] == cmd.room and (invite[1] is None or now < invite[1]):
+                return
+            raise HubError(
+                Code.UNAUTHORIZED,
+                f"that invite does not admit to room {cmd.room!r} (wrong, expired, or another room's)",
+            )
+        room = self.rooms.get(cmd.room)
+        if room is not None and cmd.token is not None and cmd.name in room.agents:
+            agents_.verify(room, cmd.name, cmd.token, self.token_owner)
+            return
+        raise HubError(
+            Code.UNAUTHORIZED,
+            f"joining needs the admin token or an invite to room {cmd.room!r} (synapse room invite {cmd.room})",
+        )
+
+    def _is_admin(self, given: str | None) -> bool:
+        """Whether `given` is the hub's admin token (or the hub has none); compared in constant time."""
+        admin = self.config.admin_token
+        if admin is None:
+            return True
+        return given is not None and hmac.compare_digest(given.encode(), admin.encode())
+
+    def _need_admin(self, given: str | None, what: str) -> None:
+        if not self._is_admin(given):
+            raise HubError(Code.UNAUTHORIZED, f"{what} needs the hub's admin token")
+
+    def _room_exists(self, name: RoomName) -> bool:
+        room = self.rooms.get(name)
+        return name in self.created or (room is not None and bool(room.agents or room.seq))
+
+    def _create_room(self, cmd: c.CreateRoom, ctx: Context, out: Outcome) -> None:
+        self._need_admin(cmd.admin_token, "creating a room")
+        check_room(cmd.room)
+        if self._room_exists(cmd.room):
+            raise HubError(Code.ALREADY_EXISTS, f"room {cmd.room!r} exists", {"current": cmd.room})
+        self._emit(out, e.RoomCreated(room=cmd.room, at=ctx.now))
+        self._reply(out, ctx, cmd, {"room": cmd.room})
+
+    def _invite_room(self, cmd: c.InviteRoom, ctx: Context, out: Outcome) -> None:
+        """A join token for the room (created if need be); only its hash reaches the log."""
+        self._need_admin(cmd.admin_token, "inviting to a room")
+        check_room(cmd.room)
+        if cmd.ttl is not None and not 0 < cmd.ttl <= 366 * 86_400:
+            raise HubError(
+                Code.BAD_REQUEST, "ttl must be between 0 and 366 days", {"field": "ttl", "reason": "range"}
+            )
+        if ctx.secret is None:
+            raise HubError(Code.UNAVAILABLE, "no source of tokens")
+        token = ctx.secret()
+        expires = None if cmd.ttl is None else ctx.now + cmd.ttl
+        if not self._room_exists(cmd.room):
+            self._emit(out, e.RoomCreated(room=cmd.room, at=ctx.now))
+        self._emit(
+            out,
+            e.InviteIssued(room=cmd.room, at=ctx.now, token_hash=agents_.hash_token(token), expires=expires),
+        )
+        self._reply(out, ctx, cmd, {"room": cmd.room, "invite": token, "expires": expires})
+
+    def _list_rooms(self, cmd: c.ListRooms, ctx: Context, out: Outcome) -> None:
+        self._need_admin(cmd.admin_token, "listing every room")
+        rooms = [
+            {
+                "name": room.name,
+                "agents": len(room.agents),
+                "online": sum(1 for a in room.agents.values() if a.sessions),
+                "messages": room.seq,
+                "claims": len(room.claims.live),
+                "tasks": len(room.plan.tasks),
+            }
+            for room in sorted(self.rooms.values(), key=lambda r: r.name)
+            if self._room_exists(room.name)
+        ]
+        self._reply(out, ctx, cmd, {"rooms": rooms})
+
+    def _apply_invite(self, event: e.InviteIssued) -> None:
+        self.invites[event.token_hash] = (self.room(event.room).name, event.expires)
 
     def _attach(self, cmd: c.Attach, ctx: Context, out: Outcome) -> None:
         if ctx.session is None:
@@ -235,7 +328,12 @@ class Machine:
                 out, e.SessionOpened(room=room.name, at=ctx.now, agent=agent.name, session=ctx.session)
             )
             for held in list(room.claims.live.values()):  # back within grace: its claims are its own again
-                if held.holder == agent.name and held.bound and held.session is None:
+                if (
+                    held.holder == agent.name
+                    and held.bound
+                    and held.session is None
+                    and not held.expired(ctx.now)
+                ):
                     self._emit(
                         out, e.ClaimRenewed(room=room.name, at=ctx.now, work=held.work, session=ctx.session)
                     )
@@ -303,7 +401,7 @@ class Machine:
             event = e.MessageSent(
                 room=dest,
                 at=ctx.now,
-                seq=len(target.feed) + 1,  # type: ignore[arg-type]
+                seq=target.seq + 1,  # type: ignore[arg-type]
                 sender=agent.name if local else f"{room.name}/{agent.name}",
                 to=to,
                 kind=cmd.kind,
@@ -395,7 +493,7 @@ class Machine:
                     return
         sub_id = None
         if compiled is not None:
-            value = _value(compiled, cel.bind(room.conditions.context(room)))
+            value = _value(compiled, room.conditions.context(room))
             if cel.is_true(value):  # level-triggered: already true wakes at once, so a turn is never missed
                 self._reply(out, ctx, cmd, {"armed": room.seq})
                 wake = Wake(id=cmd.id, reason="condition", condition=compiled.source, value=value)
@@ -444,11 +542,11 @@ class Machine:
         return None, ctx.now + ttl
 
     def _claim(self, cmd: c.Claim, ctx: Context, out: Outcome) -> None:
+        # Decide with expired claims counted as gone, then lapse them, then act: a refusal emits nothing.
         room, agent = self._actor(cmd, ctx)
         claims_.check_checkpoint(cmd.checkpoint)
-        self._lapse_due(ctx.now, out)
         live = room.claims.live
-        held = live.get(cmd.work)
+        held = room.claims.current(cmd.work, ctx.now)
         if not cmd.work or len(cmd.work) > 200:
             raise HubError(Code.BAD_REQUEST, "work needs a name of 1..200 characters", {"field": "work"})
         if held is not None and held.holder != agent.name:
@@ -465,15 +563,18 @@ class Machine:
                 raise HubError(
                     Code.BAD_REQUEST, "renew keeps the scope; claim again to change it", {"field": "paths"}
                 )
+            self._lapse_due(ctx.now, out)
             self._emit(
                 out,
                 e.ClaimRenewed(room=room.name, at=ctx.now, work=cmd.work, expires=expires, session=session),
             )
         else:
             paths = claims_.check_paths(cmd.paths)
-            clashes = room.claims.conflicts(paths, agent.name)
+            clashes = room.claims.conflicts(paths, agent.name, ctx.now)
             if clashes:
                 raise claims_.overlap_error(cmd.work, clashes)
+            self._lapse_due(ctx.now, out)
+            held = live.get(cmd.work)
             inherited = held.checkpoint if held is not None else room.claims.checkpoints.get(cmd.work)
             checkpoint = cmd.checkpoint if cmd.checkpoint is not None else inherited
             self._emit(
@@ -493,8 +594,8 @@ class Machine:
             out.effects.append(ArmTimer(expires))
         self._reply(out, ctx, cmd, live[cmd.work].view())
 
-    def _mine(self, room: Room, agent: agents_.Agent, work: str) -> claims_.Held:
-        held = room.claims.live.get(work)
+    def _mine(self, room: Room, agent: agents_.Agent, work: str, now: float) -> claims_.Held:
+        held = room.claims.current(work, now)
         if held is None:
             raise HubError(Code.NOT_FOUND, f"no live claim {work!r}", {"what": "claim", "work": work})
         if held.holder != agent.name:
@@ -508,8 +609,8 @@ class Machine:
     def _release(self, cmd: c.Release, ctx: Context, out: Outcome) -> None:
         room, agent = self._actor(cmd, ctx)
         claims_.check_checkpoint(cmd.checkpoint)
+        held = self._mine(room, agent, cmd.work, ctx.now)
         self._lapse_due(ctx.now, out)
-        held = self._mine(room, agent, cmd.work)
         view = held.view()
         self._emit(out, e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, checkpoint=cmd.checkpoint))
         view["checkpoint"] = room.claims.checkpoints.get(cmd.work)
@@ -517,8 +618,7 @@ class Machine:
 
     def _handoff(self, cmd: c.Handoff, ctx: Context, out: Outcome) -> None:
         room, agent = self._actor(cmd, ctx)
-        self._lapse_due(ctx.now, out)
-        held = self._mine(room, agent, cmd.work)
+        held = self._mine(room, agent, cmd.work, ctx.now)
         target = room.agents.get(cmd.to)
         if target is None:
             raise HubError(
@@ -527,6 +627,7 @@ class Machine:
                 {"what": "agent", "name": cmd.to},
             )
         session, expires = self._holding(target, Context(ctx.now), None)
+        self._lapse_due(ctx.now, out)
         self._emit(
             out,
             e.ClaimHandedOff(
@@ -592,7 +693,9 @@ class Machine:
             self._notify(room, held.holder, "claim.lapsed", view, out)
 
     def _notify(self, room: Room, agent: AgentName, kind: str, detail: dict[str, Any], out: Outcome) -> None:
-        sessions = room.streams.get(agent)
+        """A Notice to every attached session of `agent` (streaming or not: a presence connector too)."""
+        member = room.agents.get(agent)
+        sessions = sorted(member.sessions) if member is not None else ()
         if sessions:
             out.effects.append(Deliver(tuple(sessions), Notice(kind=kind, room=room.name, detail=detail)))
 
@@ -731,6 +834,8 @@ class Machine:
         )
         if status == "done" and cmd.status == "done":
             self._finished(room, task, ctx.now, out)
+        elif cmd.status == "cancelled":
+            self._closed(room, task, ctx.now, out)
         self._reply(out, ctx, cmd, task.view())
 
     def _finished(self, room: Room, task: tasks_.Task, now: float, out: Outcome) -> None:
@@ -743,7 +848,11 @@ class Machine:
                     room=room.name, at=now, task=dep.id, etag=dep.etag + 1, status="ready", holder=None
                 ),
             )
-        epic = plan.completed_epic(task)
+        self._closed(room, task, now, out)
+
+    def _closed(self, room: Room, task: tasks_.Task, now: float, out: Outcome) -> None:
+        """A task is done or cancelled: the epic it completes is done."""
+        epic = room.plan.completed_epic(task)
         if epic is not None:
             self._emit(
                 out,
@@ -794,7 +903,7 @@ class Machine:
         compiled = conditions_.compile_or_refuse(expr)
         context = room.conditions.context(room) if branch is None else self._branch_context(room, branch)
         try:
-            value = cel.evaluate(compiled, cel.bind(context))
+            value = cel.evaluate(compiled, context)  # a plain mapping: only the slice it reads is converted
         except cel.EvalError as exc:
             raise HubError(
                 Code.PRECONDITION_FAILED,
@@ -809,22 +918,23 @@ class Machine:
     def _branch_context(self, room: Room, branch: state_.Branch) -> dict[str, Any]:
         context = conditions_.context_of(room)
         views: dict[str, Any] = {}
-        context["state"]["_view"] = views
+        context["state"] = {**room.state.values(branch), "_view": views}  # views resolve over the branch
         programs = room.conditions.view_programs
         for _ in range(len(programs) + 1):
-            bound = cel.bind(context)
+            bound = context  # plain: each view converts only the slice it reads
             changed = False
             for key, compiled in programs.items():
                 try:
                     value = cel.evaluate(compiled, bound)
                 except cel.EvalError:
+                    changed = views.pop(key, _MISSING) is not _MISSING or changed
                     continue
-                if views.get(key, _MISSING) != value:
+                old = views.get(key, _MISSING)
+                if old is _MISSING or old != value or type(old) is not type(value):
                     views[key] = value
                     changed = True
             if not changed:
                 break
-        context["state"] = {**room.state.values(branch), "_view": views}
         return context
 
     def _write(
@@ -1036,11 +1146,11 @@ class Machine:
 
     def _eval(self, cmd: c.Eval, ctx: Context, out: Outcome) -> None:
         compiled = conditions_.compile_or_refuse(cmd.expr)
-        room = self.rooms.get(cmd.room) or Room(cmd.room)
+        room = self.rooms.get(cmd.room) or Room(cmd.room, self.config.feed_window)
         branch = room.state.branch(cmd.branch)
         context = room.conditions.context(room) if branch is None else self._branch_context(room, branch)
         try:
-            value = cel.evaluate(compiled, cel.bind(context))
+            value = cel.evaluate(compiled, context)
         except cel.EvalError as exc:
             self._reply(out, ctx, cmd, {"value": None, "error": str(exc)})
             return
@@ -1092,7 +1202,8 @@ class Machine:
         agent = cmd.name if cmd.name is not None and cmd.name in room.agents else None
         sub_id = self._add_sub(room, ctx.session, compiled, cmd.include, agent, None, info)
         sub = room.conditions.subs[sub_id]
-        value = _value(compiled, cel.bind(room.conditions.context(room)))
+        sub.once = cmd.once
+        value = _value(compiled, room.conditions.context(room))
         sub.held = cel.is_true(value)
         self._reply(out, ctx, cmd, {"sub": sub_id, "value": value, "holds": sub.held})
         if sub.held:
@@ -1138,14 +1249,17 @@ class Machine:
             subs = room.conditions.affected(changed)
             if not subs:
                 continue
-            bound = cel.bind(room.conditions.ctx)
+            # the plain live context, not cel.bind(): a Bound converts whole roots on first read (all of
+            # `state` per write in a big room), the plain mapping only the slice each condition reads
+            bound = room.conditions.ctx
             for sub in subs:
                 if sub.id not in room.conditions.subs:
                     continue
-                value = _value(sub.compiled, bound)
-                holds = cel.is_true(value)
+                holds, value = room.conditions.evaluate(sub, bound)
                 if holds and not sub.held:
                     self._trigger(room, sub, value, out)
+                    if sub.once:
+                        self._drop_sub(room, sub.id)
                 sub.held = holds
         if self.touched:  # presence changed by a waiter that just woke
             self._react(out)
@@ -1205,7 +1319,14 @@ class Machine:
                     "source": None if theirs is None else theirs.value,
                 }
             )
-            if theirs is not None and theirs.changed > branch.base:
+            changed = (scope, key) in branch.frozen or (theirs is not None and theirs.changed > branch.base)
+            same = (mine is None and theirs is None) or (
+                mine is not None
+                and theirs is not None
+                and mine.value == theirs.value
+                and type(mine.value) is type(theirs.value)
+            )
+            if changed and not same:  # the source changed it since the fork (a delete included), differently
                 conflicts.append(f"{scope}.{key}")
         return changes, conflicts
 
@@ -1316,7 +1437,14 @@ class Machine:
                     if not streams:
                         del room.streams[info.agent]
             grace = ctx.now + self.config.claim_grace
+            member = room.agents.get(info.agent)
+            others = sorted(s for s in member.sessions if s != cmd.session) if member is not None else []
             for held in room.claims.of_session(cmd.session):
+                if others:  # the holder is still connected (a reconnect raced the old socket's end)
+                    self._emit(
+                        out, e.ClaimRenewed(room=room.name, at=ctx.now, work=held.work, session=others[0])
+                    )
+                    continue
                 self._emit(out, e.ClaimOrphaned(room=room.name, at=ctx.now, work=held.work, expires=grace))
                 out.effects.append(ArmTimer(grace))
             self._emit(

@@ -81,6 +81,7 @@ class BranchRecord(msgspec.Struct, array_like=True, gc=False):
     by: AgentName
     created_at: float
     overlay: list[EntryRecord]
+    frozen: list[EntryRecord] = []  # the source's entries at fork time, for keys it changed since
 
 
 class RoomRecord(msgspec.Struct, gc=False):
@@ -88,6 +89,8 @@ class RoomRecord(msgspec.Struct, gc=False):
     agents: list[AgentRecord]
     feed: list[MessageSent]
     claimed: dict[Seq, AgentName]
+    base: int = 0
+    marks: list[int] = []
     claims: list[HeldRecord] = []
     checkpoints: dict[str, str] = {}
     intents: list[IntentRecord] = []
@@ -103,6 +106,8 @@ class Snapshot(msgspec.Struct, gc=False):
     position: Position
     started_at: float
     rooms: list[RoomRecord]
+    created: list[RoomName] = []  # rooms made by room.create / an invite
+    invites: list[tuple[str, RoomName, float | None]] = []  # (hash, room, expires)
 
 
 _encoder = msgspec.json.Encoder()
@@ -120,6 +125,8 @@ def take(machine: Machine) -> Snapshot:
             ],
             feed=room.feed,
             claimed=room.claimed,
+            base=room.base,
+            marks=room.marks,
             claims=[
                 HeldRecord(
                     h.work, h.holder, h.paths, h.expires, h.session, h.bound, h.checkpoint, h.granted_at
@@ -156,15 +163,18 @@ def take(machine: Machine) -> Snapshot:
                 for key, en in room.state.views.items()
             ],
             branches=[
-                BranchRecord(b.name, b.source, b.base, b.by, b.created_at, _overlay(b))
+                BranchRecord(b.name, b.source, b.base, b.by, b.created_at, _overlay(b), _overlay(b, True))
                 for b in room.state.branches.values()
             ],
             clock=room.state.clock,
         )
         for room in sorted(machine.rooms.values(), key=lambda r: r.name)  # canonical: a live hub may
-        if room.agents or room.feed  # hold a waiter's room before any event created it
+        if room.agents or room.seq  # hold a waiter's room before any event created it
     ]
-    return Snapshot(SNAPSHOT_VERSION, machine.position, machine.started_at, rooms)
+    invites = [(h, room, expires) for h, (room, expires) in sorted(machine.invites.items())]
+    return Snapshot(
+        SNAPSHOT_VERSION, machine.position, machine.started_at, rooms, sorted(machine.created), invites
+    )
 
 
 def dump(machine: Machine) -> bytes:
@@ -178,8 +188,10 @@ def load(data: bytes, config: HubConfig | None = None) -> Machine:
     machine.position = snap.position
     machine.started_at = snap.started_at
     for record in snap.rooms:
-        room = machine.rooms[record.name] = Room(record.name)
+        room = machine.rooms[record.name] = Room(record.name, machine.config.feed_window)
         room.feed = record.feed
+        room.base = record.base
+        room.marks = record.marks
         room.claimed = dict(record.claimed)
         for a in record.agents:
             agent = Agent(a.name, a.role, a.token_hash, a.last_heartbeat)
@@ -225,15 +237,19 @@ def load(data: bytes, config: HubConfig | None = None) -> Machine:
             task = room.plan.tasks[t.id]
             task.holder, task.etag, task.notes, task.updated_at = t.holder, t.etag, t.notes, t.updated_at
         _load_state(machine, room, record)
+    for name in snap.created:
+        machine.created.add(machine.room(name).name)
+    for digest, name, expires in snap.invites:
+        machine.invites[digest] = (machine.room(name).name, expires)
     return machine
 
 
-def _overlay(b: Branch) -> list[EntryRecord]:
+def _overlay(b: Branch, frozen: bool = False) -> list[EntryRecord]:
     return [
         EntryRecord(scope, key, None, 0, 0, AgentName(""), 0.0, True)
         if en is None
         else EntryRecord(scope, key, en.value, en.version, en.changed, en.by, en.at)
-        for (scope, key), en in b.overlay.items()
+        for (scope, key), en in (b.frozen if frozen else b.overlay).items()
     ]
 
 
@@ -256,6 +272,10 @@ def _load_state(machine: Machine, room: Room, record: RoomRecord) -> None:
         )
         for r in b.overlay:
             branch.overlay[(r.scope, r.key)] = (
+                None if r.deleted else Entry(r.value, r.version, r.changed, r.by, r.at)
+            )
+        for r in b.frozen:
+            branch.frozen[(r.scope, r.key)] = (
                 None if r.deleted else Entry(r.value, r.version, r.changed, r.by, r.at)
             )
         st.branches[b.name] = branch

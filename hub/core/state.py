@@ -42,9 +42,14 @@ class Entry:
 
 
 class Branch:
-    """A copy-on-write fork: its own writes (None = deleted) over its source, forked at state clock `base`."""
+    """A copy-on-write fork: its own writes (None = deleted) over its source, forked at state clock `base`.
 
-    __slots__ = ("base", "by", "created_at", "name", "overlay", "source")
+    `frozen` keeps, for every key its source changed since the fork, the source's entry at fork time: the
+    branch keeps reading what it forked (isolation), and a key both in `overlay` and in `frozen` was changed
+    on both sides (a merge conflict).
+    """
+
+    __slots__ = ("base", "by", "created_at", "frozen", "name", "overlay", "source")
 
     def __init__(self, event: BranchCreated) -> None:
         self.name = event.branch
@@ -53,6 +58,7 @@ class Branch:
         self.by = event.by
         self.created_at = event.at
         self.overlay: dict[tuple[str, str], Entry | None] = {}
+        self.frozen: dict[tuple[str, str], Entry | None] = {}
 
 
 class State:
@@ -77,9 +83,12 @@ class State:
         return found
 
     def lookup(self, scope: str, key: str, branch: Branch | None = None) -> Entry | None:
+        spot = (scope, key)
         while branch is not None:
-            if (scope, key) in branch.overlay:
-                return branch.overlay[(scope, key)]
+            if spot in branch.overlay:
+                return branch.overlay[spot]
+            if spot in branch.frozen:
+                return branch.frozen[spot]
             branch = self.branches.get(branch.source) if branch.source is not None else None
         return self.scopes.get(scope, {}).get(key)
 
@@ -88,11 +97,12 @@ class State:
         if branch is None:
             return {scope: dict(keys) for scope, keys in self.scopes.items() if keys}
         base = self.entries(self.branches.get(branch.source) if branch.source is not None else None)
-        for (scope, key), entry in branch.overlay.items():
-            if entry is None:
-                base.get(scope, {}).pop(key, None)
-            else:
-                base.setdefault(scope, {})[key] = entry
+        for layer in (branch.frozen, branch.overlay):
+            for (scope, key), entry in layer.items():
+                if entry is None:
+                    base.get(scope, {}).pop(key, None)
+                else:
+                    base.setdefault(scope, {})[key] = entry
         return {scope: keys for scope, keys in base.items() if keys}
 
     def values(self, branch: Branch | None = None) -> dict[str, dict[str, Any]]:
@@ -101,10 +111,22 @@ class State:
 
     # -- folding events ------------------------------------------------------------------------------
 
+    def _freeze(self, line: str | None, scope: str, key: str) -> None:
+        """Before `line` (a branch, or the main line) changes a key, its forks keep the entry they forked."""
+        spot = (scope, key)
+        current: Any = _UNSET
+        for fork in self.branches.values():
+            if fork.source == line and spot not in fork.frozen:
+                if current is _UNSET:
+                    current = self.lookup(scope, key, self.branches.get(line) if line is not None else None)
+                fork.frozen[spot] = current
+
     def written(self, event: StateWritten, step: bool = True) -> None:
         if step:
             self.clock += 1
         entry = Entry(event.value, event.version, self.clock, event.by, event.at)
+        if self.branches:
+            self._freeze(event.branch, event.scope, event.key)
         if event.branch is None:
             self.scopes.setdefault(event.scope, {})[event.key] = entry
         else:
@@ -115,7 +137,10 @@ class State:
             self.clock += 1
         if event.scope == VIEW:
             self.views.pop(event.key, None)
-        elif event.branch is None:
+            return
+        if self.branches:
+            self._freeze(event.branch, event.scope, event.key)
+        if event.branch is None:
             keys = self.scopes.get(event.scope)
             if keys is not None:
                 keys.pop(event.key, None)
@@ -130,6 +155,9 @@ class State:
 
     def branch_created(self, event: BranchCreated) -> None:
         self.branches[event.branch] = Branch(event)
+
+
+_UNSET = object()
 
 
 def check_key(key: str, scope: str) -> None:

@@ -1,10 +1,13 @@
-"""EventLog: append, read after a position, save and load snapshots; driver errors translated here."""
+"""EventLog: append, read after a position, save and load snapshots; one owner per log; driver errors here."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import socket
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,25 @@ from sqlalchemy.pool import NullPool
 from hub.log.schema import SCHEMA_VERSION, events, meta, metadata, snapshots
 from hub.protocol.errors import Code, HubError
 
-__all__ = ["EventLog", "LogError", "Row", "db_url"]
+__all__ = ["EventLog", "LogError", "Row", "Snapshot", "db_url"]
 
 logger = logging.getLogger(__name__)
 
 Row = tuple[int, str, str, bytes, float]  # (seq, room, type, data, at)
+Snapshot = tuple[int, int, bytes]  # (seq, version, data)
 KEEP_SNAPSHOTS = 2
+FILL_CHUNK = 5_000  # rows per executemany while filling an empty log
+
+# PostgreSQL: the owner holds a session-level advisory lock keyed (namespace, crc of the schema) for its life.
+_LOCK_NAMESPACE = 0x53594E41  # "SYNA"
+OWNER_WAIT = 1.0  # seconds: a SIGKILLed owner's session ends a moment after the process; wait that long
+_SESSION_SETTINGS = (  # the owner's session must not be ended by the server while the hub idles
+    ("idle_in_transaction_session_timeout", "0"),
+    ("statement_timeout", "0"),  # a restore's one long transaction included
+    ("tcp_keepalives_idle", "30"),  # and a vanished hub host frees the log within about a minute
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "3"),
+)
 
 
 class LogError(HubError):
@@ -32,34 +48,66 @@ class LogError(HubError):
 
 
 def db_url(db: str) -> str:
-    """An SQLAlchemy URL for `db`: a URL as it is, a path as an SQLite file."""
+    """An SQLAlchemy URL for `db`: a URL as it is (postgresql:// means psycopg 3), a path as an SQLite file."""
     if "://" in db:
+        scheme, rest = db.split("://", 1)
+        if scheme in ("postgres", "postgresql"):
+            return f"postgresql+psycopg://{rest}"
         return db
     return f"sqlite:///{Path(db).expanduser().absolute()}"
 
 
 class EventLog:
-    """The durable event log on SQLite (WAL) or PostgreSQL; only the log writer thread appends."""
+    """The durable event log on SQLite (WAL) or PostgreSQL.
 
-    def __init__(self, db: str, sync: str = "normal") -> None:
-        self.url = make_url(db_url(db))
-        self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        self._writer: Connection | None = None
+    With `owner=True` (the hub, restore, migrate) this process owns the log until close(): on SQLite an
+    exclusive flock on `<file>.lock`, on PostgreSQL an advisory lock held by the session every write goes
+    through. A second owner is refused with "another hub is using this log (pid N)". `owner=False` opens
+    an existing log to read it (a backup, a test) and never writes.
+    """
+
+    def __init__(self, db: str, sync: str = "normal", *, owner: bool = True) -> None:
+        self.owner = owner
+        self._writer: Connection | None = None  # the owner's connection (PostgreSQL: it holds the lock)
+        self._owner_fd: int | None = None
+        self._key: tuple[int, int] | None = None
+        try:
+            self.url = make_url(db_url(db))
+        except SQLAlchemyError:
+            raise LogError(f"cannot open the log: {db!r} is neither a path nor a database URL") from None
+        self.where = self.url.render_as_string(hide_password=True)
+        backend = self.url.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise LogError(f"cannot open the log at {self.where}: use an SQLite path or a postgresql:// URL")
+        self.is_sqlite = backend == "sqlite"
+        path = self.url.database if self.is_sqlite else None
+        if not owner and path and path != ":memory:" and not os.path.exists(path):
+            raise LogError(f"there is no log at {path}")
         try:
             self.engine = self._engine(sync)
-            self._prepare()
+            if owner:
+                self._own()
+            self._prepare(create=owner)
             mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
             self._insert_sql = (
                 f"INSERT INTO events (seq, room, type, data, at) VALUES ({', '.join([mark] * 5)})"
             )
-        except (SQLAlchemyError, OSError) as exc:  # OSError: the SQLite file's folder cannot be made
+        except ImportError:
+            self.close()
             raise LogError(
-                f"cannot open the log at {self.url.render_as_string(hide_password=True)}: {_why(exc)}"
+                "the PostgreSQL log needs psycopg 3: pip install 'synapse-hub[postgres]'"
             ) from None
+        except (SQLAlchemyError, OSError) as exc:  # OSError: the SQLite file's folder cannot be made
+            self.close()
+            raise LogError(f"cannot open the log at {self.where}: {_why(exc)}") from None
+        except BaseException:
+            self.close()
+            raise
 
     def _engine(self, sync: str) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True)
+            # an unreachable server fails in seconds, not the OS's TCP timeout
+            return create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
         path = self.url.database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -76,11 +124,15 @@ class EventLog:
 
         return engine
 
-    def _prepare(self) -> None:
+    def _prepare(self, create: bool) -> None:
         version = select(meta.c.value).where(meta.c.key == "schema_version")
         if inspect(self.engine).has_table("meta"):  # refuse a newer hub's log before creating anything in it
             with self.engine.connect() as conn:
                 _check_schema(conn.execute(version).scalar())
+        elif not create:
+            raise LogError(f"there is no log at {self.where}")
+        if not create:
+            return
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             found = conn.execute(version).scalar()
@@ -88,6 +140,82 @@ class EventLog:
                 conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
             else:
                 _check_schema(found)
+
+    # -- ownership ------------------------------------------------------------------------------
+
+    def _own(self) -> None:
+        """Become the log's only writer, or refuse: two hubs on one log would interleave positions."""
+        if not self.is_sqlite:
+            self._writer = self._owner_session()
+            return
+        path = self.url.database
+        if not path or path == ":memory:":
+            return
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): nothing stops a second hub there
+            logger.warning("log.unguarded path=%s reason=no-flock", path)
+            return
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)  # kept: unlinking would race a taker
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 256).decode(errors="replace").split()
+            os.close(fd)
+            raise _in_use(*(holder + [None, None])[:2]) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._owner_fd = fd
+
+    def _owner_session(self) -> Connection:
+        """A PostgreSQL session of its own holding the log's advisory lock; closing it frees the log."""
+        conn = self.engine.connect()
+        try:
+            conn.detach()  # never back into the pool: its lock must end with it
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            key = (_LOCK_NAMESPACE, zlib.crc32(f"synapse-log:{schema}".encode()) & 0x7FFFFFFF)
+            deadline = time.monotonic() + OWNER_WAIT
+            while not conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)", key).scalar():
+                if time.monotonic() >= deadline:
+                    raise _in_use(*_pg_holder(conn, key))
+                time.sleep(0.05)
+            tag = f"synapse pid={os.getpid()} host={socket.gethostname()}"[:63]
+            settings = [("application_name", tag), *_SESSION_SETTINGS]
+            if (conn.dialect.server_version_info or (0,)) >= (14,):
+                settings.append(("idle_session_timeout", "0"))
+            for name, value in settings:
+                conn.exec_driver_sql("SELECT set_config(%s, %s, false)", (name, value))
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        self._key = key
+        return conn
+
+    def _write_conn(self) -> Connection:
+        """The connection every write goes through; after a lost session, ownership is taken again first."""
+        if not self.owner:
+            raise LogError(f"the log at {self.where} was opened to read only")
+        conn = self._writer
+        if conn is None:
+            conn = self._writer = self.engine.connect() if self.is_sqlite else self._owner_session()
+        return conn
+
+    def _write_failed(self, exc: SQLAlchemyError) -> None:
+        """Drop the write connection unless it is healthy (PostgreSQL: keeping it keeps the lock)."""
+        conn = self._writer
+        if conn is None:
+            return
+        if self.is_sqlite or conn.invalidated or getattr(exc, "connection_invalidated", False):
+            try:
+                conn.invalidate()
+                conn.close()
+            except SQLAlchemyError:
+                pass
+            self._writer = None
 
     # -- writing (the writer thread) ----------------------------------------------------------
 
@@ -100,22 +228,18 @@ class EventLog:
         if not rows:
             return  # executemany with no rows would be a statement without its parameters
         try:
-            conn = self._writer
-            if conn is None:
-                conn = self._writer = self.engine.connect()
+            conn = self._write_conn()
             with conn.begin():
                 conn.exec_driver_sql(self._insert_sql, list(rows))
         except SQLAlchemyError as exc:
-            if self._writer is not None:
-                self._writer.invalidate()
-                self._writer.close()
-                self._writer = None
+            self._write_failed(exc)
             raise LogError(f"cannot append to the log: {_why(exc)}") from None
 
     def save_snapshot(self, seq: int, version: int, data: bytes) -> None:
         """Store a snapshot taken after event `seq`, keeping only the newest few."""
         try:
-            with self.engine.begin() as conn:
+            conn = self._write_conn()
+            with conn.begin():
                 conn.execute(delete(snapshots).where(snapshots.c.seq == seq))
                 conn.execute(insert(snapshots).values(seq=seq, version=version, data=data))
                 old = conn.execute(
@@ -125,7 +249,51 @@ class EventLog:
                 if stale:
                     conn.execute(delete(snapshots).where(snapshots.c.seq.in_(stale)))
         except SQLAlchemyError as exc:
+            self._write_failed(exc)
             raise LogError(f"cannot save a snapshot: {_why(exc)}") from None
+
+    def fill(
+        self,
+        rows: Iterable[Row],
+        snapshot: Snapshot | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Fill an empty log in one transaction (restore, migrate): every row and the snapshot, or nothing.
+
+        `rows` may raise (a bad backup line): the transaction is rolled back and the log stays empty.
+        """
+        count = 0
+        try:
+            conn = self._write_conn()
+            with conn.begin():
+                found = conn.execute(select(func.count()).select_from(events)).scalar_one()
+                kept = conn.execute(select(func.count()).select_from(snapshots)).scalar_one()
+                if found or kept:
+                    raise LogError(
+                        f"the log at {self.where} is not empty ({found} events); "
+                        "restore only into a new, empty log"
+                    )
+                batch: list[Row] = []
+                for row in rows:
+                    batch.append(row)
+                    if len(batch) >= FILL_CHUNK:
+                        conn.exec_driver_sql(self._insert_sql, batch)
+                        count += len(batch)
+                        batch = []
+                        if progress is not None:
+                            progress(count)
+                if batch:
+                    conn.exec_driver_sql(self._insert_sql, batch)
+                    count += len(batch)
+                if snapshot is not None:
+                    seq, version, data = snapshot
+                    conn.execute(insert(snapshots).values(seq=seq, version=version, data=data))
+        except SQLAlchemyError as exc:
+            self._write_failed(exc)
+            raise LogError(f"cannot fill the log: {_why(exc)}") from None
+        if progress is not None:
+            progress(count)
+        return count
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -136,37 +304,48 @@ class EventLog:
         except SQLAlchemyError as exc:
             raise LogError(f"cannot read the log: {_why(exc)}") from None
 
-    def read(self, after: int = 0, limit: int | None = None) -> list[Row]:
-        """Events after position `after`, oldest first."""
+    def count(self, upto: int | None = None) -> int:
+        """The number of events (at or before position `upto`)."""
+        query = select(func.count()).select_from(events)
+        if upto is not None:
+            query = query.where(events.c.seq <= upto)
+        try:
+            with self.engine.connect() as conn:
+                return int(conn.execute(query).scalar_one())
+        except SQLAlchemyError as exc:
+            raise LogError(f"cannot read the log: {_why(exc)}") from None
+
+    def read(self, after: int = 0, limit: int | None = None, upto: int | None = None) -> list[Row]:
+        """Events after position `after` (and at or before `upto`), oldest first."""
         query = select(events.c.seq, events.c.room, events.c.type, events.c.data, events.c.at).where(
             events.c.seq > after
         )
+        if upto is not None:
+            query = query.where(events.c.seq <= upto)
         query = query.order_by(events.c.seq)
         if limit is not None:
             query = query.limit(limit)
         try:
             with self.engine.connect() as conn:
-                return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+                return [(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in conn.execute(query)]
         except SQLAlchemyError as exc:
             raise LogError(f"cannot read the log: {_why(exc)}") from None
 
-    def scan(self, after: int = 0, chunk: int = 20_000) -> Iterator[Row]:
-        """Every event after `after`, in chunks so memory stays flat."""
+    def scan(self, after: int = 0, chunk: int = 20_000, upto: int | None = None) -> Iterator[Row]:
+        """Every event after `after` (up to `upto`), in chunks so memory stays flat."""
         while True:
-            rows = self.read(after, chunk)
+            rows = self.read(after, chunk, upto)
             yield from rows
             if len(rows) < chunk:
                 return
             after = rows[-1][0]
 
-    def load_snapshot(self, versions: Sequence[int]) -> tuple[int, int, bytes] | None:
-        """The newest snapshot whose version this hub reads, as (seq, version, data)."""
-        query = (
-            select(snapshots.c.seq, snapshots.c.version, snapshots.c.data)
-            .where(snapshots.c.version.in_(list(versions)))
-            .order_by(snapshots.c.seq.desc())
-            .limit(1)
-        )
+    def load_snapshot(self, versions: Sequence[int] | None) -> Snapshot | None:
+        """The newest snapshot whose version this hub reads (None: of any version), as (seq, version, data)."""
+        query = select(snapshots.c.seq, snapshots.c.version, snapshots.c.data)
+        if versions is not None:
+            query = query.where(snapshots.c.version.in_(list(versions)))
+        query = query.order_by(snapshots.c.seq.desc()).limit(1)
         try:
             with self.engine.connect() as conn:
                 row = conn.execute(query).first()
@@ -175,17 +354,56 @@ class EventLog:
         return None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
 
     def size(self) -> int | None:
-        """Bytes on disk for an SQLite log (with its WAL), else None."""
+        """Bytes on disk: an SQLite file with its WAL, or PostgreSQL's tables (a query: keep it off the loop)."""
         path = self.url.database
-        if not self.is_sqlite or not path or path == ":memory:":
+        if not self.is_sqlite:
+            try:
+                with self.engine.connect() as conn:
+                    found = conn.exec_driver_sql(
+                        "SELECT pg_total_relation_size('events') + pg_total_relation_size('snapshots')"
+                    ).scalar()
+                return None if found is None else int(found)
+            except SQLAlchemyError:
+                return None
+        if not path or path == ":memory:":
             return None
         return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
     def close(self) -> None:
+        """Release the log: the owner's session or file lock ends here (a killed process frees it too)."""
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()  # detached on PostgreSQL: the session, and its advisory lock, end
+            except SQLAlchemyError:
+                pass
             self._writer = None
-        self.engine.dispose()
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)
+            self._owner_fd = None
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
+def _in_use(pid: str | None, host: str | None) -> LogError:
+    who = ""
+    if pid:
+        elsewhere = f" on {host}" if host and host != socket.gethostname() else ""
+        who = f" (pid {pid}{elsewhere})"
+    return LogError(f"another hub is using this log{who}")
+
+
+def _pg_holder(conn: Connection, key: tuple[int, int]) -> tuple[str | None, str | None]:
+    """(pid, host) of the session holding the log's advisory lock, from the tag it set; else (None, None)."""
+    found = conn.exec_driver_sql(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+        " AND l.classid::bigint = %s AND l.objid::bigint = %s"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        key,
+    ).scalar()
+    fields = dict(part.split("=", 1) for part in str(found or "").split() if "=" in part)
+    return fields.get("pid"), fields.get("host")
 
 
 def _check_schema(found: str | None) -> None:

@@ -24,6 +24,9 @@ __all__ = [
     "Subscribe",
     "Tail",
     "Unsubscribe",
+    "CreateRoom",
+    "InviteRoom",
+    "ListRooms",
     "Write",
     "Agents",
     "Attach",
@@ -67,6 +70,8 @@ class Join(BaseCommand, tag="join"):
 
     name: AgentName
     role: str | None = None
+    admin_token: str | None = None  # needed when the hub has one, unless `invite` is given
+    invite: str | None = None  # a room invite (`room.invite`), instead of the admin token
 
 
 class Attach(BaseCommand, tag="attach"):
@@ -365,6 +370,25 @@ class Board(BaseCommand, tag="board"):
     """The plan, live claims and declared intents in one view."""
 
 
+class CreateRoom(BaseCommand, tag="room.create"):
+    """Create `room` (joining creates rooms too, but not on a hub with an admin token)."""
+
+    admin_token: str | None = None
+
+
+class InviteRoom(BaseCommand, tag="room.invite"):
+    """Issue a join token for `room` (only its hash is kept); it admits any name until `ttl` runs out."""
+
+    admin_token: str | None = None
+    ttl: float | None = None
+
+
+class ListRooms(BaseCommand, tag="room.list"):
+    """Every room with its counts (needs the admin token when the hub has one)."""
+
+    admin_token: str | None = None
+
+
 Command = (
     Join
     | Attach
@@ -401,4 +425,7 @@ Command = (
     | DiffBranch
     | MergeBranch
     | Tail
+    | CreateRoom
+    | InviteRoom
+    | ListRooms
 )

@@ -32,6 +32,8 @@ __all__ = [
     "SessionOpened",
     "TaskDeclared",
     "TaskUpdated",
+    "RoomCreated",
+    "InviteIssued",
 ]
 
 
@@ -221,6 +223,19 @@ class BranchMerged(BaseEvent):
     by: AgentName
 
 
+class RoomCreated(BaseEvent):
+    """A room was created explicitly (`room.create`)."""
+
+    by: str | None = None
+
+
+class InviteIssued(BaseEvent):
+    """A join token for the room was issued; only its hash is kept."""
+
+    token_hash: str
+    expires: float | None = None
+
+
 Event = (
     HubStarted
     | AgentJoined
@@ -243,4 +258,6 @@ Event = (
     | ViewDefined
     | BranchCreated
     | BranchMerged
+    | RoomCreated
+    | InviteIssued
 )

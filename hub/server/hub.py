@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import signal
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
-from hub.config import HubConfig
+from hub.config import HubConfig, bind_problem
 from hub.core import snapshot
 from hub.core.effects import Deliver, Outcome, Reply
 from hub.core.machine import Context, Machine, SessionGone, Start, Tick
@@ -24,11 +25,13 @@ from hub.log.writer import LogWriter
 from hub.protocol.codec import decode_command, decode_event, encode
 from hub.protocol.commands import Tail
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Error
+from hub.protocol.frames import Error, Trigger, Wake
 from hub.protocol.types import SessionId
 from hub.server import http
 from hub.server.fanout import Fanout
+from hub.server.metrics import Metrics
 from hub.server.session import Session
+from hub.server.older import OlderFeed
 from hub.server.tail import Tails
 from hub.server.timers import Timers
 
@@ -53,6 +56,10 @@ class Hub:
         clock: Callable[[], float] = time.time,
         secret: Callable[[], str] = _token,
     ) -> None:
+        problem = bind_problem(config)
+        if problem is not None:
+            raise ValueError(problem)
+        self.tls = _tls_context(config)  # before the log is opened: a bad certificate touches nothing
         self.config = config
         self.clock = clock
         self.secret = secret
@@ -76,6 +83,8 @@ class Hub:
         self._inflight: deque[tuple[int, list[Row]]] = deque()
         self.durable_position = 0
         self.tails = Tails(self)
+        self.older = OlderFeed(self)
+        self.metrics = Metrics(self)
         self._handover_scheduled = False
         self._last_snapshot = 0
 
@@ -122,6 +131,7 @@ class Hub:
             ping_interval=20,
             ping_timeout=20,
             server_header=None,
+            ssl=self.tls,
         )
         self.ready = True
 
@@ -132,7 +142,7 @@ class Hub:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}"
+        return f"{'wss' if self.tls is not None else 'ws'}://{self.config.host}:{self.port}"
 
     async def stop(self) -> None:
         """Drain: refuse new work, flush the log, close every session, stop the writer."""
@@ -176,6 +186,8 @@ class Hub:
             for i, ev in enumerate(events):
                 rows.append((first + i, ev.room, type(ev).__name__, encode(ev), ev.at))
             self.fanout.next_ticket()
+            if self.machine.next_sub:
+                self._count_triggers(outcome)
             if not self._handover_scheduled:
                 self._handover_scheduled = True
                 assert self.loop is not None
@@ -185,6 +197,14 @@ class Hub:
                 self._hand_over()
                 self._snapshot()
         self.fanout.hold(outcome.effects)
+
+    def _count_triggers(self, outcome: Outcome) -> None:
+        """Conditions that became true in this outcome (a number for /metrics)."""
+        for effect in outcome.effects:
+            if type(effect) is Deliver:
+                frame = effect.frame
+                if type(frame) is Trigger or (type(frame) is Wake and frame.reason == "condition"):
+                    self.metrics.triggers.inc()
 
     def _hand_over(self) -> None:
         self._handover_scheduled = False
@@ -213,8 +233,12 @@ class Hub:
             if type(cmd) is Tail:
                 self.tails.start(session, cmd)
                 return
+            if self.older.needs_log(cmd):
+                self.older.start(session, cmd)
+                return
             outcome = self.machine.handle(cmd, Context(self.clock(), session.id, self.secret))
         except HubError as exc:
+            self.metrics.errors.labels(str(exc.code)).inc()
             frame = Error(id=cmd_id, code=str(exc.code), message=exc.message, detail=exc.detail)
             self.fanout.hold([Deliver((session.id,), frame)])
             return
@@ -248,6 +272,7 @@ class Hub:
 
     def _durable_from_thread(self, ticket: int, rows: int, seconds: float) -> None:
         assert self.loop is not None
+        self.metrics.durable(rows, seconds)
         self.loop.call_soon_threadsafe(self._durable, ticket)
 
     def _durable(self, ticket: int) -> None:
@@ -275,6 +300,18 @@ class Hub:
         for session in list(self.sessions.values()):
             session.close(1011, "the hub's log is not writable")
         self.stopped.set()
+
+
+def _tls_context(config: HubConfig) -> ssl.SSLContext | None:
+    """The server's TLS context when a certificate is configured (wss:// and https:// on one port)."""
+    if config.tls_certfile is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(config.tls_certfile, config.tls_keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"cannot load the TLS certificate {config.tls_certfile}: {exc}") from None
+    return context
 
 
 async def serve(config: HubConfig, ready: Callable[[Hub], Any] | None = None) -> int:

@@ -59,7 +59,9 @@ class Tails:
     def start(self, session: Session, cmd: Tail) -> None:
         """Check who may follow what, reply, then stream the backlog and the live feed."""
         admin = self.hub.config.admin_token
-        no_proof = cmd.admin_token is None or not hmac.compare_digest(cmd.admin_token, admin or "")
+        no_proof = cmd.admin_token is None or not hmac.compare_digest(
+            cmd.admin_token.encode(), (admin or "").encode()
+        )  # bytes: compare_digest refuses non-ASCII str
         if admin is not None and not cmd.rooms and no_proof:
             raise HubError(Code.UNAUTHORIZED, "following every room needs the admin token")
         follower = _Follower(session, frozenset(cmd.rooms))

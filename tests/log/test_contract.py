@@ -8,35 +8,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
 from hub.core import snapshot
 from hub.core.machine import Machine
-from hub.log.schema import metadata, snapshots
+from hub.log.schema import snapshots
 from hub.log.store import KEEP_SNAPSHOTS, EventLog, LogError, Row
 from hub.protocol.codec import decode_event, encode
 from hub.protocol.errors import Code
 from hub.protocol.events import Event, HubStarted, MessageSent
-
-PG_ENV = "SYNAPSE_TEST_PG_URL"
+from tests.log.pg import fresh_database, query
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty log location on each backend (PostgreSQL only when SYNAPSE_TEST_PG_URL is set)."""
+    """A fresh, empty log location on each backend (PostgreSQL: a new database per case, when
+    SYNAPSE_TEST_PG_URL is set)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'log.db'}"
         return
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"PostgreSQL contract cases need {PG_ENV}=postgresql+psycopg://user:pw@host/db")
-    engine = create_engine(url)
-    metadata.drop_all(engine)  # every case starts from an empty database
-    engine.dispose()
-    yield url
-    engine = create_engine(url)
-    metadata.drop_all(engine)
-    engine.dispose()
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -131,17 +123,19 @@ def test_a_failed_append_stores_nothing(log: EventLog) -> None:
 
 
 def test_a_reopened_log_has_everything(log_url: str, log: EventLog) -> None:
-    """Another EventLog on the same location (a restarted hub) reads every committed event and snapshot."""
+    """Another owner on the same location (a restarted hub) reads every committed event and snapshot."""
     log.append(rows(1, 4))
     log.save_snapshot(4, 1, b"snap")
+    expected = log.read()
+    log.close()
     other = EventLog(log_url)
     try:
-        assert other.read() == log.read()
+        assert other.read() == expected
         assert other.load_snapshot([1]) == (4, 1, b"snap")
         other.append(rows(5, 5))
+        assert other.last_seq() == 5
     finally:
         other.close()
-    assert log.last_seq() == 5
 
 
 def test_rooms_and_types_are_stored(log: EventLog) -> None:
@@ -204,6 +198,139 @@ def test_log_error_is_a_hub_error_without_secrets(log_url: str) -> None:
         EventLog(bad)
     assert info.value.code == Code.UNAVAILABLE
     assert "hunter2-secret" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- one owner
+
+
+def test_a_second_owner_is_refused_until_the_first_closes(log_url: str, log: EventLog) -> None:
+    """Two hubs never write one log: a second owner gets LogError (unavailable) naming this process; once
+    the first closes, a new owner opens it."""
+    log.append(rows(1, 2))
+    with pytest.raises(LogError) as info:
+        EventLog(log_url)
+    assert info.value.code == Code.UNAVAILABLE
+    assert info.value.message == f"another hub is using this log (pid {os.getpid()})"
+    assert log.last_seq() == 2
+    log.append(rows(3, 3))  # the refused owner disturbed nothing
+    log.close()
+    again = EventLog(log_url)
+    try:
+        again.append(rows(4, 4))
+        assert again.last_seq() == 4
+    finally:
+        again.close()
+
+
+def test_a_reader_sees_the_owners_commits_and_cannot_write(log_url: str, log: EventLog) -> None:
+    """owner=False opens a live log beside its owner (a backup): it reads every commit and never writes."""
+    reader = EventLog(log_url, owner=False)
+    try:
+        log.append(rows(1, 3))
+        log.save_snapshot(3, 1, b"s")
+        assert reader.read() == log.read() and reader.load_snapshot([1]) == (3, 1, b"s")
+        for write in (lambda: reader.append(rows(4, 4)), lambda: reader.save_snapshot(4, 1, b"x")):
+            with pytest.raises(LogError) as info:
+                write()
+            assert "read only" in info.value.message
+        assert log.last_seq() == 3
+    finally:
+        reader.close()
+
+
+def test_a_reader_needs_an_existing_log(tmp_path: Path) -> None:
+    """Reading a log that does not exist is a LogError, and creates nothing."""
+    path = tmp_path / "none.db"
+    with pytest.raises(LogError) as info:
+        EventLog(str(path), owner=False)
+    assert "there is no log" in info.value.message and not path.exists()
+
+
+# --------------------------------------------------------------------------- fill (restore, migrate)
+
+
+def test_fill_writes_rows_and_snapshot_in_one_go(log: EventLog) -> None:
+    """fill() stores every row and the snapshot, reporting progress, and returns the count."""
+    seen: list[int] = []
+    assert log.fill(iter(rows(1, 12_000)), (10_000, 1, b"snap"), seen.append) == 12_000
+    assert log.last_seq() == 12_000 and log.count() == 12_000 and log.count(upto=5) == 5
+    assert log.load_snapshot(None) == (10_000, 1, b"snap")
+    assert seen[-1] == 12_000 and seen == sorted(seen)
+
+
+def test_fill_refuses_a_log_that_is_not_empty(log: EventLog) -> None:
+    """Restoring over history would mix two logs: fill() refuses and changes nothing."""
+    log.append(rows(1, 1))
+    with pytest.raises(LogError) as info:
+        log.fill(iter(rows(2, 3)))
+    assert "not empty (1 events)" in info.value.message
+    assert log.last_seq() == 1
+
+
+def test_fill_is_all_or_nothing(log: EventLog) -> None:
+    """When the rows stop with an error half way (a bad backup line), nothing is stored."""
+
+    def broken() -> Iterator[Row]:
+        yield from rows(1, 7_000)
+        raise LogError("line 7002 is not an event")
+
+    with pytest.raises(LogError, match="line 7002"):
+        log.fill(broken(), (5, 1, b"s"))
+    assert log.last_seq() == 0 and log.load_snapshot(None) is None
+    assert log.fill(iter(rows(1, 2))) == 2  # the connection is still good
+
+
+def test_read_upto_and_any_snapshot_version(log: EventLog) -> None:
+    """read/scan stop at `upto`; load_snapshot(None) picks the newest of any version."""
+    log.append(rows(1, 10))
+    assert [r[0] for r in log.read(after=2, upto=5)] == [3, 4, 5]
+    assert [r[0] for r in log.scan(after=6, chunk=2, upto=9)] == [7, 8, 9]
+    log.save_snapshot(4, 1, b"a")
+    log.save_snapshot(8, 99, b"b")
+    assert log.load_snapshot(None) == (8, 99, b"b")
+
+
+def test_long_room_names_are_stored(log: EventLog) -> None:
+    """A room name of any length is stored as on SQLite (a bounded column would stop the hub)."""
+    long = "r" * 1000
+    log.append([row(1, room=long)])
+    assert log.read()[0][1] == long
+
+
+def test_size_is_reported(log: EventLog) -> None:
+    """size() is a byte count on each backend (the SQLite file, PostgreSQL's tables)."""
+    log.append(rows(1, 50))
+    size = log.size()
+    assert size is not None and size > 0
+
+
+def test_postgres_owner_session_lost_and_taken_again(log_url: str, log: EventLog) -> None:
+    """PostgreSQL: if the owner's session is killed, the next write fails (never writes unowned); the one
+    after takes ownership again, unless another owner took the log meanwhile."""
+    if log_url.startswith("sqlite"):
+        pytest.skip("a PostgreSQL session case")
+    log.append(rows(1, 1))
+    terminate = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name LIKE 'synapse pid=%'"
+    )
+    assert query(log_url, terminate) == [(True,)]
+    with pytest.raises(LogError):
+        log.append(rows(2, 2))
+    log.append(rows(2, 2))
+    assert log.last_seq() == 2
+    assert query(log_url, terminate) == [(True,)]
+    with pytest.raises(LogError):
+        log.append(rows(3, 3))
+    other = EventLog(log_url)  # another hub started while the session was gone
+    try:
+        with pytest.raises(LogError) as info:
+            log.append(rows(3, 3))
+        assert "another hub is using this log" in info.value.message
+        other.append(rows(3, 3))
+    finally:
+        other.close()
+    assert log.last_seq() == 3
 
 
 # --------------------------------------------------------------------------- event versioning

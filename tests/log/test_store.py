@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +51,8 @@ def test_a_path_creates_the_file_and_its_folder(log: EventLog, path: Path) -> No
 def test_db_url() -> None:
     """A URL is kept as it is; a path (relative or with ~) becomes an absolute sqlite:/// URL."""
     assert db_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert db_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"  # psycopg 3, the driver we ship
+    assert db_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert db_url("sqlite:////x/y.db") == "sqlite:////x/y.db"
     assert db_url("/x/y.db") == "sqlite:////x/y.db"
     assert db_url("rel.db").startswith("sqlite:////") and db_url("rel.db").endswith("/rel.db")
@@ -189,3 +195,48 @@ def test_size_counts_the_file_and_its_wal(log: EventLog, path: Path) -> None:
     assert after is not None and after > before
     wal = path.with_name(path.name + "-wal")
     assert after == path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def test_an_unsupported_database_is_a_log_error() -> None:
+    """Only SQLite paths and PostgreSQL URLs hold a log; anything else is refused before connecting."""
+    with pytest.raises(LogError) as info:
+        EventLog("mysql://u@h/db")
+    assert "postgresql://" in info.value.message
+
+
+def test_postgres_without_psycopg_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg is an optional extra: without it a PostgreSQL URL names the extra, not an ImportError."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(LogError) as info:
+        EventLog("postgresql://u@127.0.0.1:1/db")
+    assert "synapse-hub[postgres]" in info.value.message
+
+
+def test_the_owner_holds_a_lock_file_naming_its_pid(log: EventLog, path: Path) -> None:
+    """The owner flocks <file>.lock and writes its pid there; a second owner is refused naming it."""
+    lock = path.with_name(path.name + ".lock")
+    assert lock.read_text().split()[0] == str(os.getpid())
+    with pytest.raises(LogError) as info:
+        EventLog(str(path))
+    assert info.value.message == f"another hub is using this log (pid {os.getpid()})"
+
+
+def test_a_killed_owner_frees_the_log(path: Path) -> None:
+    """The lock dies with its process: after a SIGKILL the next owner opens the log at once."""
+    code = (
+        "import sys, time; from hub.log.store import EventLog; log = EventLog(sys.argv[1]);"
+        "print('owned', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "owned"
+        with pytest.raises(LogError) as info:
+            EventLog(str(path))
+        assert f"(pid {proc.pid})" in info.value.message
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    again = EventLog(str(path))
+    again.close()

@@ -59,8 +59,8 @@ def log(path: Path) -> Iterator[EventLog]:
 
 @pytest.fixture
 def reader(path: Path, log: EventLog) -> Iterator[EventLog]:
-    """A second EventLog on the same file, as a restarted hub would open it."""
-    store = EventLog(str(path))
+    """A second EventLog reading the same file while the writer's log owns it."""
+    store = EventLog(str(path), owner=False)
     yield store
     store.close()
 

@@ -1,0 +1,286 @@
+"""Tests for hub.core.conditions through the Machine: subscriptions trigger on the edge, only what reads a
+touched path is re-evaluated, condition waiters show in presence, and the live context equals a fresh one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from hub.config import HubConfig
+from hub.core.conditions import context_of
+from hub.core.effects import Deliver, Outcome, Reply
+from hub.core.machine import SessionGone
+from hub.protocol import commands as c
+from hub.protocol.errors import Code
+from hub.protocol.frames import Trigger, Wake
+
+Script = Any  # the fixture's class lives in tests/core/conftest.py
+
+WATCHER = 7  # the session that subscribes
+
+
+def reply(out: Outcome) -> Any:
+    results = [fx.result for fx in out.effects if isinstance(fx, Reply)]
+    assert len(results) == 1, out.effects
+    return results[0]
+
+
+def pushed(out: Outcome, session: int = WATCHER) -> list[Any]:
+    """Frames pushed to `session` by `out`."""
+    return [fx.frame for fx in out.effects if isinstance(fx, Deliver) and session in fx.sessions]
+
+
+def triggers(out: Outcome, session: int = WATCHER) -> list[Trigger]:
+    return [f for f in pushed(out, session) if isinstance(f, Trigger)]
+
+
+def put(script: Script, key: str, value: Any, who: str = "alice", **kw: Any) -> Outcome:
+    return script.do(who, c.SetState(name=who, key=key, value=value, **kw), session=None)
+
+
+def subscribe(script: Script, expr: str, session: int = WATCHER, **kw: Any) -> tuple[int, Outcome]:
+    out = script.run(c.Subscribe(expr=expr, **kw), session=session)
+    return reply(out)["sub"], out
+
+
+def presence(script: Script, name: str) -> dict[str, Any]:
+    listed = reply(script.run(c.Agents()))["agents"]
+    return next(a for a in listed if a["name"] == name)
+
+
+def evaluations(script: Script) -> int:
+    return script.machine.rooms["default"].conditions.evaluations
+
+
+@pytest.fixture
+def room(script: Script) -> Script:
+    """alice and bob in `default`; `turn` is 0."""
+    script.join("alice", "bob")
+    put(script, "turn", 0)
+    return script
+
+
+# --------------------------------------------------------------------------- edges
+
+
+def test_trigger_once_when_it_becomes_true(room: Script) -> None:
+    """A subscription is pushed one Trigger when its condition becomes true, none while it stays true."""
+    sub, out = subscribe(room, "state._shared.turn >= 2")
+    assert reply(out) == {"sub": sub, "value": False, "holds": False} and triggers(out) == []
+    assert triggers(put(room, "turn", 1)) == []
+    [t] = triggers(put(room, "turn", 2))
+    assert (t.sub, t.condition, t.value) == (sub, "state._shared.turn >= 2", True)
+    assert t.position == room.machine.position
+    assert triggers(put(room, "turn", 3)) == []
+    assert triggers(put(room, "turn", 4)) == []
+
+
+def test_trigger_again_only_after_false_in_between(room: Script) -> None:
+    """true → false → true pushes a second Trigger."""
+    subscribe(room, "state._shared.turn == 1")
+    assert len(triggers(put(room, "turn", 1))) == 1
+    assert triggers(put(room, "turn", 1)) == []  # rewritten, still true
+    assert triggers(put(room, "turn", 0)) == []
+    assert len(triggers(put(room, "turn", 1))) == 1
+
+
+def test_already_true_triggers_at_once(room: Script) -> None:
+    """A condition true when subscribed is pushed a Trigger right after the reply."""
+    sub, out = subscribe(room, "state._shared.turn == 0")
+    assert reply(out)["holds"] is True
+    frames = [fx for fx in out.effects if isinstance(fx, Reply | Deliver)]
+    assert isinstance(frames[0], Reply) and isinstance(frames[1].frame, Trigger)
+    assert frames[1].frame.sub == sub
+
+
+def test_erroring_condition_does_not_hold_until_it_can_be_evaluated(room: Script) -> None:
+    """A condition over a missing key is not an error at subscribe time; it triggers once the key exists."""
+    sub, out = subscribe(room, "state._shared.later == 1")
+    assert reply(out)["holds"] is False
+    assert [t.sub for t in triggers(put(room, "later", 1))] == [sub]
+
+
+def test_once_subscription_is_dropped_after_its_trigger(room: Script) -> None:
+    """`once`: one Trigger, then the subscription is gone (whether it was true at once or later)."""
+    subscribe(room, "state._shared.turn == 5", once=True)
+    assert len(triggers(put(room, "turn", 5))) == 1
+    put(room, "turn", 0)
+    assert triggers(put(room, "turn", 5)) == []
+    assert room.machine.rooms["default"].conditions.subs == {}
+
+
+def test_unsubscribe_stops_triggers(room: Script) -> None:
+    """After unsubscribe nothing more is pushed; an unknown id is not_found."""
+    sub, _ = subscribe(room, "state._shared.turn == 1")
+    assert reply(room.run(c.Unsubscribe(sub=sub), session=WATCHER)) == {"sub": sub, "removed": True}
+    assert triggers(put(room, "turn", 1)) == []
+    assert room.refused(None, c.Unsubscribe(sub=sub), session=WATCHER).code == Code.NOT_FOUND
+
+
+def test_session_gone_drops_its_subscriptions(room: Script) -> None:
+    """When the session ends its subscriptions go with it."""
+    subscribe(room, "state._shared.turn == 1")
+    room.run(SessionGone(WATCHER), session=None)
+    assert room.machine.rooms["default"].conditions.subs == {}
+    assert pushed(put(room, "turn", 1)) == []
+
+
+def test_include_carries_asked_for_roots(room: Script) -> None:
+    """A Trigger carries the context roots asked for in `include`; a bad root is bad_request."""
+    subscribe(room, "state._shared.turn == 1", include=("state",))
+    [t] = triggers(put(room, "turn", 1))
+    assert t.include == {"state": {"_shared": {"turn": 1}, "_view": {}}}
+    assert room.refused(None, c.Subscribe(expr="true", include=("nope",)), session=WATCHER).code == (
+        Code.BAD_REQUEST
+    )
+
+
+def test_bad_cel_at_subscribe_is_bad_expression(room: Script) -> None:
+    """A condition that does not compile is refused at subscribe (and at wait) time with its position."""
+    err = room.refused(None, c.Subscribe(expr="state._shared.turn ==="), session=WATCHER)
+    assert err.code == Code.BAD_EXPRESSION and err.detail["position"] is not None
+    err = room.refused(None, c.Wait(waiter="bob", condition="state.(turn"), session=WATCHER)
+    assert err.code == Code.BAD_EXPRESSION
+    assert room.machine.rooms["default"].conditions.subs == {}
+
+
+def test_subscriptions_per_session_are_limited(script: Script) -> None:
+    """Past the configured cap a subscribe is limit_exceeded."""
+    script.config = HubConfig(rate_per_agent=None, max_subscriptions_per_session=2)
+    script.machine.config = script.config
+    script.join("alice")
+    subscribe(script, "true")
+    subscribe(script, "false")
+    err = script.refused(None, c.Subscribe(expr="1 == 1"), session=WATCHER)
+    assert err.code == Code.LIMIT_EXCEEDED
+
+
+# --------------------------------------------------------------------------- what is re-evaluated
+
+
+def test_only_conditions_reading_a_touched_path_are_evaluated(room: Script) -> None:
+    """A write to `turn` evaluates the two conditions reading it, not the 50 reading other keys."""
+    for i in range(50):
+        subscribe(room, f"state._shared.other{i} == 1")
+    subscribe(room, "state._shared.turn == 1")
+    subscribe(room, "state._shared.turn > 5 && state._shared.other3 == 1")
+    before = evaluations(room)
+    put(room, "turn", 1)
+    assert evaluations(room) - before == 2
+    before = evaluations(room)
+    put(room, "unrelated", 1)
+    assert evaluations(room) == before
+
+
+def test_a_condition_reading_a_whole_scope_sees_every_key_of_it(room: Script) -> None:
+    """`size(state._shared)` reads the scope, so a new key in it re-evaluates the condition."""
+    sub, _ = subscribe(room, "size(state._shared) == 2")
+    before = evaluations(room)
+    assert [t.sub for t in triggers(put(room, "new", 1))] == [sub]
+    assert evaluations(room) == before + 1
+    before = evaluations(room)
+    put(room, "mine", 1, scope="alice")
+    assert evaluations(room) == before
+
+
+def test_conditions_on_a_view_follow_its_inputs(room: Script) -> None:
+    """A condition on a view triggers when a write changes the view's value."""
+    put(room, "votes", 0)
+    room.do("alice", c.DefineView(name="alice", key="quorum", expr="state._shared.votes >= 2"), session=None)
+    sub, _ = subscribe(room, "state._view.quorum == true")
+    put(room, "votes", 1, increment=True)
+    before = evaluations(room)
+    put(room, "unrelated", 1)
+    assert evaluations(room) == before
+    assert [t.sub for t in triggers(put(room, "votes", 1, increment=True))] == [sub]
+
+
+def test_conditions_over_messages_claims_tasks_and_agents(room: Script) -> None:
+    """Conditions over every root of the context trigger when that root changes."""
+    msgs, _ = subscribe(room, "messages.unclaimed > 0")
+    claim, _ = subscribe(room, 'has(claims.api) && claims.api.holder == "bob"')
+    task, _ = subscribe(room, '"T-1" in tasks && tasks["T-1"].status == "in_progress"')
+    busy, _ = subscribe(room, 'agents["bob"].status == "busy"')
+    out = room.do("alice", c.Send(name="alice", to=("bob",), body=msgspec.Raw(b"1")), session=None)
+    assert [t.sub for t in triggers(out)] == [msgs]
+    out = room.do("bob", c.Claim(name="bob", work="api", paths=("src/api/",)), session=None)
+    assert [t.sub for t in triggers(out)] == [claim]
+    room.do("alice", c.DeclareTask(name="alice", task="T-1", title="one"), session=None)
+    out = room.do("bob", c.ClaimTask(name="bob", task="T-1"), session=None)
+    assert [t.sub for t in triggers(out)] == [task]
+    out = room.do("bob", c.Heartbeat(name="bob", status="busy"), session=None)
+    assert [t.sub for t in triggers(out)] == [busy]
+
+
+# --------------------------------------------------------------------------- waiters and presence
+
+
+def test_condition_waiter_shows_waiting_then_back(room: Script) -> None:
+    """While `wait --condition` is armed the agent is `waiting` with `waiting_on`; after the wake it is back."""
+    cond = "state._shared.turn == 1"
+    out = room.run(c.Wait(id=9, waiter="bob", condition=cond), session=WATCHER)
+    assert pushed(out) == []
+    p = presence(room, "bob")
+    assert (p["status"], p["waiting_on"]) == ("waiting", cond)
+    assert reply(room.run(c.Eval(expr='agents["bob"].waiting_on')))["value"] == cond
+    assert reply(room.run(c.Eval(expr='agents["bob"].status')))["value"] == "waiting"
+    out = put(room, "turn", 1)
+    [wake] = pushed(out)
+    assert isinstance(wake, Wake) and (wake.id, wake.reason, wake.value) == (9, "condition", True)
+    p = presence(room, "bob")
+    assert (p["status"], p["waiting_on"]) == ("active", None)
+    assert reply(room.run(c.Eval(expr='agents["bob"].status')))["value"] == "active"
+    assert room.machine.rooms["default"].conditions.subs == {}
+
+
+def test_condition_waiter_already_true_wakes_at_once(room: Script) -> None:
+    """A condition already true wakes the waiter in the same step; it never shows as waiting."""
+    out = room.run(c.Wait(id=3, waiter="bob", condition="state._shared.turn == 0"), session=WATCHER)
+    assert reply(out) == {"armed": 0}
+    [wake] = pushed(out)
+    assert isinstance(wake, Wake) and wake.reason == "condition"
+    assert presence(room, "bob")["status"] == "active"
+
+
+def test_a_watchdog_can_wait_for_another_agent_waiting(room: Script) -> None:
+    """A condition on `agents[x].status == "waiting"` triggers when x arms a condition waiter."""
+    sub, _ = subscribe(room, 'agents["bob"].status == "waiting"', session=3)
+    out = room.run(c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
+    assert [t.sub for t in triggers(out, session=3)] == [sub]
+
+
+def test_waiting_stays_while_another_subscription_of_the_agent_lives(room: Script) -> None:
+    """An agent with two conditions stays `waiting` until the last one goes."""
+    a, _ = subscribe(room, "state._shared.turn == 1", name="bob")
+    b, _ = subscribe(room, "state._shared.turn == 2", name="bob")
+    assert presence(room, "bob")["waiting_on"] == "state._shared.turn == 2"
+    room.run(c.Unsubscribe(sub=b), session=WATCHER)
+    assert presence(room, "bob")["waiting_on"] == "state._shared.turn == 1"
+    room.run(c.Unsubscribe(sub=a), session=WATCHER)
+    assert presence(room, "bob")["status"] == "active" and presence(room, "bob")["waiting_on"] is None
+
+
+def test_session_gone_ends_the_waiting(room: Script) -> None:
+    """A condition waiter whose session ends no longer shows as waiting."""
+    room.run(c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
+    room.run(SessionGone(WATCHER), session=None)
+    assert presence(room, "bob")["status"] == "active"
+
+
+# --------------------------------------------------------------------------- the live context
+
+
+def test_live_context_equals_a_fresh_one(room: Script) -> None:
+    """After writes, deletes (emptying a scope), views and presence changes the kept context is exact."""
+    subscribe(room, "true")  # keeps the live context
+    put(room, "mine", 1, scope="alice")
+    room.do("alice", c.DefineView(name="alice", key="v", expr="state._shared.turn + 1"), session=None)
+    put(room, "turn", 4)
+    room.do("alice", c.DeleteState(name="alice", key="mine", scope="alice"), session=None)
+    room.do("bob", c.Heartbeat(name="bob", status="busy"), session=None)
+    room.run(c.Wait(id=1, waiter="alice", condition="state._shared.turn == 9"), session=3)
+    r = room.machine.rooms["default"]
+    assert r.conditions.ctx == context_of(r, {"v": 5})
+    assert reply(room.run(c.Eval(expr="has(state.alice)")))["value"] is False

@@ -1,0 +1,142 @@
+"""The dashboard in a real headless browser: live without reload, agent data shown as text, admin token gating.
+
+Needs Debian's `chromium` (/usr/bin/chromium) and Playwright's Python package; skips, saying which is missing.
+The screenshot lands in artifacts/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_sdk.sync import SyncAgent
+from tests.conftest import ROOT, ThreadHub, hub_config, seconds
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+XSS = "<img src=x onerror=alert(1)>"
+ADMIN = "dash-admin"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.skip("no chromium: `apt-get install -y chromium` to run the dashboard in a real browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("no playwright: `pip install playwright` (the dev extra) to drive the browser")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(autouse=True)
+def _tokens_here(client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", client_env["XDG_CONFIG_HOME"])
+
+
+def page_of(browser: Any, url: str) -> tuple[Any, list[str]]:
+    """A fresh page at `url`; alerts and page errors are collected (there must be none)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    problems: list[str] = []
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on("pageerror", lambda e: problems.append(f"error: {e}"))
+    page.goto(url)
+    page.wait_for_selector(".status-live", timeout=seconds(10_000) * 1000)
+    return page, problems
+
+
+def text_of(page: Any, selector: str) -> str:
+    return str(page.locator(selector).inner_text())
+
+
+def test_a_message_sent_after_load_shows_within_a_second(hub: ThreadHub, browser: Any) -> None:
+    """The page loads the room, then a message sent later appears without reload or polling in under 1 s;
+    claims, plan, presence and state follow their events too; hostile strings stay text."""
+    http = hub.url.replace("ws://", "http://", 1)
+    with SyncAgent("alice", hub=hub.url, role="<b>lead</b>") as alice, SyncAgent("bob", hub=hub.url) as bob:
+        bob.attach()
+        alice.send("bob", "before the page")
+        page, problems = page_of(browser, http + "/")
+        page.wait_for_function(
+            "() => document.getElementById('feed').textContent.includes('before the page')"
+        )
+        sent = time.monotonic()
+        alice.send("bob", "after the page")
+        page.wait_for_function(
+            "() => document.getElementById('feed').textContent.includes('after the page')",
+            timeout=seconds(1_000) * 1000,
+        )
+        assert time.monotonic() - sent < seconds(1_000)
+        alice.send("bob", XSS)
+        alice.claim("edit-api", ["src/api/"], checkpoint="<script>alert(2)</script>")
+        alice.tasks.declare("T-1", f"epic {XSS}", epic=True)
+        alice.tasks.declare("T-2", "write the API", parent="T-1")
+        alice.state.set("turn", {"html": "<i>x</i>"})
+        bob.heartbeat("busy")
+        page.wait_for_function(
+            "() => ['#feed', '#claims', '#plan', '#state'].every(s => document.querySelector(s).textContent.length)"
+            " && document.getElementById('claims').textContent.includes('edit-api')"
+            " && document.getElementById('plan').textContent.includes('write the API')"
+            " && document.getElementById('state').textContent.includes('turn')"
+            " && document.getElementById('agents').textContent.includes('busy')",
+            timeout=seconds(5_000) * 1000,
+        )
+        assert XSS in text_of(page, "#feed") and XSS in text_of(page, "#plan")
+        assert "<script>alert(2)</script>" in text_of(page, "#claims")
+        assert "<b>lead</b>" in text_of(page, "#agents") and '"<i>x</i>"' in text_of(page, "#state")
+        assert page.locator("main img, main script, main b, main i").count() == 0  # nothing became markup
+        artifacts = ROOT / "artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+        assert problems == []
+        page.close()
+
+
+def test_the_dashboard_needs_the_admin_token_to_list_rooms(db_path: Path, browser: Any) -> None:
+    """On a hub with an admin token the page asks for it; `/?token=` lists every room and the picker switches."""
+    th = ThreadHub(hub_config(db_path, admin_token=ADMIN))
+    try:
+        with SyncAgent("dana", room="ops", hub=th.url, admin_token=ADMIN) as dana:
+            dana.send("dana", "ops only")
+        with SyncAgent("erin", hub=th.url, admin_token=ADMIN) as erin:
+            erin.send("erin", "default only")
+        http = th.url.replace("ws://", "http://", 1)
+        page, problems = page_of(browser, http + "/")
+        page.wait_for_selector("#auth:not([hidden])")
+        assert "admin token" in text_of(page, "#notice")
+        page.fill("#token", ADMIN)
+        page.click("#auth button")
+        page.wait_for_function("() => document.querySelectorAll('#room option').length === 2")
+        assert page.locator("#auth").is_hidden()
+        page.close()
+        page, problems = page_of(browser, f"{http}/?token={ADMIN}&room=ops")
+        assert "token=" not in page.url  # the token leaves the address bar at once
+        page.wait_for_function("() => document.getElementById('feed').textContent.includes('ops only')")
+        page.select_option("#room", "default")
+        page.wait_for_function("() => document.getElementById('feed').textContent.includes('default only')")
+        assert "ops only" not in text_of(page, "#feed")
+        assert problems == []
+        page.close()
+    finally:
+        th.stop()

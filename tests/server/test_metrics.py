@@ -1,0 +1,101 @@
+"""/metrics: the hub's numbers in Prometheus text, from a per-hub registry (two hubs never mix numbers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+
+from agent_sdk import Agent, HubError
+from agent_sdk.sync import SyncAgent
+from tests.conftest import ThreadHub, hub_config, seconds
+
+
+@pytest.fixture(autouse=True)
+def _tokens_here(client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", client_env["XDG_CONFIG_HOME"])
+
+
+def scrape(hub: ThreadHub) -> dict[str, float]:
+    """Every sample of /metrics by name (labels folded into the name as name{k=v})."""
+    url = hub.url.replace("ws://", "http://", 1) + "/metrics"
+    with urllib.request.urlopen(url, timeout=seconds(5_000)) as r:
+        text = r.read().decode()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return samples
+
+
+def test_counts_follow_what_happens_on_the_hub(hub: ThreadHub) -> None:
+    """Messages, events, commits, connections, agents online, live claims and refusals by code all show."""
+    before = scrape(hub)
+    with SyncAgent("alice", hub=hub.url) as alice, SyncAgent("bob", hub=hub.url) as bob:
+        bob.attach()
+        for i in range(5):
+            alice.send("bob", f"m{i}")
+        alice.claim("api", ["src/api/"])
+        with pytest.raises(HubError, match="claim_overlap"):
+            bob.claim("fix", ["src/api/user.py"])
+        now = scrape(hub)
+        assert now["synapse_connections"] == 2
+        assert now["synapse_agents_online"] == 1  # bob attached; alice only sends
+        assert now["synapse_agents"] == 2
+        assert now["synapse_claims_live"] == 1
+        assert now["synapse_messages_total"] - before.get("synapse_messages_total", 0) == 5
+    assert now["synapse_errors_total{code=claim_overlap}"] == 1
+    assert now["synapse_events_appended_total"] >= before["synapse_events_appended_total"] + 8
+    commits = now["synapse_commit_batch_events_count"]
+    assert commits >= 1 and now["synapse_commit_batch_events_sum"] == now["synapse_events_appended_total"]
+    assert now["synapse_commit_seconds_count"] == commits and now["synapse_commit_seconds_sum"] > 0
+    assert now["synapse_fanout_queue_depth"] >= 0
+    assert now["synapse_up"] == 1 and now["synapse_ready"] == 1
+    assert now["synapse_log_position"] >= now["synapse_events_appended_total"]
+    deadline = time.monotonic() + seconds(5_000)
+    while (after := scrape(hub))["synapse_connections"] and time.monotonic() < deadline:
+        time.sleep(0.01)  # the hub notices the two closes on its own loop
+    assert after["synapse_connections"] == 0 and after["synapse_agents_online"] == 0
+
+
+async def test_condition_triggers_and_tails_are_counted(hub: ThreadHub) -> None:
+    """A subscription that becomes true counts as a trigger; a tailing session counts as a tail."""
+    async with Agent("carol", hub=hub.url) as carol, connect(hub.url) as ws:
+        await ws.send(json.dumps({"op": "tail", "id": 1, "rooms": ["default"]}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), seconds(5_000)))["type"] == "Ok"
+        base = await asyncio.to_thread(scrape, hub)
+        assert base["synapse_tails"] == 1
+        stream = carol.subscribe("state._shared.turn == 2")
+        await carol.state.set("turn", 1)
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)
+        await carol.state.set("turn", 2)
+        trigger = await asyncio.wait_for(first, seconds(5_000))
+        assert trigger.value is True
+        now = await asyncio.to_thread(scrape, hub)
+        assert now["synapse_condition_triggers_total"] >= base["synapse_condition_triggers_total"] + 1
+        assert now["synapse_subscriptions"] >= 1
+        await stream.aclose()
+
+
+def test_two_hubs_in_one_process_keep_their_own_numbers(tmp_path: Path) -> None:
+    """Each hub has its own registry: traffic on one never shows on the other's /metrics."""
+    one = ThreadHub(hub_config(tmp_path / "one.db"))
+    two = ThreadHub(hub_config(tmp_path / "two.db"))
+    try:
+        with SyncAgent("a", hub=one.url) as a:
+            for i in range(3):
+                a.send("a", i)
+        m1, m2 = scrape(one), scrape(two)
+        assert m1["synapse_messages_total"] == 3 and m2["synapse_messages_total"] == 0
+        assert m1["synapse_events_appended_total"] > m2["synapse_events_appended_total"]
+    finally:
+        one.stop()
+        two.stop()
