@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -172,9 +173,10 @@ def main() -> None:
     try:
         import uvloop  # type: ignore[import-not-found]
 
-        results = uvloop.run(ours(args.quick))
+        runner: Any = uvloop.run
     except ImportError:
-        results = asyncio.run(ours(args.quick))
+        runner = asyncio.run
+    results = runner(ours(args.quick))
     rows = []
     for key, value in results.items():
         note = ""

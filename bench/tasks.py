@@ -169,9 +169,10 @@ def main() -> None:
     try:
         import uvloop  # type: ignore[import-not-found]
 
-        results = uvloop.run(ours(args.quick))
+        runner: Any = uvloop.run
     except ImportError:
-        results = asyncio.run(ours(args.quick))
+        runner = asyncio.run
+    results = runner(ours(args.quick))
     results.update(core_readiness(1_000, 5 if args.quick else 20))
     rows = []
     for key, value in results.items():

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from agent_sdk import Agent, Code, HubError
-from tests.conftest import ThreadHub
+from tests.conftest import ThreadHub, seconds
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +160,24 @@ async def test_dependency_done_makes_the_dependent_ready_and_cycles_are_refused(
         await dev.tasks.update("edit-api", status="done")
         assert (await dev.tasks.show("ship-api"))["status"] == "ready"
         assert [x["id"] for x in await dev.tasks.list(ready=True)] == ["ship-api"]
+
+
+async def test_waiting_on_the_plan_and_claims_in_cel(hub: ThreadHub) -> None:
+    """Waits on `tasks["ship-api"].status == "ready"` and on `claims["edit-api"].holder` (level-triggered, so
+    arming before or after the change is the same) are woken by the claim and the done transition."""
+    async with Agent("api-dev", hub=hub.url) as dev, Agent("test-dev", hub=hub.url) as tester:
+        await dev.tasks.declare("edit-api", "Edit the API")
+        await dev.tasks.declare("ship-api", "Ship it", depends_on=["edit-api"])
+        ready = asyncio.ensure_future(
+            tester.wait_for('tasks["ship-api"].status == "ready"', timeout=seconds(10_000))
+        )
+        held = asyncio.ensure_future(
+            tester.wait_for(
+                '"edit-api" in claims && claims["edit-api"].holder == "api-dev"', timeout=seconds(10_000)
+            )
+        )
+        await dev.claim("edit-api", paths=["src/app/api.py"])
+        assert await held is True
+        assert not ready.done()
+        await dev.tasks.update("edit-api", status="done")
+        assert await ready is True
