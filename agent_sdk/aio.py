@@ -377,8 +377,13 @@ class Agent(BaseClient):
             raise HubError(Code.BAD_REQUEST, f"evaluation failed: {result['error']}", {"expression": expr})
         return result["value"]
 
-    async def subscribe(self, expr: str, *, include: tuple[str, ...] = ()) -> AsyncIterator[Trigger]:
+    async def subscribe(
+        self, expr: str, *, include: tuple[str, ...] = (), waiting: bool = False
+    ) -> AsyncIterator[Trigger]:
         """A Trigger each time `expr` becomes true (at once if it already is); re-registered after a reconnect.
+
+        With `waiting=True` (as `wait_for` does) the agent's presence shows `waiting` on `expr` while the
+        subscription lives; a background subscription leaves presence alone.
 
         Raises:
             HubError: `bad_expression` at once for an expression that does not compile.
@@ -386,6 +391,8 @@ class Agent(BaseClient):
         local = self._next_local = getattr(self, "_next_local", 0) + 1
         queue: asyncio.Queue[Trigger | None] = asyncio.Queue()
         self._subs[local] = (expr, include, queue)
+        if waiting:
+            self._waiting_subs = getattr(self, "_waiting_subs", set()) | {local}
         try:
             await self._register(local)
             while True:
@@ -395,6 +402,7 @@ class Agent(BaseClient):
                 yield trigger
         finally:
             self._subs.pop(local, None)
+            getattr(self, "_waiting_subs", set()).discard(local)
             hub_id = next((h for h, loc in self._sub_ids.items() if loc == local), None)
             if hub_id is not None:
                 del self._sub_ids[hub_id]
@@ -404,8 +412,9 @@ class Agent(BaseClient):
 
     async def _register(self, local: int) -> None:
         expr, include, _queue = self._subs[local]
+        name = self.name if local in getattr(self, "_waiting_subs", ()) else None
         result = await self._request(
-            c.Subscribe(id=self.next_id(), room=self.room, expr=expr, name=self.name, include=include)
+            c.Subscribe(id=self.next_id(), room=self.room, expr=expr, name=name, include=include)
         )
         hub_id = int(result["sub"])
         self._sub_ids[hub_id] = local
@@ -420,7 +429,8 @@ class Agent(BaseClient):
         """
 
         async def first() -> Any:
-            async with contextlib.aclosing(self.subscribe(expr)) as triggers:  # unsubscribes on the way out
+            # aclosing: the subscription is dropped (and presence is back) as soon as this returns
+            async with contextlib.aclosing(self.subscribe(expr, waiting=True)) as triggers:
                 async for trigger in triggers:
                     return trigger.value
             raise HubError(Code.DISCONNECTED, "the agent was closed")

@@ -61,7 +61,9 @@ class SubAgent(RawAgent):
                         fut.set_exception(HubError(frame.code, frame.message))  # type: ignore[union-attr]
 
     def set_cmd(self, key: str, value: Any) -> c.SetState:
-        return c.SetState(id=self.next(), room=self.room, token=self.token, name=self.name, key=key, value=value)
+        return c.SetState(
+            id=self.next(), room=self.room, token=self.token, name=self.name, key=key, value=value
+        )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -82,9 +84,15 @@ async def pipelined(agent: SubAgent, cmds: list[Any], window: int = 256) -> None
     await asyncio.gather(*(one(cmd) for cmd in cmds))
 
 
-async def triggers(url: str, pid: int, keys: int, subs_per_key: int, conns: int, samples: int) -> dict[str, float]:
+async def triggers(
+    url: str, pid: int, keys: int, subs_per_key: int, conns: int, samples: int
+) -> dict[str, float]:
     """`keys * subs_per_key` subscriptions `state._shared.kI == J` (J < subs_per_key) on `conns` connections;
-    each write sets one key to a new J: it re-evaluates that key's subscriptions and triggers exactly one."""
+    each write sets one key to a new J: it re-evaluates that key's subscriptions and triggers exactly one.
+
+    trigger_after_ack is the trigger's arrival (on a watcher's connection) minus the writer's ack arrival:
+    the hub releases both when the write's batch commits, so it is about 0 (negative: the trigger came first).
+    """
     writer = await SubAgent(url, "writer").open(attach=False)
     watchers = [await SubAgent(url, f"watch-{i}").open(attach=False) for i in range(conns)]
     # Each key starts at -1 (no subscription holds), so subscribing pushes nothing.

@@ -54,7 +54,9 @@ def main() -> None:
                     assert exc.code == Code.PRECONDITION_FAILED, exc
         with SyncAgent(room=ROOM, hub=url) as reader:
             entry = reader.state.get("leader")
-            print(f"leader: {entry['value']} (version {entry['version']}); epoch: {reader.state.get('epoch')['value']}")
+            print(
+                f"leader: {entry['value']} (version {entry['version']}); epoch: {reader.state.get('epoch')['value']}"
+            )
 
 
 if __name__ == "__main__":

@@ -82,11 +82,21 @@ class _Trie:
         node.items.add(item)
 
     def remove(self, path: Path, item: Any) -> None:
-        node: _Trie | None = self
+        """Drop `item` at `path`, pruning nodes left empty (unique paths come and go with waiters)."""
+        trail: list[tuple[_Trie, str]] = []
+        node = self
         for part in path:
-            node = node.children.get(part) if node is not None else None
-        if node is not None:
-            node.items.discard(item)
+            nxt = node.children.get(part)
+            if nxt is None:
+                return
+            trail.append((node, part))
+            node = nxt
+        node.items.discard(item)
+        for parent, part in reversed(trail):
+            child = parent.children[part]
+            if child.items or child.children:
+                return
+            del parent.children[part]
 
     def hit(self, path: Path, out: set[Any]) -> None:
         node = self
@@ -138,7 +148,16 @@ def _messages(room: Room) -> dict[str, int]:
 class Conditions:
     """A room's live context (kept only while something reads it), its views and its subscriptions."""
 
-    __slots__ = ("by_agent", "by_path", "ctx", "evaluations", "subs", "view_index", "view_programs", "waiting")
+    __slots__ = (
+        "by_agent",
+        "by_path",
+        "ctx",
+        "evaluations",
+        "subs",
+        "view_index",
+        "view_programs",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self.ctx: dict[str, Any] | None = None

@@ -1304,10 +1304,15 @@ class Machine:
         )
         self._reply(out, ctx, cmd, {"branches": listed})
 
-    def _changes(self, room: Room, branch: state_.Branch) -> tuple[list[dict[str, Any]], list[str]]:
-        """A branch's changes beside the source's current entries, and the keys changed on both sides."""
+    def _changes(
+        self, room: Room, branch: state_.Branch
+    ) -> tuple[list[dict[str, Any]], list[str], list[tuple[str, str]]]:
+        """A branch's changes beside the source's current entries; the keys changed on both sides (three
+        ways: the branch's entry, the source's, and the source's at the fork); the keys a merge writes."""
         source = room.state.branches.get(branch.source) if branch.source is not None else None
-        changes, conflicts = [], []
+        changes: list[dict[str, Any]] = []
+        conflicts: list[str] = []
+        writes: list[tuple[str, str]] = []
         for (scope, key), mine in sorted(branch.overlay.items()):
             theirs = room.state.lookup(scope, key, source)
             changes.append(
@@ -1319,22 +1324,26 @@ class Machine:
                     "source": None if theirs is None else theirs.value,
                 }
             )
-            changed = (scope, key) in branch.frozen or (theirs is not None and theirs.changed > branch.base)
-            same = (mine is None and theirs is None) or (
-                mine is not None
-                and theirs is not None
-                and mine.value == theirs.value
-                and type(mine.value) is type(theirs.value)
-            )
-            if changed and not same:  # the source changed it since the fork (a delete included), differently
+            spot = (scope, key)
+            if spot in branch.frozen:
+                moved = not state_.same(theirs, branch.frozen[spot])  # the source changed it since the fork
+                mine_moved = not state_.same(mine, branch.frozen[spot])
+            else:  # untouched by the source since the fork (or a snapshot too old to say: by the clock)
+                moved = theirs is not None and theirs.changed > branch.base
+                mine_moved = True
+            if state_.same(mine, theirs) or not mine_moved:
+                continue  # nothing to bring over: already there, or the branch ended where it began
+            if moved:
                 conflicts.append(f"{scope}.{key}")
-        return changes, conflicts
+            else:
+                writes.append(spot)
+        return changes, conflicts, writes
 
     def _diff_branch(self, cmd: c.DiffBranch, ctx: Context, out: Outcome) -> None:
         room = self._read_room(cmd.room)
         branch = room.state.branch(cmd.branch)
         assert branch is not None
-        changes, conflicts = self._changes(room, branch)
+        changes, conflicts, _ = self._changes(room, branch)
         self._reply(
             out,
             ctx,
@@ -1346,14 +1355,15 @@ class Machine:
         room, agent = self._actor(cmd, ctx)
         branch = room.state.branch(cmd.branch)
         assert branch is not None
-        changes, conflicts = self._changes(room, branch)
+        _, conflicts, writes = self._changes(room, branch)
         if conflicts:
             raise HubError(
                 Code.CONFLICT, f"changed on both sides: {', '.join(conflicts)}", {"keys": conflicts}
             )
         source = room.state.branches.get(branch.source) if branch.source is not None else None
         self._emit(out, e.BranchMerged(room=room.name, at=ctx.now, branch=branch.name, by=agent.name))
-        for (scope, key), mine in sorted(branch.overlay.items()):
+        for scope, key in writes:  # the keys only the branch changed (three-way: the source kept its own)
+            mine = branch.overlay[(scope, key)]
             theirs = room.state.lookup(scope, key, source)
             if mine is None:
                 if theirs is not None:
@@ -1383,7 +1393,7 @@ class Machine:
                     branch=branch.source,
                 ),
             )
-        self._reply(out, ctx, cmd, {"branch": branch.name, "merged": len(changes)})
+        self._reply(out, ctx, cmd, {"branch": branch.name, "merged": len(writes)})
 
     # -- the hub itself ---------------------------------------------------------------------------
 

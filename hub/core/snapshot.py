@@ -17,7 +17,7 @@ from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
 
 __all__ = ["SNAPSHOT_VERSION", "Snapshot", "dump", "load", "take"]
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: feed window, branches with fork-time entries
 
 
 class AgentRecord(msgspec.Struct, array_like=True, gc=False):

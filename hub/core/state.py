@@ -160,6 +160,13 @@ class State:
 _UNSET = object()
 
 
+def same(a: Entry | None, b: Entry | None) -> bool:
+    """Whether two entries hold the same value (absent equals absent), whatever their versions or writers."""
+    if a is None or b is None:
+        return a is b
+    return bool(a.value == b.value) and type(a.value) is type(b.value)
+
+
 def check_key(key: str, scope: str) -> None:
     if not KEY.fullmatch(key):
         raise HubError(
@@ -213,4 +220,4 @@ def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-__all__ += ["check_branch_name", "check_value"]
+__all__ += ["check_branch_name", "check_value", "same"]

@@ -28,6 +28,10 @@ Snapshot = tuple[int, int, bytes]  # (seq, version, data)
 KEEP_SNAPSHOTS = 2
 FILL_CHUNK = 5_000  # rows per executemany while filling an empty log
 
+# PostgreSQL appends with binary COPY: 2-4x the rows per second of executemany at group-commit batch sizes
+_COPY = "COPY events (seq, room, type, data, at) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = ["int8", "text", "text", "bytea", "float8"]
+
 # PostgreSQL: the owner holds a session-level advisory lock keyed (namespace, crc of the schema) for its life.
 _LOCK_NAMESPACE = 0x53594E41  # "SYNA"
 OWNER_WAIT = 1.0  # seconds: a SIGKILLed owner's session ends a moment after the process; wait that long
@@ -70,7 +74,7 @@ class EventLog:
         self.owner = owner
         self._writer: Connection | None = None  # the owner's connection (PostgreSQL: it holds the lock)
         self._owner_fd: int | None = None
-        self._key: tuple[int, int] | None = None
+        self._errors: tuple[type[Exception], ...] = (SQLAlchemyError,)
         try:
             self.url = make_url(db_url(db))
         except SQLAlchemyError:
@@ -91,6 +95,11 @@ class EventLog:
             mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
             self._insert_sql = (
                 f"INSERT INTO events (seq, room, type, data, at) VALUES ({', '.join([mark] * 5)})"
+            )
+            # the driver's own errors too: COPY runs on the psycopg connection, below SQLAlchemy
+            dbapi = getattr(self.engine.dialect, "loaded_dbapi", None)
+            self._errors = (SQLAlchemyError,) + (
+                (dbapi.Error,) if dbapi is not None and not self.is_sqlite else ()
             )
         except ImportError:
             self.close()
@@ -192,7 +201,6 @@ class EventLog:
         except BaseException:
             conn.close()
             raise
-        self._key = key
         return conn
 
     def _write_conn(self) -> Connection:
@@ -204,18 +212,35 @@ class EventLog:
             conn = self._writer = self.engine.connect() if self.is_sqlite else self._owner_session()
         return conn
 
-    def _write_failed(self, exc: SQLAlchemyError) -> None:
+    def _write_failed(self, exc: Exception) -> None:
         """Drop the write connection unless it is healthy (PostgreSQL: keeping it keeps the lock)."""
         conn = self._writer
         if conn is None:
             return
-        if self.is_sqlite or conn.invalidated or getattr(exc, "connection_invalidated", False):
+        broken = self.is_sqlite or conn.invalidated or getattr(exc, "connection_invalidated", False)
+        if not broken:
+            try:
+                broken = bool(getattr(conn.connection.dbapi_connection, "broken", False))
+            except SQLAlchemyError:
+                broken = True
+        if broken:
             try:
                 conn.invalidate()
                 conn.close()
             except SQLAlchemyError:
                 pass
             self._writer = None
+
+    def _insert(self, conn: Connection, rows: Sequence[Row]) -> None:
+        """Insert rows inside the caller's transaction: executemany on SQLite, binary COPY on PostgreSQL."""
+        if self.is_sqlite:
+            conn.exec_driver_sql(self._insert_sql, list(rows))
+            return
+        raw: Any = conn.connection.dbapi_connection
+        with raw.cursor() as cur, cur.copy(_COPY) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
 
     # -- writing (the writer thread) ----------------------------------------------------------
 
@@ -230,8 +255,8 @@ class EventLog:
         try:
             conn = self._write_conn()
             with conn.begin():
-                conn.exec_driver_sql(self._insert_sql, list(rows))
-        except SQLAlchemyError as exc:
+                self._insert(conn, rows)
+        except self._errors as exc:
             self._write_failed(exc)
             raise LogError(f"cannot append to the log: {_why(exc)}") from None
 
@@ -248,7 +273,7 @@ class EventLog:
                 stale = list(old)
                 if stale:
                     conn.execute(delete(snapshots).where(snapshots.c.seq.in_(stale)))
-        except SQLAlchemyError as exc:
+        except self._errors as exc:
             self._write_failed(exc)
             raise LogError(f"cannot save a snapshot: {_why(exc)}") from None
 
@@ -277,18 +302,18 @@ class EventLog:
                 for row in rows:
                     batch.append(row)
                     if len(batch) >= FILL_CHUNK:
-                        conn.exec_driver_sql(self._insert_sql, batch)
+                        self._insert(conn, batch)
                         count += len(batch)
                         batch = []
                         if progress is not None:
                             progress(count)
                 if batch:
-                    conn.exec_driver_sql(self._insert_sql, batch)
+                    self._insert(conn, batch)
                     count += len(batch)
                 if snapshot is not None:
                     seq, version, data = snapshot
                     conn.execute(insert(snapshots).values(seq=seq, version=version, data=data))
-        except SQLAlchemyError as exc:
+        except self._errors as exc:
             self._write_failed(exc)
             raise LogError(f"cannot fill the log: {_why(exc)}") from None
         if progress is not None:

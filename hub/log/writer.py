@@ -73,8 +73,9 @@ class LogWriter:
                     except Exception as exc:  # a snapshot is a cache: losing one costs only replay time
                         logger.warning("snapshot.failed seq=%s error=%s", item[1], exc)
                 else:
-                    ticket, rows = item  # type: ignore[misc]
-                    pending.extend(rows)
+                    batch: tuple[int, list[Row]] = item  # type: ignore[assignment]
+                    ticket = batch[0]
+                    pending.extend(batch[1])
                 try:
                     item = q.get_nowait()
                 except queue.Empty:

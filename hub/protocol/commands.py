@@ -364,6 +364,7 @@ class Tail(BaseCommand, tag="tail"):
     after: int | None = None
     rooms: tuple[str, ...] = ()
     admin_token: str | None = None
+    batch: bool = False  # EventBatch frames (one per group commit) instead of one EventFrame per event
 
 
 class Board(BaseCommand, tag="board"):

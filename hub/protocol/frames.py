@@ -8,7 +8,18 @@ import msgspec
 
 from hub.protocol.types import Address, AgentName, RoomName, Seq
 
-__all__ = ["Delivery", "Error", "EventFrame", "Frame", "Message", "Notice", "Ok", "Trigger", "Wake"]
+__all__ = [
+    "Delivery",
+    "Error",
+    "EventBatch",
+    "EventFrame",
+    "Frame",
+    "Message",
+    "Notice",
+    "Ok",
+    "Trigger",
+    "Wake",
+]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -84,4 +95,10 @@ class EventFrame(msgspec.Struct, tag=True, kw_only=True):
     event: Any
 
 
-Frame = Ok | Error | Delivery | Wake | Notice | Trigger | EventFrame
+class EventBatch(msgspec.Struct, tag=True, kw_only=True):
+    """Consecutive EventFrames in one frame, for a tail started with `batch` (one per group commit)."""
+
+    events: list[EventFrame]
+
+
+Frame = Ok | Error | Delivery | Wake | Notice | Trigger | EventFrame | EventBatch

@@ -21,6 +21,7 @@ __all__ = ["Tails", "event_frame"]
 logger = logging.getLogger(__name__)
 
 BACKLOG_PAGE = 5_000
+BATCH_EVENTS = 1_000  # events per EventBatch frame at most
 
 
 def event_frame(row: Row) -> bytes:
@@ -36,11 +37,12 @@ def _json_str(text: str) -> bytes:
 
 
 class _Follower:
-    __slots__ = ("last", "ready", "rooms", "session", "waiting")
+    __slots__ = ("batch", "last", "ready", "rooms", "session", "waiting")
 
-    def __init__(self, session: Session, rooms: frozenset[str]) -> None:
+    def __init__(self, session: Session, rooms: frozenset[str], batch: bool = False) -> None:
         self.session = session
         self.rooms = rooms
+        self.batch = batch  # EventBatch frames: a dashboard costs one frame per commit, not one per event
         self.last = 0  # the newest position sent
         self.ready = False  # backlog sent: live rows go straight out
         self.waiting: deque[Row] = deque()  # live rows that arrived while the backlog was read
@@ -64,7 +66,7 @@ class Tails:
         )  # bytes: compare_digest refuses non-ASCII str
         if admin is not None and not cmd.rooms and no_proof:
             raise HubError(Code.UNAUTHORIZED, "following every room needs the admin token")
-        follower = _Follower(session, frozenset(cmd.rooms))
+        follower = _Follower(session, frozenset(cmd.rooms), cmd.batch)
         self.followers[session.id] = follower
         durable = self.hub.durable_position
         after = durable if cmd.after is None else max(0, min(cmd.after, durable))
@@ -95,20 +97,31 @@ class Tails:
 
     def durable(self, rows: list[Row]) -> None:
         """A batch committed: send its events to every follower (in order, each once)."""
+        frames = [event_frame(row) for row in rows]  # built once, whatever the number of followers
         for follower in list(self.followers.values()):
             if follower.ready:
-                self._send(follower, rows)
+                self._send(follower, rows, frames)
             else:
                 follower.waiting.extend(rows)
 
-    def _send(self, follower: _Follower, rows: list[Row]) -> None:
+    def _send(self, follower: _Follower, rows: list[Row], frames: list[bytes] | None = None) -> None:
         session = follower.session
         rooms = follower.rooms
-        pushed = False
-        for row in rows:
+        out: list[bytes] = []
+        for i, row in enumerate(rows):
             if row[0] <= follower.last or (rooms and row[1] not in rooms and row[1] != ""):
                 continue
             follower.last = row[0]
-            pushed = session.push(event_frame(row)) or pushed
+            out.append(event_frame(row) if frames is None else frames[i])
+        if not out:
+            return
+        pushed = False
+        if follower.batch:
+            for i in range(0, len(out), BATCH_EVENTS):
+                batch = b'{"type":"EventBatch","events":[' + b",".join(out[i : i + BATCH_EVENTS]) + b"]}"
+                pushed = session.push(batch) or pushed
+        else:
+            for data in out:
+                pushed = session.push(data) or pushed
         if pushed:
             session.flush()

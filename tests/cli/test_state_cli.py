@@ -84,7 +84,9 @@ def test_gate_and_if_version_on_set(cli: Cli) -> None:
     """--if false is `precondition_failed` with the expression; --if-version stale is `conflict`."""
     cli("--name", "w", "state", "set", "player", "white")
     gate = 'state._shared.player == "black"'
-    error = refused(cli("--json", "--name", "w", "state", "set", "board", "e2e4", "--if", gate), "precondition_failed")
+    error = refused(
+        cli("--json", "--name", "w", "state", "set", "board", "e2e4", "--if", gate), "precondition_failed"
+    )
     assert error["expression"] == gate and error["value"] is False
     ok(cli("--name", "w", "state", "set", "board", "e2e4", "--if", 'state._shared.player == "white"'))
     refused(cli("--json", "--name", "w", "state", "set", "board", "x", "--if-version", "7"), "conflict")
@@ -132,7 +134,9 @@ def test_view_list_and_eval(cli: Cli) -> None:
     assert [(x["scope"], x["key"]) for x in listed][-1] == ("_view", "quorum_met")
     assert ok(cli("eval", "state._view.quorum_met && state._shared.quorum == 3")) == "true\n"
     assert doc(cli("--json", "eval", '{"n": state._shared.quorum}')) == {"n": 3}
-    error = refused(cli("--json", "--name", "a", "state", "view", "bad", "state._view.quorum_met &&"), "bad_expression")
+    error = refused(
+        cli("--json", "--name", "a", "state", "view", "bad", "state._view.quorum_met &&"), "bad_expression"
+    )
     assert error["position"] is not None
     error = refused(cli("--json", "eval", "state._shared.quorum ="), "bad_expression")
     assert "position" in error
@@ -172,7 +176,9 @@ def procs(hub: Any, client_env: dict[str, str]) -> Iterator[Callable[..., subpro
     env = {**client_env, "SYNAPSE_HUB": hub.url}
 
     def start(*args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(synapse_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            synapse_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         started.append(proc)
         return proc
 
@@ -207,7 +213,9 @@ def test_wait_condition_shows_waiting_and_wakes(cli: Cli, hub: Any, procs: Any) 
 def test_wait_condition_already_true_exits_at_once(cli: Cli, procs: Any) -> None:
     """A condition already true wakes the waiter at once (level): a turn is never missed."""
     cli("--name", "white", "state", "set", "player", "white")
-    proc = procs("wait", "--name", "white", "--condition", 'state._shared.player == "white"', "--timeout", "60")
+    proc = procs(
+        "wait", "--name", "white", "--condition", 'state._shared.player == "white"', "--timeout", "60"
+    )
     out, err = proc.communicate(timeout=seconds(20_000))
     assert proc.returncode == 0, err
     assert out == 'state._shared.player == "white" → true\n'

@@ -284,3 +284,25 @@ def test_live_context_equals_a_fresh_one(room: Script) -> None:
     r = room.machine.rooms["default"]
     assert r.conditions.ctx == context_of(r, {"v": 5})
     assert reply(room.run(c.Eval(expr="has(state.alice)")))["value"] is False
+
+
+def test_dropped_subscriptions_leave_no_index_behind(room: Script) -> None:
+    """Subscriptions on 100 distinct keys, then dropped: the path index is empty again (no slow leak)."""
+    ids = [subscribe(room, f'state._shared["task:{i}:owner"] == "me"')[0] for i in range(100)]
+    conditions = room.machine.rooms["default"].conditions
+    assert len(conditions.by_path.children["state"].children["_shared"].children) == 100
+    for sub in ids:
+        room.run(c.Unsubscribe(sub=sub), session=WATCHER)
+    assert conditions.by_path.children == {} and conditions.subs == {}
+
+
+def test_condition_on_a_view_defined_later(room: Script) -> None:
+    """A condition on a view that does not exist yet triggers once the view is defined true (and redefined)."""
+    sub, out = subscribe(room, "state._view.ready == true")
+    assert reply(out)["holds"] is False
+    out = room.do("alice", c.DefineView(name="alice", key="ready", expr="state._shared.turn == 0"), session=None)
+    assert [t.sub for t in triggers(out)] == [sub]
+    out = room.do("alice", c.DefineView(name="alice", key="ready", expr="false"), session=None)
+    assert triggers(out) == []
+    out = room.do("alice", c.DefineView(name="alice", key="ready", expr="true"), session=None)
+    assert [t.sub for t in triggers(out)] == [sub]

@@ -6,13 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from hub.config import HubConfig
 from hub.core import snapshot
 from hub.core.effects import Outcome, Reply
-from hub.core.machine import Machine
+from hub.core.machine import Context, Machine
 from hub.protocol import commands as c
 from hub.protocol import events as e
-from hub.protocol.errors import Code
+from hub.protocol.errors import Code, HubError
 
 Script = Any  # the fixture's class lives in tests/core/conftest.py
 
@@ -143,7 +146,8 @@ def test_gate_and_cas_together_both_must_hold(room: Script) -> None:
     stale = room.refused("alice", c.SetState(name="alice", key="board", value="x", if_=gate, if_version=7))
     assert stale.code == Code.CONFLICT and stale.detail["current"]["version"] == 1
     wrong = room.refused(
-        "alice", c.SetState(name="alice", key="board", value="x", if_='state._shared.player == "black"', if_version=1)
+        "alice",
+        c.SetState(name="alice", key="board", value="x", if_='state._shared.player == "black"', if_version=1),
     )
     assert wrong.code == Code.PRECONDITION_FAILED
     assert put(room, "board", "e2e4", if_=gate, if_version=1)["version"] == 2
@@ -340,9 +344,10 @@ def test_redefining_a_view_steps_its_version(room: Script) -> None:
 
 def test_view_that_fails_to_evaluate_reads_as_null(room: Script) -> None:
     """A view over a missing key has no value (null) until the key exists."""
-    assert reply(room.do("alice", c.DefineView(name="alice", key="v", expr="state._shared.later + 1")))[
-        "value"
-    ] is None
+    assert (
+        reply(room.do("alice", c.DefineView(name="alice", key="v", expr="state._shared.later + 1")))["value"]
+        is None
+    )
     put(room, "later", 1)
     assert get(room, "v", scope="_view")["value"] == 2
 
@@ -478,6 +483,23 @@ def test_branch_merge_conflict_lists_keys_changed_on_both_sides(room: Script) ->
     assert err.code == Code.CONFLICT and err.detail["keys"] == ["_shared.a", "_shared.b"]
 
 
+def test_branch_merge_is_three_way(room: Script) -> None:
+    """A key the branch set back to its fork-time value does not overwrite the source's newer value, and a
+    key the source changed and changed back is no conflict: only what the branch changed is merged."""
+    put(room, "a", 1)
+    put(room, "b", 1)
+    room.do("alice", c.CreateBranch(name="alice", branch="exp"))
+    put(room, "a", 2, branch="exp")
+    put(room, "a", 1, branch="exp")  # the branch ends where it began
+    put(room, "b", 5, branch="exp")
+    put(room, "a", 3)  # the source moved on
+    put(room, "b", 2)
+    put(room, "b", 1)  # ... and came back
+    assert reply(room.run(c.DiffBranch(branch="exp")))["conflicts"] == []
+    assert reply(room.do("alice", c.MergeBranch(name="alice", branch="exp")))["merged"] == 1
+    assert get(room, "a")["value"] == 3 and get(room, "b")["value"] == 5
+
+
 def test_branch_from_branch(room: Script) -> None:
     """A branch forked from a branch sees its source as forked, and merges into it, not into main."""
     put(room, "x", 1)
@@ -568,3 +590,93 @@ def test_snapshot_keeps_branch_isolation_and_views_working(script: Script) -> No
     put(script, "x", 100)
     assert get(script, "x", branch="b2")["value"] == 5
     assert get(script, "dbl", scope="_view")["value"] == 200
+
+
+# --------------------------------------------------------------------------- branches against a model
+
+LINES = [None, "b1", "b2", "b3"]
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(LINES), st.sampled_from("xyz"), st.integers(0, 3)),
+        st.tuples(st.just("delete"), st.sampled_from(LINES), st.sampled_from("xyz"), st.just(0)),
+        st.tuples(st.just("fork"), st.sampled_from(LINES[1:]), st.sampled_from(LINES), st.just(0)),
+        st.tuples(st.just("merge"), st.sampled_from(LINES[1:]), st.just(""), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=OPS)
+def test_branches_behave_like_copies_taken_at_the_fork(ops: list[tuple[str, Any, str, int]]) -> None:
+    """Against a model where a fork is a copy of its source's view: every line reads the model; a merge is
+    three-way (refused exactly when a key changed on both sides since the fork to different values, else
+    bringing over what only the branch changed); the machine equals the fold of its events and snapshot."""
+    machine = Machine(HubConfig(rate_per_agent=None))
+    events: list[Any] = []
+
+    def run(cmd: Any) -> Any:
+        out = machine.handle(cmd, Context(1.0, None, lambda: "tok"))
+        events.extend(out.events)
+        return out
+
+    run(c.Join(name="a"))
+    views: dict[Any, dict[str, int]] = {None: {}}  # each line's keys → values
+    forked: dict[str, tuple[Any, dict[str, int]]] = {}  # branch → (source, the source's view at the fork)
+    mine: dict[str, set[str]] = {}  # keys a branch wrote or deleted itself
+    for op, line, key, value in ops:
+        if op == "set" and line in views:
+            run(c.SetState(name="a", token="tok", key=key, value=value, branch=line))
+            views[line][key] = value
+            mine.get(line, set()).add(key)
+        elif op == "delete" and line in views and key in views[line]:
+            run(c.DeleteState(name="a", token="tok", key=key, branch=line))
+            del views[line][key]
+            mine.get(line, set()).add(key)
+        elif op == "fork" and line not in views and key in views:
+            run(c.CreateBranch(name="a", token="tok", branch=line, from_=key))
+            views[line] = dict(views[key])
+            forked[line] = (key, dict(views[key]))
+            mine[line] = set()
+        elif op == "merge" and line in views:
+            source, base = forked[line]
+            theirs = views[source]
+            clash, bring = [], []
+            for k in sorted(mine[line]):  # three ways: mine, theirs, and theirs at the fork
+                m, t, b = (views[line].get(k, "-"), theirs.get(k, "-"), base.get(k, "-"))
+                if m != t and m != b:
+                    (clash if t != b else bring).append(k)
+            try:
+                out = machine.handle(c.MergeBranch(name="a", token="tok", branch=line), Context(1.0, 1))
+            except HubError as exc:
+                assert (
+                    exc.code == Code.CONFLICT
+                    and clash
+                    and exc.detail["keys"] == [f"_shared.{k}" for k in clash]
+                )
+                continue
+            assert not clash, f"merge of {line} should conflict on {clash}"
+            assert reply(out)["merged"] == len(bring)
+            events.extend(out.events)
+            for k in bring:
+                if k in views[line]:
+                    theirs[k] = views[line][k]
+                else:
+                    theirs.pop(k, None)
+                if source is not None:
+                    mine[source].add(k)
+        room = machine.rooms["default"]
+        for name, expected in views.items():
+            got = {
+                k: e.value
+                for k, e in room.state.entries(room.state.branches.get(name) if name else None)
+                .get("_shared", {})
+                .items()
+            }
+            assert got == expected, (name, ops)
+    fresh = Machine(HubConfig(rate_per_agent=None))
+    for event in events:
+        fresh.apply(event)
+    data = snapshot.dump(machine)
+    assert snapshot.dump(fresh) == data
+    assert snapshot.dump(snapshot.load(data)) == data

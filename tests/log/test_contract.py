@@ -77,6 +77,17 @@ def test_append_then_read_gives_the_rows_back_exactly(log: EventLog) -> None:
     assert log.last_seq() == 5
 
 
+def test_times_and_text_round_trip_exactly(log: EventLog) -> None:
+    """Wall-clock times keep every bit, rooms and types their text, data every byte (NUL and 0xFF included)."""
+    times = [1732400000.1234567, 0.1, 1e-300, 1.7976931348623157e308, 2.5]
+    batch = [
+        (i, f"room-{i}.é", "MessageSent", bytes([0, 255, i]) + row(i)[3], at) for i, at in enumerate(times, 1)
+    ]
+    log.append(batch)
+    assert log.read() == batch
+    assert [str(r[4]) for r in log.read()] == [str(t) for t in times]
+
+
 def test_read_after_and_limit(log: EventLog) -> None:
     """read(after, limit) returns the events strictly after `after`, at most `limit` of them."""
     log.append(rows(1, 10))

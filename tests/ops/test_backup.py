@@ -7,7 +7,6 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
@@ -15,12 +14,11 @@ from click.testing import CliRunner, Result
 
 from agent_sdk import SyncAgent
 from hub.config import HubConfig
-from hub.core import snapshot
-from hub.core.machine import Machine
-from hub.log.store import EventLog, LogError, Row
-from hub.protocol.codec import decode_event, encode
+from hub.log.store import EventLog, LogError
+from hub.protocol.codec import encode
 from hub.protocol.events import MessageSent
 from tests.conftest import ThreadHub, seconds
+from tests.ops.logs import folded, restored, rows_of, snapshot_of
 
 
 def synapse(*args: str, input: bytes | None = None, env: dict[str, str | None] | None = None) -> Result:
@@ -54,42 +52,6 @@ def make_history(db: str, sends: int = 60) -> None:
             dana.send("default/*", "from ops")
     finally:
         th.stop()
-
-
-def rows_of(db: str) -> list[Row]:
-    log = EventLog(db, owner=False)
-    try:
-        return log.read()
-    finally:
-        log.close()
-
-
-def snapshot_of(db: str) -> Any:
-    log = EventLog(db, owner=False)
-    try:
-        return log.load_snapshot(None)
-    finally:
-        log.close()
-
-
-def restored(db: str) -> bytes:
-    """The state a hub starting on `db` restores (newest snapshot + the events after it)."""
-    from hub.server.hub import Hub
-
-    hub = Hub(HubConfig(db=db))
-    try:
-        hub.restore()
-        return snapshot.dump(hub.machine)
-    finally:
-        hub.log.close()
-
-
-def folded(rows: list[Row]) -> bytes:
-    """The state of every event folded from nothing."""
-    machine = Machine()
-    for row in rows:
-        machine.apply(decode_event(row[3]))
-    return snapshot.dump(machine)
 
 
 def assert_same_log(original: str, copy: str) -> None:

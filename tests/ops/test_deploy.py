@@ -118,7 +118,7 @@ def image_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for op, args in dockerfile_instructions():
         if op == "ENV":
-            env.update(part.split("=", 1) for part in shlex.split(args))
+            env.update(part.partition("=")[::2] for part in shlex.split(args))
     return env
 
 

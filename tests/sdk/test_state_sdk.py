@@ -57,7 +57,10 @@ async def test_state_verbs(hub) -> None:
         writes = await bob.state.batch(
             [{"key": "player", "value": "alice"}, {"key": "turn", "value": 1, "increment": True}]
         )
-        assert [(w["key"], w["value"], w["version"]) for w in writes] == [("player", "alice", 1), ("turn", 2, 3)]
+        assert [(w["key"], w["value"], w["version"]) for w in writes] == [
+            ("player", "alice", 1),
+            ("turn", 2, 3),
+        ]
         with pytest.raises(HubError) as info:
             await bob.state.set("board", "x", if_='state._shared.player == "bob"')
         assert info.value.code == Code.PRECONDITION_FAILED
@@ -147,21 +150,31 @@ async def test_wait_for_times_out(hub) -> None:
 
 
 async def test_subscribe_pushes_each_edge(hub) -> None:
-    """subscribe yields a Trigger each time the condition becomes true; a bad expression raises at once."""
+    """subscribe yields a Trigger at once when already true, then on each false → true edge; a background
+    subscription leaves presence alone (waiting=True shows it); a bad expression raises at once."""
     async with Agent("alice", hub=hub.url) as alice, Agent("bob", hub=hub.url) as bob:
-        expr = "state._shared.light == \"green\""
-        stream = alice.subscribe(expr, include=("state",))
-        first = asyncio.ensure_future(next_trigger(stream))
-        await until(lambda: waiting_on(bob, "alice"), what="the subscription")
         await bob.state.set("light", "green")
-        t = await first
+        expr = 'state._shared.light == "green"'
+        stream = alice.subscribe(expr, include=("state",))
+        t = await next_trigger(stream)  # already true: pushed at once (and so registered)
         assert (t.condition, t.value, t.include["state"]["_shared"]["light"]) == (expr, True, "green")
+        assert await waiting_on(bob, "alice") is None
         await bob.state.set("light", "green")  # still true: no trigger
         await bob.state.set("light", "red")
         await bob.state.set("light", "green")
         second = await next_trigger(stream)
-        assert second.position > t.position + 1
+        assert second.position > t.position + 1 and second.include["state"]["_shared"]["light"] == "green"
         await stream.aclose()  # type: ignore[attr-defined]
+        shown = alice.subscribe('state._shared.light == "blue"', waiting=True)
+        pending = asyncio.ensure_future(next_trigger(shown))
+        assert (
+            await until(lambda: waiting_on(bob, "alice"), what="alice waiting")
+            == 'state._shared.light == "blue"'
+        )
+        await bob.state.set("light", "blue")
+        assert (await pending).value is True
+        await shown.aclose()  # type: ignore[attr-defined]
+        await until(lambda: _not_waiting(bob, "alice"), what="alice back")
         with pytest.raises(HubError) as info:
             await anext(alice.subscribe("state._shared.light =="))
         assert info.value.code == Code.BAD_EXPRESSION
@@ -172,7 +185,7 @@ async def test_subscription_survives_sigkill_and_restart(hub_process: HubProcess
     url, port = hub_process.url, hub_process.port
     try:
         async with Agent("alice", hub=url) as alice:
-            stream = alice.subscribe("state._shared.phase == \"go\"")
+            stream = alice.subscribe('state._shared.phase == "go"')
             pending = asyncio.ensure_future(next_trigger(stream, 30_000))
             with SyncAgent("bob", hub=url) as bob:
                 bob.state.set("phase", "wait")
@@ -223,7 +236,9 @@ def test_sync_agent_state_verbs(hub) -> None:
             alice.state.cas("next", 1, 2)
         assert info.value.code == Code.CONFLICT
         assert alice.state.increment("next", 5)["value"] == 6
-        assert [w["value"] for w in alice.state.batch([{"key": "a", "value": 1}, {"key": "b", "value": 2}])] == [1, 2]
+        assert [
+            w["value"] for w in alice.state.batch([{"key": "a", "value": 1}, {"key": "b", "value": 2}])
+        ] == [1, 2]
         assert alice.state.view("ab", "state._shared.a + state._shared.b")["value"] == 3
         assert alice.eval("state._view.ab") == 3
         alice.state.branch_create("exp")

@@ -73,7 +73,11 @@ class Shell:
         path = self.folder / f"{name}.sh"
         path.write_text(PRELUDE + body)
         proc = subprocess.Popen(
-            ["bash", str(path), *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ["bash", str(path), *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.procs.append(proc)
         return proc
@@ -86,7 +90,9 @@ class Shell:
 
 
 @pytest.fixture
-def shell(hub: Any, client_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
+def shell(
+    hub: Any, client_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Shell]:
     monkeypatch.setenv("XDG_CONFIG_HOME", client_env["XDG_CONFIG_HOME"])
     s = Shell(hub.url, client_env, tmp_path)
     try:
@@ -156,9 +162,15 @@ def test_per_agent_branches_are_aggregated(shell: Shell, hub: Any) -> None:
         assert [e["key"] for e in reader.state.list()] == ["status"]
         for i in range(3):
             view = reader.state_at(f"agent-{i}")
-            assert {e["key"]: e["value"] for e in view.list()} == {"status": "done", "result": f"Agent {i} result"}
+            assert {e["key"]: e["value"] for e in view.list()} == {
+                "status": "done",
+                "result": f"Agent {i} result",
+            }
             diff = reader.state.branch_diff(f"agent-{i}")
-            assert [(c["key"], c["source"]) for c in diff["changes"]] == [("result", None), ("status", "planning")]
+            assert [(c["key"], c["source"]) for c in diff["changes"]] == [
+                ("result", None),
+                ("status", "planning"),
+            ]
         assert [b["branch"] for b in reader.state.branches()] == ["agent-0", "agent-1", "agent-2"]
 
 

@@ -39,7 +39,11 @@ class Agents:
 
     def start(self, script: Path, *args: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            ["bash", str(script), *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ["bash", str(script), *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.procs.append(proc)
         return proc
@@ -47,7 +51,11 @@ class Agents:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """One `synapse` command, to completion."""
         return subprocess.run(
-            [sys.executable, "-m", "hub", *args], env=self.env, capture_output=True, text=True, timeout=seconds(30_000)
+            [sys.executable, "-m", "hub", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=seconds(30_000),
         )
 
     def close(self) -> None:
@@ -73,7 +81,9 @@ def poll(check: Callable[[], Any], within_ms: float = 15_000, what: str = "condi
 
 
 @pytest.fixture
-def agents(hub: Any, client_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Agents]:
+def agents(
+    hub: Any, client_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Agents]:
     monkeypatch.setenv("XDG_CONFIG_HOME", client_env["XDG_CONFIG_HOME"])
     a = Agents(hub.url, client_env, tmp_path)
     try:
@@ -121,12 +131,14 @@ def test_turn_based_game(agents: Agents, hub: Any) -> None:
     """White and black (two processes) alternate 10 turns with wait --condition, a gated CAS and a batch
     increment; every CAS lands on the version it expects, so no turn is missed or played twice."""
     join(hub.url, "setup", "white", "black")
-    agents.run("--name", "setup", "state", "batch", "phase=playing", "currentPlayer=white", "turn=0", "board=initial")
+    agents.run(
+        "--name", "setup", "state", "batch", "phase=playing", "currentPlayer=white", "turn=0", "board=initial"
+    )
     script = agents.script("player", PLAYER)
     black = agents.start(script, "black", "white", "5", "2")
     white = agents.start(script, "white", "black", "5", "1")
     results = [finish(white), finish(black)]
-    for code, out, err in results:
+    for code, _out, err in results:
         assert code == 0, err
     assert results[0][1].splitlines() == [f"white moved {k} at board version {1 + 2 * k}" for k in range(5)]
     assert results[1][1].splitlines() == [f"black moved {k} at board version {2 + 2 * k}" for k in range(5)]
@@ -195,7 +207,9 @@ def test_consensus_voting(agents: Agents, hub: Any) -> None:
     race a gated batch: exactly one passes, the others get precondition_failed."""
     deciders = ("d1", "d2", "d3")
     join(hub.url, "setup", *deciders, "v1", "v2", "v3")
-    agents.run("--name", "setup", "state", "batch", "phase=voting", "votes_for=0", "votes_against=0", "quorum=3")
+    agents.run(
+        "--name", "setup", "state", "batch", "phase=voting", "votes_for=0", "votes_against=0", "quorum=3"
+    )
     expr = "state._shared.votes_for + state._shared.votes_against >= state._shared.quorum"
     assert agents.run("--name", "setup", "state", "view", "quorum_met", expr).returncode == 0
     script = agents.script("decider", DECIDER)
@@ -236,7 +250,9 @@ async def test_pipeline_with_gated_handoffs(hub: Any) -> None:
     """Ingestion → processing → output, each stage waiting for its turn and handing off behind a gate; a
     late duplicate handoff is refused, so a stage never runs twice."""
     async with Agent("setup", hub=hub.url) as setup:
-        await setup.state.batch([{"key": "pipeline_stage", "value": "ingestion"}, {"key": "data", "value": ""}])
+        await setup.state.batch(
+            [{"key": "pipeline_stage", "value": "ingestion"}, {"key": "data", "value": ""}]
+        )
     ran: list[str] = []
 
     async def stage(name: str, mine: str, nxt: str | None, work: Callable[[str], str]) -> None:
@@ -274,12 +290,16 @@ def test_watchdog_eval_and_materializer(agents: Agents, hub: Any) -> None:
     assert (out.returncode, out.stdout) == (0, '"active"\n')
     watch = agents.start(
         agents.script(
-            "watch", """synapse wait --json --name watchdog --condition 'agents["worker-1"].status == "waiting"' --timeout 30"""
+            "watch",
+            """synapse wait --json --name watchdog --condition 'agents["worker-1"].status == "waiting"' --timeout 30""",
         )
     )
     poll(waiting(hub.url, "watchdog"), what="the watchdog armed")
     worker = agents.start(
-        agents.script("work", "synapse wait --name worker-1 --condition 'state._shared.needs_recompute == true' --timeout 30")
+        agents.script(
+            "work",
+            "synapse wait --name worker-1 --condition 'state._shared.needs_recompute == true' --timeout 30",
+        )
     )
     code, out_, err = finish(watch)
     assert code == 0, err

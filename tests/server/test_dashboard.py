@@ -6,6 +6,8 @@ The screenshot lands in artifacts/dashboard.png.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -68,6 +70,42 @@ def page_of(browser: Any, url: str) -> tuple[Any, list[str]]:
 
 def text_of(page: Any, selector: str) -> str:
     return str(page.locator(selector).inner_text())
+
+
+async def test_a_batched_tail_sends_one_frame_per_commit_with_every_event(hub: ThreadHub) -> None:
+    """What the page follows: `tail` with `batch` gets EventBatch frames holding the same events, in order, as
+    EventFrames would (the backlog too), so an open dashboard costs one frame per group commit."""
+    from websockets.asyncio.client import connect
+
+    with SyncAgent("alice", hub=hub.url) as alice:
+        for i in range(3):
+            alice.send("alice", f"b{i}")
+    async with connect(hub.url) as single, connect(hub.url) as batched:
+        await single.send(json.dumps({"op": "tail", "id": 1, "after": 0}))
+        await batched.send(json.dumps({"op": "tail", "id": 1, "after": 0, "batch": True}))
+
+        async def collect(ws: Any, batch: bool) -> list[dict[str, Any]]:
+            got: list[dict[str, Any]] = []
+            while not any(f["event"].get("body") == "live" for f in got):
+                frame = json.loads(await asyncio.wait_for(ws.recv(), seconds(5_000)))
+                if frame["type"] == "EventBatch":
+                    assert batch and frame["events"]
+                    got += frame["events"]
+                elif frame["type"] == "EventFrame":
+                    assert not batch
+                    got.append(frame)
+            return got
+
+        tasks = [asyncio.ensure_future(collect(single, False)), asyncio.ensure_future(collect(batched, True))]
+        await asyncio.to_thread(_send_live, hub.url)
+        one, many = await asyncio.gather(*tasks)
+    assert one == many
+    assert [f["position"] for f in many] == list(range(1, len(many) + 1))
+
+
+def _send_live(url: str) -> None:
+    with SyncAgent("alice", hub=url) as alice:
+        alice.send("alice", "live")
 
 
 def test_a_message_sent_after_load_shows_within_a_second(hub: ThreadHub, browser: Any) -> None:

@@ -45,7 +45,9 @@ def history(url: str) -> None:
         a.state.init("task:next", 0)
         for v in range(1, 4):
             b.state.cas("task:next", v, v)
-        a.state.batch([{"key": "phase", "value": "voting"}, {"key": "votes", "value": 0}, {"key": "quorum", "value": 1}])
+        a.state.batch(
+            [{"key": "phase", "value": "voting"}, {"key": "votes", "value": 0}, {"key": "quorum", "value": 1}]
+        )
         b.state.increment("votes")
         a.state.set("score", 5, scope="alice")
         b.state.set("score", 7, scope="bob")
@@ -119,8 +121,14 @@ def test_state_survives_sigkill_and_restart(hub_proc: HubProcess, db_path: Path)
 
     machine = fold(db_path)
     room = machine.rooms["default"]
-    folded = {(scope, key): (e.value, e.version) for scope, keys in room.state.scopes.items() for key, e in keys.items()}
-    listed = {(e["scope"], e["key"]): (e["value"], e["version"]) for e in after["main"] if e["scope"] != "_view"}
+    folded = {
+        (scope, key): (e.value, e.version)
+        for scope, keys in room.state.scopes.items()
+        for key, e in keys.items()
+    }
+    listed = {
+        (e["scope"], e["key"]): (e["value"], e["version"]) for e in after["main"] if e["scope"] != "_view"
+    }
     assert folded == listed
 
     with SyncAgent("bob", hub=hub_proc.url, save_token=False) as b:

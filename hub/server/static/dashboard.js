@@ -1,6 +1,7 @@
 // Synapse Hub dashboard: read-only, live. Everything comes over the hub's own WebSocket: the read commands
 // (agents, claims, board, task.list, message.list, state.list) load a room, and the `tail` command keeps it
-// live by re-querying only the part an event touched. No polling, no reload.
+// live by re-querying only the part an event touched. No polling, no reload. The tail is batched (one frame per
+// group commit), so an open page costs the hub little even under a flood of messages.
 // Every string from the hub is put on the page with textContent: agent data never becomes markup.
 "use strict";
 
@@ -140,6 +141,8 @@
       pending.delete(frame.id);
       if (frame.type === "Ok") p.resolve(frame.result);
       else p.reject({ code: frame.code, message: frame.message });
+    } else if (frame.type === "EventBatch") {
+      for (const one of frame.events) onEvent(one);
     } else if (frame.type === "EventFrame") {
       onEvent(frame);
     }
@@ -175,7 +178,7 @@
   function startRoom(after) {
     generation += 1;
     const gen = generation;
-    request("tail", { rooms: [room], after: after })
+    request("tail", { rooms: [room], after: after, batch: true })
       .then((result) => {
         if (gen === generation && result.after > position) position = result.after;
       })
