@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["forget", "load", "save", "tokens_path"]
@@ -32,12 +35,19 @@ def load(hub: str, room: str, name: str) -> str | None:
     return _read(tokens_path()).get(_key(hub, room, name))
 
 
-def save(hub: str, room: str, name: str, token: str) -> None:
-    """Remember a token (replacing an older one) without ever exposing the file to other users."""
-    path = tokens_path()
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialize read-modify-write of the token file across processes (several agents joining at once)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data = _read(path)
-    data[_key(hub, room, name)] = token
+    fd = os.open(path.with_name(".tokens.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, data: dict[str, str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens.")
     try:
         os.fchmod(fd, 0o600)
@@ -51,13 +61,19 @@ def save(hub: str, room: str, name: str, token: str) -> None:
         raise
 
 
-def forget(hub: str, room: str, name: str) -> None:
+def save(hub: str, room: str, name: str, token: str) -> None:
+    """Remember a token (replacing an older one) without ever exposing the file to other users."""
     path = tokens_path()
-    data = _read(path)
-    if data.pop(_key(hub, room, name), None) is not None:
-        save_all = data
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens.")
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(save_all, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+    with _locked(path):
+        data = _read(path)
+        data[_key(hub, room, name)] = token
+        _write(path, data)
+
+
+def forget(hub: str, room: str, name: str) -> None:
+    """Drop a saved token."""
+    path = tokens_path()
+    with _locked(path):
+        data = _read(path)
+        if data.pop(_key(hub, room, name), None) is not None:
+            _write(path, data)
