@@ -133,7 +133,7 @@ class PeerHub:
         # socket shares one principal):
         #   --max-connections-per-host 0 (default 32 would refuse the 200-agent run),
         #   --max-clients 1024 (default 256), --max-claims-per-agent 1024 (default 128 per principal).
-        #   --log-level: the default INFO logs one line per frame; WARNING keeps logging off the hot path.
+        #   --log-level: the default INFO logs one line per frame; WARNING keeps per-frame log I/O off the hot path.
         return [
             str(self.bin_dir / "synapse"),
             "hub",
@@ -155,6 +155,13 @@ class PeerHub:
         ]
 
     def start(self, timeout: float = 60.0) -> PeerHub:
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()  # never leave the peer process or its temp dir behind
+            raise
+
+    def _start(self, timeout: float) -> PeerHub:
         last = ""
         for _ in range(3):  # retry if the probed free port got taken before the hub bound it
             self.port = _free_port()
@@ -175,7 +182,6 @@ class PeerHub:
                 return self
             last = self.log_tail()
             self._kill()
-        self.stop()
         raise RuntimeError(f"peer hub did not start:\n{last}")
 
     async def _wait_ready(self, timeout: float) -> bool:

@@ -31,8 +31,8 @@ from hub.protocol.types import SessionId
 from hub.server import http
 from hub.server.fanout import Fanout
 from hub.server.metrics import Metrics
-from hub.server.session import Session
 from hub.server.older import OlderFeed
+from hub.server.session import Session
 from hub.server.tail import Tails
 from hub.server.timers import Timers
 
@@ -300,6 +300,7 @@ class Hub:
         self.failed = exc
         for session in list(self.sessions.values()):
             session.close(1011, "the hub's log is not writable")
+        self.log.close()
         self.stopped.set()
 
 
@@ -317,6 +318,10 @@ def _tls_context(config: HubConfig) -> ssl.SSLContext | None:
 
 async def serve(config: HubConfig, ready: Callable[[Hub], Any] | None = None) -> int:
     """Run a hub until SIGTERM/SIGINT; returns the process exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before anything is announced: a SIGTERM always drains
+        loop.add_signal_handler(sig, stop.set)
     hub = Hub(config)
     await hub.start()
     # The restored state is long-lived: keep the cyclic collector off it, and collect young objects less
@@ -325,10 +330,6 @@ async def serve(config: HubConfig, ready: Callable[[Hub], Any] | None = None) ->
     gc.set_threshold(50_000, 50, 1_000)
     if ready is not None:
         ready(hub)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     waiter = asyncio.create_task(stop.wait())
     failed = asyncio.create_task(hub.stopped.wait())
     await asyncio.wait({waiter, failed}, return_when=asyncio.FIRST_COMPLETED)

@@ -72,7 +72,8 @@ class _Readings:
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
-        rooms = [r for r in hub.machine.rooms.values() if r.agents or r.feed]
+        created = hub.machine.created
+        rooms = [r for r in hub.machine.rooms.values() if r.agents or r.feed or r.name in created]
         info = InfoMetricFamily("synapse_hub", "The hub's version")
         info.add_metric([], {"version": __version__})
         yield info
@@ -90,7 +91,7 @@ class _Readings:
         yield _gauge(
             "synapse_tails", "Sessions following the event feed (tails, dashboards)", len(hub.tails.followers)
         )
-        yield _gauge("synapse_rooms", "Rooms with agents or messages", len(rooms))
+        yield _gauge("synapse_rooms", "Rooms (created, or with agents or messages)", len(rooms))
         yield _gauge("synapse_agents", "Agents that joined a room", sum(len(r.agents) for r in rooms))
         online = sum(1 for r in rooms for a in r.agents.values() if a.sessions)
         yield _gauge("synapse_agents_online", "Agents with at least one live session", online)

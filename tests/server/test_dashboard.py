@@ -1,6 +1,7 @@
 """The dashboard in a real headless browser: live without reload, agent data shown as text, admin token gating.
 
-Needs Debian's `chromium` (/usr/bin/chromium) and Playwright's Python package; skips, saying which is missing.
+Needs Debian's `chromium` (/usr/bin/chromium, or $SYNAPSE_TEST_CHROMIUM) and Playwright's Python package; skips,
+saying which is missing.
 The screenshot lands in artifacts/dashboard.png.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,9 +19,10 @@ from typing import Any
 import pytest
 
 from agent_sdk.sync import SyncAgent
+from hub.config import HubConfig
 from tests.conftest import ROOT, ThreadHub, hub_config, seconds
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("SYNAPSE_TEST_CHROMIUM", "/usr/bin/chromium")  # Debian's; override elsewhere
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -36,16 +39,20 @@ ADMIN = "dash-admin"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.skip("no chromium: `apt-get install -y chromium` to run the dashboard in a real browser")
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which(CHROMIUM)
+    if executable is None:
+        pytest.skip(
+            f"no chromium at {CHROMIUM}: `apt-get install -y chromium` to run the dashboard in a browser"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip("no playwright: `pip install playwright` (the dev extra) to drive the browser")
     with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=ARGS
-        )
+        try:
+            launched = p.chromium.launch(executable_path=executable, args=ARGS)
+        except Exception as exc:  # a browser that cannot start here is an environment problem, not a failure
+            pytest.skip(f"chromium at {executable} would not start: {str(exc).splitlines()[0]}")
         try:
             yield launched
         finally:
@@ -178,3 +185,39 @@ def test_the_dashboard_needs_the_admin_token_to_list_rooms(db_path: Path, browse
         page.close()
     finally:
         th.stop()
+
+
+def test_the_page_reconnects_after_a_hub_restart_and_stays_live(db_path: Path, browser: Any) -> None:
+    """Stop the hub under an open page, start it again on the same port: the page says so, reconnects by itself,
+    resumes its tail after the last event it showed, and shows what is sent next (no reload)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = HubConfig(host="127.0.0.1", port=port, db=str(db_path))
+    first = ThreadHub(config)
+    try:
+        with SyncAgent("alice", hub=first.url) as alice:
+            alice.send("alice", "before the restart")
+        page, problems = page_of(browser, first.url.replace("ws://", "http://", 1) + "/")
+        page.wait_for_function(
+            "() => document.getElementById('feed').textContent.includes('before the restart')"
+        )
+    finally:
+        first.stop()
+    page.wait_for_selector(".status-down", timeout=seconds(5_000) * 1000)
+    again = ThreadHub(config)
+    try:
+        page.wait_for_selector(".status-live", timeout=seconds(10_000) * 1000)
+        with SyncAgent("alice", hub=again.url) as alice:
+            alice.send("alice", "after the restart")
+        page.wait_for_function(
+            "() => document.getElementById('feed').textContent.includes('after the restart')"
+            " && document.getElementById('events').textContent.includes('HubStarted')",
+            timeout=seconds(5_000) * 1000,
+        )
+        assert problems == []
+        page.close()
+    finally:
+        again.stop()
