@@ -153,9 +153,10 @@ async def cli_wait(url: str, tmp: str, runs: int = 5) -> dict[str, float]:
     from hub.protocol import commands as c
 
     arm, exits = [], []
+    last = 0
     for _ in range(runs):
         t0 = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(  # --after: armed exactly after the last wake's message
             *cmd,
             "wait",
             "--name",
@@ -163,20 +164,25 @@ async def cli_wait(url: str, tmp: str, runs: int = 5) -> dict[str, float]:
             "--for",
             "wt-b",
             "--directed-only",
+            "--after",
+            str(last),
             "--timeout",
             "30",
             env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        while True:  # armed = the hub lists the waiter on wt-b's presence
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # armed = the hub lists the waiter on wt-b's presence
             agents = (await probe.request(c.Agents(id=probe.next())))["agents"]
             if any(a["name"] == "wt-b" and a.get("waiter") == "wt-rx" for a in agents):
                 break
             await asyncio.sleep(0.001)
+        else:
+            raise RuntimeError("the waiter never armed")
         arm.append((time.perf_counter() - t0) * 1000)
         t1 = time.perf_counter()
-        await tx.send("wt-b", "wake")
+        last = await tx.send("wt-b", "wake")
         await proc.wait()
         exits.append((time.perf_counter() - t1) * 1000)
     await tx.close()

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import heapq
+from typing import TYPE_CHECKING, Any
 
+from hub.core import agents as agents_
+from hub.core import rooms as rooms_
+from hub.core.effects import ArmTimer, Context, Deliver, Outcome
 from hub.core.scopes import BadScope, ScopeIndex, normalize, overlapping
+from hub.protocol import commands as c
+from hub.protocol import events as e
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import (
     ClaimGranted,
@@ -15,9 +21,11 @@ from hub.protocol.events import (
     ClaimRenewed,
     IntentDeclared,
 )
-from hub.protocol.types import AgentName, SessionId
+from hub.protocol.frames import Notice
+from hub.protocol.types import AgentName, RoomName, SessionId
 
 __all__ = [
+    "ClaimRules",
     "MAX_PATHS",
     "Claims",
     "Held",
@@ -250,3 +258,178 @@ def overlap_error(work: str, clashes: list[tuple[Held, str, str]]) -> HubError:
 
 
 __all__ += ["check_checkpoint"]
+
+
+if TYPE_CHECKING:
+    from hub.core.machine import Tick
+
+
+class ClaimRules:
+    """Claiming, renewing, releasing and handing off; lapses (SPEC: Claims). Mixed into Machine: `self` is the machine."""
+
+    def _holding(
+        self, agent: agents_.Agent, ctx: Context, ttl: float | None
+    ) -> tuple[SessionId | None, float | None]:
+        """Session-bound when the agent has a live session (its own, or its presence connector), else TTL."""
+        info = self.sessions.get(ctx.session) if ctx.session is not None else None
+        if info is not None and info.agent == agent.name and ctx.session in agent.sessions:
+            return ctx.session, None
+        if agent.sessions:
+            return min(agent.sessions), None
+        ttl = self.config.claim_ttl if ttl is None else ttl
+        if not 0 < ttl <= 30 * 86_400:
+            raise HubError(
+                Code.BAD_REQUEST, "ttl must be between 0 and 30 days", {"field": "ttl", "reason": "range"}
+            )
+        return None, ctx.now + ttl
+
+    def _claim(self, cmd: c.Claim, ctx: Context, out: Outcome) -> None:
+        # Decide with expired claims counted as gone, then lapse them, then act: a refusal emits nothing.
+        room, agent = self._actor(cmd, ctx)
+        check_checkpoint(cmd.checkpoint)
+        live = room.claims.live
+        held = room.claims.current(cmd.work, ctx.now)
+        if not cmd.work or len(cmd.work) > 200:
+            raise HubError(Code.BAD_REQUEST, "work needs a name of 1..200 characters", {"field": "work"})
+        if held is not None and held.holder != agent.name:
+            raise HubError(
+                Code.CONFLICT,
+                f"{cmd.work!r} is held by {held.holder}",
+                {"holder": held.holder, "work": cmd.work, "current": held.view()},
+            )
+        session, expires = self._holding(agent, ctx, cmd.ttl)
+        if cmd.renew:
+            if held is None:
+                raise HubError(Code.NOT_FOUND, f"no live claim {cmd.work!r} to renew", {"what": "claim"})
+            if cmd.paths and check_paths(cmd.paths) != held.paths:
+                raise HubError(
+                    Code.BAD_REQUEST, "renew keeps the scope; claim again to change it", {"field": "paths"}
+                )
+            self._lapse_due(ctx.now, out)
+            self._emit(
+                out,
+                e.ClaimRenewed(room=room.name, at=ctx.now, work=cmd.work, expires=expires, session=session),
+            )
+        else:
+            paths = check_paths(cmd.paths)
+            clashes = room.claims.conflicts(paths, agent.name, ctx.now)
+            if clashes:
+                raise overlap_error(cmd.work, clashes)
+            self._lapse_due(ctx.now, out)
+            held = live.get(cmd.work)
+            inherited = held.checkpoint if held is not None else room.claims.checkpoints.get(cmd.work)
+            checkpoint = cmd.checkpoint if cmd.checkpoint is not None else inherited
+            self._emit(
+                out,
+                e.ClaimGranted(
+                    room=room.name,
+                    at=ctx.now,
+                    work=cmd.work,
+                    holder=agent.name,
+                    paths=paths,
+                    expires=expires,
+                    session=session,
+                    checkpoint=checkpoint,
+                ),
+            )
+        if expires is not None:
+            out.effects.append(ArmTimer(expires))
+        self._reply(out, ctx, cmd, live[cmd.work].view())
+
+    def _mine(self, room: rooms_.Room, agent: agents_.Agent, work: str, now: float) -> Held:
+        held = room.claims.current(work, now)
+        if held is None:
+            raise HubError(Code.NOT_FOUND, f"no live claim {work!r}", {"what": "claim", "work": work})
+        if held.holder != agent.name:
+            raise HubError(
+                Code.FORBIDDEN,
+                f"{work!r} is held by {held.holder}, not {agent.name}",
+                {"holder": held.holder},
+            )
+        return held
+
+    def _release(self, cmd: c.Release, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        check_checkpoint(cmd.checkpoint)
+        held = self._mine(room, agent, cmd.work, ctx.now)
+        self._lapse_due(ctx.now, out)
+        view = held.view()
+        self._emit(out, e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, checkpoint=cmd.checkpoint))
+        view["checkpoint"] = room.claims.checkpoints.get(cmd.work)
+        self._reply(out, ctx, cmd, view)
+
+    def _handoff(self, cmd: c.Handoff, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        held = self._mine(room, agent, cmd.work, ctx.now)
+        target = room.agents.get(cmd.to)
+        if target is None:
+            raise HubError(
+                Code.NOT_FOUND,
+                f"{cmd.to!r} is not a member of room {room.name!r}",
+                {"what": "agent", "name": cmd.to},
+            )
+        session, expires = self._holding(target, Context(ctx.now), None)
+        self._lapse_due(ctx.now, out)
+        self._emit(
+            out,
+            e.ClaimHandedOff(
+                room=room.name, at=ctx.now, work=cmd.work, to=target.name, expires=expires, session=session
+            ),
+        )
+        if expires is not None:
+            out.effects.append(ArmTimer(expires))
+        self._notify(room, target.name, "claim.handed", {**held.view(), "from": agent.name}, out)
+        self._reply(out, ctx, cmd, held.view())
+
+    def _list_claims(self, cmd: c.ListClaims, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        listed = (
+            []
+            if room is None
+            else [h.view() for h in sorted(room.claims.live.values(), key=lambda h: h.work)]
+        )
+        self._reply(out, ctx, cmd, {"claims": listed})
+
+    def _declare_intent(self, cmd: c.DeclareIntent, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        paths = check_paths(cmd.paths) if cmd.paths else ()
+        if cmd.note is not None and len(cmd.note) > 4096:
+            raise HubError(Code.TOO_LARGE, "a note holds at most 4096 characters", {"limit": 4096})
+        self._emit(
+            out, e.IntentDeclared(room=room.name, at=ctx.now, agent=agent.name, paths=paths, note=cmd.note)
+        )
+        self._reply(out, ctx, cmd, room.claims.board())
+
+    def _tick(self, cmd: Tick, ctx: Context, out: Outcome) -> None:
+        self._lapse_due(ctx.now, out)
+        if self.deadlines:
+            out.effects.append(ArmTimer(self.deadlines[0][0]))
+
+    def _lapse_due(self, now: float, out: Outcome) -> None:
+        """Lapse every claim whose TTL or grace has run out (SPEC: Claims); its checkpoint stays for the next."""
+        heap = self.deadlines
+        while heap and heap[0][0] <= now:
+            expires, room_name, work = heapq.heappop(heap)
+            room = self.rooms.get(room_name)
+            held = None if room is None else room.claims.live.get(work)
+            if held is None or held.expires != expires or room is None:
+                continue  # stale: released, renewed or re-bound since
+            view = held.view()
+            self._emit(out, e.ClaimLapsed(room=room_name, at=now, work=work))
+            self._notify(room, held.holder, "claim.lapsed", view, out)
+
+    def _notify(
+        self, room: rooms_.Room, agent: AgentName, kind: str, detail: dict[str, Any], out: Outcome
+    ) -> None:
+        """A Notice to every attached session of `agent` (streaming or not: a presence connector too)."""
+        member = room.agents.get(agent)
+        sessions = sorted(member.sessions) if member is not None else ()
+        if sessions:
+            out.effects.append(Deliver(tuple(sessions), Notice(kind=kind, room=room.name, detail=detail)))
+
+    def _claimant(self, event: Any, agent: AgentName | None) -> Claims:
+        return self.room(event.room).claims
+
+    def _deadline(self, room: RoomName, held: Held) -> None:
+        if held.expires is not None:
+            heapq.heappush(self.deadlines, (held.expires, room, held.work))

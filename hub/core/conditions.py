@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hub.core import agents as agents_
 from hub.core import cel
+from hub.core import rooms as rooms_
+from hub.core.effects import Context, Deliver, Outcome
+from hub.core.limits import check_count
+from hub.protocol import commands as c
+from hub.protocol.codec import to_builtins
 from hub.protocol.errors import Code, HubError
+from hub.protocol.frames import Trigger, Wake
 from hub.protocol.types import AgentName, SessionId
 
-if TYPE_CHECKING:
-    from hub.core.rooms import Room
-
-__all__ = ["Conditions", "Sub", "compile_or_refuse", "context_of"]
+__all__ = ["value_of", "ConditionRules", "Conditions", "Sub", "compile_or_refuse", "context_of"]
 
 Path = tuple[str, ...]
 
@@ -114,7 +118,7 @@ class _Trie:
             stack.extend(n.children.values())
 
 
-def context_of(room: Room, views: dict[str, Any] | None = None) -> dict[str, Any]:
+def context_of(room: rooms_.Room, views: dict[str, Any] | None = None) -> dict[str, Any]:
     """The CEL context of a room, built from scratch (eval, gates and the first subscription)."""
     state = room.state.values()
     if views is not None:
@@ -130,7 +134,7 @@ def context_of(room: Room, views: dict[str, Any] | None = None) -> dict[str, Any
     }
 
 
-def _agent(room: Room, name: str) -> dict[str, Any]:
+def _agent(room: rooms_.Room, name: str) -> dict[str, Any]:
     a = room.agents[name]  # type: ignore[index]
     waiting = room.conditions.waiting.get(a.name)
     return {
@@ -141,7 +145,7 @@ def _agent(room: Room, name: str) -> dict[str, Any]:
     }
 
 
-def _messages(room: Room) -> dict[str, int]:
+def _messages(room: rooms_.Room) -> dict[str, int]:
     return {"count": room.seq, "unclaimed": room.seq - len(room.claimed)}
 
 
@@ -171,14 +175,14 @@ class Conditions:
 
     # -- the context -----------------------------------------------------------------------------------
 
-    def context(self, room: Room) -> dict[str, Any]:
+    def context(self, room: rooms_.Room) -> dict[str, Any]:
         """The live context, built on first use and then kept current by `refresh`."""
         if self.ctx is None:
             self.ctx = context_of(room, {})
             self._resolve_all(room)
         return self.ctx
 
-    def refresh(self, room: Room, touched: Iterable[Path]) -> set[Path]:
+    def refresh(self, room: rooms_.Room, touched: Iterable[Path]) -> set[Path]:
         """Bring the live context up to date for touched paths; returns them plus the views that changed."""
         ctx = self.ctx
         if ctx is None:
@@ -224,7 +228,7 @@ class Conditions:
 
     # -- views -------------------------------------------------------------------------------------------
 
-    def define_view(self, room: Room, key: str, compiled: cel.Compiled) -> None:
+    def define_view(self, room: rooms_.Room, key: str, compiled: cel.Compiled) -> None:
         """Add or replace a view (cycles were refused when it was decided)."""
         old = self.view_programs.get(key)
         if old is not None:
@@ -284,12 +288,12 @@ class Conditions:
         views[key] = value
         return True
 
-    def _resolve_all(self, room: Room) -> None:
+    def _resolve_all(self, room: rooms_.Room) -> None:
         for _ in range(len(self.view_programs) + 1):  # views over views settle in at most that many passes
             if not any([self._resolve(k, self.ctx) for k in list(self.view_programs)]):
                 return
 
-    def _propagate_views(self, room: Room, touched: set[Path]) -> None:
+    def _propagate_views(self, room: rooms_.Room, touched: set[Path]) -> None:
         frontier = set(touched)
         for _ in range(len(self.view_programs) + 1):
             hit: set[str] = set()
@@ -343,3 +347,121 @@ class Conditions:
     def include(self, parts: tuple[str, ...]) -> dict[str, Any]:
         ctx = self.ctx or {}
         return {p: ctx.get(p) for p in parts if p in ctx}
+
+
+class ConditionRules:
+    """Subscriptions and the dependency-indexed reaction to changes (SPEC: conditions). Mixed into Machine: `self` is the machine."""
+
+    def _add_sub(
+        self,
+        room: rooms_.Room,
+        session: SessionId,
+        compiled: Any,
+        include: tuple[str, ...],
+        agent: AgentName | None,
+        wait_id: int | None,
+        info: agents_.SessionInfo,
+    ) -> int:
+        check_count("subscriptions per session", len(info.subs), self.config.max_subscriptions_per_session)
+        self.next_sub += 1
+        room.conditions.add(Sub(self.next_sub, session, compiled, include, agent, wait_id))
+        info.subs.add((room.name, self.next_sub))
+        if agent is not None:
+            self.touched.setdefault(room.name, set()).add(("agents", agent))
+        return self.next_sub
+
+    def _drop_sub(self, room: rooms_.Room, sub_id: int) -> None:
+        sub = room.conditions.remove(sub_id)
+        if sub is None:
+            return
+        info = self.sessions.get(sub.session)
+        if info is not None:
+            info.subs.discard((room.name, sub_id))
+        if sub.agent is not None and room.conditions.ctx is not None:
+            self.touched.setdefault(room.name, set()).add(("agents", sub.agent))
+
+    def _subscribe(self, cmd: c.Subscribe, ctx: Context, out: Outcome) -> None:
+        if ctx.session is None:
+            raise HubError(Code.BAD_REQUEST, "subscribe needs a session")
+        compiled = compile_or_refuse(cmd.expr)
+        room = self.room(rooms_.check_room(cmd.room))
+        for part in cmd.include:
+            if part not in cel.ROOTS:
+                raise HubError(
+                    Code.BAD_REQUEST,
+                    f"include names a context root: {', '.join(sorted(cel.ROOTS))}",
+                    {"field": "include"},
+                )
+        info = self.sessions.setdefault(ctx.session, agents_.SessionInfo(room.name))
+        agent = cmd.name if cmd.name is not None and cmd.name in room.agents else None
+        sub_id = self._add_sub(room, ctx.session, compiled, cmd.include, agent, None, info)
+        sub = room.conditions.subs[sub_id]
+        sub.once = cmd.once
+        value = value_of(compiled, room.conditions.context(room))
+        sub.held = cel.is_true(value)
+        self._reply(out, ctx, cmd, {"sub": sub_id, "value": value, "holds": sub.held})
+        if sub.held:
+            self._trigger(room, sub, value, out)
+            if cmd.once:
+                self._drop_sub(room, sub_id)
+
+    def _unsubscribe(self, cmd: c.Unsubscribe, ctx: Context, out: Outcome) -> None:
+        info = self.sessions.get(ctx.session) if ctx.session is not None else None
+        found = None if info is None else next((r for r, i in info.subs if i == cmd.sub), None)
+        if found is None:
+            raise HubError(
+                Code.NOT_FOUND, f"no subscription {cmd.sub} on this session", {"what": "subscription"}
+            )
+        self._drop_sub(self.rooms[found], cmd.sub)
+        self._reply(out, ctx, cmd, {"sub": cmd.sub, "removed": True})
+
+    def _trigger(self, room: rooms_.Room, sub: Sub, value: Any, out: Outcome) -> None:
+        if sub.wait_id is not None:
+            waiter = next((w for w in room.waiters.values() if w.sub == sub.id), None)
+            if waiter is not None:
+                self._disarm(room, waiter)
+            wake = Wake(id=sub.wait_id, reason="condition", condition=sub.compiled.source, value=value)
+            out.effects.append(Deliver((sub.session,), wake))
+            return
+        frame = Trigger(
+            sub=sub.id,
+            condition=sub.compiled.source,
+            value=value,
+            position=self.position,
+            include=to_builtins(room.conditions.include(sub.include)) if sub.include else {},
+        )
+        out.effects.append(Deliver((sub.session,), frame))
+
+    def _react(self, out: Outcome) -> None:
+        """Re-evaluate only the views and conditions that read what changed; push triggers on the edge."""
+        touched, self.touched = self.touched, {}
+        for room_name, paths in touched.items():
+            room = self.rooms.get(room_name)
+            if room is None or room.conditions.ctx is None:
+                continue
+            changed = room.conditions.refresh(room, paths)
+            subs = room.conditions.affected(changed)
+            if not subs:
+                continue
+            # the plain live context, not cel.bind(): a Bound converts whole roots on first read (all of
+            # `state` per write in a big room), the plain mapping only the slice each condition reads
+            bound = room.conditions.ctx
+            for sub in subs:
+                if sub.id not in room.conditions.subs:
+                    continue
+                holds, value = room.conditions.evaluate(sub, bound)
+                if holds and not sub.held:
+                    self._trigger(room, sub, value, out)
+                    if sub.once:
+                        self._drop_sub(room, sub.id)
+                sub.held = holds
+        if self.touched:  # presence changed by a waiter that just woke
+            self._react(out)
+
+
+def value_of(compiled: Any, bound: Any) -> Any:
+    """A condition's value, or None when evaluation fails (a failing condition never holds)."""
+    try:
+        return cel.evaluate(compiled, bound)
+    except cel.EvalError:
+        return None

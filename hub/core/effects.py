@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -10,7 +11,15 @@ from hub.protocol.events import Event
 from hub.protocol.frames import Frame
 from hub.protocol.types import SessionId
 
-__all__ = ["ArmTimer", "CloseSession", "Deliver", "Effect", "Outcome", "Reply"]
+__all__ = ["ArmTimer", "CloseSession", "Context", "Deliver", "Effect", "Outcome", "Reply"]
+
+
+class Context(msgspec.Struct, frozen=True):
+    """What the shell tells the core about a command: the time, the session, a source of fresh secrets."""
+
+    now: float
+    session: SessionId | None = None
+    secret: Callable[[], str] | None = None
 
 
 class Reply(msgspec.Struct, frozen=True):

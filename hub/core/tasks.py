@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.core import rooms as rooms_
+from hub.core.effects import Context, Outcome
+from hub.protocol import commands as c
+from hub.protocol import events as e
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import TaskDeclared, TaskUpdated
 from hub.protocol.types import AgentName
 
-__all__ = ["OPEN", "STATUSES", "Plan", "Task"]
+__all__ = ["PlanRules", "OPEN", "STATUSES", "Plan", "Task"]
 
 STATUSES = ("pending", "ready", "in_progress", "blocked", "done", "cancelled")
 OPEN = frozenset({"pending", "ready", "in_progress", "blocked"})
@@ -235,3 +239,183 @@ class Plan:
 
 def _rank(task: Task) -> tuple[int, float]:
     return (task.order if task.order is not None else 1 << 30, task.created_at)
+
+
+class PlanRules:
+    """Declaring, claiming and updating tasks (SPEC: Plan). Mixed into Machine: `self` is the machine."""
+
+    def _declare_task(self, cmd: c.DeclareTask, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        plan = room.plan
+        if not cmd.task or len(cmd.task) > 200 or not cmd.title or len(cmd.title) > 1000:
+            raise HubError(
+                Code.BAD_REQUEST,
+                "a task needs an id (1..200) and a title (1..1000 characters)",
+                {"field": "task"},
+            )
+        depends_on = tuple(dict.fromkeys(d for d in cmd.depends_on if d))
+        existing = plan.tasks.get(cmd.task)
+        if existing is not None:
+            same = (
+                existing.title,
+                existing.depends_on,
+                existing.parent,
+                existing.mode,
+                existing.order,
+                existing.epic,
+            ) == (cmd.title, depends_on, cmd.parent, cmd.mode, cmd.order, cmd.epic)
+            if not same:
+                raise HubError(
+                    Code.ALREADY_EXISTS,
+                    f"task {cmd.task!r} exists with other settings",
+                    {"current": existing.view()},
+                )
+            self._reply(out, ctx, cmd, existing.view())
+            return
+        plan.check_declare(cmd.task, depends_on, cmd.parent)
+        self._emit(
+            out,
+            e.TaskDeclared(
+                room=room.name,
+                at=ctx.now,
+                task=cmd.task,
+                title=cmd.title,
+                status=plan.first_status(depends_on),
+                by=agent.name,
+                depends_on=depends_on,
+                parent=cmd.parent,
+                mode=cmd.mode,
+                order=cmd.order,
+                epic=cmd.epic,
+            ),
+        )
+        self._reply(out, ctx, cmd, plan.tasks[cmd.task].view())
+
+    def _claim_task(self, cmd: c.ClaimTask, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        plan = room.plan
+        task = plan.get(cmd.task)
+        if task.status == "in_progress" and task.holder == agent.name:
+            self._reply(out, ctx, cmd, task.view())
+            return
+        if task.epic:
+            raise HubError(Code.BAD_REQUEST, f"{task.id!r} is an epic: claim its children", {"field": "task"})
+        if task.status == "pending":
+            open_deps = plan.open_dependencies(task)
+            raise HubError(
+                Code.NOT_READY,
+                f"{task.id!r} waits for {', '.join(open_deps)}",
+                {"open_dependencies": open_deps, "current": task.view()},
+            )
+        if task.status != "ready":
+            who = f" by {task.holder}" if task.holder else ""
+            raise HubError(
+                Code.CONFLICT,
+                f"{task.id!r} is {task.status}{who}",
+                {"holder": task.holder, "current": task.view()},
+            )
+        blockers = plan.seq_blockers(task)
+        if blockers:
+            raise HubError(
+                Code.SEQ_BLOCKED,
+                f"{task.id!r} is blocked: {', '.join(blockers)} not done",
+                {"blocked_by": blockers, "current": task.view()},
+            )
+        self._emit(
+            out,
+            e.TaskUpdated(
+                room=room.name,
+                at=ctx.now,
+                task=task.id,
+                etag=task.etag + 1,
+                status="in_progress",
+                holder=agent.name,
+                by=agent.name,
+            ),
+        )
+        self._reply(out, ctx, cmd, task.view())
+
+    def _update_task(self, cmd: c.UpdateTask, ctx: Context, out: Outcome) -> None:
+        room, agent = self._actor(cmd, ctx)
+        task = room.plan.get(cmd.task)
+        if cmd.etag is not None and cmd.etag != task.etag:
+            raise HubError(
+                Code.CONFLICT,
+                f"{task.id!r} changed since etag {cmd.etag} (now {task.etag}); re-read",
+                {"current": task.view()},
+            )
+        if cmd.note is not None and len(cmd.note) > 4096:
+            raise HubError(Code.TOO_LARGE, "a note holds at most 4096 characters", {"limit": 4096})
+        if cmd.title is not None and not 0 < len(cmd.title) <= 1000:
+            raise HubError(Code.BAD_REQUEST, "a title holds 1..1000 characters", {"field": "title"})
+        status = cmd.status or task.status
+        holder = task.holder
+        if status == "ready":
+            holder = None
+        elif status == "in_progress" and holder is None:
+            holder = agent.name
+        self._emit(
+            out,
+            e.TaskUpdated(
+                room=room.name,
+                at=ctx.now,
+                task=task.id,
+                etag=task.etag + 1,
+                status=status,
+                holder=holder,
+                title=cmd.title,
+                by=agent.name,
+                note=cmd.note,
+            ),
+        )
+        if status == "done" and cmd.status == "done":
+            self._finished(room, task, ctx.now, out)
+        elif cmd.status == "cancelled":
+            self._closed(room, task, ctx.now, out)
+        self._reply(out, ctx, cmd, task.view())
+
+    def _finished(self, room: rooms_.Room, task: Task, now: float, out: Outcome) -> None:
+        """A task is done: its dependents whose dependencies are all done become ready, a complete epic done."""
+        plan = room.plan
+        for dep in plan.readied_by(task.id):
+            self._emit(
+                out,
+                e.TaskUpdated(
+                    room=room.name, at=now, task=dep.id, etag=dep.etag + 1, status="ready", holder=None
+                ),
+            )
+        self._closed(room, task, now, out)
+
+    def _closed(self, room: rooms_.Room, task: Task, now: float, out: Outcome) -> None:
+        """A task is done or cancelled: the epic it completes is done."""
+        epic = room.plan.completed_epic(task)
+        if epic is not None:
+            self._emit(
+                out,
+                e.TaskUpdated(
+                    room=room.name,
+                    at=now,
+                    task=epic.id,
+                    etag=epic.etag + 1,
+                    status="done",
+                    holder=epic.holder,
+                    note="all children done",
+                ),
+            )
+            self._finished(room, epic, now, out)
+
+    def _list_tasks(self, cmd: c.ListTasks, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        listed = [] if room is None else room.plan.listed(cmd.status, cmd.ready, cmd.parent)
+        self._reply(out, ctx, cmd, {"tasks": listed})
+
+    def _show_task(self, cmd: c.ShowTask, ctx: Context, out: Outcome) -> None:
+        room = self.rooms.get(cmd.room)
+        if room is None:
+            raise HubError(Code.NOT_FOUND, f"no task {cmd.task!r}", {"what": "task", "task": cmd.task})
+        task = room.plan.get(cmd.task)
+        view = task.view()
+        view["children"] = room.plan.listed(None, False, task.id)
+        view["open_dependencies"] = room.plan.open_dependencies(task)
+        view["blocked_by"] = room.plan.seq_blockers(task)
+        self._reply(out, ctx, cmd, view)
