@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_sdk import credentials
 from hub.protocol import commands as c
 from hub.protocol.codec import decode_frame, encode, to_builtins
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Delivery, Error, Frame, Message, Ok, Wake
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["DEFAULT_HUB", "BaseClient", "error_of", "targets"]
 
@@ -95,6 +97,8 @@ class BaseClient:
         """For wss://: the system's trust store, or only `ca_file` when one is given (a private CA)."""
         if not self.hub.startswith("wss://"):
             return None
+        import ssl  # only for wss://: ssl is slow to import
+
         return ssl.create_default_context(cafile=self.ca_file)
 
     def cmd_join(self, role: str | None = None) -> c.Join:

@@ -1,4 +1,4 @@
-"""SyncAgent: the blocking client over websockets.sync (the CLI's client: no event loop, fast start)."""
+"""SyncAgent: the blocking client over a minimal stdlib WebSocket (the CLI's client: no event loop, fast start)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.sync.client import ClientConnection, connect
-
 from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, result_of
+from agent_sdk.wire import Closed, Socket
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Delivery, Error, Frame, Message, Ok, Wake
@@ -29,7 +27,7 @@ class SyncAgent(BaseClient):
     def __init__(self, name: str | None = None, *, connect_timeout: float = 5.0, **kw: Any) -> None:
         super().__init__(name, **kw)
         self.connect_timeout = connect_timeout
-        self.ws: ClientConnection | None = None
+        self.ws: Socket | None = None
         self.inbox: deque[Message] = deque()
         self.implicit_join = True
 
@@ -37,15 +35,8 @@ class SyncAgent(BaseClient):
 
     def connect(self) -> SyncAgent:
         try:
-            self.ws = connect(
-                self.hub,
-                ssl=self.ssl_context(),
-                open_timeout=self.connect_timeout,
-                max_size=None,
-                compression=None,
-                close_timeout=1,
-            ).__enter__()  # entering is how websockets ≥ 17.1 accepts a connection kept past one block
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            self.ws = Socket.open(self.hub, self.connect_timeout, self.ssl_context)
+        except (OSError, ValueError) as exc:
             raise HubError(Code.UNREACHABLE, f"cannot reach the hub at {self.hub}: {exc}") from None
         return self
 
@@ -64,7 +55,7 @@ class SyncAgent(BaseClient):
         assert self.ws is not None
         try:
             return self.decode(self.ws.recv(timeout))
-        except ConnectionClosed as exc:
+        except Closed as exc:
             raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
 
     def post(self, cmd: c.BaseCommand) -> None:
@@ -73,8 +64,8 @@ class SyncAgent(BaseClient):
             self.connect()
         assert self.ws is not None
         try:
-            self.ws.send(self.frame(cmd), text=True)
-        except ConnectionClosed as exc:
+            self.ws.send(self.frame(cmd))
+        except Closed as exc:
             raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
 
     def next_frame(self, timeout: float | None = None) -> Frame:
@@ -91,8 +82,8 @@ class SyncAgent(BaseClient):
             self.connect()
         assert self.ws is not None
         try:
-            self.ws.send(self.frame(cmd), text=True)
-        except ConnectionClosed as exc:
+            self.ws.send(self.frame(cmd))
+        except Closed as exc:
             raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -325,11 +316,9 @@ class SyncAgent(BaseClient):
                 yield frame.message
 
 
-def _reason(exc: ConnectionClosed) -> str:
-    rcvd = exc.rcvd
-    if rcvd is None:
-        return "no close frame"
-    return f"{rcvd.code} {rcvd.reason}".strip()
+def _reason(exc: Closed) -> str:
+    return str(exc) or "no close frame"
+
 
 
 class SyncTasks:
