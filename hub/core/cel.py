@@ -12,7 +12,7 @@ __all__ = [
     "MAX_COMPREHENSION_DEPTH",
     "MAX_DEPTH",
     "MAX_EXPRESSION_LENGTH",
-    "NATIVE",
+    "native",
     "REFERENCE",
     "ROOTS",
     "BadExpression",
@@ -945,18 +945,31 @@ def _native() -> _EngineBase:
         return CelRustEngine()
 
 
-NATIVE: Engine = _native()
 REFERENCE: Engine = CelpyEngine()
+_engines: list[Engine] = []  # the native engine, loaded on first use: a hub that never sees CEL saves ~10 MB
+
+
+def native() -> Engine:
+    """The native engine (cel-cpp), imported the first time an expression is compiled."""
+    if not _engines:
+        _engines.append(_native())
+    return _engines[0]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NATIVE":
+        return native()
+    raise AttributeError(name)
 
 
 def compile(expr: str) -> Compiled:
     """Compile `expr` with the native engine; raise BadExpression."""
-    return NATIVE.compile(expr)
+    return native().compile(expr)
 
 
 def bind(context: Mapping[str, Any]) -> Bound:
     """Prepare `context` once for evaluating several expressions with the native engine."""
-    return NATIVE.bind(context)
+    return native().bind(context)
 
 
 def evaluate(compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any:
