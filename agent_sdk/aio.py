@@ -263,33 +263,21 @@ class Agent(BaseClient):
     ) -> list[dict[str, Any]]:
         """Read the feed after a cursor (open to every member)."""
         result = await self.request(
-            lambda: c.ListMessages(
-                id=self.next_id(),
-                room=self.room,
-                for_=for_,
-                after=after,
-                kind=kind,
-                unclaimed=unclaimed,
-                limit=limit,
+            lambda: self.read(
+                c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit
             )
         )
         return result["messages"]  # type: ignore[no-any-return]
 
     async def claim_message(self, seq: int) -> str:
         """Claim a message for this agent. Raises HubError `already_claimed` (detail: holder)."""
-        result = await self.request(
-            lambda: c.ClaimMessage(
-                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), seq=seq
-            )
-        )
+        result = await self.request(lambda: self.mutation(c.ClaimMessage, seq=seq))
         return str(result["holder"])
 
     async def heartbeat(self, status: str | None = None) -> dict[str, Any]:
         """Say this agent is alive, optionally with a new status (active, busy, idle, done...)."""
         return await self.request(  # type: ignore[no-any-return]
-            lambda: c.Heartbeat(
-                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), status=status
-            )
+            lambda: self.mutation(c.Heartbeat, status=status)
         )
 
     # -- claims -----------------------------------------------------------------------------------
@@ -310,48 +298,27 @@ class Agent(BaseClient):
                 `bad_request` for a bad path.
         """
         view = await self.request(
-            lambda: c.Claim(
-                id=self.next_id(),
-                room=self.room,
-                token=self.token,
-                name=self.need_name(),
-                work=work,
-                paths=tuple(paths),
-                ttl=ttl,
-                checkpoint=checkpoint,
-                renew=renew,
+            lambda: self.mutation(
+                c.Claim, work=work, paths=tuple(paths), ttl=ttl, checkpoint=checkpoint, renew=renew
             )
         )
         return Claim(self, view)
 
     async def release(self, work: str, *, checkpoint: str | None = None) -> None:
         """Release a claim, leaving `checkpoint` for whoever claims `work` next."""
-        await self.request(
-            lambda: c.Release(
-                id=self.next_id(),
-                room=self.room,
-                token=self.token,
-                name=self.need_name(),
-                work=work,
-                checkpoint=checkpoint,
-            )
-        )
+        await self.request(lambda: self.mutation(c.Release, work=work, checkpoint=checkpoint))
 
     async def handoff(self, work: str, to: str) -> None:
         """Move a live claim, with its checkpoint, to another agent of the room."""
-        await self.request(
-            lambda: c.Handoff(
-                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), work=work, to=to
-            )
-        )
+        await self.request(lambda: self.mutation(c.Handoff, work=work, to=to))
 
     async def claims(self) -> list[dict[str, Any]]:
         """The room's live claims."""
-        return (await self.request(lambda: c.ListClaims(id=self.next_id(), room=self.room)))["claims"]  # type: ignore[no-any-return]
+        return (await self.request(lambda: self.read(c.ListClaims)))["claims"]  # type: ignore[no-any-return]
 
     async def board(self) -> dict[str, Any]:
         """The plan, live claims and declared intents."""
-        return await self.request(lambda: c.Board(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
+        return await self.request(lambda: self.read(c.Board))  # type: ignore[no-any-return]
 
     async def notices(self) -> AsyncIterator[Notice]:
         """News about this agent's own things: `claim.lapsed`, `claim.handed`..."""
@@ -408,7 +375,7 @@ class Agent(BaseClient):
                 del self._sub_ids[hub_id]
                 if self.connected.is_set():
                     with contextlib.suppress(HubError):
-                        await self._request(c.Unsubscribe(id=self.next_id(), room=self.room, sub=hub_id))
+                        await self._request(self.read(c.Unsubscribe, sub=hub_id))
 
     async def _register(self, local: int) -> None:
         expr, include, _queue = self._subs[local]
@@ -446,10 +413,10 @@ class Agent(BaseClient):
         return AsyncTasks(self)
 
     async def agents(self) -> list[dict[str, Any]]:
-        return (await self.request(lambda: c.Agents(id=self.next_id(), room=self.room)))["agents"]  # type: ignore[no-any-return]
+        return (await self.request(lambda: self.read(c.Agents)))["agents"]  # type: ignore[no-any-return]
 
     async def status(self) -> dict[str, Any]:
-        return await self.request(lambda: c.Status(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
+        return await self.request(lambda: self.read(c.Status))  # type: ignore[no-any-return]
 
 
 class AsyncTasks:

@@ -93,6 +93,14 @@ class BaseClient:
 
     # command builders: one place, so the two transports cannot drift
 
+    def mutation(self, cls: type[Any], **fields: Any) -> Any:
+        """A command acting as this agent: request id, room, token and name filled in."""
+        return cls(id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), **fields)
+
+    def read(self, cls: type[Any], **fields: Any) -> Any:
+        """A read of this room: request id and room filled in."""
+        return cls(id=self.next_id(), room=self.room, **fields)
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """For wss://: the system's trust store, or only `ca_file` when one is given (a private CA)."""
         if not self.hub.startswith("wss://"):

@@ -147,30 +147,18 @@ class SyncAgent(BaseClient):
         unclaimed: bool = False,
         limit: int = 100,
     ) -> dict[str, Any]:
-        cmd = c.ListMessages(
-            id=self.next_id(),
-            room=self.room,
-            for_=for_,
-            after=after,
-            kind=kind,
-            unclaimed=unclaimed,
-            limit=limit,
-        )
+        cmd = self.read(c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit)
         return self.request(cmd)  # type: ignore[no-any-return]
 
     def claim_message(self, seq: int) -> dict[str, Any]:
         """Claim a message; `already_claimed` (naming the holder) if someone was first."""
         return self.act(  # type: ignore[no-any-return]
-            lambda: c.ClaimMessage(
-                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), seq=seq
-            )
+            lambda: self.mutation(c.ClaimMessage, seq=seq)
         )
 
     def heartbeat(self, status: str | None = None) -> dict[str, Any]:
         return self.act(  # type: ignore[no-any-return]
-            lambda: c.Heartbeat(
-                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), status=status
-            )
+            lambda: self.mutation(c.Heartbeat, status=status)
         )
 
     # -- claims -----------------------------------------------------------------------------------
@@ -186,56 +174,32 @@ class SyncAgent(BaseClient):
     ) -> dict[str, Any]:
         """Lease `work` on `paths`. Raises HubError `claim_overlap`, `conflict`, `bad_request`."""
         return self.act(  # type: ignore[no-any-return]
-            lambda: c.Claim(
-                id=self.next_id(),
-                room=self.room,
-                token=self.token,
-                name=self.need_name(),
-                work=work,
-                paths=tuple(paths),
-                ttl=ttl,
-                checkpoint=checkpoint,
-                renew=renew,
+            lambda: self.mutation(
+                c.Claim, work=work, paths=tuple(paths), ttl=ttl, checkpoint=checkpoint, renew=renew
             )
         )
 
     def release(self, work: str, *, checkpoint: str | None = None) -> dict[str, Any]:
         return self.act(  # type: ignore[no-any-return]
-            lambda: c.Release(
-                id=self.next_id(),
-                room=self.room,
-                token=self.token,
-                name=self.need_name(),
-                work=work,
-                checkpoint=checkpoint,
-            )
+            lambda: self.mutation(c.Release, work=work, checkpoint=checkpoint)
         )
 
     def handoff(self, work: str, to: str) -> dict[str, Any]:
         return self.act(  # type: ignore[no-any-return]
-            lambda: c.Handoff(
-                id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), work=work, to=to
-            )
+            lambda: self.mutation(c.Handoff, work=work, to=to)
         )
 
     def claims(self) -> list[dict[str, Any]]:
-        return self.request(c.ListClaims(id=self.next_id(), room=self.room))["claims"]  # type: ignore[no-any-return]
+        return self.request(self.read(c.ListClaims))["claims"]  # type: ignore[no-any-return]
 
     def intent(self, paths: list[str] | tuple[str, ...], note: str | None = None) -> dict[str, Any]:
         """Declare advisory intent on paths (no lease); empty paths clear it."""
         return self.act(  # type: ignore[no-any-return]
-            lambda: c.DeclareIntent(
-                id=self.next_id(),
-                room=self.room,
-                token=self.token,
-                name=self.need_name(),
-                paths=tuple(paths),
-                note=note,
-            )
+            lambda: self.mutation(c.DeclareIntent, paths=tuple(paths), note=note)
         )
 
     def board(self) -> dict[str, Any]:
-        return self.request(c.Board(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
+        return self.request(self.read(c.Board))  # type: ignore[no-any-return]
 
     def state_at(self, branch: str | None = None) -> SyncState:
         """Shared state, on the main line or a branch: get/set/init/cas/increment/batch/delete/view/list."""
@@ -258,10 +222,10 @@ class SyncAgent(BaseClient):
         return SyncTasks(self)
 
     def agents(self) -> list[dict[str, Any]]:
-        return self.request(c.Agents(id=self.next_id(), room=self.room))["agents"]  # type: ignore[no-any-return]
+        return self.request(self.read(c.Agents))["agents"]  # type: ignore[no-any-return]
 
     def status(self) -> dict[str, Any]:
-        return self.request(c.Status(id=self.next_id(), room=self.room))  # type: ignore[no-any-return]
+        return self.request(self.read(c.Status))  # type: ignore[no-any-return]
 
     def arm(
         self,
@@ -274,9 +238,8 @@ class SyncAgent(BaseClient):
         condition: str | None = None,
     ) -> int:
         """Arm a waiter on this connection; returns the seq it is armed after. Then call `woken`."""
-        cmd = c.Wait(
-            id=self.next_id(),
-            room=self.room,
+        cmd = self.read(
+            c.Wait,
             waiter=waiter,
             for_=for_,
             condition=condition,
@@ -318,7 +281,6 @@ class SyncAgent(BaseClient):
 
 def _reason(exc: Closed) -> str:
     return str(exc) or "no close frame"
-
 
 
 class SyncTasks:

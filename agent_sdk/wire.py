@@ -88,7 +88,9 @@ class Socket:
             head = conn._read_head()
             status = head.split(b"\r\n", 1)[0]
             if b" 101 " not in status + b" ":
-                raise ValueError(f"the server refused the WebSocket upgrade: {status.decode(errors='replace')}")
+                raise ValueError(
+                    f"the server refused the WebSocket upgrade: {status.decode(errors='replace')}"
+                )
             accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
             if accept.lower() not in head.lower():
                 raise ValueError("the server's handshake did not accept our key")
