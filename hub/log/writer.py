@@ -37,7 +37,9 @@ class LogWriter:
         self._thread = threading.Thread(target=self._run, name="synapse-log-writer", daemon=True)
         self.batches = 0
         self.rows = 0
-        self._outstanding = 0  # items queued or in the thread's hands; only when 0 may the caller commit inline
+        self._outstanding = (
+            0  # items queued or in the thread's hands; only when 0 may the caller commit inline
+        )
         self._count = threading.Lock()
 
     def start(self) -> None:

@@ -57,7 +57,9 @@ class OlderFeed:
                 if woken is not None:
                     room = hub.machine.rooms[cmd.room]
                     hub.reply(session, cmd.id, {"armed": room.seq})
-                    hub.fanout.hold([Deliver((session.id,), Wake(id=cmd.id, reason="message", message=woken))])
+                    hub.fanout.hold(
+                        [Deliver((session.id,), Wake(id=cmd.id, reason="message", message=woken))]
+                    )
                     return
             else:
                 hub.fanout.hold([Deliver((session.id,), Delivery(message=m)) for m in older])

@@ -300,7 +300,9 @@ def test_condition_on_a_view_defined_later(room: Script) -> None:
     """A condition on a view that does not exist yet triggers once the view is defined true (and redefined)."""
     sub, out = subscribe(room, "state._view.ready == true")
     assert reply(out)["holds"] is False
-    out = room.do("alice", c.DefineView(name="alice", key="ready", expr="state._shared.turn == 0"), session=None)
+    out = room.do(
+        "alice", c.DefineView(name="alice", key="ready", expr="state._shared.turn == 0"), session=None
+    )
     assert [t.sub for t in triggers(out)] == [sub]
     out = room.do("alice", c.DefineView(name="alice", key="ready", expr="false"), session=None)
     assert triggers(out) == []
