@@ -189,6 +189,11 @@ class SyncAgent(BaseClient):
             lambda: self.mutation(c.Handoff, work=work, to=to)
         )
 
+    def reoffer_claim(self, work: str, idle_seconds: float) -> dict[str, Any]:
+        """Free another agent's claim whose holder has no session and was idle that long (the supervisor's
+        verb). Raises HubError `conflict` (the holder is live or was active recently), `not_found`."""
+        return self.act(lambda: self.mutation(c.ReofferClaim, work=work, idle_seconds=idle_seconds))  # type: ignore[no-any-return]
+
     def claims(self) -> list[dict[str, Any]]:
         return self.request(self.read(c.ListClaims))["claims"]  # type: ignore[no-any-return]
 

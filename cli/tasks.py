@@ -150,11 +150,10 @@ def register(group: click.Group) -> None:
         if not s.name:
             ctx.find_root().meta.setdefault("synapse", {})["name"] = "supervisor"
         period = min(5.0, idle_seconds / 4)
-        reported: set[tuple[str, str]] = set()
         while True:
             try:
                 agent = client(ctx)
-                _sweep(agent, idle_seconds, s.json, reported)
+                _sweep(agent, idle_seconds, s.json)
                 agent.close()
             except HubError as exc:
                 if exc.code not in (Code.UNREACHABLE, Code.DISCONNECTED, Code.UNAVAILABLE) or once:
@@ -165,7 +164,7 @@ def register(group: click.Group) -> None:
             time.sleep(period)
 
 
-def _sweep(agent: Any, idle: float, as_json: bool, reported: set[tuple[str, str]]) -> None:
+def _sweep(agent: Any, idle: float, as_json: bool) -> None:
     from hub.protocol.errors import Code, HubError
 
     now = time.time()
@@ -195,17 +194,21 @@ def _sweep(agent: Any, idle: float, as_json: bool, reported: set[tuple[str, str]
         emit(as_json, {"reoffered": t["id"], "holder": t["holder"], "idle_seconds": age}, f"{t['id']}: {why}")
     for claim in agent.claims():
         age = quiet(claim["holder"])
-        key = (claim["work"], claim["holder"])
-        if age is None or key in reported:
+        if age is None:
             continue
-        reported.add(key)
+        try:  # guarded by the hub: it refuses if the holder came back meanwhile
+            agent.reoffer_claim(claim["work"], idle)
+        except HubError as exc:
+            if exc.code in (Code.CONFLICT, Code.NOT_FOUND):
+                continue
+            raise
         agent.send(
             ["*"],
-            {"stale_claim": claim["work"], "holder": claim["holder"], "idle_seconds": round(age)},
+            {"reoffered_claim": claim["work"], "holder": claim["holder"], "idle_seconds": round(age)},
             kind="supervisor",
         )
         emit(
             as_json,
-            {"stale_claim": claim["work"], "holder": claim["holder"], "idle_seconds": age},
-            f"stale claim {claim['work']}: {claim['holder']} idle {age:.0f}s",
+            {"reoffered_claim": claim["work"], "holder": claim["holder"], "idle_seconds": age},
+            f"claim {claim['work']}: released from {claim['holder']}, idle {age:.0f}s (checkpoint kept)",
         )

@@ -358,6 +358,27 @@ class ClaimRules:
         view["checkpoint"] = room.claims.checkpoints.get(cmd.work)
         self._reply(out, ctx, cmd, view)
 
+    def _reoffer_claim(self, cmd: c.ReofferClaim, ctx: Context, out: Outcome) -> None:
+        """Free a claim whose holder went quiet (SPEC: supervisor): no live session, idle long enough."""
+        room, agent = self._actor(cmd, ctx)
+        held = room.claims.live.get(cmd.work)
+        if held is None or held.expired(ctx.now):
+            raise HubError(Code.NOT_FOUND, f"no live claim {cmd.work!r}", {"what": "claim", "work": cmd.work})
+        holder = room.agents[held.holder]
+        idle = ctx.now - holder.last_heartbeat
+        if holder.sessions or idle < cmd.idle_seconds:
+            why = "has a live session" if holder.sessions else f"was active {idle:.0f}s ago"
+            raise HubError(
+                Code.CONFLICT,
+                f"{cmd.work!r} stays with {held.holder}: it {why}",
+                {"holder": held.holder, "idle_seconds": idle, "current": held.view()},
+            )
+        self._lapse_due(ctx.now, out)
+        view = held.view()
+        self._emit(out, e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, by=agent.name))
+        self._notify(room, held.holder, "claim.reoffered", {**view, "by": agent.name}, out)
+        self._reply(out, ctx, cmd, view)
+
     def _handoff(self, cmd: c.Handoff, ctx: Context, out: Outcome) -> None:
         room, agent = self._actor(cmd, ctx)
         held = self._mine(room, agent, cmd.work, ctx.now)

@@ -84,6 +84,7 @@ class Machine(
             c.Claim: self._claim,
             c.Release: self._release,
             c.Handoff: self._handoff,
+            c.ReofferClaim: self._reoffer_claim,
             c.ListClaims: self._list_claims,
             c.DeclareIntent: self._declare_intent,
             c.Board: self._board,

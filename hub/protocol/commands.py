@@ -41,6 +41,7 @@ __all__ = [
     "ListClaims",
     "ListTasks",
     "Release",
+    "ReofferClaim",
     "ShowTask",
     "TaskStatus",
     "UpdateTask",
@@ -171,6 +172,15 @@ class Handoff(BaseCommand, tag="handoff"):
     name: AgentName
     work: str
     to: AgentName
+
+
+class ReofferClaim(BaseCommand, tag="claim.reoffer"):
+    """Release another agent's claim whose holder has no live session and has been idle `idle_seconds`
+    (the supervisor's re-offer); its checkpoint stays for the next claimer."""
+
+    name: AgentName
+    work: str
+    idle_seconds: float
 
 
 class ListClaims(BaseCommand, tag="claims"):
@@ -429,4 +439,5 @@ Command = (
     | CreateRoom
     | InviteRoom
     | ListRooms
+    | ReofferClaim
 )

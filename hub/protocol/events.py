@@ -127,6 +127,7 @@ class ClaimReleased(BaseEvent):
 
     work: str
     checkpoint: str | None = None
+    by: AgentName | None = None  # someone other than the holder (a supervisor's re-offer)
 
 
 class ClaimLapsed(BaseEvent):

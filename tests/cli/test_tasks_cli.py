@@ -214,3 +214,24 @@ def test_supervisor_reoffers_the_task_of_a_killed_worker(
         json.loads(cli("--json", "task", "claim", "build", "--name", "worker-2").stdout)["holder"]
         == "worker-2"
     )
+
+
+def test_supervisor_releases_the_claim_of_a_quiet_holder(cli: Any) -> None:
+    """A CLI agent's claim whose holder went quiet is released by `supervisor --once`; the checkpoint stays
+    for the next claimer, and the feed says so."""
+    assert (
+        cli(
+            "claim", "edit-api", "--paths", "src/api/", "--checkpoint", "routes done", "--name", "idler"
+        ).exit_code
+        == 0
+    )
+
+    def sweep() -> list[dict[str, Any]]:
+        r = cli("--json", "supervisor", "--idle-seconds", "1", "--once")
+        assert r.exit_code == 0, r.output
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    report = poll(lambda: [x for x in sweep() if "reoffered_claim" in x], what="the claim to be re-offered")
+    assert report[0]["reoffered_claim"] == "edit-api" and report[0]["holder"] == "idler"
+    got = json.loads(cli("--json", "claim", "edit-api", "--paths", "src/api/", "--name", "next").stdout)
+    assert got["holder"] == "next" and got["checkpoint"] == "routes done"

@@ -587,3 +587,33 @@ def test_ttl_renewal_of_an_orphaned_claim_makes_it_ttl_held(script: Script) -> N
     assert (v["held_by"], v["expires"]) == ("ttl", script.now + 100)
     script.now += GRACE
     assert script.run(Tick(), session=None).events == []
+
+
+# --------------------------------------------------------------------------- supervisor re-offer
+
+
+def test_reoffer_frees_a_quiet_holders_claim_and_keeps_its_checkpoint(script: Script) -> None:
+    """A claim whose holder has no session and has been idle long enough is freed; the checkpoint stays."""
+    script.join("alice", "sup", "bob")
+    claim(script, "alice", "api", "src/api/", checkpoint="half done")
+    script.now += 400
+    out = script.do("sup", c.ReofferClaim(name="sup", work="api", idle_seconds=300), session=CLI)
+    assert kinds(out) == ["ClaimReleased"] and out.events[0].by == "sup"  # type: ignore[attr-defined]
+    assert live(script) == {}
+    assert claim(script, "bob", "api", "src/api/x.py")["checkpoint"] == "half done"
+
+
+def test_reoffer_refuses_a_recent_or_connected_holder(script: Script) -> None:
+    """Too recent an activity, or a live session, keeps the claim with its holder (`conflict`)."""
+    script.join("alice", "sup", "carol")
+    claim(script, "alice", "api", "src/api/")
+    script.now += 10
+    err = script.refused("sup", c.ReofferClaim(name="sup", work="api", idle_seconds=300), session=CLI)
+    assert err.code == Code.CONFLICT and err.detail["holder"] == "alice"
+    attach(script, "carol", 7)
+    claim(script, "carol", "docs", "docs/", session=7)
+    script.now += 4000
+    err = script.refused("sup", c.ReofferClaim(name="sup", work="docs", idle_seconds=300), session=CLI)
+    assert err.code == Code.CONFLICT and "live session" in err.message
+    err = script.refused("sup", c.ReofferClaim(name="sup", work="nope", idle_seconds=1), session=CLI)
+    assert err.code == Code.NOT_FOUND
