@@ -381,7 +381,14 @@ class Agent(BaseClient):
         expr, include, _queue = self._subs[local]
         name = self.name if local in getattr(self, "_waiting_subs", ()) else None
         result = await self._request(
-            c.Subscribe(id=self.next_id(), room=self.room, expr=expr, name=name, include=include)
+            c.Subscribe(
+                id=self.next_id(),
+                room=self.room,
+                token=self.token if name else None,
+                expr=expr,
+                name=name,
+                include=include,
+            )
         )
         hub_id = int(result["sub"])
         self._sub_ids[hub_id] = local

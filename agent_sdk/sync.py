@@ -245,6 +245,7 @@ class SyncAgent(BaseClient):
         """Arm a waiter on this connection; returns the seq it is armed after. Then call `woken`."""
         cmd = self.read(
             c.Wait,
+            token=self.token if waiter == self.name else None,  # proves the waiter may show as `waiting`
             waiter=waiter,
             for_=for_,
             condition=condition,

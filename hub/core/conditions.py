@@ -393,7 +393,10 @@ class ConditionRules:
                     {"field": "include"},
                 )
         info = self.sessions.setdefault(ctx.session, agents_.SessionInfo(room.name))
-        agent = cmd.name if cmd.name is not None and cmd.name in room.agents else None
+        agent = None
+        if cmd.name is not None:  # showing an agent as `waiting` is acting as it: its token must prove it
+            agents_.verify(room, cmd.name, cmd.token, self.token_owner)
+            agent = cmd.name
         sub_id = self._add_sub(room, ctx.session, compiled, cmd.include, agent, None, info)
         sub = room.conditions.subs[sub_id]
         sub.once = cmd.once

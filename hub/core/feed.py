@@ -271,7 +271,7 @@ class FeedRules:
                 wake = Wake(id=cmd.id, reason="condition", condition=compiled.source, value=value)
                 out.effects.append(Deliver((ctx.session,), wake))
                 return
-            agent = AgentName(cmd.waiter) if cmd.waiter in room.agents else None
+            agent = self._proven(room, cmd.waiter, cmd.token)  # shows as `waiting` only if its token says so
             sub_id = self._add_sub(room, ctx.session, compiled, (), agent, cmd.id, info)
         waiter = rooms_.Waiter(
             session=ctx.session,

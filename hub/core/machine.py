@@ -208,6 +208,16 @@ class Machine(
             bucket.take(ctx.now)
         return room, agent
 
+    def _proven(self, room: Room, name: str, token: str | None) -> AgentName | None:
+        """`name` if it is an agent of the room and `token` is its own, else None."""
+        agent = room.agents.get(AgentName(name))
+        if agent is None or token is None:
+            return None
+        try:
+            return agents_.verify(room, agent.name, token, self.token_owner).name
+        except HubError:
+            return None
+
     def _read_room(self, name: RoomName) -> Room:
         room = self.rooms.get(name)
         if room is None:

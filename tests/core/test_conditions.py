@@ -41,7 +41,9 @@ def put(script: Script, key: str, value: Any, who: str = "alice", **kw: Any) -> 
 
 
 def subscribe(script: Script, expr: str, session: int = WATCHER, **kw: Any) -> tuple[int, Outcome]:
-    out = script.run(c.Subscribe(expr=expr, **kw), session=session)
+    """Subscribe; a `name` (the agent shown as waiting) comes with that agent's token."""
+    cmd = c.Subscribe(expr=expr, **kw)
+    out = script.do(kw["name"], cmd, session=session) if kw.get("name") else script.run(cmd, session=session)
     return reply(out)["sub"], out
 
 
@@ -218,9 +220,10 @@ def test_conditions_over_messages_claims_tasks_and_agents(room: Script) -> None:
 
 
 def test_condition_waiter_shows_waiting_then_back(room: Script) -> None:
-    """While `wait --condition` is armed the agent is `waiting` with `waiting_on`; after the wake it is back."""
+    """While `wait --condition` is armed the agent (its token proving it) is `waiting` with `waiting_on`; after
+    the wake it is back."""
     cond = "state._shared.turn == 1"
-    out = room.run(c.Wait(id=9, waiter="bob", condition=cond), session=WATCHER)
+    out = room.do("bob", c.Wait(id=9, waiter="bob", condition=cond), session=WATCHER)
     assert pushed(out) == []
     p = presence(room, "bob")
     assert (p["status"], p["waiting_on"]) == ("waiting", cond)
@@ -237,7 +240,7 @@ def test_condition_waiter_shows_waiting_then_back(room: Script) -> None:
 
 def test_condition_waiter_already_true_wakes_at_once(room: Script) -> None:
     """A condition already true wakes the waiter in the same step; it never shows as waiting."""
-    out = room.run(c.Wait(id=3, waiter="bob", condition="state._shared.turn == 0"), session=WATCHER)
+    out = room.do("bob", c.Wait(id=3, waiter="bob", condition="state._shared.turn == 0"), session=WATCHER)
     assert reply(out) == {"armed": 0}
     [wake] = pushed(out)
     assert isinstance(wake, Wake) and wake.reason == "condition"
@@ -247,7 +250,7 @@ def test_condition_waiter_already_true_wakes_at_once(room: Script) -> None:
 def test_a_watchdog_can_wait_for_another_agent_waiting(room: Script) -> None:
     """A condition on `agents[x].status == "waiting"` triggers when x arms a condition waiter."""
     sub, _ = subscribe(room, 'agents["bob"].status == "waiting"', session=3)
-    out = room.run(c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
+    out = room.do("bob", c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
     assert [t.sub for t in triggers(out, session=3)] == [sub]
 
 
@@ -264,7 +267,7 @@ def test_waiting_stays_while_another_subscription_of_the_agent_lives(room: Scrip
 
 def test_session_gone_ends_the_waiting(room: Script) -> None:
     """A condition waiter whose session ends no longer shows as waiting."""
-    room.run(c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
+    room.do("bob", c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
     room.run(SessionGone(WATCHER), session=None)
     assert presence(room, "bob")["status"] == "active"
 
@@ -280,7 +283,7 @@ def test_live_context_equals_a_fresh_one(room: Script) -> None:
     put(room, "turn", 4)
     room.do("alice", c.DeleteState(name="alice", key="mine", scope="alice"), session=None)
     room.do("bob", c.Heartbeat(name="bob", status="busy"), session=None)
-    room.run(c.Wait(id=1, waiter="alice", condition="state._shared.turn == 9"), session=3)
+    room.do("alice", c.Wait(id=1, waiter="alice", condition="state._shared.turn == 9"), session=3)
     r = room.machine.rooms["default"]
     assert r.conditions.ctx == context_of(r, {"v": 5})
     assert reply(room.run(c.Eval(expr="has(state.alice)")))["value"] is False
@@ -308,3 +311,12 @@ def test_condition_on_a_view_defined_later(room: Script) -> None:
     assert triggers(out) == []
     out = room.do("alice", c.DefineView(name="alice", key="ready", expr="true"), session=None)
     assert [t.sub for t in triggers(out)] == [sub]
+
+
+def test_waiting_presence_needs_the_agents_token(room: Script) -> None:
+    """A waiter without the agent's token still waits, but cannot make the agent look `waiting`; a named
+    subscription with a wrong token is refused."""
+    room.run(c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
+    assert presence(room, "bob")["status"] == "active"
+    err = room.refused(None, c.Subscribe(expr="state._shared.turn == 9", name="bob", token="nope"), session=3)
+    assert err.code == Code.UNAUTHORIZED
