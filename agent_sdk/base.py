@@ -164,24 +164,19 @@ class TaskCommands:
         order: int | None = None,
         epic: bool = False,
     ) -> c.DeclareTask:
-        k = self.client
-        return c.DeclareTask(
-            id=k.next_id(),
-            room=k.room,
-            token=k.token,
-            name=k.need_name(),
+        return self.client.mutation(
+            c.DeclareTask,
             task=task,
             title=title,
             depends_on=tuple(depends_on),
             parent=parent,
             mode=mode,
             order=order,
-            epic=epic,  # type: ignore[arg-type]
+            epic=epic,
         )
 
     def claim(self, task: str) -> c.ClaimTask:
-        k = self.client
-        return c.ClaimTask(id=k.next_id(), room=k.room, token=k.token, name=k.need_name(), task=task)
+        return self.client.mutation(c.ClaimTask, task=task)
 
     def update(
         self,
@@ -192,26 +187,13 @@ class TaskCommands:
         title: str | None = None,
         note: str | None = None,
     ) -> c.UpdateTask:
-        k = self.client
-        return c.UpdateTask(
-            id=k.next_id(),
-            room=k.room,
-            token=k.token,
-            name=k.need_name(),
-            task=task,
-            status=status,  # type: ignore[arg-type]
-            etag=etag,
-            title=title,
-            note=note,
-        )
+        return self.client.mutation(c.UpdateTask, task=task, status=status, etag=etag, title=title, note=note)
 
     def list(self, status: str | None = None, ready: bool = False, parent: str | None = None) -> c.ListTasks:
-        k = self.client
-        return c.ListTasks(id=k.next_id(), room=k.room, status=status, ready=ready, parent=parent)  # type: ignore[arg-type]
+        return self.client.read(c.ListTasks, status=status, ready=ready, parent=parent)  # type: ignore[arg-type]
 
     def show(self, task: str) -> c.ShowTask:
-        k = self.client
-        return c.ShowTask(id=k.next_id(), room=k.room, task=task)
+        return self.client.read(c.ShowTask, task=task)
 
 
 class StateCommands:
@@ -220,10 +202,6 @@ class StateCommands:
     def __init__(self, client: BaseClient, branch: str | None = None) -> None:
         self.client = client
         self.branch = branch
-
-    def _mut(self) -> dict[str, Any]:
-        k = self.client
-        return {"id": k.next_id(), "room": k.room, "token": k.token, "name": k.need_name()}
 
     def set(
         self,
@@ -235,8 +213,8 @@ class StateCommands:
         if_version: int | None = None,
         increment: bool = False,
     ) -> c.SetState:
-        return c.SetState(
-            **self._mut(),
+        return self.client.mutation(
+            c.SetState,
             key=key,
             value=value,
             scope=scope,
@@ -247,43 +225,40 @@ class StateCommands:
         )
 
     def init(self, key: str, value: Any, *, scope: str = "_shared") -> c.InitState:
-        return c.InitState(**self._mut(), key=key, value=value, scope=scope, branch=self.branch)
+        return self.client.mutation(c.InitState, key=key, value=value, scope=scope, branch=self.branch)
 
     def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None) -> c.DeleteState:
-        return c.DeleteState(**self._mut(), key=key, scope=scope, if_version=if_version, branch=self.branch)
+        return self.client.mutation(
+            c.DeleteState, key=key, scope=scope, if_version=if_version, branch=self.branch
+        )
 
     def batch(self, writes: list[dict[str, Any]] | list[c.Write], *, if_: str | None = None) -> c.BatchState:
         built = tuple(w if isinstance(w, c.Write) else c.Write(**w) for w in writes)
-        return c.BatchState(**self._mut(), writes=built, if_=if_, branch=self.branch)
+        return self.client.mutation(c.BatchState, writes=built, if_=if_, branch=self.branch)
 
     def view(self, key: str, expr: str) -> c.DefineView:
-        return c.DefineView(**self._mut(), key=key, expr=expr)
+        return self.client.mutation(c.DefineView, key=key, expr=expr)
 
     def get(self, key: str, *, scope: str = "_shared") -> c.GetState:
-        k = self.client
-        return c.GetState(id=k.next_id(), room=k.room, key=key, scope=scope, branch=self.branch)
+        return self.client.read(c.GetState, key=key, scope=scope, branch=self.branch)
 
     def list(self, scope: str | None = None) -> c.ListState:
-        k = self.client
-        return c.ListState(id=k.next_id(), room=k.room, scope=scope, branch=self.branch)
+        return self.client.read(c.ListState, scope=scope, branch=self.branch)
 
     def eval(self, expr: str) -> c.Eval:
-        k = self.client
-        return c.Eval(id=k.next_id(), room=k.room, expr=expr, branch=self.branch)
+        return self.client.read(c.Eval, expr=expr, branch=self.branch)
 
     def branch_create(self, branch: str, source: str | None = None) -> c.CreateBranch:
-        return c.CreateBranch(**self._mut(), branch=branch, from_=source)
+        return self.client.mutation(c.CreateBranch, branch=branch, from_=source)
 
     def branch_list(self) -> c.ListBranches:
-        k = self.client
-        return c.ListBranches(id=k.next_id(), room=k.room)
+        return self.client.read(c.ListBranches)
 
     def branch_diff(self, branch: str) -> c.DiffBranch:
-        k = self.client
-        return c.DiffBranch(id=k.next_id(), room=k.room, branch=branch)
+        return self.client.read(c.DiffBranch, branch=branch)
 
     def branch_merge(self, branch: str) -> c.MergeBranch:
-        return c.MergeBranch(**self._mut(), branch=branch)
+        return self.client.mutation(c.MergeBranch, branch=branch)
 
 
 def result_of(frame: Ok | Error) -> Any:

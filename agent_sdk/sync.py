@@ -78,13 +78,7 @@ class SyncAgent(BaseClient):
 
     def request(self, cmd: c.BaseCommand, timeout: float | None = 30.0) -> Any:
         """Send one command and block for its reply; pushes that arrive meanwhile are kept."""
-        if self.ws is None:
-            self.connect()
-        assert self.ws is not None
-        try:
-            self.ws.send(self.frame(cmd))
-        except Closed as exc:
-            raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
+        self.post(cmd)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
