@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from agent_sdk import credentials
 from hub.protocol import commands as c
-from hub.protocol.codec import decode_frame, encode, to_builtins
+from hub.protocol.codec import decode_frame, encode
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Delivery, Error, Frame, Message, Ok, Wake
+from hub.protocol.frames import Error, Frame, Message, Ok
 
 if TYPE_CHECKING:
     import ssl
@@ -267,8 +267,4 @@ def result_of(frame: Ok | Error) -> Any:
     return frame.result
 
 
-def message_dict(message: Message) -> dict[str, Any]:
-    return to_builtins(message)  # type: ignore[no-any-return]
-
-
-__all__ += ["Delivery", "StateCommands", "TaskCommands", "Wake", "message_dict", "result_of"]
+__all__ += ["StateCommands", "TaskCommands", "result_of"]

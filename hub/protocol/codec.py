@@ -16,7 +16,6 @@ __all__ = [
     "decode_frame",
     "decode_json",
     "encode",
-    "encode_event",
     "to_builtins",
 ]
 
@@ -52,9 +51,6 @@ class _Lazy:
 def encode(obj: Any) -> bytes:
     """Encode a command, event, frame or plain value as JSON bytes."""
     return _encoder.encode(obj)
-
-
-encode_event = encode
 
 
 def decode_command(data: bytes | str) -> Any:
