@@ -188,6 +188,11 @@ class SyncAgent(BaseClient):
         verb). Raises HubError `conflict` (the holder is live or was active recently), `not_found`."""
         return self.act(lambda: self.mutation(c.ReofferClaim, work=work, idle_seconds=idle_seconds))  # type: ignore[no-any-return]
 
+    def reoffer_task(self, task: str, idle_seconds: float) -> dict[str, Any]:
+        """Put another agent's in-progress task back to ready when its holder has no session and was idle that
+        long (the supervisor's verb). Raises HubError `conflict` (not in progress, or the holder is live)."""
+        return self.act(lambda: self.mutation(c.ReofferTask, task=task, idle_seconds=idle_seconds))  # type: ignore[no-any-return]
+
     def claims(self) -> list[dict[str, Any]]:
         return self.request(self.read(c.ListClaims))["claims"]  # type: ignore[no-any-return]
 
@@ -236,19 +241,25 @@ class SyncAgent(BaseClient):
         since: float | None = None,
         condition: str | None = None,
     ) -> int:
-        """Arm a waiter on this connection; returns the seq it is armed after. Then call `woken`."""
-        cmd = self.read(
-            c.Wait,
-            token=self.token if waiter == self.name else None,  # proves the waiter may show as `waiting`
-            waiter=waiter,
-            for_=for_,
-            condition=condition,
-            directed_only=directed_only,
-            after=after,
-            since=since,
-        )
-        self._wait_id = cmd.id
-        return int(self.request(cmd)["armed"])
+        """Arm a waiter on this connection, acting as this agent (joining first if it never has); returns the
+        seq it is armed after. Then call `woken`. Only an agent's own token waits for its messages (`for_`).
+        """
+
+        def build() -> c.BaseCommand:
+            cmd = self.read(
+                c.Wait,
+                token=self.token,
+                waiter=waiter,
+                for_=for_,
+                condition=condition,
+                directed_only=directed_only,
+                after=after,
+                since=since,
+            )
+            self._wait_id = cmd.id
+            return cmd  # type: ignore[no-any-return]
+
+        return int(self.act(build)["armed"])
 
     def woken(self, timeout: float | None) -> Wake:
         """Block until the armed waiter wakes. Raises HubError `timed_out`, `taken_over`, `disconnected`."""

@@ -181,13 +181,13 @@ def _sweep(agent: Any, idle: float, as_json: bool) -> None:
         age = quiet(t.get("holder"))
         if age is None:
             continue
-        why = f"re-offered by the supervisor: {t['holder']} idle {age:.0f}s"
-        try:
-            agent.tasks.update(t["id"], status="ready", etag=t["etag"], note=why)
+        try:  # guarded by the hub: it refuses if the holder came back or the task moved meanwhile
+            agent.reoffer_task(t["id"], idle)
         except HubError as exc:
-            if exc.code == Code.CONFLICT:
-                continue  # someone moved it meanwhile (or another supervisor did it): fine
+            if exc.code in (Code.CONFLICT, Code.NOT_FOUND):
+                continue
             raise
+        why = f"re-offered by the supervisor: {t['holder']} idle {age:.0f}s"
         agent.send(
             ["*"], {"task": t["id"], "holder": t["holder"], "idle_seconds": round(age)}, kind="supervisor"
         )

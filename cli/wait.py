@@ -98,7 +98,7 @@ def register(group: click.Group) -> None:
             raise click.UsageError("give the waiter a name: --name WAITER (or set SYNAPSE_NAME)")
         if cursor_file is not None:
             after = read_cursor(cursor_file)
-        agent = client(ctx)
+        agent = client(ctx, name=for_ or s.name)  # waiting for NAME's messages is acting as NAME
         agent.arm(
             s.name,
             for_,

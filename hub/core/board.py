@@ -1,28 +1,27 @@
-"""The board: the plan, live claims and declared intents in one read."""
+"""The board: the plan, live claims and declared intents in one read (SPEC: Plan)."""
 
 from __future__ import annotations
 
+from hub.core import claims, tasks
 from hub.core.effects import Context, Outcome
+from hub.core.world import World
 from hub.protocol import commands as c
+from hub.protocol import results as r
 
-__all__ = ["BoardRules"]
+__all__ = ["decide_board"]
 
 
-class BoardRules:
-    """The board: the plan, live claims and declared intents in one read. Mixed into Machine: `self` is the machine."""
-
-    def _board(self, cmd: c.Board, ctx: Context, out: Outcome) -> None:
-        room = self.rooms.get(cmd.room)
-        if room is None:
-            self._reply(
-                out, ctx, cmd, {"room": cmd.room, "tasks": [], "plan": [], "claims": [], "intents": []}
-            )
-            return
-        plan = room.plan
-        board = {
-            "room": cmd.room,
-            "tasks": plan.tree(),
-            "plan": plan.listed(None, False, None),
-            **room.claims.board(),
-        }
-        self._reply(out, ctx, cmd, board)
+def decide_board(w: World, cmd: c.Board, ctx: Context) -> Outcome:
+    room = w.rooms.get(cmd.room)
+    out = Outcome()
+    if room is None:
+        out.reply(ctx, cmd.id, r.BoardView(room=cmd.room, tasks=[], plan=[], claims=[], intents=[]))
+        return out
+    live, intents = claims.board(room)
+    plan = tasks.listed(room, None, False, None)
+    out.reply(
+        ctx,
+        cmd.id,
+        r.BoardView(room=cmd.room, tasks=tasks.tree(room), plan=plan, claims=live, intents=intents),
+    )
+    return out

@@ -3,39 +3,56 @@
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hub.core import agents as agents_
-from hub.core import rooms as rooms_
-from hub.core.effects import ArmTimer, Context, Deliver, Outcome
+import msgspec
+
+from hub.core import agents
+from hub.core.effects import ArmTimer, Context, Outcome, Tick
 from hub.core.scopes import BadScope, ScopeIndex, normalize, overlapping
+from hub.core.world import Room, World
 from hub.protocol import commands as c
 from hub.protocol import events as e
+from hub.protocol import results as r
 from hub.protocol.errors import Code, HubError
-from hub.protocol.events import (
-    ClaimGranted,
-    ClaimHandedOff,
-    ClaimLapsed,
-    ClaimOrphaned,
-    ClaimReleased,
-    ClaimRenewed,
-    IntentDeclared,
-)
-from hub.protocol.frames import Notice
+from hub.protocol.events import ClaimGranted
 from hub.protocol.types import AgentName, RoomName, SessionId
 
 __all__ = [
-    "ClaimRules",
     "MAX_PATHS",
     "Claims",
+    "Deadlines",
     "Held",
     "Intent",
+    "apply_granted",
+    "apply_handed",
+    "apply_intent",
+    "apply_lapsed",
+    "apply_orphaned",
+    "apply_released",
+    "apply_renewed",
+    "board",
+    "check_checkpoint",
     "check_paths",
+    "decide_claim",
+    "decide_handoff",
+    "decide_intent",
+    "decide_list",
+    "decide_release",
+    "decide_reoffer",
+    "decide_tick",
+    "lapse_due",
+    "orphan",
     "overlap_error",
+    "rebind",
+    "refresh_root",
+    "restart",
+    "root",
 ]
 
 MAX_PATHS = 256
 MAX_CHECKPOINT = 65_536
+MAX_WORK = 200
 
 
 class Held:
@@ -57,17 +74,17 @@ class Held:
         """Past its TTL or grace: it blocks nothing and lapses at the next look (a Tick or any claim verb)."""
         return self.expires is not None and self.expires <= now
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> r.ClaimView:
         """The claim as clients see it."""
-        return {
-            "work": self.work,
-            "holder": self.holder,
-            "paths": list(self.paths),
-            "held_by": "session" if self.session is not None else ("grace" if self.bound else "ttl"),
-            "expires": self.expires,
-            "granted_at": self.granted_at,
-            "checkpoint": self.checkpoint,
-        }
+        return r.ClaimView(
+            work=self.work,
+            holder=self.holder,
+            paths=list(self.paths),
+            held_by="session" if self.session is not None else ("grace" if self.bound else "ttl"),
+            expires=self.expires,
+            granted_at=self.granted_at,
+            checkpoint=self.checkpoint,
+        )
 
 
 class Intent:
@@ -75,7 +92,7 @@ class Intent:
 
     __slots__ = ("agent", "at", "note", "paths")
 
-    def __init__(self, event: IntentDeclared) -> None:
+    def __init__(self, event: e.IntentDeclared) -> None:
         self.agent = event.agent
         self.paths = event.paths
         self.note = event.note
@@ -94,17 +111,12 @@ class Claims:
         self.by_session: dict[SessionId, set[str]] = {}
         self.intents: dict[AgentName, Intent] = {}
 
-    def conflicts(
-        self, paths: tuple[str, ...], holder: AgentName, now: float | None = None
-    ) -> list[tuple[Held, str, str]]:
-        """Live claims of other agents that overlap `paths`, with the overlapping entries.
-
-        With `now`, claims already past their expiry (lapsing, not yet lapsed) are left out.
-        """
+    def conflicts(self, paths: tuple[str, ...], holder: AgentName, now: float) -> list[tuple[Held, str, str]]:
+        """Live claims of other agents that overlap `paths` (those past their expiry left out)."""
         out = []
         for work, theirs, mine in self.index.conflicts(paths):
             held = self.live[work]
-            if held.holder != holder and (now is None or not held.expired(now)):
+            if held.holder != holder and not held.expired(now):
                 out.append((held, theirs, mine))
         return out
 
@@ -116,9 +128,7 @@ class Claims:
     def of_session(self, session: SessionId) -> list[Held]:
         return [self.live[w] for w in sorted(self.by_session.get(session, ()))]
 
-    # -- folding events ---------------------------------------------------------------------------
-
-    def _bind(self, held: Held, session: SessionId | None) -> None:
+    def bind(self, held: Held, session: SessionId | None) -> None:
         if held.session is not None:
             works = self.by_session.get(held.session)
             if works is not None:
@@ -129,88 +139,17 @@ class Claims:
         if session is not None:
             self.by_session.setdefault(session, set()).add(held.work)
 
-    def granted(self, event: ClaimGranted) -> Held:
-        old = self.live.get(event.work)
-        if old is not None:
-            self._bind(old, None)
-        held = Held(event)
-        self.live[event.work] = held
-        self._bind(held, event.session)
-        self.index.add(event.work, event.paths)
-        self.checkpoints.pop(event.work, None)
-        return held
 
-    def renewed(self, event: ClaimRenewed) -> Held:
-        """Re-bound to a live session (session-held), or renewed by TTL (held by TTL from now on)."""
-        held = self.live[event.work]
-        held.expires = event.expires
-        held.bound = event.session is not None
-        self._bind(held, event.session)
-        return held
+class Deadlines:
+    """Hub-wide: claim expiries as a heap of (expires, room, work); stale entries are skipped and pruned."""
 
-    def orphaned(self, event: ClaimOrphaned) -> Held:
-        held = self.live[event.work]
-        self._bind(held, None)
-        held.expires = event.expires
-        return held
+    __slots__ = ("heap",)
 
-    def ended(self, work: str, checkpoint: str | None) -> None:
-        held = self.live.pop(work)
-        self._bind(held, None)
-        self.index.remove(work)
-        kept = checkpoint if checkpoint is not None else held.checkpoint
-        if kept is not None:
-            self.checkpoints[work] = kept
-        else:
-            self.checkpoints.pop(work, None)
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, RoomName, str]] = []
 
-    def released(self, event: ClaimReleased) -> None:
-        self.ended(event.work, event.checkpoint)
 
-    def lapsed(self, event: ClaimLapsed) -> None:
-        self.ended(event.work, None)
-
-    def handed(self, event: ClaimHandedOff) -> Held:
-        held = self.live[event.work]
-        held.holder = event.to
-        held.expires = event.expires
-        held.bound = event.session is not None
-        self._bind(held, event.session)
-        return held
-
-    def intent(self, event: IntentDeclared) -> None:
-        if event.paths:
-            self.intents[event.agent] = Intent(event)
-        else:
-            self.intents.pop(event.agent, None)
-
-    # -- reading ------------------------------------------------------------------------------------
-
-    def board(self) -> dict[str, Any]:
-        """Live claims and intents, with every overlap between an intent and another agent's claim or intent."""
-        claims = [h.view() for h in sorted(self.live.values(), key=lambda h: h.work)]
-        intents = []
-        for intent in sorted(self.intents.values(), key=lambda i: i.agent):
-            clashes = [
-                {"holder": h.holder, "work": h.work, "paths": [p for p, _ in pairs]}
-                for h in self.live.values()
-                if h.holder != intent.agent and (pairs := overlapping(h.paths, intent.paths))
-            ]
-            clashes += [
-                {"intent": other.agent, "paths": [p for p, _ in pairs]}
-                for other in self.intents.values()
-                if other.agent != intent.agent and (pairs := overlapping(other.paths, intent.paths))
-            ]
-            intents.append(
-                {
-                    "agent": intent.agent,
-                    "paths": list(intent.paths),
-                    "note": intent.note,
-                    "at": intent.at,
-                    "overlaps": clashes,
-                }
-            )
-        return {"claims": claims, "intents": intents}
+# -- checks ------------------------------------------------------------------------------------------------
 
 
 def check_paths(paths: tuple[str, ...], field: str = "paths") -> tuple[str, ...]:
@@ -257,200 +196,418 @@ def overlap_error(work: str, clashes: list[tuple[Held, str, str]]) -> HubError:
     )
 
 
-__all__ += ["check_checkpoint"]
+def _plain(view: r.ClaimView) -> dict[str, Any]:
+    return msgspec.to_builtins(view)  # type: ignore[no-any-return]
 
 
-if TYPE_CHECKING:
-    from hub.core.machine import Tick
+# -- deciding ----------------------------------------------------------------------------------------------
 
 
-class ClaimRules:
-    """Claiming, renewing, releasing and handing off; lapses (SPEC: Claims). Mixed into Machine: `self` is the machine."""
+def _holding(
+    w: World, agent: agents.Agent, session: SessionId | None, ttl: float | None, now: float
+) -> tuple[SessionId | None, float | None]:
+    """Session-bound when the agent has a live session (this one, or its presence connector), else TTL."""
+    info = w.sessions.get(session) if session is not None else None
+    if info is not None and info.agent == agent.name and session in agent.sessions:
+        return session, None
+    if agent.sessions:
+        return min(agent.sessions), None
+    ttl = w.config.claim_ttl if ttl is None else ttl
+    if not 0 < ttl <= 30 * 86_400:
+        raise HubError(
+            Code.BAD_REQUEST, "ttl must be between 0 and 30 days", {"field": "ttl", "reason": "range"}
+        )
+    return None, now + ttl
 
-    def _holding(
-        self, agent: agents_.Agent, ctx: Context, ttl: float | None
-    ) -> tuple[SessionId | None, float | None]:
-        """Session-bound when the agent has a live session (its own, or its presence connector), else TTL."""
-        info = self.sessions.get(ctx.session) if ctx.session is not None else None
-        if info is not None and info.agent == agent.name and ctx.session in agent.sessions:
-            return ctx.session, None
-        if agent.sessions:
-            return min(agent.sessions), None
-        ttl = self.config.claim_ttl if ttl is None else ttl
-        if not 0 < ttl <= 30 * 86_400:
-            raise HubError(
-                Code.BAD_REQUEST, "ttl must be between 0 and 30 days", {"field": "ttl", "reason": "range"}
-            )
-        return None, ctx.now + ttl
 
-    def _claim(self, cmd: c.Claim, ctx: Context, out: Outcome) -> None:
-        # Decide with expired claims counted as gone, then lapse them, then act: a refusal emits nothing.
-        room, agent = self._actor(cmd, ctx)
-        check_checkpoint(cmd.checkpoint)
-        live = room.claims.live
-        held = room.claims.current(cmd.work, ctx.now)
-        if not cmd.work or len(cmd.work) > 200:
-            raise HubError(Code.BAD_REQUEST, "work needs a name of 1..200 characters", {"field": "work"})
-        if held is not None and held.holder != agent.name:
-            raise HubError(
-                Code.CONFLICT,
-                f"{cmd.work!r} is held by {held.holder}",
-                {"holder": held.holder, "work": cmd.work, "current": held.view()},
-            )
-        session, expires = self._holding(agent, ctx, cmd.ttl)
-        if cmd.renew:
-            if held is None:
-                raise HubError(Code.NOT_FOUND, f"no live claim {cmd.work!r} to renew", {"what": "claim"})
-            if cmd.paths and check_paths(cmd.paths) != held.paths:
-                raise HubError(
-                    Code.BAD_REQUEST, "renew keeps the scope; claim again to change it", {"field": "paths"}
-                )
-            self._lapse_due(ctx.now, out)
-            self._emit(
-                out,
-                e.ClaimRenewed(room=room.name, at=ctx.now, work=cmd.work, expires=expires, session=session),
-            )
-        else:
-            paths = check_paths(cmd.paths)
-            clashes = room.claims.conflicts(paths, agent.name, ctx.now)
-            if clashes:
-                raise overlap_error(cmd.work, clashes)
-            self._lapse_due(ctx.now, out)
-            held = live.get(cmd.work)
-            inherited = held.checkpoint if held is not None else room.claims.checkpoints.get(cmd.work)
-            checkpoint = cmd.checkpoint if cmd.checkpoint is not None else inherited
-            self._emit(
-                out,
-                e.ClaimGranted(
-                    room=room.name,
-                    at=ctx.now,
-                    work=cmd.work,
-                    holder=agent.name,
-                    paths=paths,
-                    expires=expires,
-                    session=session,
-                    checkpoint=checkpoint,
-                ),
-            )
-        if expires is not None:
-            out.effects.append(ArmTimer(expires))
-        self._reply(out, ctx, cmd, live[cmd.work].view())
-
-    def _mine(self, room: rooms_.Room, agent: agents_.Agent, work: str, now: float) -> Held:
-        held = room.claims.current(work, now)
+def decide_claim(w: World, cmd: c.Claim, ctx: Context) -> Outcome:
+    """Grant or renew (SPEC: Claims): expired claims count as gone, so they lapse first in the same outcome."""
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    check_checkpoint(cmd.checkpoint)
+    if not cmd.work or len(cmd.work) > MAX_WORK:
+        raise HubError(Code.BAD_REQUEST, f"work needs a name of 1..{MAX_WORK} characters", {"field": "work"})
+    claims = room.part(Claims)
+    held = claims.current(cmd.work, ctx.now)
+    if held is not None and held.holder != agent.name:
+        raise HubError(
+            Code.CONFLICT,
+            f"{cmd.work!r} is held by {held.holder}",
+            {"holder": held.holder, "work": cmd.work, "current": _plain(held.view())},
+        )
+    session, expires = _holding(w, agent, ctx.session, cmd.ttl, ctx.now)
+    if cmd.renew:
         if held is None:
-            raise HubError(Code.NOT_FOUND, f"no live claim {work!r}", {"what": "claim", "work": work})
-        if held.holder != agent.name:
+            raise HubError(Code.NOT_FOUND, f"no live claim {cmd.work!r} to renew", {"what": "claim"})
+        if cmd.paths and check_paths(cmd.paths) != held.paths:
             raise HubError(
-                Code.FORBIDDEN,
-                f"{work!r} is held by {held.holder}, not {agent.name}",
-                {"holder": held.holder},
+                Code.BAD_REQUEST, "renew keeps the scope; claim again to change it", {"field": "paths"}
             )
-        return held
-
-    def _release(self, cmd: c.Release, ctx: Context, out: Outcome) -> None:
-        room, agent = self._actor(cmd, ctx)
-        check_checkpoint(cmd.checkpoint)
-        held = self._mine(room, agent, cmd.work, ctx.now)
-        self._lapse_due(ctx.now, out)
+        lapse_due(w, ctx.now, out)
+        out.emit(e.ClaimRenewed(room=room.name, at=ctx.now, work=cmd.work, expires=expires, session=session))
         view = held.view()
-        self._emit(out, e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, checkpoint=cmd.checkpoint))
-        view["checkpoint"] = room.claims.checkpoints.get(cmd.work)
-        self._reply(out, ctx, cmd, view)
+        view.expires = expires
+        view.held_by = "session" if session is not None else "ttl"
+    else:
+        paths = check_paths(cmd.paths)
+        clashes = claims.conflicts(paths, agent.name, ctx.now)
+        if clashes:
+            raise overlap_error(cmd.work, clashes)
+        lapse_due(w, ctx.now, out)
+        old = claims.live.get(cmd.work)  # its own earlier claim, or an expired one lapsing above
+        inherited = old.checkpoint if old is not None else claims.checkpoints.get(cmd.work)
+        granted = e.ClaimGranted(
+            room=room.name,
+            at=ctx.now,
+            work=cmd.work,
+            holder=agent.name,
+            paths=paths,
+            expires=expires,
+            session=session,
+            checkpoint=cmd.checkpoint if cmd.checkpoint is not None else inherited,
+        )
+        out.emit(granted)
+        view = Held(granted).view()
+    if expires is not None:
+        out.effects.append(ArmTimer(expires))
+    out.reply(ctx, cmd.id, view)
+    return out
 
-    def _reoffer_claim(self, cmd: c.ReofferClaim, ctx: Context, out: Outcome) -> None:
-        """Free a claim whose holder went quiet (SPEC: supervisor): no live session, idle long enough."""
-        room, agent = self._actor(cmd, ctx)
-        held = room.claims.live.get(cmd.work)
-        if held is None or held.expired(ctx.now):
-            raise HubError(Code.NOT_FOUND, f"no live claim {cmd.work!r}", {"what": "claim", "work": cmd.work})
-        holder = room.agents[held.holder]
-        idle = ctx.now - holder.last_heartbeat
-        if holder.sessions or idle < cmd.idle_seconds:
-            why = "has a live session" if holder.sessions else f"was active {idle:.0f}s ago"
-            raise HubError(
-                Code.CONFLICT,
-                f"{cmd.work!r} stays with {held.holder}: it {why}",
-                {"holder": held.holder, "idle_seconds": idle, "current": held.view()},
+
+def _mine(room: Room, agent: agents.Agent, work: str, now: float) -> Held:
+    held = room.part(Claims).current(work, now)
+    if held is None:
+        raise HubError(Code.NOT_FOUND, f"no live claim {work!r}", {"what": "claim", "work": work})
+    if held.holder != agent.name:
+        raise HubError(
+            Code.FORBIDDEN, f"{work!r} is held by {held.holder}, not {agent.name}", {"holder": held.holder}
+        )
+    return held
+
+
+def decide_release(w: World, cmd: c.Release, ctx: Context) -> Outcome:
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    check_checkpoint(cmd.checkpoint)
+    held = _mine(room, agent, cmd.work, ctx.now)
+    lapse_due(w, ctx.now, out)
+    out.emit(e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, checkpoint=cmd.checkpoint))
+    view = held.view()
+    view.checkpoint = cmd.checkpoint if cmd.checkpoint is not None else held.checkpoint
+    out.reply(ctx, cmd.id, view)
+    return out
+
+
+def decide_reoffer(w: World, cmd: c.ReofferClaim, ctx: Context) -> Outcome:
+    """Free a claim whose holder went quiet (SPEC: supervisor): no live session, idle long enough."""
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    held = room.part(Claims).current(cmd.work, ctx.now)
+    if held is None:
+        raise HubError(Code.NOT_FOUND, f"no live claim {cmd.work!r}", {"what": "claim", "work": cmd.work})
+    holder = room.part(agents.Roster).agents[held.holder]
+    idle = ctx.now - holder.last_heartbeat
+    if holder.sessions or idle < cmd.idle_seconds:
+        why = "has a live session" if holder.sessions else f"was active {idle:.0f}s ago"
+        raise HubError(
+            Code.CONFLICT,
+            f"{cmd.work!r} stays with {held.holder}: it {why}",
+            {"holder": held.holder, "idle_seconds": idle, "current": _plain(held.view())},
+        )
+    lapse_due(w, ctx.now, out)
+    view = held.view()
+    out.emit(e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, by=agent.name))
+    notice = msgspec.structs.replace(view, by=agent.name)
+    _notify(out, agents.notify(room, held.holder, "claim.reoffered", notice))
+    out.reply(ctx, cmd.id, view)
+    return out
+
+
+def decide_handoff(w: World, cmd: c.Handoff, ctx: Context) -> Outcome:
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    held = _mine(room, agent, cmd.work, ctx.now)
+    target = room.part(agents.Roster).agents.get(cmd.to)
+    if target is None:
+        raise HubError(
+            Code.NOT_FOUND,
+            f"{cmd.to!r} is not a member of room {room.name!r}",
+            {"what": "agent", "name": cmd.to},
+        )
+    session, expires = _holding(w, target, None, None, ctx.now)
+    lapse_due(w, ctx.now, out)
+    out.emit(
+        e.ClaimHandedOff(
+            room=room.name, at=ctx.now, work=cmd.work, to=target.name, expires=expires, session=session
+        )
+    )
+    if expires is not None:
+        out.effects.append(ArmTimer(expires))
+    view = held.view()
+    view.holder, view.expires = target.name, expires
+    view.held_by = "session" if session is not None else "ttl"
+    notice = msgspec.structs.replace(view, from_=agent.name)
+    _notify(out, agents.notify(room, target.name, "claim.handed", notice))
+    out.reply(ctx, cmd.id, view)
+    return out
+
+
+def decide_list(w: World, cmd: c.ListClaims, ctx: Context) -> Outcome:
+    room = w.rooms.get(cmd.room)
+    listed = [] if room is None else [h.view() for h in sorted(room.part(Claims).live.values(), key=_by_work)]
+    out = Outcome()
+    out.reply(ctx, cmd.id, r.ClaimList(claims=listed))
+    return out
+
+
+def decide_intent(w: World, cmd: c.DeclareIntent, ctx: Context) -> Outcome:
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    paths = check_paths(cmd.paths) if cmd.paths else ()
+    if cmd.note is not None and len(cmd.note) > 4096:
+        raise HubError(Code.TOO_LARGE, "a note holds at most 4096 characters", {"limit": 4096})
+    declared = e.IntentDeclared(room=room.name, at=ctx.now, agent=agent.name, paths=paths, note=cmd.note)
+    out.emit(declared)
+    claims = room.part(Claims)
+    intents = {**claims.intents}
+    if paths:
+        intents[agent.name] = Intent(declared)
+    else:
+        intents.pop(agent.name, None)
+    out.reply(ctx, cmd.id, r.IntentList(claims=_live(claims), intents=_intents(claims, intents)))
+    return out
+
+
+def decide_tick(w: World, cmd: Tick, ctx: Context) -> Outcome:
+    out = Outcome()
+    nxt = lapse_due(w, ctx.now, out)
+    if nxt is not None:
+        out.effects.append(ArmTimer(nxt))
+    return out
+
+
+def _due(w: World, now: float) -> tuple[list[tuple[float, RoomName, str]], float | None]:
+    """Heap entries at or before `now` (oldest first) and the earliest one after it, without popping."""
+    heap = w.part(Deadlines).heap
+    due: list[tuple[float, RoomName, str]] = []
+    later: float | None = None
+    stack = [0] if heap else []
+    while stack:  # the heap's top part at or before `now`: only children of due nodes can be due
+        i = stack.pop()
+        if i >= len(heap):
+            continue
+        entry = heap[i]
+        if entry[0] <= now:
+            due.append(entry)
+            stack.extend((2 * i + 1, 2 * i + 2))
+        elif later is None or entry[0] < later:
+            later = entry[0]
+    due.sort()
+    return due, later
+
+
+def lapse_due(w: World, now: float, out: Outcome) -> float | None:
+    """Lapse every claim whose TTL or grace has run out (SPEC: Claims); its checkpoint stays for the next.
+
+    Returns the next deadline after `now`, if any.
+    """
+    due, later = _due(w, now)
+    seen: set[tuple[RoomName, str]] = set()
+    for expires, room_name, work in due:
+        room = w.rooms.get(room_name)
+        held = None if room is None else room.part(Claims).live.get(work)
+        if room is None or held is None or held.expires != expires or (room_name, work) in seen:
+            continue  # stale: released, renewed or re-bound since
+        seen.add((room_name, work))
+        out.emit(e.ClaimLapsed(room=room_name, at=now, work=work))
+        _notify(out, agents.notify(room, held.holder, "claim.lapsed", held.view()))
+    return later
+
+
+def _notify(out: Outcome, effect: Any) -> None:
+    if effect is not None:
+        out.effects.append(effect)
+
+
+def rebind(room: Room, name: AgentName, session: SessionId, now: float, out: Outcome) -> None:
+    """An agent back within grace: its session-bound claims are its own again, on this session."""
+    for held in room.part(Claims).live.values():
+        if held.holder == name and held.bound and held.session is None and not held.expired(now):
+            out.emit(e.ClaimRenewed(room=room.name, at=now, work=held.work, session=session))
+
+
+def orphan(w: World, room: Room, name: AgentName, session: SessionId, now: float, out: Outcome) -> None:
+    """A session of `name` ended: its claims move to another live session of the holder, or get the grace."""
+    member = room.part(agents.Roster).agents.get(name)
+    others = sorted(s for s in member.sessions if s != session) if member is not None else []
+    grace = now + w.config.claim_grace
+    for held in room.part(Claims).of_session(session):
+        if others:  # the holder is still connected (a reconnect raced the old socket's end)
+            out.emit(e.ClaimRenewed(room=room.name, at=now, work=held.work, session=others[0]))
+        else:
+            out.emit(e.ClaimOrphaned(room=room.name, at=now, work=held.work, expires=grace))
+            out.effects.append(ArmTimer(grace))
+
+
+def restart(w: World, now: float, out: Outcome) -> float | None:
+    """Every session of the previous run is gone: its claims get the grace period to be re-taken.
+
+    Returns the earliest deadline to arm a timer for.
+    """
+    grace = now + w.config.claim_grace
+    earliest: float | None = None
+    for room in w.rooms.values():
+        for held in room.part(Claims).live.values():
+            if held.session is not None:
+                out.emit(e.ClaimOrphaned(room=room.name, at=now, work=held.work, expires=grace))
+                earliest = grace if earliest is None else min(earliest, grace)
+    heap = w.part(Deadlines).heap
+    if heap:
+        earliest = heap[0][0] if earliest is None else min(earliest, heap[0][0])
+    return earliest
+
+
+# -- reading -----------------------------------------------------------------------------------------------
+
+
+def _by_work(h: Held) -> str:
+    return h.work
+
+
+def _live(claims: Claims) -> list[r.ClaimView]:
+    return [h.view() for h in sorted(claims.live.values(), key=_by_work)]
+
+
+def _intents(claims: Claims, intents: dict[AgentName, Intent]) -> list[r.IntentView]:
+    out = []
+    for intent in sorted(intents.values(), key=lambda i: i.agent):
+        clashes = [
+            r.Clash(holder=h.holder, work=h.work, paths=[p for p, _ in pairs])
+            for h in claims.live.values()
+            if h.holder != intent.agent and (pairs := overlapping(h.paths, intent.paths))
+        ]
+        clashes += [
+            r.Clash(intent=other.agent, paths=[p for p, _ in pairs])
+            for other in intents.values()
+            if other.agent != intent.agent and (pairs := overlapping(other.paths, intent.paths))
+        ]
+        out.append(
+            r.IntentView(
+                agent=intent.agent, paths=list(intent.paths), note=intent.note, at=intent.at, overlaps=clashes
             )
-        self._lapse_due(ctx.now, out)
-        view = held.view()
-        self._emit(out, e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, by=agent.name))
-        self._notify(room, held.holder, "claim.reoffered", {**view, "by": agent.name}, out)
-        self._reply(out, ctx, cmd, view)
-
-    def _handoff(self, cmd: c.Handoff, ctx: Context, out: Outcome) -> None:
-        room, agent = self._actor(cmd, ctx)
-        held = self._mine(room, agent, cmd.work, ctx.now)
-        target = room.agents.get(cmd.to)
-        if target is None:
-            raise HubError(
-                Code.NOT_FOUND,
-                f"{cmd.to!r} is not a member of room {room.name!r}",
-                {"what": "agent", "name": cmd.to},
-            )
-        session, expires = self._holding(target, Context(ctx.now), None)
-        self._lapse_due(ctx.now, out)
-        self._emit(
-            out,
-            e.ClaimHandedOff(
-                room=room.name, at=ctx.now, work=cmd.work, to=target.name, expires=expires, session=session
-            ),
         )
-        if expires is not None:
-            out.effects.append(ArmTimer(expires))
-        self._notify(room, target.name, "claim.handed", {**held.view(), "from": agent.name}, out)
-        self._reply(out, ctx, cmd, held.view())
+    return out
 
-    def _list_claims(self, cmd: c.ListClaims, ctx: Context, out: Outcome) -> None:
-        room = self.rooms.get(cmd.room)
-        listed = (
-            []
-            if room is None
-            else [h.view() for h in sorted(room.claims.live.values(), key=lambda h: h.work)]
-        )
-        self._reply(out, ctx, cmd, {"claims": listed})
 
-    def _declare_intent(self, cmd: c.DeclareIntent, ctx: Context, out: Outcome) -> None:
-        room, agent = self._actor(cmd, ctx)
-        paths = check_paths(cmd.paths) if cmd.paths else ()
-        if cmd.note is not None and len(cmd.note) > 4096:
-            raise HubError(Code.TOO_LARGE, "a note holds at most 4096 characters", {"limit": 4096})
-        self._emit(
-            out, e.IntentDeclared(room=room.name, at=ctx.now, agent=agent.name, paths=paths, note=cmd.note)
-        )
-        self._reply(out, ctx, cmd, room.claims.board())
+def board(room: Room) -> tuple[list[r.ClaimView], list[r.IntentView]]:
+    """Live claims and intents, with every overlap between an intent and another agent's claim or intent."""
+    claims = room.part(Claims)
+    return _live(claims), _intents(claims, claims.intents)
 
-    def _tick(self, cmd: Tick, ctx: Context, out: Outcome) -> None:
-        self._lapse_due(ctx.now, out)
-        if self.deadlines:
-            out.effects.append(ArmTimer(self.deadlines[0][0]))
 
-    def _lapse_due(self, now: float, out: Outcome) -> None:
-        """Lapse every claim whose TTL or grace has run out (SPEC: Claims); its checkpoint stays for the next."""
-        heap = self.deadlines
-        while heap and heap[0][0] <= now:
-            expires, room_name, work = heapq.heappop(heap)
-            room = self.rooms.get(room_name)
-            held = None if room is None else room.claims.live.get(work)
-            if held is None or held.expires != expires or room is None:
-                continue  # stale: released, renewed or re-bound since
-            view = held.view()
-            self._emit(out, e.ClaimLapsed(room=room_name, at=now, work=work))
-            self._notify(room, held.holder, "claim.lapsed", view, out)
+def root(w: World, room: Room) -> dict[str, Any]:
+    """The `claims` root of the CEL context."""
+    return {work: {"holder": h.holder, "paths": list(h.paths)} for work, h in room.part(Claims).live.items()}
 
-    def _notify(
-        self, room: rooms_.Room, agent: AgentName, kind: str, detail: dict[str, Any], out: Outcome
-    ) -> None:
-        """A Notice to every attached session of `agent` (streaming or not: a presence connector too)."""
-        member = room.agents.get(agent)
-        sessions = sorted(member.sessions) if member is not None else ()
-        if sessions:
-            out.effects.append(Deliver(tuple(sessions), Notice(kind=kind, room=room.name, detail=detail)))
 
-    def _claimant(self, event: Any, agent: AgentName | None) -> Claims:
-        return self.room(event.room).claims
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+    if len(path) == 2:
+        held = room.part(Claims).live.get(path[1])
+        if held is None:
+            node.pop(path[1], None)
+        else:
+            node[path[1]] = {"holder": held.holder, "paths": list(held.paths)}
 
-    def _deadline(self, room: RoomName, held: Held) -> None:
-        if held.expires is not None:
-            heapq.heappush(self.deadlines, (held.expires, room, held.work))
+
+# -- folding -------------------------------------------------------------------------------------------------
+
+
+def _deadline(w: World, room: RoomName, held: Held) -> None:
+    if held.expires is not None:
+        heapq.heappush(w.part(Deadlines).heap, (held.expires, room, held.work))
+
+
+def _prune(w: World) -> None:
+    """Drop stale entries from the top of the deadline heap (released, renewed, re-bound since)."""
+    heap = w.part(Deadlines).heap
+    while heap:
+        expires, room_name, work = heap[0]
+        room = w.rooms.get(room_name)
+        held = None if room is None else room.part(Claims).live.get(work)
+        if held is not None and held.expires == expires:
+            return
+        heapq.heappop(heap)
+
+
+def apply_granted(w: World, ev: ClaimGranted) -> None:
+    claims = w.room(ev.room).part(Claims)
+    old = claims.live.get(ev.work)
+    if old is not None:
+        claims.bind(old, None)
+    held = Held(ev)
+    claims.live[ev.work] = held
+    claims.bind(held, ev.session)
+    claims.index.add(ev.work, ev.paths)
+    claims.checkpoints.pop(ev.work, None)
+    _deadline(w, ev.room, held)
+    _prune(w)
+
+
+def apply_renewed(w: World, ev: e.ClaimRenewed) -> None:
+    """Re-bound to a live session (session-held), or renewed by TTL (held by TTL from now on)."""
+    claims = w.rooms[ev.room].part(Claims)
+    held = claims.live[ev.work]
+    held.expires = ev.expires
+    held.bound = ev.session is not None
+    claims.bind(held, ev.session)
+    _deadline(w, ev.room, held)
+    _prune(w)
+
+
+def apply_orphaned(w: World, ev: e.ClaimOrphaned) -> None:
+    claims = w.rooms[ev.room].part(Claims)
+    held = claims.live[ev.work]
+    claims.bind(held, None)
+    held.expires = ev.expires
+    _deadline(w, ev.room, held)
+    _prune(w)
+
+
+def _ended(w: World, room: RoomName, work: str, checkpoint: str | None) -> None:
+    claims = w.rooms[room].part(Claims)
+    held = claims.live.pop(work)
+    claims.bind(held, None)
+    claims.index.remove(work)
+    kept = checkpoint if checkpoint is not None else held.checkpoint
+    if kept is not None:
+        claims.checkpoints[work] = kept
+    else:
+        claims.checkpoints.pop(work, None)
+    _prune(w)
+
+
+def apply_released(w: World, ev: e.ClaimReleased) -> None:
+    _ended(w, ev.room, ev.work, ev.checkpoint)
+
+
+def apply_lapsed(w: World, ev: e.ClaimLapsed) -> None:
+    _ended(w, ev.room, ev.work, None)
+
+
+def apply_handed(w: World, ev: e.ClaimHandedOff) -> None:
+    claims = w.rooms[ev.room].part(Claims)
+    held = claims.live[ev.work]
+    held.holder = ev.to
+    held.expires = ev.expires
+    held.bound = ev.session is not None
+    claims.bind(held, ev.session)
+    _deadline(w, ev.room, held)
+    _prune(w)
+
+
+def apply_intent(w: World, ev: e.IntentDeclared) -> None:
+    claims = w.rooms[ev.room].part(Claims)
+    if ev.paths:
+        claims.intents[ev.agent] = Intent(ev)
+    else:
+        claims.intents.pop(ev.agent, None)

@@ -3,28 +3,53 @@
 Every event touches context paths (`("state", "_shared", "turn")`, `("agents", "w1")`...). Views and
 subscriptions are indexed by the paths they read, in a trie; a touched path re-evaluates only what reads it
 or anything below or above it. A subscription fires on the edge: when its value becomes exactly `true`.
+The context's roots come from `World.roots` (each concept fills its own), so this module imports none of them.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from hub.core import agents as agents_
-from hub.core import cel
-from hub.core import rooms as rooms_
-from hub.core.effects import Context, Deliver, Outcome
+import msgspec
+
+from hub.core import agents, cel, rooms
+from hub.core.effects import Context, Outcome
 from hub.core.limits import check_count
+from hub.core.world import Room, SessionInfo, World
 from hub.protocol import commands as c
-from hub.protocol.codec import to_builtins
+from hub.protocol import events as e
+from hub.protocol import results as r
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Trigger, Wake
-from hub.protocol.types import AgentName, SessionId
+from hub.protocol.types import AgentName, RoomName, SessionId
 
-__all__ = ["value_of", "ConditionRules", "Conditions", "Sub", "compile_or_refuse", "context_of"]
+__all__ = [
+    "Conditions",
+    "Sub",
+    "Subscriptions",
+    "apply_started",
+    "apply_touched",
+    "apply_view_defined",
+    "apply_view_deleted",
+    "compile_or_refuse",
+    "context",
+    "context_of",
+    "decide_subscribe",
+    "decide_unsubscribe",
+    "drop_sub",
+    "evaluate_gate",
+    "plan_sub",
+    "react",
+    "resolve_views",
+    "disarm",
+    "value_of",
+    "view_cycle",
+]
 
 Path = tuple[str, ...]
+_MISSING = object()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -59,15 +84,17 @@ class Sub:
         include: tuple[str, ...],
         agent: AgentName | None,
         wait_id: int | None,
+        once: bool = False,
+        held: bool = False,
     ) -> None:
         self.id = sid
         self.session = session
         self.compiled = compiled
         self.include = include
-        self.agent = agent
+        self.agent = agent  # shown `waiting` on this condition while it is armed
         self.wait_id = wait_id  # a `wait --condition`: one trigger, then gone
-        self.held = False
-        self.once = False  # dropped after its first trigger
+        self.held = held
+        self.once = once  # dropped after its first trigger
 
 
 class _Trie:
@@ -118,50 +145,10 @@ class _Trie:
             stack.extend(n.children.values())
 
 
-def context_of(room: rooms_.Room, views: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The CEL context of a room, built from scratch (eval, gates and the first subscription)."""
-    state = room.state.values()
-    if views is not None:
-        state["_view"] = views
-    return {
-        "state": state,
-        "agents": {name: _agent(room, name) for name in room.agents},
-        "messages": _messages(room),
-        "claims": {w: {"holder": h.holder, "paths": list(h.paths)} for w, h in room.claims.live.items()},
-        "tasks": {
-            t.id: {"status": t.status, "holder": t.holder, "title": t.title} for t in room.plan.tasks.values()
-        },
-    }
-
-
-def _agent(room: rooms_.Room, name: str) -> dict[str, Any]:
-    a = room.agents[name]  # type: ignore[index]
-    waiting = room.conditions.waiting.get(a.name)
-    return {
-        "status": "waiting" if waiting else a.status,
-        "waiting_on": waiting,
-        "last_heartbeat": a.last_heartbeat,
-        "role": a.role,
-    }
-
-
-def _messages(room: rooms_.Room) -> dict[str, int]:
-    return {"count": room.seq, "unclaimed": room.seq - len(room.claimed)}
-
-
 class Conditions:
     """A room's live context (kept only while something reads it), its views and its subscriptions."""
 
-    __slots__ = (
-        "by_agent",
-        "by_path",
-        "ctx",
-        "evaluations",
-        "subs",
-        "view_index",
-        "view_programs",
-        "waiting",
-    )
+    __slots__ = ("by_path", "ctx", "evaluations", "subs", "view_index", "view_programs")
 
     def __init__(self) -> None:
         self.ctx: dict[str, Any] | None = None
@@ -169,302 +156,399 @@ class Conditions:
         self.by_path = _Trie()
         self.view_programs: dict[str, cel.Compiled] = {}
         self.view_index = _Trie()
-        self.waiting: dict[AgentName, str] = {}  # agent → the expression it waits on (presence)
-        self.by_agent: dict[AgentName, dict[int, str]] = {}  # agent → its live subscriptions, oldest first
         self.evaluations = 0  # subscription evaluations (not durable; tests and metrics read it)
 
-    # -- the context -----------------------------------------------------------------------------------
 
-    def context(self, room: rooms_.Room) -> dict[str, Any]:
-        """The live context, built on first use and then kept current by `refresh`."""
-        if self.ctx is None:
-            self.ctx = context_of(room, {})
-            self._resolve_all(room)
-        return self.ctx
+class Subscriptions:
+    """Hub-wide: the last subscription id given, and the context paths touched since the last reaction."""
 
-    def refresh(self, room: rooms_.Room, touched: Iterable[Path]) -> set[Path]:
-        """Bring the live context up to date for touched paths; returns them plus the views that changed."""
-        ctx = self.ctx
-        if ctx is None:
-            return set()
-        out = set(touched)
-        for path in list(out):
-            root = path[0]
-            if root == "state" and len(path) == 3 and path[1] != "_view":
-                entry = room.state.lookup(path[1], path[2])
-                if entry is None:
-                    scope = ctx["state"].get(path[1])
-                    if scope is not None:
-                        scope.pop(path[2], None)
-                        if not scope:  # as context_of: no empty scopes
-                            del ctx["state"][path[1]]
-                else:
-                    ctx["state"].setdefault(path[1], {})[path[2]] = entry.value
-            elif root == "agents" and len(path) == 2:
-                if path[1] in room.agents:
-                    ctx["agents"][path[1]] = _agent(room, path[1])
-            elif root == "messages":
-                ctx["messages"] = _messages(room)
-            elif root == "claims" and len(path) == 2:
-                held = room.claims.live.get(path[1])
-                if held is None:
-                    ctx["claims"].pop(path[1], None)
-                else:
-                    ctx["claims"][path[1]] = {"holder": held.holder, "paths": list(held.paths)}
-            elif root == "tasks" and len(path) == 2:
-                t = room.plan.tasks.get(path[1])
-                if t is not None:
-                    ctx["tasks"][t.id] = {"status": t.status, "holder": t.holder, "title": t.title}
-        defined = [
-            p[2]
-            for p in out
-            if len(p) == 3 and p[0] == "state" and p[1] == "_view" and p[2] in self.view_programs
-        ]
-        if defined:
-            for key in defined:
-                self._resolve(key, ctx)
-        self._propagate_views(room, out)
-        return out
+    __slots__ = ("last_id", "touched")
 
-    # -- views -------------------------------------------------------------------------------------------
-
-    def define_view(self, room: rooms_.Room, key: str, compiled: cel.Compiled) -> None:
-        """Add or replace a view (cycles were refused when it was decided)."""
-        old = self.view_programs.get(key)
-        if old is not None:
-            for p in old.paths:
-                self.view_index.remove(p, key)
-        self.view_programs[key] = compiled
-        for p in compiled.paths:
-            self.view_index.add(p, key)
-
-    def drop_view(self, key: str) -> None:
-        old = self.view_programs.pop(key, None)
-        if old is not None:
-            for p in old.paths:
-                self.view_index.remove(p, key)
-        if self.ctx is not None:
-            self.ctx["state"].get("_view", {}).pop(key, None)
-
-    def view_cycle(self, key: str, compiled: cel.Compiled) -> list[str] | None:
-        """A chain of views leading back to `key` if it were defined as `compiled`."""
-
-        def reads(c: cel.Compiled) -> list[str]:
-            out = []
-            for p in c.paths:
-                if len(p) >= 2 and p[0] == "state" and p[1] == "_view":
-                    out.extend([p[2]] if len(p) >= 3 else list(self.view_programs))
-            return out
-
-        stack = [(k, [key, k]) for k in reads(compiled)]
-        seen: set[str] = set()
-        while stack:
-            k, chain = stack.pop()
-            if k == key:
-                return chain
-            if k in seen or k not in self.view_programs:
-                continue
-            seen.add(k)
-            stack.extend((n, [*chain, n]) for n in reads(self.view_programs[k]))
-        return None
-
-    def _resolve(self, key: str, bound: Any) -> bool:
-        """Recompute one view; returns whether its value changed.
-
-        `bound` is the plain live context, not a cel.Bound: evaluating a plain mapping converts only the
-        slice the expression reads, while a Bound converts a whole root on first read (the whole `state`
-        of a 1,000-key room: ~0.6 ms, against ~15 us for the slice).
-        """
-        assert self.ctx is not None
-        views = self.ctx["state"].setdefault("_view", {})
-        try:
-            value = cel.evaluate(self.view_programs[key], bound)
-        except cel.EvalError:
-            changed = key in views
-            views.pop(key, None)
-            return changed
-        if key in views and views[key] == value and type(views[key]) is type(value):
-            return False
-        views[key] = value
-        return True
-
-    def _resolve_all(self, room: rooms_.Room) -> None:
-        for _ in range(len(self.view_programs) + 1):  # views over views settle in at most that many passes
-            if not any([self._resolve(k, self.ctx) for k in list(self.view_programs)]):
-                return
-
-    def _propagate_views(self, room: rooms_.Room, touched: set[Path]) -> None:
-        frontier = set(touched)
-        for _ in range(len(self.view_programs) + 1):
-            hit: set[str] = set()
-            for p in frontier:
-                self.view_index.hit(p, hit)
-            if not hit:
-                return
-            frontier = {("state", "_view", k) for k in sorted(hit) if self._resolve(k, self.ctx)}
-            touched |= frontier
-
-    # -- subscriptions ---------------------------------------------------------------------------------
-
-    def add(self, sub: Sub) -> None:
-        self.subs[sub.id] = sub
-        for p in sub.compiled.paths:
-            self.by_path.add(p, sub.id)
-        if sub.agent is not None:
-            self.by_agent.setdefault(sub.agent, {})[sub.id] = sub.compiled.source
-            self.waiting[sub.agent] = sub.compiled.source
-
-    def remove(self, sub_id: int) -> Sub | None:
-        sub = self.subs.pop(sub_id, None)
-        if sub is not None:
-            for p in sub.compiled.paths:
-                self.by_path.remove(p, sub.id)
-            if sub.agent is not None:
-                mine = self.by_agent.get(sub.agent, {})
-                mine.pop(sub.id, None)
-                if mine:  # it still waits on its newest remaining condition
-                    self.waiting[sub.agent] = next(reversed(mine.values()))
-                else:
-                    self.by_agent.pop(sub.agent, None)
-                    self.waiting.pop(sub.agent, None)
-        return sub
-
-    def affected(self, touched: Iterable[Path]) -> list[Sub]:
-        hit: set[int] = set()
-        for p in touched:
-            self.by_path.hit(p, hit)
-        return [self.subs[i] for i in sorted(hit) if i in self.subs]
-
-    def evaluate(self, sub: Sub, bound: Any) -> tuple[bool, Any]:
-        """(holds, value) for a subscription; an evaluation error does not hold."""
-        self.evaluations += 1
-        try:
-            value = cel.evaluate(sub.compiled, bound)
-        except cel.EvalError:
-            return False, None
-        return cel.is_true(value), value
-
-    def include(self, parts: tuple[str, ...]) -> dict[str, Any]:
-        ctx = self.ctx or {}
-        return {p: ctx.get(p) for p in parts if p in ctx}
+    def __init__(self) -> None:
+        self.last_id = 0
+        self.touched: dict[RoomName, set[Path]] = {}
 
 
-class ConditionRules:
-    """Subscriptions and the dependency-indexed reaction to changes (SPEC: conditions). Mixed into Machine: `self` is the machine."""
-
-    def _add_sub(
-        self,
-        room: rooms_.Room,
-        session: SessionId,
-        compiled: Any,
-        include: tuple[str, ...],
-        agent: AgentName | None,
-        wait_id: int | None,
-        info: agents_.SessionInfo,
-    ) -> int:
-        check_count("subscriptions per session", len(info.subs), self.config.max_subscriptions_per_session)
-        self.next_sub += 1
-        room.conditions.add(Sub(self.next_sub, session, compiled, include, agent, wait_id))
-        info.subs.add((room.name, self.next_sub))
-        if agent is not None:
-            self.touched.setdefault(room.name, set()).add(("agents", agent))
-        return self.next_sub
-
-    def _drop_sub(self, room: rooms_.Room, sub_id: int) -> None:
-        sub = room.conditions.remove(sub_id)
-        if sub is None:
-            return
-        info = self.sessions.get(sub.session)
-        if info is not None:
-            info.subs.discard((room.name, sub_id))
-        if sub.agent is not None and room.conditions.ctx is not None:
-            self.touched.setdefault(room.name, set()).add(("agents", sub.agent))
-
-    def _subscribe(self, cmd: c.Subscribe, ctx: Context, out: Outcome) -> None:
-        if ctx.session is None:
-            raise HubError(Code.BAD_REQUEST, "subscribe needs a session")
-        compiled = compile_or_refuse(cmd.expr)
-        room = self.room(rooms_.check_room(cmd.room))
-        for part in cmd.include:
-            if part not in cel.ROOTS:
-                raise HubError(
-                    Code.BAD_REQUEST,
-                    f"include names a context root: {', '.join(sorted(cel.ROOTS))}",
-                    {"field": "include"},
-                )
-        info = self.sessions.setdefault(ctx.session, agents_.SessionInfo(room.name))
-        agent = None
-        if cmd.name is not None:  # showing an agent as `waiting` is acting as it: its token must prove it
-            agents_.verify(room, cmd.name, cmd.token, self.token_owner)
-            agent = cmd.name
-        sub_id = self._add_sub(room, ctx.session, compiled, cmd.include, agent, None, info)
-        sub = room.conditions.subs[sub_id]
-        sub.once = cmd.once
-        value = value_of(compiled, room.conditions.context(room))
-        sub.held = cel.is_true(value)
-        self._reply(out, ctx, cmd, {"sub": sub_id, "value": value, "holds": sub.held})
-        if sub.held:
-            self._trigger(room, sub, value, out)
-            if cmd.once:
-                self._drop_sub(room, sub_id)
-
-    def _unsubscribe(self, cmd: c.Unsubscribe, ctx: Context, out: Outcome) -> None:
-        info = self.sessions.get(ctx.session) if ctx.session is not None else None
-        found = None if info is None else next((r for r, i in info.subs if i == cmd.sub), None)
-        if found is None:
-            raise HubError(
-                Code.NOT_FOUND, f"no subscription {cmd.sub} on this session", {"what": "subscription"}
-            )
-        self._drop_sub(self.rooms[found], cmd.sub)
-        self._reply(out, ctx, cmd, {"sub": cmd.sub, "removed": True})
-
-    def _trigger(self, room: rooms_.Room, sub: Sub, value: Any, out: Outcome) -> None:
-        if sub.wait_id is not None:
-            waiter = next((w for w in room.waiters.values() if w.sub == sub.id), None)
-            if waiter is not None:
-                self._disarm(room, waiter)
-            wake = Wake(id=sub.wait_id, reason="condition", condition=sub.compiled.source, value=value)
-            out.effects.append(Deliver((sub.session,), wake))
-            return
-        frame = Trigger(
-            sub=sub.id,
-            condition=sub.compiled.source,
-            value=value,
-            position=self.position,
-            include=to_builtins(room.conditions.include(sub.include)) if sub.include else {},
-        )
-        out.effects.append(Deliver((sub.session,), frame))
-
-    def _react(self, out: Outcome) -> None:
-        """Re-evaluate only the views and conditions that read what changed; push triggers on the edge."""
-        touched, self.touched = self.touched, {}
-        for room_name, paths in touched.items():
-            room = self.rooms.get(room_name)
-            if room is None or room.conditions.ctx is None:
-                continue
-            changed = room.conditions.refresh(room, paths)
-            subs = room.conditions.affected(changed)
-            if not subs:
-                continue
-            # the plain live context, not cel.bind(): a Bound converts whole roots on first read (all of
-            # `state` per write in a big room), the plain mapping only the slice each condition reads
-            bound = room.conditions.ctx
-            for sub in subs:
-                if sub.id not in room.conditions.subs:
-                    continue
-                holds, value = room.conditions.evaluate(sub, bound)
-                if holds and not sub.held:
-                    self._trigger(room, sub, value, out)
-                    if sub.once:
-                        self._drop_sub(room, sub.id)
-                sub.held = holds
-        if self.touched:  # presence changed by a waiter that just woke
-            self._react(out)
+# -- the context ---------------------------------------------------------------------------------------
 
 
-def value_of(compiled: Any, bound: Any) -> Any:
+def context_of(w: World, room: Room) -> dict[str, Any]:
+    """The CEL context of a room, built from scratch, views not resolved (`state._view` absent)."""
+    return {name: whole(w, room) for name, (whole, _) in w.roots.items()}
+
+
+def context(w: World, room: Room) -> dict[str, Any]:
+    """The live context: built (views resolved) on first use, then kept current by `react`; a derived cache."""
+    cond = room.part(Conditions)
+    if cond.ctx is None:
+        ctx = context_of(w, room)
+        ctx["state"]["_view"] = resolve_views(cond.view_programs, ctx)
+        cond.ctx = ctx
+    return cond.ctx
+
+
+def resolve_views(programs: dict[str, cel.Compiled], ctx: dict[str, Any]) -> dict[str, Any]:
+    """Every view's value over `ctx` (views over views settle in at most len(programs) passes)."""
+    views: dict[str, Any] = {}
+    ctx["state"]["_view"] = views
+    for _ in range(len(programs) + 1):
+        if not any([_resolve(programs, key, ctx) for key in list(programs)]):
+            break
+    return views
+
+
+def _resolve(programs: dict[str, cel.Compiled], key: str, ctx: dict[str, Any]) -> bool:
+    """Recompute one view in `ctx`; returns whether its value changed.
+
+    `ctx` is the plain context, not a cel.Bound: evaluating a plain mapping converts only the slice the
+    expression reads, while a Bound converts a whole root on first read.
+    """
+    views = ctx["state"].setdefault("_view", {})
+    try:
+        value = cel.evaluate(programs[key], ctx)
+    except cel.EvalError:
+        changed = key in views
+        views.pop(key, None)
+        return changed
+    old = views.get(key, _MISSING)
+    if old is not _MISSING and old == value and type(old) is type(value):
+        return False
+    views[key] = value
+    return True
+
+
+def value_of(compiled: cel.Compiled, bound: Any) -> Any:
     """A condition's value, or None when evaluation fails (a failing condition never holds)."""
     try:
         return cel.evaluate(compiled, bound)
     except cel.EvalError:
         return None
+
+
+def evaluate_gate(expr: str, ctx: dict[str, Any]) -> None:
+    """A CEL write gate: refuse with `precondition_failed` unless it evaluates to exactly true."""
+    compiled = compile_or_refuse(expr)
+    try:
+        value = cel.evaluate(compiled, ctx)
+    except cel.EvalError as exc:
+        raise HubError(
+            Code.PRECONDITION_FAILED,
+            f"gate failed: {exc}",
+            {"expression": expr, "value": None, "error": str(exc)},
+        ) from None
+    if not cel.is_true(value):
+        raise HubError(
+            Code.PRECONDITION_FAILED, f"gate is {value!r}: {expr}", {"expression": expr, "value": value}
+        )
+
+
+def view_cycle(room: Room, key: str, compiled: cel.Compiled) -> list[str] | None:
+    """A chain of views leading back to `key` if it were defined as `compiled`."""
+    programs = room.part(Conditions).view_programs
+
+    def reads(comp: cel.Compiled) -> list[str]:
+        out = []
+        for p in comp.paths:
+            if len(p) >= 2 and p[0] == "state" and p[1] == "_view":
+                out.extend([p[2]] if len(p) >= 3 else list(programs))
+        return out
+
+    stack = [(k, [key, k]) for k in reads(compiled)]
+    seen: set[str] = set()
+    while stack:
+        k, chain = stack.pop()
+        if k == key:
+            return chain
+        if k in seen or k not in programs:
+            continue
+        seen.add(k)
+        stack.extend((n, [*chain, n]) for n in reads(programs[k]))
+    return None
+
+
+# -- subscriptions ----------------------------------------------------------------------------------------
+
+
+def plan_sub(
+    w: World,
+    room: Room,
+    session: SessionId,
+    compiled: cel.Compiled,
+    include: tuple[str, ...],
+    agent: AgentName | None,
+    wait_id: int | None,
+    once: bool = False,
+    held: bool = False,
+) -> tuple[int, Callable[[], None]]:
+    """A new subscription's id and the change that adds it; `limit_exceeded` past the session's cap."""
+    info = w.sessions.get(session)
+    count = 0 if info is None else len(info.subs)
+    check_count("subscriptions per session", count, w.config.max_subscriptions_per_session)
+    subs = w.part(Subscriptions)
+    sid = subs.last_id + 1
+    sub = Sub(sid, session, compiled, include, agent, wait_id, once, held)
+    room_name = room.name
+
+    def add() -> None:
+        subs.last_id = max(subs.last_id, sid)
+        _add(w, w.rooms[room_name], sub)
+
+    return sid, add
+
+
+def _add(w: World, room: Room, sub: Sub) -> None:
+    cond = room.part(Conditions)
+    cond.subs[sub.id] = sub
+    for p in sub.compiled.paths:
+        cond.by_path.add(p, sub.id)
+    info = w.sessions.get(sub.session)
+    if info is None:
+        info = w.sessions[sub.session] = SessionInfo(room.name)
+    info.subs.add((room.name, sub.id))
+    if sub.agent is not None:
+        room.part(agents.Roster).waiting.setdefault(sub.agent, {})[sub.id] = sub.compiled.source
+        _touch(w, room, ("agents", sub.agent))
+
+
+def drop_sub(w: World, room: Room, sub_id: int) -> None:
+    """Remove a subscription (an apply-side change: never raises)."""
+    cond = room.part(Conditions)
+    sub = cond.subs.pop(sub_id, None)
+    if sub is None:
+        return
+    for p in sub.compiled.paths:
+        cond.by_path.remove(p, sub.id)
+    info = w.sessions.get(sub.session)
+    if info is not None:
+        info.subs.discard((room.name, sub_id))
+    if sub.agent is not None:
+        waiting = room.part(agents.Roster).waiting
+        mine = waiting.get(sub.agent)
+        if mine is not None:
+            mine.pop(sub.id, None)
+            if not mine:
+                del waiting[sub.agent]
+        _touch(w, room, ("agents", sub.agent))
+
+
+def decide_subscribe(w: World, cmd: c.Subscribe, ctx: Context) -> Outcome:
+    if ctx.session is None:
+        raise HubError(Code.BAD_REQUEST, "subscribe needs a session")
+    compiled = compile_or_refuse(cmd.expr)
+    rooms.check_room(cmd.room)
+    room = rooms.existing(w, cmd.room)
+    for part in cmd.include:
+        if part not in cel.ROOTS:
+            raise HubError(
+                Code.BAD_REQUEST,
+                f"include names a context root: {', '.join(sorted(cel.ROOTS))}",
+                {"field": "include"},
+            )
+    agent = None
+    if cmd.name is not None:  # showing an agent as `waiting` is acting as it: its token must prove it
+        agent = agents.verify(w, room, cmd.name, cmd.token).name
+    value = value_of(compiled, context(w, room))
+    holds = cel.is_true(value)
+    out = Outcome()
+    if holds and cmd.once:  # already true: one trigger now, and nothing stays armed
+        sid = w.part(Subscriptions).last_id + 1
+        out.stage(functools.partial(_bump, w, sid))
+    else:
+        sid, add = plan_sub(w, room, ctx.session, compiled, cmd.include, agent, None, cmd.once, holds)
+        out.stage(add)
+    out.reply(ctx, cmd.id, r.Subscribed(sub=sid, value=value, holds=holds))
+    if holds:
+        out.deliver((ctx.session,), _trigger_frame(w, room, sid, compiled, cmd.include, value))
+    return out
+
+
+def _bump(w: World, sid: int) -> None:
+    subs = w.part(Subscriptions)
+    subs.last_id = max(subs.last_id, sid)
+
+
+def decide_unsubscribe(w: World, cmd: c.Unsubscribe, ctx: Context) -> Outcome:
+    info = w.sessions.get(ctx.session) if ctx.session is not None else None
+    found = None if info is None else next((rn for rn, i in info.subs if i == cmd.sub), None)
+    if found is None:
+        raise HubError(Code.NOT_FOUND, f"no subscription {cmd.sub} on this session", {"what": "subscription"})
+    out = Outcome()
+    room_name = found
+    out.stage(lambda: drop_sub(w, w.rooms[room_name], cmd.sub))
+    out.reply(ctx, cmd.id, r.Unsubscribed(sub=cmd.sub, removed=True))
+    return out
+
+
+def _trigger_frame(
+    w: World, room: Room, sid: int, compiled: cel.Compiled, include: tuple[str, ...], value: Any
+) -> Trigger:
+    parts = {}
+    if include:
+        ctx = room.part(Conditions).ctx or {}
+        parts = msgspec.to_builtins({p: ctx.get(p) for p in include if p in ctx})
+    return Trigger(sub=sid, condition=compiled.source, value=value, position=w.position, include=parts)
+
+
+# -- reacting to what changed -------------------------------------------------------------------------------
+
+
+def _touch(w: World, room: Room, path: Path) -> None:
+    if room.part(Conditions).ctx is not None:
+        w.part(Subscriptions).touched.setdefault(room.name, set()).add(path)
+
+
+_TOUCH: dict[type, Callable[[Any], Path | None]] = {
+    e.StateWritten: lambda ev: ("state", ev.scope, ev.key) if ev.branch is None else None,
+    e.StateDeleted: lambda ev: ("state", ev.scope, ev.key) if ev.branch is None else None,
+    e.ViewDefined: lambda ev: ("state", "_view", ev.key),
+    e.MessageSent: lambda ev: ("messages",),
+    e.MessageClaimed: lambda ev: ("messages",),
+    e.AgentJoined: lambda ev: ("agents", ev.agent),
+    e.PresenceChanged: lambda ev: ("agents", ev.agent),
+    e.SessionOpened: lambda ev: ("agents", ev.agent),
+    e.SessionClosed: lambda ev: ("agents", ev.agent),
+    e.ClaimGranted: lambda ev: ("claims", ev.work),
+    e.ClaimReleased: lambda ev: ("claims", ev.work),
+    e.ClaimLapsed: lambda ev: ("claims", ev.work),
+    e.ClaimHandedOff: lambda ev: ("claims", ev.work),
+    e.TaskDeclared: lambda ev: ("tasks", ev.task),
+    e.TaskUpdated: lambda ev: ("tasks", ev.task),
+}
+
+
+def apply_touched(w: World, ev: Any) -> None:
+    """Note the context paths an event changed, for the next reaction (only rooms with a live context)."""
+    room = w.rooms.get(ev.room)
+    if room is None or room.part(Conditions).ctx is None:
+        return
+    touch = _TOUCH.get(type(ev))
+    path = None if touch is None else touch(ev)
+    if path is None:
+        return
+    touched = w.part(Subscriptions).touched.setdefault(room.name, set())
+    touched.add(path)
+    actor = ev.sender if type(ev) is e.MessageSent else ev.holder if type(ev) is e.MessageClaimed else None
+    if actor is not None and "/" not in actor:  # a heartbeat of the sender / claimer
+        touched.add(("agents", actor))
+    if type(ev) is e.TaskUpdated and ev.by is not None:
+        touched.add(("agents", ev.by))
+
+
+def apply_started(w: World, ev: e.HubStarted) -> None:
+    for room in w.rooms.values():
+        room.part(Conditions).ctx = None  # rebuilt on first use
+
+
+def apply_view_defined(w: World, ev: e.ViewDefined) -> None:
+    cond = w.rooms[ev.room].part(Conditions)
+    try:
+        compiled = cel.compile(ev.expr)
+    except cel.BadExpression:  # it compiled when it was decided; an engine change must not stop replay
+        return
+    old = cond.view_programs.get(ev.key)
+    if old is not None:
+        for p in old.paths:
+            cond.view_index.remove(p, ev.key)
+    cond.view_programs[ev.key] = compiled
+    for p in compiled.paths:
+        cond.view_index.add(p, ev.key)
+
+
+def apply_view_deleted(w: World, ev: e.StateDeleted) -> None:
+    if ev.scope != "_view" or ev.branch is not None:
+        return
+    cond = w.rooms[ev.room].part(Conditions)
+    old = cond.view_programs.pop(ev.key, None)
+    if old is not None:
+        for p in old.paths:
+            cond.view_index.remove(p, ev.key)
+    if cond.ctx is not None:
+        cond.ctx["state"].get("_view", {}).pop(ev.key, None)
+
+
+def _refresh(w: World, room: Room, touched: Iterable[Path]) -> set[Path]:
+    """Bring the live context up to date for touched paths; returns them plus the views that changed."""
+    cond = room.part(Conditions)
+    ctx = cond.ctx
+    if ctx is None:
+        return set()
+    out = set(touched)
+    for path in list(out):
+        root = w.roots.get(path[0])
+        if root is not None and not (path[0] == "state" and len(path) > 1 and path[1] == "_view"):
+            root[1](w, room, ctx[path[0]], path)
+    programs = cond.view_programs
+    for p in out:
+        if len(p) == 3 and p[0] == "state" and p[1] == "_view" and p[2] in programs:
+            _resolve(programs, p[2], ctx)
+    frontier = set(out)
+    for _ in range(len(programs) + 1):  # views over views: propagate until nothing changes
+        hit: set[str] = set()
+        for p in frontier:
+            cond.view_index.hit(p, hit)
+        if not hit:
+            break
+        frontier = {("state", "_view", k) for k in sorted(hit) if _resolve(programs, k, ctx)}
+        out |= frontier
+    return out
+
+
+def react(w: World, out: Outcome) -> None:
+    """Re-evaluate only the views and conditions that read what changed; push triggers on the edge.
+
+    Runs after a command's events are applied: what it changes (held flags, once-subscriptions dropped,
+    condition waiters disarmed) is a consequence of facts already decided, never a refusal.
+    """
+    subscriptions = w.part(Subscriptions)
+    for _ in range(8):  # a waiter that wakes changes presence, which may wake others: settles fast
+        touched, subscriptions.touched = subscriptions.touched, {}
+        if not touched:
+            return
+        for room_name, paths in touched.items():
+            room = w.rooms.get(room_name)
+            if room is None or room.part(Conditions).ctx is None:
+                continue
+            cond = room.part(Conditions)
+            changed = _refresh(w, room, paths)
+            hit: set[int] = set()
+            for p in changed:
+                cond.by_path.hit(p, hit)
+            bound = cond.ctx  # the plain mapping: each condition converts only the slice it reads
+            for sid in sorted(hit):
+                sub = cond.subs.get(sid)
+                if sub is None:
+                    continue
+                cond.evaluations += 1
+                value = value_of(sub.compiled, bound)
+                holds = cel.is_true(value)
+                if holds and not sub.held:
+                    _fire(w, room, sub, value, out)
+                sub.held = holds
+
+
+def _fire(w: World, room: Room, sub: Sub, value: Any, out: Outcome) -> None:
+    if sub.wait_id is not None:
+        waiters = room.part(agents.Waiters).by_name
+        waiter = next((wt for wt in waiters.values() if wt.sub == sub.id), None)
+        if waiter is not None:
+            disarm(w, room, waiter)
+        else:
+            drop_sub(w, room, sub.id)
+        wake = Wake(id=sub.wait_id, reason="condition", condition=sub.compiled.source, value=value)
+        out.deliver((sub.session,), wake)
+        return
+    out.deliver((sub.session,), _trigger_frame(w, room, sub.id, sub.compiled, sub.include, value))
+    if sub.once:
+        drop_sub(w, room, sub.id)
+
+
+def disarm(w: World, room: Room, waiter: agents.Waiter) -> None:
+    """Remove an armed waiter and its condition (an apply-side change)."""
+    waiters = room.part(agents.Waiters).by_name
+    if waiters.get(waiter.name) is waiter:
+        del waiters[waiter.name]
+    if waiter.sub is not None:
+        drop_sub(w, room, waiter.sub)
+    info = w.sessions.get(waiter.session)
+    if info is not None and info.waiter == (room.name, waiter.name):
+        info.waiter = None

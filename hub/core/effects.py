@@ -1,4 +1,4 @@
-"""Outcome and the effects the shell carries out once the outcome's events are durable."""
+"""Outcome, the effects the shell carries out once an outcome's events are durable, and internal commands."""
 
 from __future__ import annotations
 
@@ -8,10 +8,24 @@ from typing import Any
 import msgspec
 
 from hub.protocol.events import Event
-from hub.protocol.frames import Frame
+from hub.protocol.frames import Error, Frame
 from hub.protocol.types import SessionId
 
-__all__ = ["ArmTimer", "CloseSession", "Context", "Deliver", "Effect", "Outcome", "Reply"]
+__all__ = [
+    "ArmTimer",
+    "CloseSession",
+    "Context",
+    "Deliver",
+    "Effect",
+    "FollowLog",
+    "LogRead",
+    "Outcome",
+    "ReadLog",
+    "Reply",
+    "SessionGone",
+    "Start",
+    "Tick",
+]
 
 
 class Context(msgspec.Struct, frozen=True):
@@ -20,6 +34,20 @@ class Context(msgspec.Struct, frozen=True):
     now: float
     session: SessionId | None = None
     secret: Callable[[], str] | None = None
+
+
+class Start(msgspec.Struct, frozen=True):
+    """Internal: the hub finished replaying and starts serving."""
+
+
+class Tick(msgspec.Struct, frozen=True):
+    """Internal: a deadline the core asked for (ArmTimer) has come."""
+
+
+class SessionGone(msgspec.Struct, frozen=True):
+    """Internal: the shell reports that a session's connection ended."""
+
+    session: SessionId
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -51,11 +79,70 @@ class ArmTimer(msgspec.Struct, frozen=True):
     at: float
 
 
-Effect = Reply | Deliver | CloseSession | ArmTimer
+class ReadLog(msgspec.Struct, frozen=True):
+    """Ask the shell to read one page of a room's messages with `after < seq <= until` from the log,
+    scanning from log position `start`, and hand it back as `LogRead` (reads behind the in-memory window).
+
+    `command` is the read it serves; `found` what earlier pages already matched.
+    """
+
+    session: SessionId
+    room: str
+    after: int
+    until: int
+    start: int
+    command: Any
+    found: tuple[Any, ...] = ()
 
 
-class Outcome(msgspec.Struct):
-    """What one command decided: events to make durable, then effects to release in order."""
+class LogRead(msgspec.Struct, frozen=True):
+    """Internal: one page the shell read for `request`: messages up to seq `reached`, log read to `position`."""
 
-    events: list[Event] = msgspec.field(default_factory=list)
-    effects: list[Effect] = msgspec.field(default_factory=list)
+    request: ReadLog
+    messages: tuple[Any, ...]
+    reached: int
+    position: int
+
+
+class FollowLog(msgspec.Struct, frozen=True):
+    """Ask the shell to stream the durable event feed to `session` from `after` (rooms empty: every room)."""
+
+    session: SessionId
+    id: int
+    after: int | None
+    rooms: frozenset[str]
+    batch: bool
+
+
+Effect = Reply | Deliver | CloseSession | ArmTimer | ReadLog | FollowLog
+
+
+class Outcome:
+    """What one command decided: events to make durable, staged session-table changes applied with them,
+    then effects released in order once the events are durable."""
+
+    __slots__ = ("effects", "events", "staged")
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.staged: list[Callable[[], None]] = []
+        self.effects: list[Effect] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def stage(self, change: Callable[[], None]) -> None:
+        """A change to ephemeral state (waiters, subscriptions, bindings), made only if the command succeeds."""
+        self.staged.append(change)
+
+    def reply(self, ctx: Context, cmd_id: int, result: Any = None) -> None:
+        if ctx.session is not None:
+            self.effects.append(Reply(ctx.session, cmd_id, result))
+
+    def deliver(self, sessions: tuple[SessionId, ...], frame: Frame) -> None:
+        if sessions:
+            self.effects.append(Deliver(sessions, frame))
+
+    def refuse(self, session: SessionId, cmd_id: int | None, code: str, message: str) -> None:
+        """An Error frame to one session (a notice that something of its own was refused or ended)."""
+        self.effects.append(Deliver((session,), Error(id=cmd_id, code=code, message=message)))

@@ -1,48 +1,102 @@
-"""Messages: seq, targets, cursors, message claims, and who gets woken (SPEC: Messages, feed, relay and wait)."""
+"""Messages: seq, targets, cursors, message claims, attaching, waiting, and who gets woken (SPEC: Messages, feed,
+relay and wait)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from hub.core import agents as agents_
-from hub.core import cel
-from hub.core import conditions as conditions_
-from hub.core import rooms as rooms_
-from hub.core.effects import CloseSession, Context, Deliver, Outcome
+import msgspec
+
+from hub.core import agents, claims, conditions, rooms
+from hub.core.effects import CloseSession, Context, FollowLog, LogRead, Outcome, ReadLog
+from hub.core.limits import check_count
+from hub.core.world import Room, SessionInfo, World
 from hub.protocol import commands as c
 from hub.protocol import events as e
+from hub.protocol import results as r
 from hub.protocol.errors import Code, HubError
-from hub.protocol.events import MessageClaimed, MessageSent
-from hub.protocol.frames import Delivery, Error, Message, Wake
-from hub.protocol.types import AgentName, Seq, SessionId
+from hub.protocol.events import MessageSent
+from hub.protocol.frames import Delivery, Message, Wake
+from hub.protocol.types import AgentName, Cursor, Seq, SessionId
+from hub.protocol.values import check_body
 
 __all__ = [
-    "FeedRules",
+    "MARK",
+    "Feed",
+    "Streams",
     "addressed",
     "apply_claimed",
     "apply_sent",
+    "decide_attach",
     "decide_claim",
+    "decide_list",
+    "decide_log_read",
+    "decide_send",
+    "decide_tail",
+    "decide_wait",
     "matching",
-    "recipients",
+    "refresh_root",
+    "root",
     "to_message",
-    "wakes",
 ]
 
+MARK = 1024  # every MARK-th message's log position is kept, so reading old messages skips most of the log
+TAKEN_OVER_CLOSE = 4009  # the WebSocket close code a taken-over waiter sees
 
-def addressed(event: MessageSent, name: str, directed_only: bool = False) -> bool:
+
+class Feed:
+    """A room's newest messages (the window), the log positions to find older ones, and message claims."""
+
+    __slots__ = ("base", "claimed", "marks", "messages")
+
+    def __init__(self) -> None:
+        self.messages: list[MessageSent] = []  # the newest messages: messages[seq - base - 1]
+        self.base = 0  # messages older than the window (still in the log, read from there)
+        self.marks: list[int] = []  # marks[i]: log position of message i * MARK + 1, to read old ones fast
+        self.claimed: dict[Seq, AgentName] = {}
+
+    @property
+    def seq(self) -> Seq:
+        """The seq of the newest message (0 for an empty feed)."""
+        return Seq(self.base + len(self.messages))
+
+    def has(self, seq: int) -> None:
+        """`not_found` unless message `seq` exists (in memory or only in the log)."""
+        if not 1 <= seq <= self.seq:
+            raise HubError(Code.NOT_FOUND, f"no message {seq}", {"what": "message", "seq": seq})
+
+    def mark_for(self, after: int) -> int:
+        """A log position at or before the first message after seq `after` (0: the log's start)."""
+        i = max(after, 0) // MARK
+        return self.marks[i] - 1 if i < len(self.marks) else 0
+
+
+class Streams:
+    """A room's streaming sessions by agent: they are pushed what is addressed to it (ephemeral)."""
+
+    __slots__ = ("of",)
+
+    def __init__(self) -> None:
+        self.of: dict[AgentName, set[SessionId]] = {}
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+
+
+def addressed(event: MessageSent | Message, name: str, directed_only: bool = False) -> bool:
     """Whether `event` is for `name`: named directly, or (unless directed-only) via `*`/`all`; priority always."""
     to = event.to
     if name in to:
         return True
     if event.sender == name:
         return False  # a broadcast is not echoed to its sender
-    if rooms_.GROUP in to or rooms_.ALL in to:
+    if rooms.GROUP in to or rooms.ALL in to:
         return event.priority or not directed_only
     return False
 
 
-def to_message(room: rooms_.Room, event: MessageSent) -> Message:
+def to_message(feed: Feed, event: MessageSent) -> Message:
     """The wire form of a feed entry."""
     return Message(
         room=event.room,
@@ -54,243 +108,396 @@ def to_message(room: rooms_.Room, event: MessageSent) -> Message:
         at=event.at,
         reply_to=event.reply_to,
         priority=event.priority,
-        claimed_by=room.claimed.get(event.seq),
+        claimed_by=feed.claimed.get(event.seq),
     )
 
 
 def matching(
-    room: rooms_.Room,
-    after: int,
-    for_: str | None,
-    kind: str | None,
-    unclaimed: bool,
-    since: float | None = None,
+    feed: Feed, after: int, for_: str | None, kind: str | None, unclaimed: bool, since: float | None = None
 ) -> Iterator[MessageSent]:
-    """Messages after `after` (or sent at or after `since`) that pass the filters, oldest first."""
-    feed = room.feed
-    start = max(after - room.base, 0)
+    """Messages in memory after `after` (or sent at or after `since`) that pass the filters, oldest first."""
+    window = feed.messages
+    start = max(after - feed.base, 0)
     if since is not None:
-        floor, start = start, len(feed)
-        while start > floor and feed[start - 1].at >= since:
+        floor, start = start, len(window)
+        while start > floor and window[start - 1].at >= since:
             start -= 1
-    for i in range(start, len(feed)):
-        event = feed[i]
+    for i in range(start, len(window)):
+        event = window[i]
         if kind is not None and event.kind != kind:
             continue
-        if unclaimed and event.seq in room.claimed:
+        if unclaimed and event.seq in feed.claimed:
             continue
         if for_ is not None and not addressed(event, for_):
             continue
         yield event
 
 
-def recipients(room: rooms_.Room, event: MessageSent) -> tuple[SessionId, ...]:
-    """The streaming sessions a message is pushed to: only agents it is addressed to."""
-    streams = room.streams
-    if not streams:
-        return ()
-    if rooms_.GROUP in event.to or rooms_.ALL in event.to:
-        to = event.to  # not echoed to its sender, unless the sender also named itself (as `addressed` says)
-        return tuple(
-            s for name, sessions in streams.items() if name != event.sender or name in to for s in sessions
+def _passes(feed: Feed, event: MessageSent, cmd: Any) -> bool:
+    """Whether a message read from the log passes `cmd`'s filters (list, wait or attach)."""
+    if type(cmd) is c.ListMessages:
+        if cmd.kind is not None and event.kind != cmd.kind:
+            return False
+        if cmd.unclaimed and event.seq in feed.claimed:
+            return False
+        return cmd.for_ is None or addressed(event, cmd.for_)
+    if type(cmd) is c.Wait:
+        return cmd.for_ is not None and addressed(event, cmd.for_, cmd.directed_only)
+    return addressed(event, cmd.name)  # attach
+
+
+def _behind(w: World, room: Room, session: SessionId, after: int, cmd: Any) -> ReadLog | None:
+    """A read of the log for what `cmd` needs from behind the window, or None if memory holds it all."""
+    feed = room.part(Feed)
+    after = max(after, 0)  # a cursor before the first message means "from the start"
+    if after >= feed.base:
+        return None
+    return ReadLog(session, room.name, after, feed.base, feed.mark_for(after), cmd)
+
+
+def root(w: World, room: Room) -> dict[str, Any]:
+    """The `messages` root of the CEL context."""
+    feed = room.part(Feed)
+    return {"count": feed.seq, "unclaimed": feed.seq - len(feed.claimed)}
+
+
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+    node.update(root(w, room))
+
+
+# -- deciding --------------------------------------------------------------------------------------------
+
+
+def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    limit = w.config.max_body_bytes
+    if limit is not None and len(cmd.body) > limit:
+        raise HubError(
+            Code.TOO_LARGE, f"message body is {len(cmd.body)} bytes, over {limit}", {"limit": limit}
         )
-    out: list[SessionId] = []
-    for name in event.to:
-        sessions = streams.get(AgentName(name))
-        if sessions:
-            out.extend(sessions)
-    return tuple(out)
+    check_body(bytes(cmd.body))
+    if len(cmd.kind) > 128:
+        raise HubError(Code.BAD_REQUEST, "kind is longer than 128", {"field": "kind", "reason": "length"})
+    feed = room.part(Feed)
+    if cmd.reply_to is not None:
+        feed.has(cmd.reply_to)
+    split = rooms.split_targets(room.name, cmd.to, w.rooms)
+    for dest in split:
+        rooms.existing(w, dest)
+    seqs: dict[str, int] = {}
+    unknown: list[str] = []
+    for dest, to in split.items():
+        target = w.rooms[dest]
+        local = dest == room.name
+        roster = target.part(agents.Roster).agents
+        for n in to:
+            if n not in roster and n != rooms.GROUP and n != rooms.ALL:
+                unknown.append(n if local else f"{dest}/{n}")
+        event = e.MessageSent(
+            room=dest,
+            at=ctx.now,
+            seq=Seq(target.part(Feed).seq + 1),
+            sender=agent.name if local else f"{room.name}/{agent.name}",
+            to=to,
+            kind=cmd.kind,
+            body=cmd.body,
+            reply_to=cmd.reply_to if local else None,
+            priority=cmd.priority,
+        )
+        out.emit(event)
+        seqs[dest] = event.seq
+        _push(w, target, event, out)
+    own = seqs.get(room.name)
+    out.reply(
+        ctx,
+        cmd.id,
+        r.Sent(seq=Seq(own if own is not None else next(iter(seqs.values()))), seqs=seqs, unknown=unknown),
+    )
+    return out
 
 
-def wakes(room: rooms_.Room, event: MessageSent) -> list[rooms_.Waiter]:
-    """The armed waiters this message wakes."""
-    return [
-        w for w in room.waiters.values() if w.for_ is not None and addressed(event, w.for_, w.directed_only)
-    ]
+def _push(w: World, room: Room, event: MessageSent, out: Outcome) -> None:
+    """Deliver a new message to the streams and waiters it is addressed to, and to no one else."""
+    streams = room.part(Streams).of
+    sessions: tuple[SessionId, ...] = ()
+    if streams:
+        if rooms.GROUP in event.to or rooms.ALL in event.to:  # not echoed to its sender unless it is named
+            sessions = tuple(
+                s for name, ss in streams.items() if name != event.sender or name in event.to for s in ss
+            )
+        else:
+            found: list[SessionId] = []
+            for name in event.to:
+                ss = streams.get(AgentName(name))
+                if ss:
+                    found.extend(ss)
+            sessions = tuple(found)
+    waiters = room.part(agents.Waiters).by_name
+    woken = (
+        [wt for wt in waiters.values() if wt.for_ is not None and addressed(event, wt.for_, wt.directed_only)]
+        if waiters
+        else []
+    )
+    if not sessions and not woken:
+        return
+    message = to_message(room.part(Feed), event)
+    out.deliver(sessions, Delivery(message=message))
+    for waiter in woken:
+        out.stage(_disarming(w, room, waiter))
+        out.deliver((waiter.session,), Wake(id=waiter.id, reason="message", message=message))
 
 
-def decide_claim(room: rooms_.Room, seq: Seq, holder: AgentName) -> None:
+def _disarming(w: World, room: Room, waiter: agents.Waiter) -> Any:
+    return lambda: conditions.disarm(w, room, waiter)
+
+
+def decide_list(w: World, cmd: c.ListMessages, ctx: Context) -> Outcome:
+    if cmd.limit < 1 or cmd.limit > w.config.max_list_limit:
+        raise HubError(
+            Code.BAD_REQUEST,
+            f"limit must be 1..{w.config.max_list_limit}",
+            {"field": "limit", "reason": "range"},
+        )
+    out = Outcome()
+    room = w.rooms.get(cmd.room)
+    if room is None:
+        out.reply(ctx, cmd.id, r.MessageList(messages=[], head=0))
+        return out
+    read = _behind(w, room, ctx.session, max(cmd.after, 0), cmd) if ctx.session is not None else None
+    if read is not None:
+        out.effects.append(read)
+        return out
+    _list_reply(room, cmd, cmd.after, [], ctx, out)
+    return out
+
+
+def _list_reply(
+    room: Room, cmd: c.ListMessages, after: int, found: list[Message], ctx: Context, out: Outcome
+) -> None:
+    feed = room.part(Feed)
+    messages = found[: cmd.limit]
+    if len(messages) < cmd.limit:
+        for event in matching(feed, after, cmd.for_, cmd.kind, cmd.unclaimed):
+            messages.append(to_message(feed, event))
+            if len(messages) >= cmd.limit:
+                break
+    out.reply(ctx, cmd.id, r.MessageList(messages=messages, head=feed.seq))
+
+
+def decide_claim(w: World, cmd: c.ClaimMessage, ctx: Context) -> Outcome:
     """A message can be claimed once; the loser learns who holds it."""
-    room.message(seq)
-    current = room.claimed.get(seq)
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    feed = room.part(Feed)
+    feed.has(cmd.seq)
+    current = feed.claimed.get(cmd.seq)
     if current is not None:
         raise HubError(
             Code.ALREADY_CLAIMED,
-            f"message {seq} is already claimed by {current}",
-            {"holder": current, "seq": seq},
+            f"message {cmd.seq} is already claimed by {current}",
+            {"holder": current, "seq": cmd.seq},
         )
+    out.emit(e.MessageClaimed(room=room.name, at=ctx.now, seq=cmd.seq, holder=agent.name))
+    out.reply(ctx, cmd.id, r.MessageClaim(seq=cmd.seq, holder=agent.name))
+    return out
 
 
-def apply_sent(room: rooms_.Room, event: MessageSent, position: int) -> None:
+def decide_attach(w: World, cmd: c.Attach, ctx: Context) -> Outcome:
+    """Bind the session to its agent (presence, session-bound claims back within grace), stream what is
+    addressed to it, and resume from `after`."""
+    if ctx.session is None:
+        raise HubError(Code.BAD_REQUEST, "attach needs a session")
+    session = ctx.session
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    if cmd.after is not None:
+        read = _behind(w, room, session, cmd.after, cmd)
+        if read is not None:
+            out.effects.append(read)
+            return out
+    info = w.sessions.get(session)
+    if info is None or info.agent is None:
+        check_count("sessions per agent", len(agent.sessions), w.config.max_sessions_per_agent)
+        out.emit(e.SessionOpened(room=room.name, at=ctx.now, agent=agent.name, session=session))
+        claims.rebind(room, agent.name, session, ctx.now, out)
+    room_name, name, stream = room.name, agent.name, cmd.stream
+
+    def bind() -> None:
+        bound = w.sessions.get(session)
+        if bound is None:
+            bound = w.sessions[session] = SessionInfo(room_name)
+        bound.agent, bound.room = name, room_name
+        if stream and not bound.stream:
+            bound.stream = True
+            w.rooms[room_name].part(Streams).of.setdefault(name, set()).add(session)
+
+    out.stage(bind)
+    record = agents.presence(room.part(agents.Roster), agent)
+    if agent.status == "offline":
+        record.status = "active"
+    record.sessions = len(agent.sessions | {session})
+    feed = room.part(Feed)
+    out.reply(ctx, cmd.id, r.Attached(seq=feed.seq, presence=record))
+    if cmd.after is not None:
+        for event in matching(feed, cmd.after, agent.name, None, False):
+            out.deliver((session,), Delivery(message=to_message(feed, event)))
+    return out
+
+
+def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
+    """Arm a waiter for a message, a condition, or both (SPEC: wait); a newer one takes the name over.
+
+    Waiting is acting: the token names the agent that owns the waiter (it shows `waiting` on a condition),
+    only `for`'s own token waits for its messages, and only the owner takes its waiter over.
+    """
+    if ctx.session is None:
+        raise HubError(Code.BAD_REQUEST, "wait needs a session")
+    session = ctx.session
+    rooms.check_room(cmd.room)
+    rooms.check_name(cmd.waiter, "waiter")
+    if cmd.for_ is None and cmd.condition is None:
+        raise HubError(Code.BAD_REQUEST, "wait needs `for`, `condition` or both", {"field": "for"})
+    if cmd.for_ is not None:
+        rooms.check_name(cmd.for_, "for")
+    compiled = conditions.compile_or_refuse(cmd.condition) if cmd.condition is not None else None
+    room = rooms.existing(w, cmd.room)
+    owner = agents.member(w, room, cmd.token, "waiting").name
+    if cmd.for_ is not None and cmd.for_ != owner:
+        raise HubError(
+            Code.FORBIDDEN, f"only {cmd.for_}'s own token waits for its messages (this is {owner}'s)"
+        )
+    old = room.part(agents.Waiters).by_name.get(cmd.waiter)
+    if old is not None and old.owner != owner:
+        raise HubError(Code.FORBIDDEN, f"waiter {cmd.waiter!r} is {old.owner}'s", {"holder": old.owner})
+    info = w.sessions.get(session)
+    if info is not None and info.waiter is not None:
+        raise HubError(Code.BAD_REQUEST, "this session already has an armed waiter", {"field": "waiter"})
+    feed = room.part(Feed)
+    out = Outcome()
+    if cmd.for_ is not None:
+        if cmd.since is None and cmd.after is not None:
+            read = _behind(w, room, session, cmd.after, cmd)
+            if read is not None:
+                out.effects.append(read)
+                return out
+        after = feed.seq if cmd.after is None else max(cmd.after, 0)
+        for event in matching(feed, after if cmd.since is None else -1, cmd.for_, None, False, cmd.since):
+            if addressed(event, cmd.for_, cmd.directed_only):
+                _take_over(w, room, cmd, out)
+                out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
+                out.deliver((session,), Wake(id=cmd.id, reason="message", message=to_message(feed, event)))
+                return out
+    sub_id = None
+    if compiled is not None:
+        value = conditions.value_of(compiled, conditions.context(w, room))
+        if value is True:  # level-triggered: already true wakes at once, so a turn is never missed
+            _take_over(w, room, cmd, out)
+            out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
+            out.deliver(
+                (session,), Wake(id=cmd.id, reason="condition", condition=compiled.source, value=value)
+            )
+            return out
+        sub_id, add = conditions.plan_sub(w, room, session, compiled, (), owner, cmd.id)
+    _take_over(w, room, cmd, out)  # only now: a refusal above leaves the old waiter armed
+    if sub_id is not None:
+        out.stage(add)
+    waiter = agents.Waiter(session, cmd.id, cmd.waiter, owner, cmd.for_, cmd.directed_only, sub_id)
+    room_name = room.name
+
+    def arm() -> None:
+        w.rooms[room_name].part(agents.Waiters).by_name[waiter.name] = waiter
+        bound = w.sessions.get(session)
+        if bound is None:
+            bound = w.sessions[session] = SessionInfo(room_name)
+        bound.waiter = (room_name, waiter.name)
+
+    out.stage(arm)
+    out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
+    return out
+
+
+def _take_over(w: World, room: Room, cmd: c.Wait, out: Outcome) -> None:
+    """The waiter of the same name, if any, is disarmed, told, and its session closed."""
+    old = room.part(agents.Waiters).by_name.get(cmd.waiter)
+    if old is None:
+        return
+    out.stage(_disarming(w, room, old))
+    out.refuse(old.session, old.id, Code.TAKEN_OVER, f"waiter {cmd.waiter!r} was taken over")
+    out.effects.append(CloseSession(old.session, TAKEN_OVER_CLOSE, "taken over by a newer waiter"))
+
+
+def decide_tail(w: World, cmd: c.Tail, ctx: Context) -> Outcome:
+    """Follow the durable event feed: every room needs the admin token on a hub that has one."""
+    if ctx.session is None:
+        raise HubError(Code.BAD_REQUEST, "tail needs a session")
+    if cmd.after is not None and cmd.after < 0:
+        raise HubError(
+            Code.BAD_REQUEST, "after is a log position: 0 or more", {"field": "after", "reason": "range"}
+        )
+    if w.config.admin_token is not None and not cmd.rooms and not w.is_admin(cmd.admin_token):
+        raise HubError(Code.UNAUTHORIZED, "following every room needs the admin token")
+    out = Outcome()
+    out.effects.append(FollowLog(ctx.session, cmd.id, cmd.after, frozenset(cmd.rooms), cmd.batch))
+    return out
+
+
+def decide_log_read(w: World, cmd: LogRead, ctx: Context) -> Outcome:
+    """One page read from the log for a read behind the window: filter it here; read on, or finish the read."""
+    request = cmd.request
+    read = request.command
+    room = rooms.existing(w, request.room)
+    feed = room.part(Feed)
+    rctx = Context(ctx.now, request.session, ctx.secret)
+    out = Outcome()
+    passed = [to_message(feed, m) for m in cmd.messages if _passes(feed, m, read)]
+    if type(read) is c.Wait and passed:
+        _take_over(w, room, read, out)
+        out.reply(rctx, read.id, r.Armed(armed=feed.seq))
+        out.deliver((request.session,), Wake(id=read.id, reason="message", message=passed[0]))
+        return out
+    if type(read) is c.Attach:
+        for message in passed:
+            out.deliver((request.session,), Delivery(message=message))
+        passed = []
+    found = [*request.found, *passed]
+    full = type(read) is c.ListMessages and len(found) >= read.limit
+    if not full and cmd.reached < feed.base:  # more behind the window (it may have moved meanwhile)
+        out.effects.append(
+            ReadLog(request.session, room.name, cmd.reached, feed.base, cmd.position, read, tuple(found))
+        )
+        return out
+    if type(read) is c.ListMessages:
+        _list_reply(room, read, cmd.reached, found, rctx, out)
+        return out
+    rest = msgspec.structs.replace(read, after=Cursor(cmd.reached))
+    decided = decide_wait(w, rest, rctx) if type(rest) is c.Wait else decide_attach(w, rest, rctx)
+    out.events.extend(decided.events)
+    out.staged.extend(decided.staged)
+    out.effects.extend(decided.effects)
+    return out
+
+
+# -- folding ----------------------------------------------------------------------------------------------
+
+
+def apply_sent(w: World, event: MessageSent) -> None:
     """Append to the window; past 5/4 of it, the oldest quarter leaves memory (the log keeps it)."""
-    feed = room.feed
-    if (event.seq - 1) % rooms_.MARK == 0:
-        room.marks.append(position)
-    feed.append(event)
-    window = room.window
-    if window and len(feed) >= window + (window >> 2):
-        cut = len(feed) - window
-        del feed[:cut]
-        room.base += cut
-    sender = room.agents.get(AgentName(event.sender))
-    if sender is not None:
-        sender.beat(event.at)
+    room = w.rooms[event.room]
+    feed = room.part(Feed)
+    if (event.seq - 1) % MARK == 0:
+        feed.marks.append(w.position)
+    window = feed.messages
+    window.append(event)
+    size = w.config.feed_window
+    if size and len(window) >= size + (size >> 2):
+        cut = len(window) - size
+        del window[:cut]
+        feed.base += cut
+    agents.beat(room, event.sender, event.at)
 
 
-def apply_claimed(room: rooms_.Room, event: MessageClaimed) -> None:
-    room.claimed[event.seq] = event.holder
-    holder = room.agents.get(event.holder)
-    if holder is not None:
-        holder.beat(event.at)
-
-
-TAKEN_OVER_CLOSE = 4009  # the WebSocket close code a taken-over waiter sees
-
-
-class FeedRules:
-    """Sending, reading and claiming messages; waiters (SPEC: Messages, feed, relay and wait). Mixed into Machine: `self` is the machine."""
-
-    def _send(self, cmd: c.Send, ctx: Context, out: Outcome) -> None:
-        room, agent = self._actor(cmd, ctx)
-        limit = self.config.max_body_bytes
-        if limit is not None and len(cmd.body) > limit:
-            raise HubError(
-                Code.TOO_LARGE, f"message body is {len(cmd.body)} bytes, over {limit}", {"limit": limit}
-            )
-        if len(cmd.kind) > 128:
-            raise HubError(Code.BAD_REQUEST, "kind is longer than 128", {"field": "kind", "reason": "length"})
-        if cmd.reply_to is not None:
-            room.message(cmd.reply_to)
-        split = rooms_.split_targets(room.name, cmd.to, self.rooms)
-        rooms = self.rooms
-        for dest in split:
-            if dest not in rooms:
-                raise HubError(Code.NOT_FOUND, f"no room {dest!r}", {"what": "room", "room": dest})
-        seqs: dict[str, int] = {}
-        unknown: list[str] = []
-        for dest, to in split.items():
-            target = rooms[dest]
-            local = dest == room.name
-            for n in to:
-                if n not in target.agents and n != "*" and n != "all":
-                    unknown.append(n if local else f"{dest}/{n}")
-            event = e.MessageSent(
-                room=dest,
-                at=ctx.now,
-                seq=target.seq + 1,  # type: ignore[arg-type]
-                sender=agent.name if local else f"{room.name}/{agent.name}",
-                to=to,
-                kind=cmd.kind,
-                body=cmd.body,
-                reply_to=cmd.reply_to if local else None,
-                priority=cmd.priority,
-            )
-            self._emit(out, event)
-            seqs[dest] = event.seq
-            self._push(target, event, out)
-        own = seqs.get(room.name)
-        result: dict[str, Any] = {"seq": own if own is not None else next(iter(seqs.values())), "seqs": seqs}
-        if unknown:
-            result["unknown"] = unknown
-        self._reply(out, ctx, cmd, result)
-
-    def _push(self, room: rooms_.Room, event: e.MessageSent, out: Outcome) -> None:
-        """Deliver a new message to the streams and waiters it is addressed to, and to no one else."""
-        sessions = recipients(room, event)
-        woken = wakes(room, event) if room.waiters else ()
-        if not sessions and not woken:
-            return
-        message = to_message(room, event)
-        if sessions:
-            out.effects.append(Deliver(sessions, Delivery(message=message)))
-        for waiter in woken:
-            self._disarm(room, waiter)
-            out.effects.append(
-                Deliver((waiter.session,), Wake(id=waiter.id, reason="message", message=message))
-            )
-
-    def _list_messages(self, cmd: c.ListMessages, ctx: Context, out: Outcome) -> None:
-        room = self.rooms.get(cmd.room)
-        if cmd.limit < 1 or cmd.limit > self.config.max_list_limit:
-            raise HubError(
-                Code.BAD_REQUEST,
-                f"limit must be 1..{self.config.max_list_limit}",
-                {"field": "limit", "reason": "range"},
-            )
-        messages = []
-        if room is not None:
-            for event in matching(room, cmd.after, cmd.for_, cmd.kind, cmd.unclaimed):
-                messages.append(to_message(room, event))
-                if len(messages) >= cmd.limit:
-                    break
-        head = 0 if room is None else room.seq
-        self._reply(out, ctx, cmd, {"messages": messages, "head": head})
-
-    def _claim_message(self, cmd: c.ClaimMessage, ctx: Context, out: Outcome) -> None:
-        room, agent = self._actor(cmd, ctx)
-        decide_claim(room, cmd.seq, agent.name)
-        self._emit(out, e.MessageClaimed(room=room.name, at=ctx.now, seq=cmd.seq, holder=agent.name))
-        self._reply(out, ctx, cmd, {"seq": cmd.seq, "holder": agent.name})
-
-    def _wait(self, cmd: c.Wait, ctx: Context, out: Outcome) -> None:
-        """Arm a waiter for a message, a condition, or both (SPEC: wait); a newer one takes the name over."""
-        if ctx.session is None:
-            raise HubError(Code.BAD_REQUEST, "wait needs a session")
-        room_name = rooms_.check_room(cmd.room)
-        agents_.check_name(cmd.waiter, "waiter")
-        if cmd.for_ is None and cmd.condition is None:
-            raise HubError(Code.BAD_REQUEST, "wait needs `for`, `condition` or both", {"field": "for"})
-        if cmd.for_ is not None:
-            agents_.check_name(cmd.for_, "for")
-        compiled = conditions_.compile_or_refuse(cmd.condition) if cmd.condition is not None else None
-        room = self.room(room_name)
-        info = self.sessions.setdefault(ctx.session, agents_.SessionInfo(room.name))
-        if info.waiter is not None:
-            raise HubError(Code.BAD_REQUEST, "this session already has an armed waiter", {"field": "waiter"})
-        old = room.waiters.get(cmd.waiter)
-        if old is not None:
-            self._disarm(room, old)
-            notice = Error(id=old.id, code=Code.TAKEN_OVER, message=f"waiter {cmd.waiter!r} was taken over")
-            out.effects.append(Deliver((old.session,), notice))
-            out.effects.append(CloseSession(old.session, TAKEN_OVER_CLOSE, "taken over by a newer waiter"))
-        if cmd.for_ is not None:
-            after = room.seq if cmd.after is None else cmd.after
-            for event in matching(room, after if cmd.since is None else -1, cmd.for_, None, False, cmd.since):
-                if addressed(event, cmd.for_, cmd.directed_only):
-                    self._reply(out, ctx, cmd, {"armed": room.seq})
-                    message = to_message(room, event)
-                    out.effects.append(
-                        Deliver((ctx.session,), Wake(id=cmd.id, reason="message", message=message))
-                    )
-                    return
-        sub_id = None
-        if compiled is not None:
-            value = conditions_.value_of(compiled, room.conditions.context(room))
-            if cel.is_true(value):  # level-triggered: already true wakes at once, so a turn is never missed
-                self._reply(out, ctx, cmd, {"armed": room.seq})
-                wake = Wake(id=cmd.id, reason="condition", condition=compiled.source, value=value)
-                out.effects.append(Deliver((ctx.session,), wake))
-                return
-            agent = self._proven(room, cmd.waiter, cmd.token)  # shows as `waiting` only if its token says so
-            sub_id = self._add_sub(room, ctx.session, compiled, (), agent, cmd.id, info)
-        waiter = rooms_.Waiter(
-            session=ctx.session,
-            id=cmd.id,
-            name=cmd.waiter,
-            for_=cmd.for_,
-            directed_only=cmd.directed_only,
-            sub=sub_id,
-        )
-        room.waiters[cmd.waiter] = waiter
-        info.waiter, info.waiter_room = cmd.waiter, room.name
-        self._reply(out, ctx, cmd, {"armed": room.seq})
-
-    def _disarm(self, room: rooms_.Room, waiter: rooms_.Waiter) -> None:
-        if room.waiters.get(waiter.name) is waiter:
-            del room.waiters[waiter.name]
-        if waiter.sub is not None:
-            self._drop_sub(room, waiter.sub)
-            waiter.sub = None
-        info = self.sessions.get(waiter.session)
-        if info is not None and info.waiter == waiter.name and info.waiter_room == room.name:
-            info.waiter = info.waiter_room = None
+def apply_claimed(w: World, event: e.MessageClaimed) -> None:
+    room = w.rooms[event.room]
+    room.part(Feed).claimed[event.seq] = event.holder
+    agents.beat(room, event.holder, event.at)

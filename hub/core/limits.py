@@ -1,10 +1,11 @@
-"""Per-agent token bucket on ctx.now, and count caps (SPEC: Bad input, limits)."""
+"""Per-agent token buckets on ctx.now, and count caps (SPEC: Bad input, limits)."""
 
 from __future__ import annotations
 
 from hub.protocol.errors import Code, HubError
+from hub.protocol.types import AgentName, RoomName
 
-__all__ = ["Bucket", "check_count"]
+__all__ = ["Bucket", "Buckets", "check_count"]
 
 
 class Bucket:
@@ -18,20 +19,39 @@ class Bucket:
         self.level = float(burst)
         self.stamp = now
 
-    def take(self, now: float) -> None:
-        """Spend one token or raise `rate_limited` saying when one will be there."""
+    def _level(self, now: float) -> float:
         elapsed = max(0.0, now - self.stamp)  # a wall clock stepped back refills nothing, and drains nothing
-        level = min(self.burst, self.level + elapsed * self.rate)
-        self.stamp = now
+        return min(self.burst, self.level + elapsed * self.rate)
+
+    def check(self, now: float) -> None:
+        """Refuse with `rate_limited`, saying when a token will be there, unless one is (changes nothing)."""
+        level = self._level(now)
         if level < 1.0:
-            self.level = level
             retry = (1.0 - level) / self.rate
             raise HubError(
                 Code.RATE_LIMITED,
                 f"over {self.rate:g} commands/s; retry in {retry:.3f}s",
                 {"retry_after": retry},
             )
-        self.level = level - 1.0
+
+    def take(self, now: float) -> None:
+        """Check, then spend one token."""
+        self.check(now)
+        self.spend(now)
+
+    def spend(self, now: float) -> None:
+        """Take one token (staged: only a command that succeeds spends)."""
+        self.level = max(0.0, self._level(now) - 1.0)
+        self.stamp = now
+
+
+class Buckets:
+    """Hub-wide: one bucket per (room, agent)."""
+
+    __slots__ = ("of",)
+
+    def __init__(self) -> None:
+        self.of: dict[tuple[RoomName, AgentName], Bucket] = {}
 
 
 def check_count(what: str, count: int, limit: int | None) -> None:

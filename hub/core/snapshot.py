@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import msgspec
 
 from hub.config import HubConfig
 from hub.core import cel
-from hub.core.agents import Agent
+from hub.core.agents import Agent, Roster, Tokens
+from hub.core.claims import Claims, Deadlines, Held, Intent
+from hub.core.conditions import Conditions
+from hub.core.feed import Feed
 from hub.core.machine import Machine
-from hub.core.rooms import Room
-from hub.core.state import Branch, Entry
+from hub.core.rooms import Invites
+from hub.core.state import Branch, Entry, State
+from hub.core.tasks import Plan, Task
+from hub.core.world import Room, World
 from hub.protocol.events import BranchCreated, ClaimGranted, IntentDeclared, MessageSent, TaskDeclared
+from hub.protocol.results import TaskNote
 from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
 
 __all__ = ["SNAPSHOT_VERSION", "Snapshot", "dump", "load", "take"]
 
-SNAPSHOT_VERSION = 2  # 2: feed window, branches with fork-time entries
+SNAPSHOT_VERSION = 3  # 3: every room, tombstone versions, typed task notes
 
 
 class AgentRecord(msgspec.Struct, array_like=True, gc=False):
@@ -58,7 +65,7 @@ class TaskRecord(msgspec.Struct, array_like=True, gc=False):
     order: int | None
     epic: bool
     etag: int
-    notes: list[dict[str, Any]]
+    notes: list[TaskNote]
     created_at: float
     updated_at: float
 
@@ -74,6 +81,12 @@ class EntryRecord(msgspec.Struct, array_like=True, gc=False):
     deleted: bool = False
 
 
+class GoneRecord(msgspec.Struct, array_like=True, gc=False):
+    scope: str
+    key: str
+    version: int
+
+
 class BranchRecord(msgspec.Struct, array_like=True, gc=False):
     name: str
     source: str | None
@@ -81,7 +94,8 @@ class BranchRecord(msgspec.Struct, array_like=True, gc=False):
     by: AgentName
     created_at: float
     overlay: list[EntryRecord]
-    frozen: list[EntryRecord] = []  # the source's entries at fork time, for keys it changed since
+    frozen: list[EntryRecord]  # the source's entries at fork time, for keys it changed since
+    gone: list[GoneRecord]
 
 
 class RoomRecord(msgspec.Struct, gc=False):
@@ -89,16 +103,17 @@ class RoomRecord(msgspec.Struct, gc=False):
     agents: list[AgentRecord]
     feed: list[MessageSent]
     claimed: dict[Seq, AgentName]
-    base: int = 0
-    marks: list[int] = []
-    claims: list[HeldRecord] = []
-    checkpoints: dict[str, str] = {}
-    intents: list[IntentRecord] = []
-    tasks: list[TaskRecord] = []
-    entries: list[EntryRecord] = []
-    views: list[EntryRecord] = []
-    branches: list[BranchRecord] = []
-    clock: int = 0
+    base: int
+    marks: list[int]
+    claims: list[HeldRecord]
+    checkpoints: dict[str, str]
+    intents: list[IntentRecord]
+    tasks: list[TaskRecord]
+    entries: list[EntryRecord]
+    views: list[EntryRecord]
+    branches: list[BranchRecord]
+    gone: list[GoneRecord]
+    clock: int
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -106,75 +121,85 @@ class Snapshot(msgspec.Struct, gc=False):
     position: Position
     started_at: float
     rooms: list[RoomRecord]
-    created: list[RoomName] = []  # rooms made by room.create / an invite
-    invites: list[tuple[str, RoomName, float | None]] = []  # (hash, room, expires)
+    invites: list[tuple[str, RoomName, float | None]]  # (hash, room, expires)
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Snapshot)
 
 
-def take(machine: Machine) -> Snapshot:
-    """The durable part of the machine's state (sessions' bindings are not durable)."""
-    rooms = [
-        RoomRecord(
-            name=room.name,
-            agents=[
-                AgentRecord(a.name, a.role, a.token_hash, a.status, a.last_heartbeat, sorted(a.sessions))
-                for a in room.agents.values()
-            ],
-            feed=room.feed,
-            claimed=room.claimed,
-            base=room.base,
-            marks=room.marks,
-            claims=[
-                HeldRecord(
-                    h.work, h.holder, h.paths, h.expires, h.session, h.bound, h.checkpoint, h.granted_at
-                )
-                for h in room.claims.live.values()
-            ],
-            checkpoints=room.claims.checkpoints,
-            intents=[IntentRecord(i.agent, i.paths, i.note, i.at) for i in room.claims.intents.values()],
-            tasks=[
-                TaskRecord(
-                    t.id,
-                    t.title,
-                    t.status,
-                    t.holder,
-                    t.depends_on,
-                    t.parent,
-                    t.mode,
-                    t.order,
-                    t.epic,
-                    t.etag,
-                    t.notes,
-                    t.created_at,
-                    t.updated_at,
-                )
-                for t in room.plan.tasks.values()
-            ],
-            entries=[
-                EntryRecord(scope, key, en.value, en.version, en.changed, en.by, en.at)
-                for scope, keys in room.state.scopes.items()
-                for key, en in keys.items()
-            ],
-            views=[
-                EntryRecord("_view", key, en.value, en.version, en.changed, en.by, en.at)
-                for key, en in room.state.views.items()
-            ],
-            branches=[
-                BranchRecord(b.name, b.source, b.base, b.by, b.created_at, _overlay(b), _overlay(b, True))
-                for b in room.state.branches.values()
-            ],
-            clock=room.state.clock,
-        )
-        for room in sorted(machine.rooms.values(), key=lambda r: r.name)  # canonical: a live hub may
-        if room.agents or room.seq  # hold a waiter's room before any event created it
-    ]
-    invites = [(h, room, expires) for h, (room, expires) in sorted(machine.invites.items())]
-    return Snapshot(
-        SNAPSHOT_VERSION, machine.position, machine.started_at, rooms, sorted(machine.created), invites
+def _entry(scope: str, key: str, en: Entry | None) -> EntryRecord:
+    if en is None:
+        return EntryRecord(scope, key, None, 0, 0, AgentName(""), 0.0, True)
+    return EntryRecord(scope, key, en.value, en.version, en.changed, en.by, en.at)
+
+
+def _gone(gone: dict[tuple[str, str], int]) -> list[GoneRecord]:
+    return [GoneRecord(scope, key, version) for (scope, key), version in sorted(gone.items())]
+
+
+def _room(room: Room) -> RoomRecord:
+    feed, claims, plan, st = room.part(Feed), room.part(Claims), room.part(Plan), room.part(State)
+    return RoomRecord(
+        name=room.name,
+        agents=[
+            AgentRecord(a.name, a.role, a.token_hash, a.status, a.last_heartbeat, sorted(a.sessions))
+            for a in room.part(Roster).agents.values()
+        ],
+        feed=feed.messages,
+        claimed=feed.claimed,
+        base=feed.base,
+        marks=feed.marks,
+        claims=[
+            HeldRecord(h.work, h.holder, h.paths, h.expires, h.session, h.bound, h.checkpoint, h.granted_at)
+            for h in claims.live.values()
+        ],
+        checkpoints=claims.checkpoints,
+        intents=[IntentRecord(i.agent, i.paths, i.note, i.at) for i in claims.intents.values()],
+        tasks=[
+            TaskRecord(
+                t.id,
+                t.title,
+                t.status,
+                t.holder,
+                t.depends_on,
+                t.parent,
+                t.mode,
+                t.order,
+                t.epic,
+                t.etag,
+                t.notes,
+                t.created_at,
+                t.updated_at,
+            )
+            for t in plan.tasks.values()
+        ],
+        entries=[_entry(scope, key, en) for scope, keys in st.scopes.items() for key, en in keys.items()],
+        views=[_entry("_view", key, en) for key, en in st.views.items()],
+        branches=[
+            BranchRecord(
+                b.name,
+                b.source,
+                b.base,
+                b.by,
+                b.created_at,
+                [_entry(s, k, en) for (s, k), en in b.overlay.items()],
+                [_entry(s, k, en) for (s, k), en in b.frozen.items()],
+                _gone(b.gone),
+            )
+            for b in st.branches.values()
+        ],
+        gone=_gone(st.gone),
+        clock=st.clock,
     )
+
+
+def take(machine: Machine) -> Snapshot:
+    """The durable part of the machine's state (sessions' bindings are not durable), in a canonical order."""
+    w = machine.world
+    rooms = [_room(room) for room in sorted(w.rooms.values(), key=lambda each: each.name)]
+    invites = [(h, room, expires) for h, (room, expires) in sorted(w.part(Invites).by_hash.items())]
+    return Snapshot(SNAPSHOT_VERSION, w.position, w.started_at, rooms, invites)
 
 
 def dump(machine: Machine) -> bytes:
@@ -185,22 +210,37 @@ def load(data: bytes, config: HubConfig | None = None) -> Machine:
     """A machine holding exactly the snapshot's state."""
     snap = _decoder.decode(data)
     machine = Machine(config)
-    machine.position = snap.position
-    machine.started_at = snap.started_at
+    w = machine.world
+    w.position = snap.position
+    w.started_at = snap.started_at
     for record in snap.rooms:
-        room = machine.rooms[record.name] = Room(record.name, machine.config.feed_window)
-        room.feed = record.feed
-        room.base = record.base
-        room.marks = record.marks
-        room.claimed = dict(record.claimed)
-        for a in record.agents:
-            agent = Agent(a.name, a.role, a.token_hash, a.last_heartbeat)
-            agent.status = a.status
-            agent.sessions = set(a.sessions)
-            room.agents[a.name] = agent
-            machine.token_owner[a.token_hash] = (room.name, a.name)
-        for h in record.claims:
-            granted = ClaimGranted(
+        _load_room(w, w.room(record.name), record)
+    for digest, name, expires in snap.invites:
+        w.part(Invites).by_hash[digest] = (w.room(name).name, expires)
+    return machine
+
+
+def _load_room(w: World, room: Room, record: RoomRecord) -> None:
+    feed = room.part(Feed)
+    feed.messages, feed.base, feed.marks, feed.claimed = (
+        record.feed,
+        record.base,
+        record.marks,
+        dict(record.claimed),
+    )
+    owners = w.part(Tokens).owner
+    roster = room.part(Roster).agents
+    for a in record.agents:
+        agent = Agent(a.name, a.role, a.token_hash, a.last_heartbeat)
+        agent.status = a.status
+        agent.sessions = set(a.sessions)
+        roster[a.name] = agent
+        owners[a.token_hash] = (room.name, a.name)
+    claims = room.part(Claims)
+    heap = w.part(Deadlines).heap
+    for h in record.claims:
+        held = Held(
+            ClaimGranted(
                 room=room.name,
                 at=h.granted_at,
                 work=h.work,
@@ -210,72 +250,71 @@ def load(data: bytes, config: HubConfig | None = None) -> Machine:
                 session=h.session,
                 checkpoint=h.checkpoint,
             )
-            held = room.claims.granted(granted)
-            held.bound = h.bound
-            machine._deadline(room.name, held)
-        room.claims.checkpoints.update(record.checkpoints)
-        for i in record.intents:
-            room.claims.intent(
-                IntentDeclared(room=room.name, at=i.at, agent=i.agent, paths=i.paths, note=i.note)
+        )
+        held.bound = h.bound
+        claims.live[h.work] = held
+        claims.bind(held, h.session)
+        claims.index.add(h.work, h.paths)
+        if held.expires is not None:
+            heapq.heappush(heap, (held.expires, room.name, held.work))
+    claims.checkpoints.update(record.checkpoints)
+    for i in record.intents:
+        claims.intents[i.agent] = Intent(
+            IntentDeclared(room=room.name, at=i.at, agent=i.agent, paths=i.paths, note=i.note)
+        )
+    plan = room.part(Plan)
+    for t in record.tasks:
+        task = Task(
+            TaskDeclared(
+                room=room.name,
+                at=t.created_at,
+                task=t.id,
+                title=t.title,
+                status=t.status,
+                by=AgentName(""),
+                depends_on=t.depends_on,
+                parent=t.parent,
+                mode=t.mode,
+                order=t.order,
+                epic=t.epic,
             )
-        for t in record.tasks:
-            room.plan.declared(
-                TaskDeclared(
-                    room=room.name,
-                    at=t.created_at,
-                    task=t.id,
-                    title=t.title,
-                    status=t.status,
-                    by=AgentName(""),
-                    depends_on=t.depends_on,
-                    parent=t.parent,
-                    mode=t.mode,
-                    order=t.order,
-                    epic=t.epic,
-                )
-            )
-            task = room.plan.tasks[t.id]
-            task.holder, task.etag, task.notes, task.updated_at = t.holder, t.etag, t.notes, t.updated_at
-        _load_state(machine, room, record)
-    for name in snap.created:
-        machine.created.add(machine.room(name).name)
-    for digest, name, expires in snap.invites:
-        machine.invites[digest] = (machine.room(name).name, expires)
-    return machine
+        )
+        task.holder, task.etag, task.notes, task.updated_at = t.holder, t.etag, t.notes, t.updated_at
+        plan.tasks[t.id] = task
+        for dep in task.depends_on:
+            plan.dependents.setdefault(dep, set()).add(task.id)
+        if task.parent is not None:
+            plan.children.setdefault(task.parent, []).append(task.id)
+    _load_state(room, record)
 
 
-def _overlay(b: Branch, frozen: bool = False) -> list[EntryRecord]:
-    return [
-        EntryRecord(scope, key, None, 0, 0, AgentName(""), 0.0, True)
-        if en is None
-        else EntryRecord(scope, key, en.value, en.version, en.changed, en.by, en.at)
-        for (scope, key), en in (b.frozen if frozen else b.overlay).items()
-    ]
+def _restore(r: EntryRecord) -> Entry | None:
+    return None if r.deleted else Entry(r.value, r.version, r.changed, r.by, r.at)
 
 
-def _load_state(machine: Machine, room: Room, record: RoomRecord) -> None:
-    st = room.state
+def _load_state(room: Room, record: RoomRecord) -> None:
+    st = room.part(State)
     st.clock = record.clock
+    st.gone = {(g.scope, g.key): g.version for g in record.gone}
     for r in record.entries:
         st.scopes.setdefault(r.scope, {})[r.key] = Entry(r.value, r.version, r.changed, r.by, r.at)
+    cond = room.part(Conditions)
     for r in record.views:
         st.views[r.key] = Entry(r.value, r.version, r.changed, r.by, r.at)
         try:
-            room.conditions.define_view(room, r.key, cel.compile(r.value))
+            compiled = cel.compile(r.value)
         except cel.BadExpression:  # compiled when decided; an engine change must not stop a restart
-            pass
+            continue
+        cond.view_programs[r.key] = compiled
+        for p in compiled.paths:
+            cond.view_index.add(p, r.key)
     for b in record.branches:
         branch = Branch(
             BranchCreated(
                 room=room.name, at=b.created_at, branch=b.name, source=b.source, base=b.base, by=b.by
             )
         )
-        for r in b.overlay:
-            branch.overlay[(r.scope, r.key)] = (
-                None if r.deleted else Entry(r.value, r.version, r.changed, r.by, r.at)
-            )
-        for r in b.frozen:
-            branch.frozen[(r.scope, r.key)] = (
-                None if r.deleted else Entry(r.value, r.version, r.changed, r.by, r.at)
-            )
+        branch.overlay = {(r.scope, r.key): _restore(r) for r in b.overlay}
+        branch.frozen = {(r.scope, r.key): _restore(r) for r in b.frozen}
+        branch.gone = {(g.scope, g.key): g.version for g in b.gone}
         st.branches[b.name] = branch

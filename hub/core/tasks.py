@@ -1,21 +1,42 @@
-"""The plan: tasks, epics (par/seq children), depends_on → ready, etags, seq_blocked (SPEC: Plan)."""
+"""The plan: tasks, epics (par/seq children), depends_on → ready, etags, seq_blocked, re-offers (SPEC: Plan)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hub.core import rooms as rooms_
+import msgspec
+
+from hub.core import agents
 from hub.core.effects import Context, Outcome
+from hub.core.world import Room, World
 from hub.protocol import commands as c
-from hub.protocol import events as e
+from hub.protocol import results as r
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import TaskDeclared, TaskUpdated
 from hub.protocol.types import AgentName
 
-__all__ = ["PlanRules", "OPEN", "STATUSES", "Plan", "Task"]
+__all__ = [
+    "OPEN",
+    "STATUSES",
+    "Plan",
+    "Task",
+    "apply_declared",
+    "apply_updated",
+    "decide_claim",
+    "decide_declare",
+    "decide_list",
+    "decide_reoffer",
+    "decide_show",
+    "decide_update",
+    "listed",
+    "refresh_root",
+    "root",
+    "tree",
+]
 
 STATUSES = ("pending", "ready", "in_progress", "blocked", "done", "cancelled")
 OPEN = frozenset({"pending", "ready", "in_progress", "blocked"})
+CLOSED = frozenset({"done", "cancelled"})
 MAX_NOTES = 50
 
 
@@ -49,26 +70,39 @@ class Task:
         self.order = event.order
         self.epic = event.epic
         self.etag = 1
-        self.notes: list[dict[str, Any]] = []
+        self.notes: list[r.TaskNote] = []
         self.created_at = event.at
         self.updated_at = event.at
 
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "status": self.status,
-            "holder": self.holder,
-            "etag": self.etag,
-            "depends_on": list(self.depends_on),
-            "parent": self.parent,
-            "mode": self.mode,
-            "order": self.order,
-            "kind": "epic" if self.epic else "task",
-            "notes": list(self.notes),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+    def view(self, after: TaskUpdated | None = None) -> r.TaskView:
+        """The task as clients see it (as `after` leaves it, when given)."""
+        view = r.TaskView(
+            id=self.id,
+            title=self.title,
+            status=self.status,
+            holder=self.holder,
+            etag=self.etag,
+            depends_on=list(self.depends_on),
+            parent=self.parent,
+            mode=self.mode,
+            order=self.order,
+            kind="epic" if self.epic else "task",
+            notes=list(self.notes),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+        if after is not None:
+            view.etag, view.status, view.holder, view.updated_at = (
+                after.etag,
+                after.status,
+                after.holder,
+                after.at,
+            )
+            if after.title is not None:
+                view.title = after.title
+            if after.note is not None:
+                view.notes = [*view.notes, r.TaskNote(at=after.at, by=after.by, note=after.note)][-MAX_NOTES:]
+        return view
 
 
 class Plan:
@@ -87,37 +121,31 @@ class Plan:
             raise HubError(Code.NOT_FOUND, f"no task {task_id!r}", {"what": "task", "task": task_id})
         return task
 
-    # -- deciding ------------------------------------------------------------------------------
-
-    def first_status(self, depends_on: tuple[str, ...]) -> str:
-        return "ready" if all(self._done(d) for d in depends_on) else "pending"
-
-    def _done(self, task_id: str) -> bool:
+    def done(self, task_id: str) -> bool:
         task = self.tasks.get(task_id)
         return task is not None and task.status == "done"
 
     def open_dependencies(self, task: Task) -> list[str]:
-        return [d for d in task.depends_on if not self._done(d)]
+        return [d for d in task.depends_on if not self.done(d)]
 
-    def check_declare(self, task_id: str, depends_on: tuple[str, ...], parent: str | None) -> None:
-        """Refuse self-dependencies, cycles (naming them) and parents that do not exist."""
-        if task_id in depends_on:
-            raise HubError(
-                Code.BAD_REQUEST, f"{task_id!r} depends on itself", {"field": "depends_on", "reason": "cycle"}
-            )
-        if parent is not None:
-            if parent == task_id:
-                raise HubError(Code.BAD_REQUEST, "a task cannot be its own parent", {"field": "parent"})
-            self.get(parent)
-        cycle = self._cycle(task_id, depends_on)
-        if cycle:
-            raise HubError(
-                Code.BAD_REQUEST,
-                "dependency cycle: " + " → ".join(cycle),
-                {"field": "depends_on", "reason": "cycle", "cycle": cycle},
-            )
+    def seq_blockers(self, task: Task) -> list[str]:
+        """Earlier siblings that are not done, for this task and each ancestor under a `seq` parent."""
+        blockers: list[str] = []
+        node: Task | None = task
+        while node is not None and node.parent is not None:
+            parent = self.tasks.get(node.parent)
+            if parent is None:
+                break
+            if parent.mode == "seq":
+                mine = _rank(node)
+                for sibling_id in self.children.get(parent.id, ()):
+                    sibling = self.tasks[sibling_id]
+                    if sibling is not node and _rank(sibling) < mine and sibling.status not in CLOSED:
+                        blockers.append(sibling.id)
+            node = parent
+        return blockers
 
-    def _cycle(self, task_id: str, depends_on: tuple[str, ...]) -> list[str] | None:
+    def cycle(self, task_id: str, depends_on: tuple[str, ...]) -> list[str] | None:
         """A path from one of `depends_on` back to `task_id` through declared dependencies, if any."""
         stack: list[tuple[str, list[str]]] = [(d, [task_id, d]) for d in depends_on]
         seen: set[str] = set()
@@ -133,289 +161,372 @@ class Plan:
                 stack.extend((d, [*path, d]) for d in task.depends_on)
         return None
 
-    def seq_blockers(self, task: Task) -> list[str]:
-        """Earlier siblings that are not done, for this task and each ancestor under a `seq` parent."""
-        blockers: list[str] = []
-        node: Task | None = task
-        while node is not None and node.parent is not None:
-            parent = self.tasks.get(node.parent)
-            if parent is None:
-                break
-            if parent.mode == "seq":
-                mine = _rank(node)
-                for sibling_id in self.children.get(parent.id, ()):
-                    sibling = self.tasks[sibling_id]
-                    if (
-                        sibling is not node
-                        and _rank(sibling) < mine
-                        and sibling.status not in ("done", "cancelled")
-                    ):
-                        blockers.append(sibling.id)
-            node = parent
-        return blockers
-
-    def readied_by(self, task_id: str) -> list[Task]:
-        """Pending tasks that become ready once `task_id` is done."""
-        out = []
-        for dep_id in sorted(self.dependents.get(task_id, ())):
-            dep = self.tasks.get(dep_id)
-            if (
-                dep is not None
-                and dep.status == "pending"
-                and not [d for d in dep.depends_on if d != task_id and not self._done(d)]
-            ):
-                out.append(dep)
-        return out
-
-    def completed_epic(self, task: Task) -> Task | None:
-        """The parent epic that is complete once `task` is done, if any."""
-        if task.parent is None:
-            return None
-        parent = self.tasks.get(task.parent)
-        if parent is None or not parent.epic or parent.status in ("done", "cancelled"):
-            return None
-        for child_id in self.children.get(parent.id, ()):
-            child = self.tasks[child_id]
-            if child is not task and child.status not in ("done", "cancelled"):
-                return None
-        return parent
-
-    # -- folding events ------------------------------------------------------------------------
-
-    def declared(self, event: TaskDeclared) -> None:
-        task = Task(event)
-        self.tasks[task.id] = task
-        for dep in task.depends_on:
-            self.dependents.setdefault(dep, set()).add(task.id)
-        if task.parent is not None:
-            self.children.setdefault(task.parent, []).append(task.id)
-
-    def updated(self, event: TaskUpdated) -> None:
-        task = self.tasks[event.task]
-        task.etag = event.etag
-        task.status = event.status
-        task.holder = event.holder
-        if event.title is not None:
-            task.title = event.title
-        if event.note is not None:
-            task.notes.append({"at": event.at, "by": event.by, "note": event.note})
-            del task.notes[:-MAX_NOTES]
-        task.updated_at = event.at
-
-    # -- reading -------------------------------------------------------------------------------
-
-    def listed(self, status: str | None, ready: bool, parent: str | None) -> list[dict[str, Any]]:
-        """Tasks, ready work first, then by order and age."""
-        chosen = [
-            t
-            for t in self.tasks.values()
-            if (status is None or t.status == status)
-            and (not ready or (t.status == "ready" and not t.epic and not self.seq_blockers(t)))
-            and (parent is None or t.parent == parent)
-        ]
-        chosen.sort(key=lambda t: (t.status != "ready", _rank(t), t.created_at))
-        return [t.view() for t in chosen]
-
-    def tree(self) -> list[str]:
-        """The plan as indented lines: epics and parents with their children, ready work first."""
-        lines: list[str] = []
-
-        def walk(ids: list[str], depth: int) -> None:
-            tasks = sorted(
-                (self.tasks[i] for i in ids), key=lambda t: (t.status != "ready", _rank(t), t.created_at)
-            )
-            for t in tasks:
-                holder = f" @{t.holder}" if t.holder else ""
-                kind = (
-                    " [epic]" if t.epic else (" [seq]" if t.mode == "seq" and t.id in self.children else "")
-                )
-                order = f" #{t.order}" if t.order is not None else ""
-                lines.append(f"{'  ' * depth}{t.status:11} {t.id}{order}{kind}{holder}  {t.title}")
-                walk(self.children.get(t.id, []), depth + 1)
-
-        walk([t.id for t in self.tasks.values() if t.parent is None or t.parent not in self.tasks], 0)
-        return lines
-
 
 def _rank(task: Task) -> tuple[int, float]:
     return (task.order if task.order is not None else 1 << 30, task.created_at)
 
 
-class PlanRules:
-    """Declaring, claiming and updating tasks (SPEC: Plan). Mixed into Machine: `self` is the machine."""
+class _Cascade:
+    """The updates one command makes, as a status overlay on the plan: deciding folds nothing."""
 
-    def _declare_task(self, cmd: c.DeclareTask, ctx: Context, out: Outcome) -> None:
-        room, agent = self._actor(cmd, ctx)
-        plan = room.plan
-        if not cmd.task or len(cmd.task) > 200 or not cmd.title or len(cmd.title) > 1000:
-            raise HubError(
-                Code.BAD_REQUEST,
-                "a task needs an id (1..200) and a title (1..1000 characters)",
-                {"field": "task"},
-            )
-        depends_on = tuple(dict.fromkeys(d for d in cmd.depends_on if d))
-        existing = plan.tasks.get(cmd.task)
-        if existing is not None:
-            same = (
-                existing.title,
-                existing.depends_on,
-                existing.parent,
-                existing.mode,
-                existing.order,
-                existing.epic,
-            ) == (cmd.title, depends_on, cmd.parent, cmd.mode, cmd.order, cmd.epic)
-            if not same:
-                raise HubError(
-                    Code.ALREADY_EXISTS,
-                    f"task {cmd.task!r} exists with other settings",
-                    {"current": existing.view()},
+    __slots__ = ("events", "now", "plan", "room", "staged")
+
+    def __init__(self, plan: Plan, room: Room, now: float) -> None:
+        self.plan = plan
+        self.room = room
+        self.now = now
+        self.staged: dict[str, TaskUpdated] = {}
+        self.events: list[TaskUpdated] = []
+
+    def status(self, task: Task) -> str:
+        ev = self.staged.get(task.id)
+        return task.status if ev is None else ev.status
+
+    def etag(self, task: Task) -> int:
+        ev = self.staged.get(task.id)
+        return task.etag if ev is None else ev.etag
+
+    def done(self, task_id: str) -> bool:
+        task = self.plan.tasks.get(task_id)
+        return task is not None and self.status(task) == "done"
+
+    def add(self, ev: TaskUpdated) -> None:
+        self.staged[ev.task] = ev
+        self.events.append(ev)
+
+    def finished(self, task: Task) -> None:
+        """A task is done: its pending dependents whose dependencies are all done become ready; then closed."""
+        plan = self.plan
+        for dep_id in sorted(plan.dependents.get(task.id, ())):
+            dep = plan.tasks.get(dep_id)
+            if (
+                dep is not None
+                and self.status(dep) == "pending"
+                and all(self.done(d) for d in dep.depends_on)
+            ):
+                self.add(
+                    TaskUpdated(
+                        room=self.room.name, at=self.now, task=dep.id, etag=self.etag(dep) + 1, status="ready"
+                    )
                 )
-            self._reply(out, ctx, cmd, existing.view())
-            return
-        plan.check_declare(cmd.task, depends_on, cmd.parent)
-        self._emit(
-            out,
-            e.TaskDeclared(
-                room=room.name,
-                at=ctx.now,
-                task=cmd.task,
-                title=cmd.title,
-                status=plan.first_status(depends_on),
-                by=agent.name,
-                depends_on=depends_on,
-                parent=cmd.parent,
-                mode=cmd.mode,
-                order=cmd.order,
-                epic=cmd.epic,
-            ),
-        )
-        self._reply(out, ctx, cmd, plan.tasks[cmd.task].view())
+        self.closed(task)
 
-    def _claim_task(self, cmd: c.ClaimTask, ctx: Context, out: Outcome) -> None:
-        room, agent = self._actor(cmd, ctx)
-        plan = room.plan
-        task = plan.get(cmd.task)
-        if task.status == "in_progress" and task.holder == agent.name:
-            self._reply(out, ctx, cmd, task.view())
-            return
-        if task.epic:
-            raise HubError(Code.BAD_REQUEST, f"{task.id!r} is an epic: claim its children", {"field": "task"})
-        if task.status == "pending":
-            open_deps = plan.open_dependencies(task)
-            raise HubError(
-                Code.NOT_READY,
-                f"{task.id!r} waits for {', '.join(open_deps)}",
-                {"open_dependencies": open_deps, "current": task.view()},
-            )
-        if task.status != "ready":
-            who = f" by {task.holder}" if task.holder else ""
-            raise HubError(
-                Code.CONFLICT,
-                f"{task.id!r} is {task.status}{who}",
-                {"holder": task.holder, "current": task.view()},
-            )
-        blockers = plan.seq_blockers(task)
-        if blockers:
-            raise HubError(
-                Code.SEQ_BLOCKED,
-                f"{task.id!r} is blocked: {', '.join(blockers)} not done",
-                {"blocked_by": blockers, "current": task.view()},
-            )
-        self._emit(
-            out,
-            e.TaskUpdated(
-                room=room.name,
-                at=ctx.now,
-                task=task.id,
-                etag=task.etag + 1,
-                status="in_progress",
-                holder=agent.name,
-                by=agent.name,
-            ),
-        )
-        self._reply(out, ctx, cmd, task.view())
-
-    def _update_task(self, cmd: c.UpdateTask, ctx: Context, out: Outcome) -> None:
-        room, agent = self._actor(cmd, ctx)
-        task = room.plan.get(cmd.task)
-        if cmd.etag is not None and cmd.etag != task.etag:
-            raise HubError(
-                Code.CONFLICT,
-                f"{task.id!r} changed since etag {cmd.etag} (now {task.etag}); re-read",
-                {"current": task.view()},
-            )
-        if cmd.note is not None and len(cmd.note) > 4096:
-            raise HubError(Code.TOO_LARGE, "a note holds at most 4096 characters", {"limit": 4096})
-        if cmd.title is not None and not 0 < len(cmd.title) <= 1000:
-            raise HubError(Code.BAD_REQUEST, "a title holds 1..1000 characters", {"field": "title"})
-        status = cmd.status or task.status
-        holder = task.holder
-        if status == "ready":
-            holder = None
-        elif status == "in_progress" and holder is None:
-            holder = agent.name
-        self._emit(
-            out,
-            e.TaskUpdated(
-                room=room.name,
-                at=ctx.now,
-                task=task.id,
-                etag=task.etag + 1,
-                status=status,
-                holder=holder,
-                title=cmd.title,
-                by=agent.name,
-                note=cmd.note,
-            ),
-        )
-        if status == "done" and cmd.status == "done":
-            self._finished(room, task, ctx.now, out)
-        elif cmd.status == "cancelled":
-            self._closed(room, task, ctx.now, out)
-        self._reply(out, ctx, cmd, task.view())
-
-    def _finished(self, room: rooms_.Room, task: Task, now: float, out: Outcome) -> None:
-        """A task is done: its dependents whose dependencies are all done become ready, a complete epic done."""
-        plan = room.plan
-        for dep in plan.readied_by(task.id):
-            self._emit(
-                out,
-                e.TaskUpdated(
-                    room=room.name, at=now, task=dep.id, etag=dep.etag + 1, status="ready", holder=None
-                ),
-            )
-        self._closed(room, task, now, out)
-
-    def _closed(self, room: rooms_.Room, task: Task, now: float, out: Outcome) -> None:
+    def closed(self, task: Task) -> None:
         """A task is done or cancelled: the epic it completes is done."""
-        epic = room.plan.completed_epic(task)
-        if epic is not None:
-            self._emit(
-                out,
-                e.TaskUpdated(
-                    room=room.name,
-                    at=now,
-                    task=epic.id,
-                    etag=epic.etag + 1,
-                    status="done",
-                    holder=epic.holder,
-                    note="all children done",
-                ),
+        if task.parent is None:
+            return
+        parent = self.plan.tasks.get(task.parent)
+        if parent is None or not parent.epic or self.status(parent) in CLOSED:
+            return
+        for child_id in self.plan.children.get(parent.id, ()):
+            if self.status(self.plan.tasks[child_id]) not in CLOSED:
+                return
+        self.add(
+            TaskUpdated(
+                room=self.room.name,
+                at=self.now,
+                task=parent.id,
+                etag=self.etag(parent) + 1,
+                status="done",
+                holder=parent.holder,
+                note="all children done",
             )
-            self._finished(room, epic, now, out)
+        )
+        self.finished(parent)
 
-    def _list_tasks(self, cmd: c.ListTasks, ctx: Context, out: Outcome) -> None:
-        room = self.rooms.get(cmd.room)
-        listed = [] if room is None else room.plan.listed(cmd.status, cmd.ready, cmd.parent)
-        self._reply(out, ctx, cmd, {"tasks": listed})
 
-    def _show_task(self, cmd: c.ShowTask, ctx: Context, out: Outcome) -> None:
-        room = self.rooms.get(cmd.room)
-        if room is None:
-            raise HubError(Code.NOT_FOUND, f"no task {cmd.task!r}", {"what": "task", "task": cmd.task})
-        task = room.plan.get(cmd.task)
-        view = task.view()
-        view["children"] = room.plan.listed(None, False, task.id)
-        view["open_dependencies"] = room.plan.open_dependencies(task)
-        view["blocked_by"] = room.plan.seq_blockers(task)
-        self._reply(out, ctx, cmd, view)
+# -- deciding ----------------------------------------------------------------------------------------------
+
+
+def decide_declare(w: World, cmd: c.DeclareTask, ctx: Context) -> Outcome:
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    plan = room.part(Plan)
+    if not cmd.task or len(cmd.task) > 200 or not cmd.title or len(cmd.title) > 1000:
+        raise HubError(
+            Code.BAD_REQUEST,
+            "a task needs an id (1..200) and a title (1..1000 characters)",
+            {"field": "task"},
+        )
+    depends_on = tuple(dict.fromkeys(d for d in cmd.depends_on if d))
+    existing = plan.tasks.get(cmd.task)
+    if existing is not None:
+        same = (
+            existing.title,
+            existing.depends_on,
+            existing.parent,
+            existing.mode,
+            existing.order,
+            existing.epic,
+        )
+        if same != (cmd.title, depends_on, cmd.parent, cmd.mode, cmd.order, cmd.epic):
+            raise HubError(
+                Code.ALREADY_EXISTS,
+                f"task {cmd.task!r} exists with other settings",
+                {"current": msgspec.to_builtins(existing.view())},
+            )
+        out.reply(ctx, cmd.id, existing.view())
+        return out
+    if cmd.task in depends_on:
+        raise HubError(
+            Code.BAD_REQUEST, f"{cmd.task!r} depends on itself", {"field": "depends_on", "reason": "cycle"}
+        )
+    if cmd.parent is not None:
+        if cmd.parent == cmd.task:
+            raise HubError(Code.BAD_REQUEST, "a task cannot be its own parent", {"field": "parent"})
+        plan.get(cmd.parent)
+    cycle = plan.cycle(cmd.task, depends_on)
+    if cycle:
+        raise HubError(
+            Code.BAD_REQUEST,
+            "dependency cycle: " + " → ".join(cycle),
+            {"field": "depends_on", "reason": "cycle", "cycle": cycle},
+        )
+    declared = TaskDeclared(
+        room=room.name,
+        at=ctx.now,
+        task=cmd.task,
+        title=cmd.title,
+        status="ready" if all(plan.done(d) for d in depends_on) else "pending",
+        by=agent.name,
+        depends_on=depends_on,
+        parent=cmd.parent,
+        mode=cmd.mode,
+        order=cmd.order,
+        epic=cmd.epic,
+    )
+    out.emit(declared)
+    out.reply(ctx, cmd.id, Task(declared).view())
+    return out
+
+
+def decide_claim(w: World, cmd: c.ClaimTask, ctx: Context) -> Outcome:
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    plan = room.part(Plan)
+    task = plan.get(cmd.task)
+    if task.status == "in_progress" and task.holder == agent.name:
+        out.reply(ctx, cmd.id, task.view())
+        return out
+    if task.epic:
+        raise HubError(Code.BAD_REQUEST, f"{task.id!r} is an epic: claim its children", {"field": "task"})
+    current = msgspec.to_builtins(task.view())
+    if task.status == "pending":
+        open_deps = plan.open_dependencies(task)
+        raise HubError(
+            Code.NOT_READY,
+            f"{task.id!r} waits for {', '.join(open_deps)}",
+            {"open_dependencies": open_deps, "current": current},
+        )
+    if task.status != "ready":
+        who = f" by {task.holder}" if task.holder else ""
+        raise HubError(
+            Code.CONFLICT, f"{task.id!r} is {task.status}{who}", {"holder": task.holder, "current": current}
+        )
+    blockers = plan.seq_blockers(task)
+    if blockers:
+        raise HubError(
+            Code.SEQ_BLOCKED,
+            f"{task.id!r} is blocked: {', '.join(blockers)} not done",
+            {"blocked_by": blockers, "current": current},
+        )
+    updated = TaskUpdated(
+        room=room.name,
+        at=ctx.now,
+        task=task.id,
+        etag=task.etag + 1,
+        status="in_progress",
+        holder=agent.name,
+        by=agent.name,
+    )
+    out.emit(updated)
+    out.reply(ctx, cmd.id, task.view(updated))
+    return out
+
+
+def decide_update(w: World, cmd: c.UpdateTask, ctx: Context) -> Outcome:
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    plan = room.part(Plan)
+    task = plan.get(cmd.task)
+    if cmd.etag is not None and cmd.etag != task.etag:
+        raise HubError(
+            Code.CONFLICT,
+            f"{task.id!r} changed since etag {cmd.etag} (now {task.etag}); re-read",
+            {"current": msgspec.to_builtins(task.view())},
+        )
+    if cmd.note is not None and len(cmd.note) > 4096:
+        raise HubError(Code.TOO_LARGE, "a note holds at most 4096 characters", {"limit": 4096})
+    if cmd.title is not None and not 0 < len(cmd.title) <= 1000:
+        raise HubError(Code.BAD_REQUEST, "a title holds 1..1000 characters", {"field": "title"})
+    status = cmd.status or task.status
+    holder = task.holder
+    if status == "ready":
+        holder = None
+    elif status == "in_progress" and holder is None:
+        holder = agent.name
+    updated = TaskUpdated(
+        room=room.name,
+        at=ctx.now,
+        task=task.id,
+        etag=task.etag + 1,
+        status=status,
+        holder=holder,
+        title=cmd.title,
+        by=agent.name,
+        note=cmd.note,
+    )
+    cascade = _Cascade(plan, room, ctx.now)
+    cascade.add(updated)
+    if status == "done" and cmd.status == "done":
+        cascade.finished(task)
+    elif cmd.status == "cancelled":
+        cascade.closed(task)
+    out.events.extend(cascade.events)
+    out.reply(ctx, cmd.id, task.view(updated))
+    return out
+
+
+def decide_reoffer(w: World, cmd: c.ReofferTask, ctx: Context) -> Outcome:
+    """Back to `ready` a task whose holder went quiet (SPEC: supervisor): no live session, idle long enough."""
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    task = room.part(Plan).get(cmd.task)
+    if task.status != "in_progress" or task.holder is None:
+        raise HubError(
+            Code.CONFLICT,
+            f"{task.id!r} is {task.status}, not in progress",
+            {"current": msgspec.to_builtins(task.view())},
+        )
+    holder = room.part(agents.Roster).agents.get(task.holder)
+    idle = ctx.now - holder.last_heartbeat if holder is not None else float("inf")
+    if holder is not None and (holder.sessions or idle < cmd.idle_seconds):
+        why = "has a live session" if holder.sessions else f"was active {idle:.0f}s ago"
+        raise HubError(
+            Code.CONFLICT,
+            f"{task.id!r} stays with {task.holder}: it {why}",
+            {"holder": task.holder, "idle_seconds": idle, "current": msgspec.to_builtins(task.view())},
+        )
+    idle_text = f"idle {idle:.0f}s" if holder is not None else "gone"
+    updated = TaskUpdated(
+        room=room.name,
+        at=ctx.now,
+        task=task.id,
+        etag=task.etag + 1,
+        status="ready",
+        holder=None,
+        by=agent.name,
+        note=f"re-offered by {agent.name}: {task.holder} {idle_text}",
+    )
+    out.emit(updated)
+    view = task.view(updated)
+    notice = agents.notify(room, task.holder, "task.reoffered", view)
+    if notice is not None:
+        out.effects.append(notice)
+    out.reply(ctx, cmd.id, view)
+    return out
+
+
+def decide_list(w: World, cmd: c.ListTasks, ctx: Context) -> Outcome:
+    room = w.rooms.get(cmd.room)
+    out = Outcome()
+    out.reply(
+        ctx, cmd.id, r.TaskList(tasks=[] if room is None else listed(room, cmd.status, cmd.ready, cmd.parent))
+    )
+    return out
+
+
+def decide_show(w: World, cmd: c.ShowTask, ctx: Context) -> Outcome:
+    room = w.rooms.get(cmd.room)
+    if room is None:
+        raise HubError(Code.NOT_FOUND, f"no task {cmd.task!r}", {"what": "task", "task": cmd.task})
+    plan = room.part(Plan)
+    task = plan.get(cmd.task)
+    view = task.view()
+    view.children = listed(room, None, False, task.id)
+    view.open_dependencies = plan.open_dependencies(task)
+    view.blocked_by = plan.seq_blockers(task)
+    out = Outcome()
+    out.reply(ctx, cmd.id, view)
+    return out
+
+
+# -- reading -----------------------------------------------------------------------------------------------
+
+
+def listed(room: Room, status: str | None, ready: bool, parent: str | None) -> list[r.TaskView]:
+    """Tasks, ready work first, then by order and age."""
+    plan = room.part(Plan)
+    chosen = [
+        t
+        for t in plan.tasks.values()
+        if (status is None or t.status == status)
+        and (not ready or (t.status == "ready" and not t.epic and not plan.seq_blockers(t)))
+        and (parent is None or t.parent == parent)
+    ]
+    chosen.sort(key=lambda t: (t.status != "ready", _rank(t), t.created_at))
+    return [t.view() for t in chosen]
+
+
+def tree(room: Room) -> list[str]:
+    """The plan as indented lines: epics and parents with their children, ready work first."""
+    plan = room.part(Plan)
+    lines: list[str] = []
+
+    def walk(ids: list[str], depth: int) -> None:
+        tasks = sorted(
+            (plan.tasks[i] for i in ids), key=lambda t: (t.status != "ready", _rank(t), t.created_at)
+        )
+        for t in tasks:
+            holder = f" @{t.holder}" if t.holder else ""
+            kind = " [epic]" if t.epic else (" [seq]" if t.mode == "seq" and t.id in plan.children else "")
+            order = f" #{t.order}" if t.order is not None else ""
+            lines.append(f"{'  ' * depth}{t.status:11} {t.id}{order}{kind}{holder}  {t.title}")
+            walk(plan.children.get(t.id, []), depth + 1)
+
+    walk([t.id for t in plan.tasks.values() if t.parent is None or t.parent not in plan.tasks], 0)
+    return lines
+
+
+def _entry(t: Task) -> dict[str, Any]:
+    return {"status": t.status, "holder": t.holder, "title": t.title}
+
+
+def root(w: World, room: Room) -> dict[str, Any]:
+    """The `tasks` root of the CEL context."""
+    return {t.id: _entry(t) for t in room.part(Plan).tasks.values()}
+
+
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+    if len(path) == 2:
+        task = room.part(Plan).tasks.get(path[1])
+        if task is not None:
+            node[task.id] = _entry(task)
+
+
+# -- folding -------------------------------------------------------------------------------------------------
+
+
+def apply_declared(w: World, ev: TaskDeclared) -> None:
+    plan = w.room(ev.room).part(Plan)
+    task = Task(ev)
+    plan.tasks[task.id] = task
+    for dep in task.depends_on:
+        plan.dependents.setdefault(dep, set()).add(task.id)
+    if task.parent is not None:
+        plan.children.setdefault(task.parent, []).append(task.id)
+
+
+def apply_updated(w: World, ev: TaskUpdated) -> None:
+    room = w.rooms[ev.room]
+    task = room.part(Plan).tasks[ev.task]
+    task.etag = ev.etag
+    task.status = ev.status
+    task.holder = ev.holder
+    if ev.title is not None:
+        task.title = ev.title
+    if ev.note is not None:
+        task.notes.append(r.TaskNote(at=ev.at, by=ev.by, note=ev.note))
+        del task.notes[:-MAX_NOTES]
+    task.updated_at = ev.at
+    agents.beat(room, ev.by, ev.at)

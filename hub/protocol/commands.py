@@ -42,6 +42,7 @@ __all__ = [
     "ListTasks",
     "Release",
     "ReofferClaim",
+    "ReofferTask",
     "ShowTask",
     "TaskStatus",
     "UpdateTask",
@@ -227,6 +228,15 @@ class UpdateTask(BaseCommand, tag="task.update"):
     status: TaskStatus | None = None
     title: str | None = None
     note: str | None = None
+
+
+class ReofferTask(BaseCommand, tag="task.reoffer"):
+    """Put an in-progress task back to `ready` because its holder has no live session and has been idle
+    `idle_seconds` (the supervisor's re-offer); the holder is told."""
+
+    name: AgentName
+    task: str
+    idle_seconds: float
 
 
 class ListTasks(BaseCommand, tag="task.list"):
@@ -440,4 +450,5 @@ Command = (
     | InviteRoom
     | ListRooms
     | ReofferClaim
+    | ReofferTask
 )

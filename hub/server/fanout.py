@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from hub.core.effects import ArmTimer, CloseSession, Deliver, Effect, Reply
+from hub.core.effects import ArmTimer, CloseSession, Deliver, Effect, FollowLog, ReadLog, Reply
 from hub.protocol.codec import encode
 from hub.protocol.frames import Ok
-
-if TYPE_CHECKING:
-    from hub.server.hub import Hub
-    from hub.server.session import Session
+from hub.protocol.types import SessionId
+from hub.server.session import Session
 
 __all__ = ["Fanout"]
 
@@ -19,8 +17,17 @@ __all__ = ["Fanout"]
 class Fanout:
     """Effects wait behind the last batch submitted before them: durable before visible (STYLE.md §1)."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        sessions: dict[SessionId, Session],
+        arm: Callable[[float], None],
+        read: Callable[[ReadLog], None],
+        follow: Callable[[FollowLog], None],
+    ) -> None:
+        self.sessions = sessions
+        self.arm = arm  # a deadline for the timers
+        self.read = read  # a page of older messages to read from the log
+        self.follow = follow  # a tail to start
         self.submitted = 0  # the newest ticket handed to the log writer
         self.durable = 0  # the newest ticket the log writer has committed
         self.pending: deque[tuple[int, list[Effect]]] = deque()
@@ -61,7 +68,7 @@ class Fanout:
 
     def release(self, effects: list[Effect]) -> None:
         """Carry out effects in order; every session touched is flushed once at the end."""
-        sessions = self.hub.sessions
+        sessions = self.sessions
         dirty = self.dirty
         for effect in effects:
             if type(effect) is Reply:
@@ -80,4 +87,9 @@ class Fanout:
                 if session is not None:
                     session.close(effect.code, effect.reason)
             elif type(effect) is ArmTimer:
-                self.hub.timers.arm(effect.at)
+                self.arm(effect.at)
+            elif type(effect) is ReadLog:
+                if effect.session in sessions:
+                    self.read(effect)
+            elif type(effect) is FollowLog and effect.session in sessions:
+                self.follow(effect)

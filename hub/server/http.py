@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from websockets.asyncio.server import ServerConnection
+import msgspec
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from hub.protocol.codec import encode
 from hub.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
-if TYPE_CHECKING:
-    from hub.server.hub import Hub
-
-__all__ = ["STATIC", "respond"]
+__all__ = ["STATIC", "Health", "respond"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 _TYPES = {
@@ -59,31 +56,41 @@ def _static(name: str) -> Response:
     return _response(HTTPStatus.OK, path.read_bytes(), _TYPES[suffix], _PAGE_HEADERS)
 
 
-def respond(hub: Hub, connection: ServerConnection, request: Request) -> Response | None:
+class Health(msgspec.Struct, kw_only=True):
+    """The hub's health as /healthz and /readyz tell it."""
+
+    alive: bool  # serving, its log writable (or at least not failed)
+    ready: bool
+    replay_done: bool
+    log_writable: bool
+    draining: bool
+    replayed: int
+    position: int
+
+
+def respond(health: Callable[[], Health], metrics: Callable[[], bytes], request: Request) -> Response | None:
     """Answer a plain GET; None lets a WebSocket upgrade through."""
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return None
     path = request.path.split("?", 1)[0]
     if path == "/healthz":
-        ok = hub.failed is None
+        ok = health().alive
         status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
         return _response(status, encode({"ok": ok}) + b"\n", "application/json")
     if path == "/readyz":
-        replayed = hub.ready or hub.draining  # restore finished and the server was started
-        log_ok = hub.failed is None and hub.writer is not None
-        ok = hub.ready and log_ok and not hub.draining
+        h = health()
         body = {
-            "ready": ok,
-            "replay_done": replayed,
-            "log_writable": log_ok,
-            "draining": hub.draining,
-            "replayed": hub.replayed,
-            "position": hub.machine.position,
+            "ready": h.ready,
+            "replay_done": h.replay_done,
+            "log_writable": h.log_writable,
+            "draining": h.draining,
+            "replayed": h.replayed,
+            "position": h.position,
         }
-        status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+        status = HTTPStatus.OK if h.ready else HTTPStatus.SERVICE_UNAVAILABLE
         return _response(status, encode(body) + b"\n", "application/json")
     if path == "/metrics":
-        return _response(HTTPStatus.OK, hub.metrics.render(), METRICS_CONTENT_TYPE)
+        return _response(HTTPStatus.OK, metrics(), METRICS_CONTENT_TYPE)
     if path in ("/", "/index.html"):
         return _static("index.html")
     if path.startswith("/static/"):

@@ -13,25 +13,26 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
 from hub.config import HubConfig, bind_problem
-from hub.core import snapshot
-from hub.core.effects import Deliver, Outcome, Reply
-from hub.core.machine import Context, Machine, SessionGone, Start, Tick
+from hub.core import snapshot, status
+from hub.core.effects import Context, Deliver, LogRead, Outcome, ReadLog, Reply, SessionGone, Start, Tick
+from hub.core.machine import Machine
 from hub.log.store import EventLog, Row
 from hub.log.writer import LogWriter
 from hub.protocol.codec import decode_command, decode_event, encode
-from hub.protocol.commands import Tail
 from hub.protocol.errors import Code, HubError
+from hub.protocol.events import Event
 from hub.protocol.frames import Error, Trigger, Wake
 from hub.protocol.types import SessionId
 from hub.server import http
 from hub.server.fanout import Fanout
-from hub.server.metrics import Metrics
-from hub.server.older import OlderFeed
+from hub.server.metrics import Metrics, Readings
+from hub.server.older import read_page
 from hub.server.session import Session
 from hub.server.tail import Tails
 from hub.server.timers import Timers
@@ -67,8 +68,8 @@ class Hub:
         self.log = EventLog(config.db, config.sync)
         self.machine = Machine(config)
         self.sessions: dict[SessionId, Session] = {}
-        self.fanout = Fanout(self)
         self.timers = Timers(clock, self._tick)
+        self.fanout = Fanout(self.sessions, self.timers.arm, self._read_log, self._follow)
         self.writer: LogWriter | None = None
         self.server: Server | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -84,9 +85,8 @@ class Hub:
         self._inline = self.log.is_sqlite and config.sync != "full"  # SQLite WAL commits cost ~50 µs
         self._inflight: deque[tuple[int, list[Row]]] = deque()
         self.durable_position = 0
-        self.tails = Tails(self)
-        self.older = OlderFeed(self)
-        self.metrics = Metrics(self)
+        self.tails = Tails(self.log, self.sessions, lambda: self.durable_position, self.reply)
+        self.metrics = Metrics(self.readings)
         self._handover_scheduled = False
         self._last_snapshot = 0
 
@@ -121,7 +121,7 @@ class Hub:
         await self.loop.run_in_executor(None, self.restore)
         self.writer = LogWriter(self.log, self._durable_from_thread, self._failed_from_thread)
         self.writer.start()
-        self.submit(self.machine.handle(Start(), Context(self.clock())))
+        self.run(Start(), Context(self.clock()))
         max_frame = self.config.max_frame_bytes
         self.server = await ws_serve(
             self._connection,
@@ -175,21 +175,33 @@ class Hub:
 
     # -- commands -----------------------------------------------------------------------------
 
-    def submit(self, outcome: Outcome) -> None:
-        """Queue the outcome's events for the log writer; its effects wait until they are durable.
+    def run(self, cmd: Any, ctx: Context) -> None:
+        """Decide a command, encode its events (one the log cannot take refuses it: nothing applied),
+        commit them to the machine, and submit them to the log; raises HubError for a refusal."""
+        outcome = self.machine.handle(cmd, ctx)
+        rows = self._rows_of(outcome.events)
+        self.machine.commit(outcome)
+        self.submit(rows, outcome)
+
+    def _rows_of(self, events: list[Event]) -> list[Row]:
+        first = self.machine.position + 1
+        try:
+            return [(first + i, ev.room, type(ev).__name__, encode(ev), ev.at) for i, ev in enumerate(events)]
+        except (msgspec.EncodeError, OverflowError, TypeError, ValueError, RecursionError) as exc:
+            raise HubError(
+                Code.BAD_REQUEST, f"the log cannot keep that value: {exc}", {"reason": "unencodable"}
+            ) from None
+
+    def submit(self, rows: list[Row], outcome: Outcome) -> None:
+        """Queue the rows for the log writer; the outcome's effects wait until they are durable.
 
         Rows gathered during one loop iteration go to the writer thread in one hand-over, so a burst of
         commands wakes it once and lands in one group commit.
         """
-        events = outcome.events
-        if events:
-            first = self.machine.position - len(events) + 1
-            rows = self._rows
-            for i, ev in enumerate(events):
-                rows.append((first + i, ev.room, type(ev).__name__, encode(ev), ev.at))
+        if rows:
+            self._rows.extend(rows)
             self.fanout.next_ticket()
-            if self.machine.next_sub:
-                self._count_triggers(outcome)
+            self._count_triggers(outcome)
             if not self._handover_scheduled:
                 self._handover_scheduled = True
                 assert self.loop is not None
@@ -243,30 +255,58 @@ class Hub:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
             cmd = decode_command(data)
             cmd_id = cmd.id
-            if type(cmd) is Tail:
-                self.tails.start(session, cmd)
-                return
-            if self.older.needs_log(cmd):
-                self.older.start(session, cmd)
-                return
-            outcome = self.machine.handle(cmd, Context(self.clock(), session.id, self.secret))
+            self.run(cmd, Context(self.clock(), session.id, self.secret))
         except HubError as exc:
-            self.metrics.errors.labels(str(exc.code)).inc()
-            frame = Error(id=cmd_id, code=str(exc.code), message=exc.message, detail=exc.detail)
-            self.fanout.hold([Deliver((session.id,), frame)])
+            self._refused(session.id, cmd_id, exc)
+
+    def _refused(self, sid: SessionId, cmd_id: int | None, exc: HubError) -> None:
+        self.metrics.errors.labels(str(exc.code)).inc()
+        frame = Error(id=cmd_id, code=str(exc.code), message=exc.message, detail=exc.detail)
+        self.fanout.hold([Deliver((sid,), frame)])
+
+    def _internal(self, cmd: Any, ctx: Context) -> None:
+        """A command of the shell's own (Tick, SessionGone, LogRead): a refusal is logged, or sent back."""
+        if self.failed is not None or self.stopped.is_set():
             return
-        self.submit(outcome)
+        try:
+            self.run(cmd, ctx)
+        except HubError as exc:
+            request = cmd.request if type(cmd) is LogRead else None
+            if request is not None:
+                self._refused(request.session, request.command.id, exc)
+            else:
+                logger.warning("hub.internal_refused command=%s code=%s", type(cmd).__name__, exc.code)
 
     def _tick(self, now: float) -> None:
         """A deadline the core asked for has come (claims lapse by the hub's clock)."""
-        if self.failed is None and not self.draining:
-            self.submit(self.machine.handle(Tick(), Context(now)))
+        if not self.draining:
+            self._internal(Tick(), Context(now))
+
+    def _read_log(self, request: ReadLog) -> None:
+        """Read one page of older messages off the loop, then hand it to the core."""
+        session = self.sessions.get(request.session)
+        if session is None:
+            return
+        task = asyncio.ensure_future(self._read_page(request))
+        session.tasks.add(task)
+        task.add_done_callback(session.tasks.discard)
+
+    async def _read_page(self, request: ReadLog) -> None:
+        assert self.loop is not None
+        page = await self.loop.run_in_executor(None, read_page, self.log, request)
+        if request.session in self.sessions:
+            self._internal(page, Context(self.clock(), request.session, self.secret))
+
+    def _follow(self, follow: Any) -> None:
+        self.tails.start(follow)
 
     # -- connections --------------------------------------------------------------------------
 
     async def _connection(self, ws: ServerConnection) -> None:
         self._next_session += 1
-        session = Session(self, SessionId(self._next_session), ws)
+        session = Session(
+            SessionId(self._next_session), ws, self.dispatch, self.gone, self.config.outbox_frames
+        )
         self.sessions[session.id] = session
         await session.run()
 
@@ -275,11 +315,37 @@ class Hub:
         if self.sessions.pop(session.id, None) is None:
             return
         self.tails.stop(session)
-        if self.failed is None and not self.stopped.is_set():
-            self.submit(self.machine.handle(SessionGone(session.id), Context(self.clock(), session.id)))
+        self._internal(SessionGone(session.id), Context(self.clock(), session.id))
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        return http.respond(self, connection, request)
+        return http.respond(self.health, self.metrics.render, request)
+
+    def health(self) -> http.Health:
+        log_ok = self.failed is None and self.writer is not None
+        return http.Health(
+            alive=self.failed is None,
+            ready=self.ready and log_ok and not self.draining,
+            replay_done=self.ready or self.draining,  # restore finished and the server was started
+            log_writable=log_ok,
+            draining=self.draining,
+            replayed=self.replayed,
+            position=self.machine.position,
+        )
+
+    def readings(self) -> Readings:
+        return Readings(
+            up=self.failed is None,
+            ready=self.ready and self.failed is None and not self.draining,
+            uptime=self.clock() - self.started_at,
+            replay_seconds=self.replay_seconds,
+            replayed=self.replayed,
+            position=self.durable_position,
+            connections=len(self.sessions),
+            tails=len(self.tails.followers),
+            fanout_depth=self.fanout.depth,
+            delivered=self.fanout.delivered,
+            counts=status.counts(self.machine.world),
+        )
 
     # -- from the log writer thread ---------------------------------------------------------------
 

@@ -6,16 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from hub.protocol.types import SessionId
-
-if TYPE_CHECKING:
-    from hub.server.hub import Hub
 
 __all__ = ["Session"]
 
@@ -35,12 +32,32 @@ class Session:
     past `outbox_frames` queued it is closed as a slow consumer and resumes from its cursor.
     """
 
-    __slots__ = ("blocked", "close_info", "closing", "hub", "id", "outbox", "tasks", "ws")
+    __slots__ = (
+        "blocked",
+        "close_info",
+        "closing",
+        "dispatch",
+        "gone",
+        "id",
+        "limit",
+        "outbox",
+        "tasks",
+        "ws",
+    )
 
-    def __init__(self, hub: Hub, sid: SessionId, ws: ServerConnection) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        sid: SessionId,
+        ws: ServerConnection,
+        dispatch: Callable[[Session, bytes | str], None],
+        gone: Callable[[Session], None],
+        limit: int,
+    ) -> None:
         self.id = sid
         self.ws = ws
+        self.dispatch = dispatch  # one frame → the hub
+        self.gone = gone  # the connection ended → the hub
+        self.limit = limit  # frames queued before the session counts as a slow consumer
         self.outbox: deque[bytes] = deque()
         self.blocked = False
         self.closing = False
@@ -51,7 +68,7 @@ class Session:
         """Queue one encoded frame; returns whether the session needs a flush."""
         if self.closing:
             return False
-        if len(self.outbox) >= self.hub.config.outbox_frames:
+        if len(self.outbox) >= self.limit:
             self.close(
                 SLOW_CONSUMER_CLOSE,
                 f"slow consumer: {len(self.outbox)} frames behind; resume from your cursor",
@@ -109,7 +126,7 @@ class Session:
 
     async def run(self) -> None:
         """Read frames until the peer goes."""
-        dispatch = self.hub.dispatch
+        dispatch = self.dispatch
         try:
             async for data in self.ws:
                 if self.closing:
@@ -122,7 +139,7 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
-            self.hub.gone(self)
+            self.gone(self)
             for task in list(self.tasks):
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
                     await asyncio.wait_for(task, 5)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
-from hub.log.store import Row
-from hub.protocol.commands import Tail
-from hub.protocol.errors import Code, HubError
-
-if TYPE_CHECKING:
-    from hub.server.hub import Hub
-    from hub.server.session import Session
+from hub.core.effects import FollowLog
+from hub.log.store import EventLog, Row
+from hub.protocol.codec import encode
+from hub.protocol.results import TailStarted
+from hub.protocol.types import SessionId
+from hub.server.session import Session
 
 __all__ = ["Tails", "event_frame"]
 
@@ -31,8 +30,6 @@ def event_frame(row: Row) -> bytes:
 
 
 def _json_str(text: str) -> bytes:
-    from hub.protocol.codec import encode
-
     return encode(text)
 
 
@@ -51,27 +48,33 @@ class _Follower:
 class Tails:
     """Every tailing session, fed from the log writer's durable batches."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        log: EventLog,
+        sessions: dict[SessionId, Session],
+        durable: Callable[[], int],
+        reply: Callable[[Session, int, Any], None],
+    ) -> None:
+        self.log = log
+        self.sessions = sessions
+        self.durable_position = durable  # the newest durable log position
+        self.reply = reply  # answer a command behind everything already waiting
         self.followers: dict[int, _Follower] = {}
 
     def __bool__(self) -> bool:
         return bool(self.followers)
 
-    def start(self, session: Session, cmd: Tail) -> None:
-        """Check who may follow what, reply, then stream the backlog and the live feed."""
-        admin = self.hub.config.admin_token
-        no_proof = cmd.admin_token is None or not hmac.compare_digest(
-            cmd.admin_token.encode(), (admin or "").encode()
-        )  # bytes: compare_digest refuses non-ASCII str
-        if admin is not None and not cmd.rooms and no_proof:
-            raise HubError(Code.UNAUTHORIZED, "following every room needs the admin token")
-        follower = _Follower(session, frozenset(cmd.rooms), cmd.batch)
+    def start(self, follow: FollowLog) -> None:
+        """Reply, then stream the backlog and the live feed (the core decided who may follow what)."""
+        session = self.sessions.get(follow.session)
+        if session is None:
+            return
+        follower = _Follower(session, follow.rooms, follow.batch)
         self.followers[session.id] = follower
-        durable = self.hub.durable_position
-        after = durable if cmd.after is None else max(0, min(cmd.after, durable))
+        durable = self.durable_position()
+        after = durable if follow.after is None else max(0, min(follow.after, durable))
         follower.last = after
-        self.hub.reply(session, cmd.id, {"position": durable, "after": after})
+        self.reply(session, follow.id, TailStarted(position=durable, after=after))
         if after >= durable:
             follower.ready = True
             return
@@ -81,7 +84,7 @@ class Tails:
 
     async def _backlog(self, follower: _Follower, after: int, until: int) -> None:
         loop = asyncio.get_running_loop()
-        log = self.hub.log
+        log = self.log
         while after < until and not follower.session.closing:
             rows = await loop.run_in_executor(None, log.read, after, min(BACKLOG_PAGE, until - after))
             if not rows:

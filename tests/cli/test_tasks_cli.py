@@ -206,7 +206,7 @@ def test_supervisor_reoffers_the_task_of_a_killed_worker(
     assert report[0]["reoffered"] == "build" and report[0]["holder"] == "worker-1"
     t = show(cli, "build")
     assert (t["status"], t["holder"]) == ("ready", None)
-    assert t["notes"][-1]["note"].startswith("re-offered by the supervisor: worker-1 idle")
+    assert t["notes"][-1]["note"].startswith("re-offered by supervisor: worker-1 idle")
     with SyncAgent(hub=hub.url) as reader:
         said = reader.list_messages(kind="supervisor")["messages"]
     assert said[0]["from"] == "supervisor" and said[0]["body"]["task"] == "build"

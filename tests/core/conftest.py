@@ -37,6 +37,7 @@ class Script:
 
     def run(self, cmd: Any, session: int | None = 1) -> Outcome:
         out = self.machine.handle(cmd, self.ctx(session))
+        self.machine.commit(out)
         self.events.extend(out.events)
         return out
 
@@ -62,10 +63,10 @@ class Script:
 
         if name is not None:
             cmd = msgspec.structs.replace(cmd, token=self.token(name, cmd.room))
-        before = self.machine.position
+        before = snapshot.dump(self.machine)
         with pytest.raises(HubError) as info:
             self.machine.handle(cmd, self.ctx(session))
-        assert self.machine.position == before
+        assert snapshot.dump(self.machine) == before
         return info.value
 
     def check_replay(self) -> None:

@@ -9,11 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.config import HubConfig
+from hub.core.claims import Claims
 from hub.core.effects import ArmTimer, Deliver, Outcome, Reply
 from hub.core.machine import SessionGone, Start, Tick
 from hub.core.scopes import overlaps
 from hub.protocol import commands as c
 from hub.protocol import events as e
+from hub.protocol.codec import to_builtins
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Notice
 from tests.core.conftest import Script
@@ -25,7 +27,7 @@ CLI = 99  # a connection that never attached, like one `synapse claim` run
 
 def reply(out: Outcome) -> Any:
     """The result of the one Reply effect in `out`."""
-    results = [fx.result for fx in out.effects if isinstance(fx, Reply)]
+    results = [to_builtins(fx.result) for fx in out.effects if isinstance(fx, Reply)]
     assert len(results) == 1, out.effects
     return results[0]
 
@@ -47,7 +49,7 @@ def claim(script: Script, name: str, work: str, *paths: str, session: int = CLI,
 
 
 def live(script: Script, room: str = "default") -> dict[str, Any]:
-    return {w: h.view() for w, h in script.machine.rooms[room].claims.live.items()}
+    return {w: to_builtins(h.view()) for w, h in script.machine.world.rooms[room].part(Claims).live.items()}
 
 
 def attach(script: Script, name: str, session: int) -> None:
@@ -369,7 +371,7 @@ def test_claim_through_a_presence_connector_is_bound_to_it(script: Script) -> No
     script.join("alice")
     attach(script, "alice", 5)  # `synapse presence`
     claim(script, "alice", "w", "a", session=9)  # a one-shot CLI connection
-    assert script.machine.rooms["default"].claims.live["w"].session == 5
+    assert script.machine.world.rooms["default"].part(Claims).live["w"].session == 5
 
 
 def test_session_bound_claim_orphans_then_lapses_after_grace(script: Script) -> None:
@@ -404,7 +406,7 @@ def test_holder_back_within_grace_gets_its_claim_rebound(script: Script) -> None
     assert script.run(Tick(), session=None).events == []
     v = live(script)["w"]
     assert (v["held_by"], v["expires"]) == ("session", None)
-    assert script.machine.rooms["default"].claims.live["w"].session == 2
+    assert script.machine.world.rooms["default"].part(Claims).live["w"].session == 2
 
 
 def test_holder_back_after_grace_finds_the_claim_gone(script: Script) -> None:
@@ -569,7 +571,7 @@ def test_no_two_agents_ever_hold_overlapping_claims(actions: list[tuple[Any, ...
                 sessions[act[1]] += 100  # a new connection next time
         except HubError as exc:
             assert exc.code in (Code.CLAIM_OVERLAP, Code.CONFLICT, Code.NOT_FOUND, Code.FORBIDDEN), exc
-        held = list(script.machine.rooms["default"].claims.live.values())
+        held = list(script.machine.world.rooms["default"].part(Claims).live.values())
         for i, a in enumerate(held):
             for b in held[i + 1 :]:
                 if a.holder != b.holder:

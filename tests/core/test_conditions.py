@@ -9,10 +9,11 @@ import msgspec
 import pytest
 
 from hub.config import HubConfig
-from hub.core.conditions import context_of
+from hub.core.conditions import Conditions, context_of, resolve_views
 from hub.core.effects import Deliver, Outcome, Reply
 from hub.core.machine import SessionGone
 from hub.protocol import commands as c
+from hub.protocol.codec import to_builtins
 from hub.protocol.errors import Code
 from hub.protocol.frames import Trigger, Wake
 
@@ -22,7 +23,7 @@ WATCHER = 7  # the session that subscribes
 
 
 def reply(out: Outcome) -> Any:
-    results = [fx.result for fx in out.effects if isinstance(fx, Reply)]
+    results = [to_builtins(fx.result) for fx in out.effects if isinstance(fx, Reply)]
     assert len(results) == 1, out.effects
     return results[0]
 
@@ -53,7 +54,7 @@ def presence(script: Script, name: str) -> dict[str, Any]:
 
 
 def evaluations(script: Script) -> int:
-    return script.machine.rooms["default"].conditions.evaluations
+    return script.machine.world.rooms["default"].part(Conditions).evaluations
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_once_subscription_is_dropped_after_its_trigger(room: Script) -> None:
     assert len(triggers(put(room, "turn", 5))) == 1
     put(room, "turn", 0)
     assert triggers(put(room, "turn", 5)) == []
-    assert room.machine.rooms["default"].conditions.subs == {}
+    assert room.machine.world.rooms["default"].part(Conditions).subs == {}
 
 
 def test_unsubscribe_stops_triggers(room: Script) -> None:
@@ -125,7 +126,7 @@ def test_session_gone_drops_its_subscriptions(room: Script) -> None:
     """When the session ends its subscriptions go with it."""
     subscribe(room, "state._shared.turn == 1")
     room.run(SessionGone(WATCHER), session=None)
-    assert room.machine.rooms["default"].conditions.subs == {}
+    assert room.machine.world.rooms["default"].part(Conditions).subs == {}
     assert pushed(put(room, "turn", 1)) == []
 
 
@@ -145,7 +146,7 @@ def test_bad_cel_at_subscribe_is_bad_expression(room: Script) -> None:
     assert err.code == Code.BAD_EXPRESSION and err.detail["position"] is not None
     err = room.refused(None, c.Wait(waiter="bob", condition="state.(turn"), session=WATCHER)
     assert err.code == Code.BAD_EXPRESSION
-    assert room.machine.rooms["default"].conditions.subs == {}
+    assert room.machine.world.rooms["default"].part(Conditions).subs == {}
 
 
 def test_subscriptions_per_session_are_limited(script: Script) -> None:
@@ -235,7 +236,7 @@ def test_condition_waiter_shows_waiting_then_back(room: Script) -> None:
     p = presence(room, "bob")
     assert (p["status"], p["waiting_on"]) == ("active", None)
     assert reply(room.run(c.Eval(expr='agents["bob"].status')))["value"] == "active"
-    assert room.machine.rooms["default"].conditions.subs == {}
+    assert room.machine.world.rooms["default"].part(Conditions).subs == {}
 
 
 def test_condition_waiter_already_true_wakes_at_once(room: Script) -> None:
@@ -284,15 +285,18 @@ def test_live_context_equals_a_fresh_one(room: Script) -> None:
     room.do("alice", c.DeleteState(name="alice", key="mine", scope="alice"), session=None)
     room.do("bob", c.Heartbeat(name="bob", status="busy"), session=None)
     room.do("alice", c.Wait(id=1, waiter="alice", condition="state._shared.turn == 9"), session=3)
-    r = room.machine.rooms["default"]
-    assert r.conditions.ctx == context_of(r, {"v": 5})
+    w = room.machine.world
+    r = w.rooms["default"]
+    fresh = context_of(w, r)
+    assert resolve_views(r.part(Conditions).view_programs, fresh) == {"v": 5}
+    assert r.part(Conditions).ctx == fresh
     assert reply(room.run(c.Eval(expr="has(state.alice)")))["value"] is False
 
 
 def test_dropped_subscriptions_leave_no_index_behind(room: Script) -> None:
     """Subscriptions on 100 distinct keys, then dropped: the path index is empty again (no slow leak)."""
     ids = [subscribe(room, f'state._shared["task:{i}:owner"] == "me"')[0] for i in range(100)]
-    conditions = room.machine.rooms["default"].conditions
+    conditions = room.machine.world.rooms["default"].part(Conditions)
     assert len(conditions.by_path.children["state"].children["_shared"].children) == 100
     for sub in ids:
         room.run(c.Unsubscribe(sub=sub), session=WATCHER)
@@ -314,9 +318,11 @@ def test_condition_on_a_view_defined_later(room: Script) -> None:
 
 
 def test_waiting_presence_needs_the_agents_token(room: Script) -> None:
-    """A waiter without the agent's token still waits, but cannot make the agent look `waiting`; a named
-    subscription with a wrong token is refused."""
-    room.run(c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
-    assert presence(room, "bob")["status"] == "active"
+    """Waiting is acting: a waiter without a member's token is refused (nobody looks `waiting`); with bob's
+    token, bob shows `waiting`; a named subscription with a wrong token is refused."""
+    err = room.refused(None, c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
+    assert err.code == Code.UNAUTHORIZED and presence(room, "bob")["status"] == "active"
+    room.do("bob", c.Wait(id=1, waiter="bob", condition="state._shared.turn == 9"), session=WATCHER)
+    assert presence(room, "bob")["status"] == "waiting"
     err = room.refused(None, c.Subscribe(expr="state._shared.turn == 9", name="bob", token="nope"), session=3)
     assert err.code == Code.UNAUTHORIZED

@@ -10,10 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.config import HubConfig
+from hub.core.agents import Waiters
 from hub.core.effects import CloseSession, Deliver, Outcome, Reply
+from hub.core.feed import Feed
 from hub.core.machine import Context, Machine, SessionGone
 from hub.protocol import commands as c
 from hub.protocol import events as e
+from hub.protocol.codec import to_builtins
 from hub.protocol.errors import Code
 from hub.protocol.frames import Delivery, Error, Wake
 
@@ -22,7 +25,7 @@ Script = Any  # the fixture's class lives in tests/core/conftest.py
 
 def reply(out: Outcome) -> Any:
     """The result of the one Reply effect in `out`."""
-    results = [fx.result for fx in out.effects if isinstance(fx, Reply)]
+    results = [to_builtins(fx.result) for fx in out.effects if isinstance(fx, Reply)]
     assert len(results) == 1, out.effects
     return results[0]
 
@@ -104,7 +107,7 @@ def test_send_to_another_rooms_agent(script: Script) -> None:
         None,
     )
     assert reply(out) == {"seq": 1, "seqs": {"ops": 1}}
-    assert script.machine.rooms["default"].seq == 1
+    assert script.machine.world.rooms["default"].part(Feed).seq == 1
 
 
 def test_send_to_another_room_group_and_a_local_name(script: Script) -> None:
@@ -329,8 +332,8 @@ def feed5(script: Script) -> Script:
 
 def listed(script: Script, **kw: Any) -> list[int]:
     result = reply(script.run(c.ListMessages(**kw)))
-    assert result["head"] == script.machine.rooms["default"].seq
-    return [m.seq for m in result["messages"]]
+    assert result["head"] == script.machine.world.rooms["default"].part(Feed).seq
+    return [m["seq"] for m in result["messages"]]
 
 
 def test_list_everything(feed5: Script) -> None:
@@ -359,7 +362,7 @@ def test_list_after_kind_unclaimed_and_limit(feed5: Script) -> None:
 def test_list_shows_the_claim_holder(feed5: Script) -> None:
     """Listed messages carry claimed_by."""
     messages = reply(feed5.run(c.ListMessages(limit=1)))["messages"]
-    assert messages[0].claimed_by == "b"
+    assert messages[0]["claimed_by"] == "b"
 
 
 @pytest.mark.parametrize("limit", [0, -1, 10_001])
@@ -386,7 +389,7 @@ def wake_of(out: Outcome, session: int) -> Wake | None:
 def test_waiter_is_woken_by_a_directed_message(script: Script) -> None:
     """A waiter for bob is woken once by a message to bob, then disarmed."""
     script.join("alice", "bob")
-    out = script.run(c.Wait(id=4, waiter="w", for_="bob"), session=7)
+    out = script.do("bob", c.Wait(id=4, waiter="w", for_="bob"), session=7)
     assert reply(out) == {"armed": 0} and wake_of(out, 7) is None
     woke = script.do("alice", c.Send(name="alice", to=("bob",)), session=1)
     frame = wake_of(woke, 7)
@@ -397,16 +400,16 @@ def test_waiter_is_woken_by_a_directed_message(script: Script) -> None:
 def test_waiter_ignores_messages_for_others(script: Script) -> None:
     """A waiter for bob is not woken by a message to carol."""
     script.join("alice", "bob", "carol")
-    script.run(c.Wait(waiter="w", for_="bob"), session=7)
+    script.do("bob", c.Wait(waiter="w", for_="bob"), session=7)
     assert wake_of(script.do("alice", c.Send(name="alice", to=("carol",))), 7) is None
-    assert "w" in script.machine.rooms["default"].waiters
+    assert "w" in script.machine.world.rooms["default"].part(Waiters).by_name
 
 
 def test_waiter_is_woken_by_a_broadcast_unless_directed_only(script: Script) -> None:
     """A broadcast wakes a plain waiter but not a directed-only one."""
     script.join("alice", "bob")
-    script.run(c.Wait(waiter="plain", for_="bob"), session=7)
-    script.run(c.Wait(waiter="strict", for_="bob", directed_only=True), session=8)
+    script.do("bob", c.Wait(waiter="plain", for_="bob"), session=7)
+    script.do("bob", c.Wait(waiter="strict", for_="bob", directed_only=True), session=8)
     out = script.do("alice", c.Send(name="alice", to=("*",)))
     assert wake_of(out, 7) is not None and wake_of(out, 8) is None
 
@@ -414,7 +417,7 @@ def test_waiter_is_woken_by_a_broadcast_unless_directed_only(script: Script) -> 
 def test_priority_broadcast_wakes_directed_only_waiters(script: Script) -> None:
     """A priority broadcast wakes even a directed-only waiter."""
     script.join("alice", "bob")
-    script.run(c.Wait(waiter="strict", for_="bob", directed_only=True), session=8)
+    script.do("bob", c.Wait(waiter="strict", for_="bob", directed_only=True), session=8)
     out = script.do("alice", c.Send(name="alice", to=("all",), priority=True))
     assert wake_of(out, 8) is not None
 
@@ -422,22 +425,22 @@ def test_priority_broadcast_wakes_directed_only_waiters(script: Script) -> None:
 def test_priority_message_to_someone_else_wakes_nobody_else(script: Script) -> None:
     """Priority widens who a broadcast wakes, not who a directed message is for."""
     script.join("alice", "bob", "carol")
-    script.run(c.Wait(waiter="w", for_="bob"), session=8)
+    script.do("bob", c.Wait(waiter="w", for_="bob"), session=8)
     assert wake_of(script.do("alice", c.Send(name="alice", to=("carol",), priority=True)), 8) is None
 
 
 def test_own_broadcast_does_not_wake_own_waiter(script: Script) -> None:
     """A waiter for alice is not woken by alice's own broadcast."""
     script.join("alice")
-    script.run(c.Wait(waiter="w", for_="alice"), session=8)
+    script.do("alice", c.Wait(waiter="w", for_="alice"), session=8)
     assert wake_of(script.do("alice", c.Send(name="alice", to=("*",))), 8) is None
 
 
 def test_second_waiter_with_the_same_name_takes_over(script: Script) -> None:
     """A new Wait with a live waiter's name sends it taken_over, closes its session and arms the new one."""
     script.join("alice", "bob")
-    script.run(c.Wait(id=1, waiter="w", for_="bob"), session=7)
-    out = script.run(c.Wait(id=2, waiter="w", for_="bob"), session=8)
+    script.do("bob", c.Wait(id=1, waiter="w", for_="bob"), session=7)
+    out = script.do("bob", c.Wait(id=2, waiter="w", for_="bob"), session=8)
     notices = pushed(out)[7]
     assert [type(f) for f in notices] == [Error]
     assert notices[0].code == Code.TAKEN_OVER and notices[0].id == 1
@@ -450,8 +453,8 @@ def test_second_waiter_with_the_same_name_takes_over(script: Script) -> None:
 def test_taken_over_session_going_away_keeps_the_new_waiter(script: Script) -> None:
     """The old waiter's session closing later does not disarm the waiter that took its name."""
     script.join("alice", "bob")
-    script.run(c.Wait(waiter="w", for_="bob"), session=7)
-    script.run(c.Wait(waiter="w", for_="bob"), session=8)
+    script.do("bob", c.Wait(waiter="w", for_="bob"), session=7)
+    script.do("bob", c.Wait(waiter="w", for_="bob"), session=8)
     script.run(SessionGone(7), session=7)
     assert wake_of(script.do("alice", c.Send(name="alice", to=("bob",))), 8) is not None
 
@@ -459,8 +462,8 @@ def test_taken_over_session_going_away_keeps_the_new_waiter(script: Script) -> N
 def test_one_waiter_per_session(script: Script) -> None:
     """A session with an armed waiter cannot arm a second one."""
     script.join("bob")
-    script.run(c.Wait(waiter="w1", for_="bob"), session=7)
-    err = script.refused(None, c.Wait(waiter="w2", for_="bob"), session=7)
+    script.do("bob", c.Wait(waiter="w1", for_="bob"), session=7)
+    err = script.refused("bob", c.Wait(waiter="w2", for_="bob"), session=7)
     assert err.code == Code.BAD_REQUEST and err.detail["field"] == "waiter"
 
 
@@ -470,12 +473,12 @@ def test_wait_after_a_cursor_that_is_already_covered_wakes_at_once(script: Scrip
     script.do("alice", c.Send(name="alice", to=("carol",)))  # 1
     script.do("alice", c.Send(name="alice", to=("bob",)))  # 2
     script.do("alice", c.Send(name="alice", to=("bob",)))  # 3
-    out = script.run(c.Wait(id=9, waiter="w", for_="bob", after=0), session=7)
+    out = script.do("bob", c.Wait(id=9, waiter="w", for_="bob", after=0), session=7)
     frame = wake_of(out, 7)
     assert frame is not None and frame.id == 9 and frame.message.seq == 2
     assert reply(out) == {"armed": 3}
-    assert "w" not in script.machine.rooms["default"].waiters
-    later = script.run(c.Wait(id=10, waiter="w", for_="bob", after=3), session=8)
+    assert "w" not in script.machine.world.rooms["default"].part(Waiters).by_name
+    later = script.do("bob", c.Wait(id=10, waiter="w", for_="bob", after=3), session=8)
     assert wake_of(later, 8) is None
 
 
@@ -487,17 +490,17 @@ def test_wait_since_a_time_wakes_at_once_on_a_message_sent_then(script: Script) 
     script.do("alice", c.Send(name="alice", to=("bob",)))  # 2 at 1010
     script.now = 1020.0
     script.do("alice", c.Send(name="alice", to=("bob",)))  # 3 at 1020
-    frame = wake_of(script.run(c.Wait(waiter="w1", for_="bob", since=1005.0), session=7), 7)
+    frame = wake_of(script.do("bob", c.Wait(waiter="w1", for_="bob", since=1005.0), session=7), 7)
     assert frame is not None and frame.message.seq == 2
-    frame = wake_of(script.run(c.Wait(waiter="w2", for_="bob", since=0.0), session=8), 8)
+    frame = wake_of(script.do("bob", c.Wait(waiter="w2", for_="bob", since=0.0), session=8), 8)
     assert frame is not None and frame.message.seq == 1
-    assert wake_of(script.run(c.Wait(waiter="w3", for_="bob", since=1030.0), session=9), 9) is None
+    assert wake_of(script.do("bob", c.Wait(waiter="w3", for_="bob", since=1030.0), session=9), 9) is None
 
 
 def test_wait_since_on_an_empty_feed_arms(script: Script) -> None:
     """A Wait with `since` in a room with no messages arms the waiter (and does not crash)."""
     script.join("bob")
-    out = script.run(c.Wait(waiter="w", for_="bob", since=0.0), session=7)
+    out = script.do("bob", c.Wait(waiter="w", for_="bob", since=0.0), session=7)
     assert reply(out) == {"armed": 0} and wake_of(out, 7) is None
 
 
@@ -505,18 +508,20 @@ def test_wait_already_covered_directed_only_skips_broadcasts(script: Script) -> 
     """An immediate wake honours directed_only: a past broadcast does not count, a past direct one does."""
     script.join("alice", "bob")
     script.do("alice", c.Send(name="alice", to=("*",)))  # 1
-    out = script.run(c.Wait(waiter="w", for_="bob", directed_only=True, after=0), session=7)
+    out = script.do("bob", c.Wait(waiter="w", for_="bob", directed_only=True, after=0), session=7)
     assert wake_of(out, 7) is None
     script.run(SessionGone(7), session=7)
     script.do("alice", c.Send(name="alice", to=("bob",)))  # 2
-    frame = wake_of(script.run(c.Wait(waiter="w", for_="bob", directed_only=True, after=0), session=8), 8)
+    frame = wake_of(
+        script.do("bob", c.Wait(waiter="w", for_="bob", directed_only=True, after=0), session=8), 8
+    )
     assert frame is not None and frame.message.seq == 2
 
 
 def test_session_gone_disarms_its_waiter(script: Script) -> None:
     """When a waiter's session ends the waiter is gone; a later message wakes nobody."""
     script.join("alice", "bob")
-    script.run(c.Wait(waiter="w", for_="bob"), session=7)
+    script.do("bob", c.Wait(waiter="w", for_="bob"), session=7)
     script.run(SessionGone(7), session=7)
     out = script.do("alice", c.Send(name="alice", to=("bob",)))
     assert pushed(out) == {}
@@ -527,9 +532,9 @@ def test_session_gone_disarms_a_waiter_in_another_room(script: Script) -> None:
     script.join("bob", room="a")
     script.join("alice", "bob", room="b")
     script.do("bob", c.Attach(room="a", name="bob", stream=False), session=7)
-    script.run(c.Wait(room="b", waiter="w", for_="bob"), session=7)
+    script.do("bob", c.Wait(room="b", waiter="w", for_="bob"), session=7)
     script.run(SessionGone(7), session=7)
-    assert script.machine.rooms["b"].waiters == {}
+    assert script.machine.world.rooms["b"].part(Waiters).by_name == {}
     out = script.do("alice", c.Send(room="b", name="alice", to=("bob",)))
     assert pushed(out) == {}
 
@@ -538,7 +543,7 @@ def test_waiting_is_shown_in_the_agents_list(script: Script) -> None:
     """An online agent with an armed waiter lists that waiter's name."""
     script.join("bob")
     script.do("bob", c.Attach(name="bob", stream=False), session=1)
-    script.run(c.Wait(waiter="w", for_="bob"), session=7)
+    script.do("bob", c.Wait(waiter="w", for_="bob"), session=7)
     (record,) = reply(script.run(c.Agents()))["agents"]
     assert record["waiter"] == "w"
 
@@ -579,12 +584,12 @@ def test_deliveries_follow_the_addressing_rule(
     """Pushes go exactly to the streaming sessions of agents named, or of everyone but the sender on a broadcast."""
     machine = Machine(HubConfig(rate_per_agent=None))
     for name in NAMES:
-        machine.handle(c.Join(name=name), Context(0.0, None, lambda name=name: f"t-{name}"))
+        machine.run(c.Join(name=name), Context(0.0, None, lambda name=name: f"t-{name}"))
     sessions = {name: i for i, name in enumerate(sorted(streaming), start=1)}
     for name, session in sessions.items():
-        machine.handle(c.Attach(name=name, token=f"t-{name}"), Context(1.0, session))
+        machine.run(c.Attach(name=name, token=f"t-{name}"), Context(1.0, session))
     send = c.Send(name=sender, to=tuple(targets), token=f"t-{sender}", priority=priority)
-    out = machine.handle(send, Context(2.0, 99))
+    out = machine.run(send, Context(2.0, 99))
     named = {t.rpartition("/")[2] for t in targets}
     broadcast = bool(named & {"*", "all"})
     expected = {s for n, s in sessions.items() if n in named or (broadcast and n != sender)}
@@ -611,11 +616,12 @@ def test_wakes_follow_the_addressing_rule(
     """A waiter wakes iff its agent is named, or on a broadcast not its own (directed-only: priority ones only)."""
     machine = Machine(HubConfig(rate_per_agent=None))
     for name in NAMES:
-        machine.handle(c.Join(name=name), Context(0.0, None, lambda name=name: f"t-{name}"))
+        machine.run(c.Join(name=name), Context(0.0, None, lambda name=name: f"t-{name}"))
     for session, (for_, directed) in enumerate(waiting, start=1):
-        machine.handle(c.Wait(waiter=f"w{session}", for_=for_, directed_only=directed), Context(1.0, session))
+        wait = c.Wait(waiter=f"w{session}", for_=for_, directed_only=directed, token=f"t-{for_}")
+        machine.run(wait, Context(1.0, session))
     send = c.Send(name=sender, to=tuple(targets), token=f"t-{sender}", priority=priority)
-    out = machine.handle(send, Context(2.0, 99))
+    out = machine.run(send, Context(2.0, 99))
     named = {t.rpartition("/")[2] for t in targets}
     broadcast = bool(named & {"*", "all"})
     expected = {

@@ -13,7 +13,7 @@ from hub.core.effects import Outcome, Reply
 from hub.core.machine import Context, SessionGone, Start
 from hub.protocol import commands as c
 from hub.protocol import events as e
-from hub.protocol.codec import encode
+from hub.protocol.codec import encode, to_builtins
 from hub.protocol.errors import Code, HubError
 
 Script = Any  # the fixture's class lives in tests/core/conftest.py
@@ -21,7 +21,7 @@ Script = Any  # the fixture's class lives in tests/core/conftest.py
 
 def reply(out: Outcome) -> Any:
     """The result of the one Reply effect in `out`."""
-    results = [fx.result for fx in out.effects if isinstance(fx, Reply)]
+    results = [to_builtins(fx.result) for fx in out.effects if isinstance(fx, Reply)]
     assert len(results) == 1, out.effects
     return results[0]
 
@@ -140,7 +140,7 @@ def test_join_without_a_secret_source_is_unavailable(script: Script) -> None:
     """A shell that cannot mint tokens gets unavailable rather than a predictable token."""
     before = script.machine.position
     with pytest.raises(HubError) as info:
-        script.machine.handle(c.Join(name="alice"), Context(script.now, 1, None))
+        script.machine.run(c.Join(name="alice"), Context(script.now, 1, None))
     assert info.value.code == Code.UNAVAILABLE
     assert script.machine.position == before
 

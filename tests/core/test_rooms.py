@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from hub.core.agents import Roster
+from hub.core.feed import Feed
 from hub.core.rooms import check_room, split_targets
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
@@ -67,16 +69,18 @@ def test_rooms_are_isolated(script: Script) -> None:
     script.do("alice", c.Send(room="a", name="alice", to=("bob",)))
     script.do("bob", c.ClaimMessage(room="a", name="bob", seq=1))
     script.do("alice", c.Heartbeat(room="b", name="alice", status="busy"))
-    a, b = script.machine.rooms["a"], script.machine.rooms["b"]
-    assert a.seq == 1 and b.seq == 0 and b.claimed == {}
-    assert a.agents["alice"].status == "active" and b.agents["alice"].status == "busy"
+    a, b = script.machine.world.rooms["a"], script.machine.world.rooms["b"]
+    assert a.part(Feed).seq == 1 and b.part(Feed).seq == 0 and b.part(Feed).claimed == {}
+    assert a.part(Roster).agents["alice"].status == "active"
+    assert b.part(Roster).agents["alice"].status == "busy"
     err = script.refused("alice", c.ClaimMessage(room="b", name="alice", seq=1))
     assert err.code == Code.NOT_FOUND
 
 
-def test_wait_in_a_room_nobody_joined_yet_keeps_replay_equal(script: Script) -> None:
-    """A waiter armed before its room exists leaves the durable state (and its snapshot) a pure fold."""
-    script.run(c.Wait(room="late", waiter="w", for_="bob"), session=7)
+def test_wait_in_a_room_that_does_not_exist_is_refused_and_makes_none(script: Script) -> None:
+    """A request never creates a room: a wait in one nobody made is not_found, and the state stays a pure fold."""
+    err = script.refused(None, c.Wait(room="late", waiter="w", for_="bob"), session=7)
+    assert err.code == Code.NOT_FOUND and "late" not in script.machine.world.rooms
     script.join("alice", room="early")
     script.join("bob", room="late")
     # the Script fixture's teardown folds the events into a fresh Machine and compares snapshots

@@ -8,6 +8,8 @@ import msgspec
 import pytest
 
 from hub.core import snapshot
+from hub.core.agents import Roster, Waiters
+from hub.core.feed import Feed, Streams
 from hub.core.machine import Context, Machine, SessionGone, Start
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
@@ -35,7 +37,7 @@ def busy_history(script: Script) -> None:
     script.do("bob", c.Heartbeat(name="bob", status="busy"), session=2)
     script.run(SessionGone(2), session=2)
     rotated = script.run(c.Join(name="alice", role="lead"), session=1)  # rotates alice's token
-    script.tokens[("default", "alice")] = rotated.effects[0].result["token"]
+    script.tokens[("default", "alice")] = rotated.effects[0].result.token
     script.now += 1
     script.run(Start(), session=None)
     script.do("alice", c.Attach(name="alice"), session=3)
@@ -84,7 +86,10 @@ def test_restored_machine_keeps_deciding_the_same(script: Script) -> None:
     cmd = c.Send(name="alice", to=("bob",), token=script.token("alice"))
     ctx = Context(script.now, None, script.secret)
     assert restored.handle(cmd, ctx).events == script.run(cmd, session=None).events
-    assert restored.rooms["default"].claimed == script.machine.rooms["default"].claimed
+    assert (
+        restored.world.rooms["default"].part(Feed).claimed
+        == script.machine.world.rooms["default"].part(Feed).claimed
+    )
 
 
 def test_restored_token_of_another_agent_is_still_forbidden(script: Script) -> None:
@@ -101,16 +106,16 @@ def test_start_after_restore_marks_snapshot_sessions_offline(script: Script) -> 
     """Sessions recorded in a snapshot are from the previous run: Start after load marks their agents offline."""
     busy_history(script)
     restored = snapshot.load(snapshot.dump(script.machine), script.config)
-    assert restored.rooms["default"].agents["alice"].sessions
-    restored.handle(Start(), Context(script.now + 1))
-    assert restored.rooms["default"].agents["alice"].status == "offline"
-    assert not restored.rooms["default"].agents["alice"].sessions
+    assert restored.world.rooms["default"].part(Roster).agents["alice"].sessions
+    restored.run(Start(), Context(script.now + 1))
+    assert restored.world.rooms["default"].part(Roster).agents["alice"].status == "offline"
+    assert not restored.world.rooms["default"].part(Roster).agents["alice"].sessions
 
 
 def test_snapshot_does_not_hold_live_sessions_bindings(script: Script) -> None:
     """Streams and waiters are ephemeral: a restored machine has none."""
     busy_history(script)
-    script.run(c.Wait(waiter="w", for_="bob"), session=9)
+    script.do("bob", c.Wait(waiter="w", for_="bob"), session=9)
     restored = snapshot.load(snapshot.dump(script.machine), script.config)
-    room = restored.rooms["default"]
-    assert room.streams == {} and room.waiters == {} and restored.sessions == {}
+    room = restored.world.rooms["default"]
+    assert room.part(Streams).of == {} and room.part(Waiters).by_name == {} and restored.world.sessions == {}

@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
+from hub.core.agents import Roster
 from hub.core.effects import Outcome, Reply
+from hub.core.tasks import Plan
 from hub.protocol import commands as c
 from hub.protocol import events as e
+from hub.protocol.codec import to_builtins
 from hub.protocol.errors import Code
 from tests.core.conftest import Script
 
@@ -17,7 +20,7 @@ CLI = 99  # an unattached connection, like one `synapse task` run
 
 def reply(out: Outcome) -> Any:
     """The result of the one Reply effect in `out`."""
-    results = [fx.result for fx in out.effects if isinstance(fx, Reply)]
+    results = [to_builtins(fx.result) for fx in out.effects if isinstance(fx, Reply)]
     assert len(results) == 1, out.effects
     return results[0]
 
@@ -36,7 +39,7 @@ def update(script: Script, name: str, task: str, **kw: Any) -> Any:
 
 
 def status(script: Script, *tasks: str) -> list[str]:
-    plan = script.machine.rooms["default"].plan
+    plan = script.machine.world.rooms["default"].part(Plan)
     return [plan.tasks[t].status for t in tasks]
 
 
@@ -341,7 +344,7 @@ def test_task_actions_are_heartbeats(team: Script) -> None:
     declare(team, "t")
     team.now += 100
     take(team, "a1", "t")
-    assert team.machine.rooms["default"].agents["a1"].last_heartbeat == team.now
+    assert team.machine.world.rooms["default"].part(Roster).agents["a1"].last_heartbeat == team.now
 
 
 def test_epic_completes_when_its_last_open_child_is_cancelled(team: Script) -> None:

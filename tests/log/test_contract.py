@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.core import snapshot
+from hub.core.agents import Roster
+from hub.core.feed import Feed
 from hub.core.machine import Machine
 from hub.log.schema import snapshots
 from hub.log.store import KEEP_SNAPSHOTS, EventLog, LogError, Row
@@ -410,14 +412,16 @@ def test_v1_fixture_keeps_an_example_of_each_v1_event_type() -> None:
 def test_v1_fixture_folds_to_the_state_it_recorded() -> None:
     """The v1 history folds to its known outcome: rooms, presence, feeds and the message claim."""
     machine = fold(fixture_events(FIXTURES / "events-v1.ndjson"))
-    default, ops = machine.rooms["default"], machine.rooms["ops"]
-    assert set(default.agents) == {"alice", "bob"} and set(ops.agents) == {"dana"}
-    assert default.agents["alice"].status == "offline" and default.agents["alice"].role == "dev"
-    assert default.agents["bob"].status == "busy"
-    assert default.seq == 2 and ops.seq == 1
-    assert ops.feed[0].sender == "default/alice" and ops.feed[0].to == ("*",)
-    assert default.claimed == {1: "bob"}
-    assert default.feed[1].reply_to == 1
+    default, ops = machine.world.rooms["default"], machine.world.rooms["ops"]
+    agents, ops_agents = default.part(Roster).agents, ops.part(Roster).agents
+    assert set(agents) == {"alice", "bob"} and set(ops_agents) == {"dana"}
+    assert agents["alice"].status == "offline" and agents["alice"].role == "dev"
+    assert agents["bob"].status == "busy"
+    feed, ops_feed = default.part(Feed), ops.part(Feed)
+    assert feed.seq == 2 and ops_feed.seq == 1
+    assert ops_feed.messages[0].sender == "default/alice" and ops_feed.messages[0].to == ("*",)
+    assert feed.claimed == {1: "bob"}
+    assert feed.messages[1].reply_to == 1
 
 
 def test_fixture_survives_each_backend(log: EventLog) -> None:

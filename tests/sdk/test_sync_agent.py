@@ -123,12 +123,12 @@ def test_unreachable() -> None:
 
 def test_arm_and_woken(hub) -> None:
     """arm() then woken(): a message for the agent wakes it; nothing within the timeout is `timed_out`."""
-    with SyncAgent(hub=hub.url) as waiter, SyncAgent("alice", hub=hub.url) as alice:
+    with SyncAgent("bob", hub=hub.url) as waiter, SyncAgent("alice", hub=hub.url) as alice:
         waiter.arm("rx", "bob")
         seq = alice.send("bob", "wake")["seq"]
         wake = waiter.woken(seconds(5_000))
         assert wake.reason == "message" and wake.message is not None and wake.message.seq == seq
-    with SyncAgent(hub=hub.url) as waiter:
+    with SyncAgent("bob", hub=hub.url) as waiter:
         waiter.arm("rx", "bob")
         with pytest.raises(HubError) as err:
             waiter.woken(seconds(200))

@@ -341,7 +341,7 @@ async def test_bad_cel_is_refused_and_the_hub_keeps_serving(hub: Any) -> None:
                 with pytest.raises(HubError) as info:
                     await call
                 assert info.value.code == Code.BAD_EXPRESSION, expr
-        with SyncAgent(hub=hub.url) as other:
+        with SyncAgent("other", hub=hub.url, save_token=False) as other:
             with pytest.raises(HubError) as info:
                 other.arm("w", None, condition="state._shared.x ==")
             assert info.value.code == Code.BAD_EXPRESSION

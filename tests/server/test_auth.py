@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from agent_sdk.sync import SyncAgent
 from hub.config import HubConfig, bind_problem, is_loopback
 from hub.core import snapshot
+from hub.core.agents import Roster
+from hub.core.rooms import Invites
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
 from tests.conftest import Cli, ThreadHub, hub_config
@@ -205,7 +207,7 @@ def test_an_invite_lapses_after_its_ttl() -> None:
     """An invite admits until `ttl` has run out, by the hub's clock, then `unauthorized`; replay agrees."""
     s = Script(HubConfig(rate_per_agent=None, admin_token=ADMIN))
     out = s.run(c.InviteRoom(room="ops", admin_token=ADMIN, ttl=60))
-    token = out.effects[0].result["invite"]  # type: ignore[attr-defined]
+    token = out.effects[0].result.invite  # type: ignore[attr-defined]
     s.run(c.Join(room="ops", name="a", invite=token))
     s.now += 61
     err = s.refused(None, c.Join(room="ops", name="b", invite=token))
@@ -217,9 +219,10 @@ def test_invites_are_in_the_snapshot() -> None:
     """A snapshot carries rooms and invite hashes, so a restart from it admits the same joins."""
     s = Script(HubConfig(rate_per_agent=None, admin_token=ADMIN))
     s.run(c.CreateRoom(room="quiet", admin_token=ADMIN))
-    token = s.run(c.InviteRoom(room="ops", admin_token=ADMIN)).effects[0].result["invite"]  # type: ignore[attr-defined]
+    token = s.run(c.InviteRoom(room="ops", admin_token=ADMIN)).effects[0].result.invite  # type: ignore[attr-defined]
     loaded = snapshot.load(snapshot.dump(s.machine), s.config)
-    assert loaded.created == {"quiet", "ops"} and loaded.invites == s.machine.invites
+    assert set(loaded.world.rooms) == {"quiet", "ops"}
+    assert loaded.world.part(Invites).by_hash == s.machine.world.part(Invites).by_hash
     assert snapshot.dump(loaded) == snapshot.dump(s.machine)
     s.machine = loaded
     s.run(c.Join(room="ops", name="a", invite=token))
@@ -230,5 +233,5 @@ def test_without_an_admin_token_joining_stays_open() -> None:
     """A hub without an admin token admits any join, as before (loopback-only keeps it safe)."""
     s = Script()
     s.run(c.Join(room="anywhere", name="a"))
-    assert "a" in s.machine.rooms["anywhere"].agents
+    assert "a" in s.machine.world.rooms["anywhere"].part(Roster).agents
     s.check_replay()

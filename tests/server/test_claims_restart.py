@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from agent_sdk import Agent, SyncAgent
+from hub.core import tasks
+from hub.core.claims import Claims
 from hub.core.machine import Machine
 from hub.log.store import EventLog
-from hub.protocol.codec import decode_event
+from hub.protocol.codec import decode_event, to_builtins
 from tests.conftest import HubProcess, seconds
 
 GRACE = seconds(3_000)  # covers the SDK's reconnect backoff while the hub restarts
@@ -138,11 +140,11 @@ async def test_claims_and_plan_survive_sigkill(
         hp.kill()
 
     machine = fold(db_path)
-    room = machine.rooms["default"]
-    folded = {w: h.view() for w, h in sorted(room.claims.live.items())}
+    room = machine.world.rooms["default"]
+    folded = {w: to_builtins(h.view()) for w, h in sorted(room.part(Claims).live.items())}
     # carol closed before the hub stopped: her claim is in its grace period in the log, otherwise the same
     assert folded["carol-work"]["held_by"] == "grace"
     assert {w: (v["holder"], v["paths"], v["checkpoint"]) for w, v in folded.items()} == {
         w: (v["holder"], v["paths"], v["checkpoint"]) for w, v in now_listed.items()
     }
-    assert room.plan.listed(None, False, None) == now_plan
+    assert to_builtins(tasks.listed(room, None, False, None)) == now_plan

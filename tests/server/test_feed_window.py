@@ -8,6 +8,7 @@ import pytest
 
 from agent_sdk import Agent
 from agent_sdk.sync import SyncAgent
+from hub.core.feed import Feed
 from tests.conftest import ThreadHub, hub_config, seconds
 
 WINDOW = 40
@@ -31,8 +32,8 @@ def _fill(url: str, n: int) -> None:
 def test_list_reads_behind_the_window(small: ThreadHub) -> None:
     """Listing from seq 0 returns every message in order although only the newest stay in memory."""
     _fill(small.url, 300)
-    room = small.hub.machine.rooms["default"]
-    assert room.base > 0 and len(room.feed) < 300
+    room = small.hub.machine.world.rooms["default"]
+    assert room.part(Feed).base > 0 and len(room.part(Feed).messages) < 300
     with SyncAgent("reader", hub=small.url, save_token=False) as r:
         got = r.list_messages(after=0, limit=1000)["messages"]
         assert [m["seq"] for m in got] == list(range(1, 301))
@@ -70,7 +71,7 @@ async def test_agent_resumes_from_an_old_cursor(small: ThreadHub) -> None:
 def test_wait_with_an_old_cursor_wakes_at_once(small: ThreadHub) -> None:
     """A waiter armed after a seq behind the window wakes for the first message it missed."""
     _fill(small.url, 200)
-    with SyncAgent(None, hub=small.url, save_token=False) as w:
+    with SyncAgent("c", hub=small.url, save_token=False) as w:
         w.arm("c-rx", "c", after=0)
         wake = w.woken(seconds(5000))
         assert wake.message is not None and wake.message.seq == 1

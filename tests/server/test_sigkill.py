@@ -11,9 +11,10 @@ from typing import Any
 
 from agent_sdk import Code, HubError, SyncAgent
 from hub.core import agents as agents_
+from hub.core.feed import Feed
 from hub.core.machine import Machine
 from hub.log.store import EventLog
-from hub.protocol.codec import decode_event
+from hub.protocol.codec import decode_event, to_builtins
 from tests.conftest import HubProcess, seconds
 
 SEED = int(os.environ.get("SYNAPSE_TEST_SEED", "20250611"))
@@ -140,12 +141,13 @@ def test_acknowledged_sends_survive_sigkill(hub_process: HubProcess, db_path: Pa
 
     machine, rows = fold(db_path)
     assert status["log_events"] == rows, f"seed {SEED}: the hub's position is not the log's length"
-    room = machine.rooms["default"]
-    folded = [(int(ev.seq), ev.sender, ev.to, bytes(ev.body)) for ev in room.feed]
+    room = machine.world.rooms["default"]
+    folded = [(int(ev.seq), ev.sender, ev.to, bytes(ev.body)) for ev in room.part(Feed).messages]
     listed = [(m["seq"], m["from"], tuple(m["to"]), m["body"]) for m in feed]
     assert [f[:3] for f in folded] == [m[:3] for m in listed]
     assert [decode_body(f[3]) for f in folded] == [m[3] for m in listed]
-    assert {name: agents_.presence(a) for name, a in room.agents.items()} == presence
+    roster = room.part(agents_.Roster)
+    assert {name: to_builtins(agents_.presence(roster, a)) for name, a in roster.agents.items()} == presence
 
 
 def decode_body(raw: bytes) -> Any:

@@ -11,6 +11,7 @@ import pytest
 
 from agent_sdk import Code, HubError, SyncAgent
 from hub.core.machine import Machine
+from hub.core.state import State
 from hub.log.store import EventLog
 from hub.protocol.codec import decode_event
 from tests.conftest import HubProcess, seconds
@@ -120,10 +121,10 @@ def test_state_survives_sigkill_and_restart(hub_proc: HubProcess, db_path: Path)
     assert after == before
 
     machine = fold(db_path)
-    room = machine.rooms["default"]
+    room = machine.world.rooms["default"]
     folded = {
         (scope, key): (e.value, e.version)
-        for scope, keys in room.state.scopes.items()
+        for scope, keys in room.part(State).scopes.items()
         for key, e in keys.items()
     }
     listed = {

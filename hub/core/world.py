@@ -1,0 +1,107 @@
+"""World: what the concept rules share: config, rooms with each concept's typed part, live sessions (STYLE §1).
+
+Concept modules never import each other in a circle: each owns a typed part (`Claims`, `Plan`...) that it
+reaches through `room.part(Claims)`, and the CEL context's roots are filled in by functions the Machine
+registers in `World.roots`, so the conditions module reads every concept without importing any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hub.config import HubConfig
+from hub.protocol.types import AgentName, Position, RoomName, SessionId
+
+__all__ = ["Root", "Room", "SessionInfo", "World", "hash_token", "same_secret"]
+
+P = TypeVar("P")
+
+
+class Room:
+    """One room: its name and each concept's typed state, made on first use."""
+
+    __slots__ = ("name", "parts")
+
+    def __init__(self, name: RoomName) -> None:
+        self.name = name
+        self.parts: dict[type, Any] = {}
+
+    def part(self, kind: type[P]) -> P:
+        """This room's state of one concept (`room.part(Claims)`), made empty on first use."""
+        found = self.parts.get(kind)
+        if found is None:
+            found = self.parts[kind] = kind()
+        return found  # type: ignore[no-any-return]
+
+
+class SessionInfo:
+    """A live session's bindings (ephemeral: not in the log)."""
+
+    __slots__ = ("agent", "room", "stream", "subs", "waiter")
+
+    def __init__(self, room: RoomName) -> None:
+        self.room = room
+        self.agent: AgentName | None = None  # the agent it is attached as
+        self.stream = False  # pushed what is addressed to its agent
+        self.waiter: tuple[RoomName, AgentName] | None = (
+            None  # its armed waiter (a session waits in any room)
+        )
+        self.subs: set[tuple[RoomName, int]] = set()
+
+
+# A CEL context root: the whole root for a room, and a refresh of one touched path inside it.
+Root = tuple[
+    Callable[["World", Room], dict[str, Any]],
+    Callable[["World", Room, dict[str, Any], tuple[str, ...]], None],
+]
+
+
+class World:
+    """The hub's state as the rules see it: rooms, sessions, hub-wide parts, the log position."""
+
+    __slots__ = ("config", "parts", "position", "roots", "rooms", "sessions", "started_at")
+
+    def __init__(self, config: HubConfig, roots: dict[str, Root] | None = None) -> None:
+        self.config = config
+        self.rooms: dict[RoomName, Room] = {}
+        self.sessions: dict[SessionId, SessionInfo] = {}
+        self.position = Position(0)
+        self.started_at = 0.0
+        self.parts: dict[type, Any] = {}
+        self.roots: dict[str, Root] = roots or {}
+
+    def part(self, kind: type[P]) -> P:
+        """A hub-wide part of one concept (token index, invites, deadlines...), made empty on first use."""
+        found = self.parts.get(kind)
+        if found is None:
+            found = self.parts[kind] = kind()
+        return found  # type: ignore[no-any-return]
+
+    def room(self, name: RoomName) -> Room:
+        """The room, made on first use (only folds call this: deciding never creates a room)."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name)
+        return room
+
+    def is_admin(self, given: str | None) -> bool:
+        """Whether `given` is the hub's admin token (or the hub has none)."""
+        admin = self.config.admin_token
+        if admin is None:
+            return True
+        return given is not None and same_secret(given, admin)
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token (agents' and invites'): only this reaches the log."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of two secrets, any text (compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )

@@ -1,0 +1,308 @@
+"""The `result` of an Ok frame, one Struct per shape: the same JSON for the wire, the SDK and the CLI.
+
+Fields without a default are always sent (a null included); fields with one are left out at their default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from hub.protocol.frames import Message
+from hub.protocol.types import AgentName, RoomName, Seq
+
+__all__ = [
+    "AgentList",
+    "Armed",
+    "Attached",
+    "BoardView",
+    "BranchChange",
+    "BranchDiff",
+    "BranchInfo",
+    "BranchList",
+    "BranchMade",
+    "ClaimList",
+    "ClaimView",
+    "Clash",
+    "Deleted",
+    "EntryList",
+    "EntryView",
+    "Evaluated",
+    "HubStatus",
+    "IntentList",
+    "IntentView",
+    "Invite",
+    "Joined",
+    "Merged",
+    "MessageClaim",
+    "MessageList",
+    "Presence",
+    "RoomInfo",
+    "RoomList",
+    "RoomMade",
+    "Sent",
+    "Subscribed",
+    "TailStarted",
+    "TaskList",
+    "TaskNote",
+    "TaskView",
+    "Unsubscribed",
+    "Writes",
+]
+
+
+class Result(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """Base of every result."""
+
+
+class Joined(Result):
+    room: RoomName
+    name: AgentName
+    token: str
+    role: str | None
+
+
+class Presence(Result):
+    """An agent's presence as clients see it (`waiter`: the name of its armed waiter, if any)."""
+
+    name: AgentName
+    role: str | None
+    status: str
+    waiting_on: str | None
+    last_heartbeat: float
+    sessions: int
+    waiter: str | None = None
+
+
+class Attached(Result):
+    seq: Seq
+    presence: Presence
+
+
+class AgentList(Result):
+    room: RoomName
+    agents: list[Presence]
+
+
+class Sent(Result):
+    seq: Seq
+    seqs: dict[str, int]
+    unknown: list[str] = []
+
+
+class MessageList(Result):
+    messages: list[Message]
+    head: int
+
+
+class MessageClaim(Result):
+    seq: Seq
+    holder: AgentName
+
+
+class Armed(Result):
+    armed: int
+
+
+class HubStatus(Result):
+    version: str
+    uptime: float
+    rooms: int
+    agents: int
+    agents_online: int
+    sessions: int
+    log_events: int
+
+
+class ClaimView(Result):
+    """A live claim: `held_by` is `session`, `grace` (its session dropped) or `ttl`."""
+
+    work: str
+    holder: AgentName
+    paths: list[str]
+    held_by: str
+    expires: float | None
+    granted_at: float
+    checkpoint: str | None
+    by: str | None = None  # in a `claim.reoffered` notice: the supervisor
+    from_: str | None = msgspec.field(default=None, name="from")  # in a `claim.handed` notice: the giver
+
+
+class ClaimList(Result):
+    claims: list[ClaimView]
+
+
+class Clash(Result):
+    """Where an intent meets another agent's claim (holder, work) or intent (intent)."""
+
+    paths: list[str]
+    holder: str | None = None
+    work: str | None = None
+    intent: str | None = None
+
+
+class IntentView(Result):
+    agent: AgentName
+    paths: list[str]
+    note: str | None
+    at: float
+    overlaps: list[Clash]
+
+
+class TaskNote(Result):
+    at: float
+    by: str | None
+    note: str
+
+
+class TaskView(Result):
+    """A task; `task show` adds its children, open dependencies and the seq siblings blocking it."""
+
+    id: str
+    title: str
+    status: str
+    holder: AgentName | None
+    etag: int
+    depends_on: list[str]
+    parent: str | None
+    mode: str
+    order: int | None
+    kind: str
+    notes: list[TaskNote]
+    created_at: float
+    updated_at: float
+    children: list[TaskView] | None = None
+    open_dependencies: list[str] | None = None
+    blocked_by: list[str] | None = None
+
+
+class TaskList(Result):
+    tasks: list[TaskView]
+
+
+class IntentList(Result):
+    """Live claims and declared intents (the answer to `board.intent`)."""
+
+    claims: list[ClaimView]
+    intents: list[IntentView]
+
+
+class BoardView(Result):
+    room: RoomName
+    tasks: list[str]  # the plan as indented lines
+    plan: list[TaskView]
+    claims: list[ClaimView]
+    intents: list[IntentView]
+
+
+class EntryView(Result):
+    """A state entry (`expr` for a view: its expression, `value` its current value)."""
+
+    scope: str
+    key: str
+    value: Any
+    version: int
+    by: str | None = None
+    at: float | None = None
+    expr: str | None = None
+
+
+class EntryList(Result):
+    entries: list[EntryView]
+
+
+class Writes(Result):
+    writes: list[EntryView]
+
+
+class Deleted(Result):
+    """A deleted entry and the version it had (a re-created key continues after it)."""
+
+    scope: str
+    key: str
+    deleted: bool
+    version: int
+
+
+class Evaluated(Result):
+    value: Any
+    error: str | None = None
+
+
+class Subscribed(Result):
+    sub: int
+    value: Any
+    holds: bool
+
+
+class Unsubscribed(Result):
+    sub: int
+    removed: bool
+
+
+class BranchMade(Result):
+    branch: str
+    from_: str | None = msgspec.field(name="from")
+    base: int
+
+
+class BranchInfo(Result):
+    branch: str
+    from_: str | None = msgspec.field(name="from")
+    base: int
+    by: AgentName
+    created_at: float
+    changes: int
+
+
+class BranchList(Result):
+    branches: list[BranchInfo]
+
+
+class BranchChange(Result):
+    scope: str
+    key: str
+    value: Any
+    deleted: bool
+    source: Any
+
+
+class BranchDiff(Result):
+    branch: str
+    from_: str | None = msgspec.field(name="from")
+    changes: list[BranchChange]
+    conflicts: list[str]
+
+
+class Merged(Result):
+    branch: str
+    merged: int
+
+
+class RoomMade(Result):
+    room: RoomName
+
+
+class Invite(Result):
+    room: RoomName
+    invite: str
+    expires: float | None
+
+
+class RoomInfo(Result):
+    name: RoomName
+    agents: int
+    online: int
+    messages: int
+    claims: int
+    tasks: int
+
+
+class RoomList(Result):
+    rooms: list[RoomInfo]
+
+
+class TailStarted(Result):
+    position: int
+    after: int
