@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from agent_sdk.aio import Agent
+from typing import Any, Protocol
 
 __all__ = ["Claim"]
+
+
+class Holder(Protocol):
+    """What a Claim needs of its agent (agent_sdk.Agent is one)."""
+
+    async def claim(self, work: str, *, renew: bool = ...) -> Claim: ...
+
+    async def release(self, work: str, *, checkpoint: str | None = ...) -> Any: ...
 
 
 class Claim:
     """A live claim: `work`, `paths`, `holder`, `expires`, and the `checkpoint` the previous holder left."""
 
-    def __init__(self, agent: Agent | None, view: dict[str, Any]) -> None:
+    def __init__(self, agent: Holder | None, view: dict[str, Any]) -> None:
         self.agent = agent
         self.view = view
         self.work: str = view["work"]

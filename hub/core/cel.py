@@ -6,7 +6,7 @@ import datetime as _dt
 import importlib
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 __all__ = [
     "MAX_COMPREHENSION_DEPTH",
@@ -216,7 +216,7 @@ class _Tok:
 
 
 def _scan_string(
-    src: str, start: int, prefix_len: int, quote: str, fail: Callable[..., Any]
+    src: str, start: int, prefix_len: int, quote: str, fail: Callable[..., NoReturn]
 ) -> tuple[Any, int]:
     """Scan a string/bytes literal whose quote starts at `start + prefix_len`; return (value, end)."""
     prefix = src[start : start + prefix_len].lower()
@@ -258,7 +258,7 @@ def _scan_string(
     return (("bytes", text) if is_bytes else ("string", text)), i
 
 
-def _tokenize(src: str, fail: Callable[..., Any]) -> list[_Tok]:
+def _tokenize(src: str, fail: Callable[..., NoReturn]) -> list[_Tok]:
     tokens: list[_Tok] = []
     i, n = 0, len(src)
     while i < n:
@@ -309,7 +309,7 @@ class _Node:
         self.pos = pos
         self.value = value
         self.kids = kids
-        self.depth = 1 + max((k.depth for k in kids), default=0)
+        self.depth: int = 1 + max((k.depth for k in kids), default=0)
 
 
 _RELOPS = frozenset({"<", "<=", ">", ">=", "==", "!=", "in"})
@@ -322,7 +322,7 @@ class _Parser:
         self.i = 0
         self.nesting = 0
 
-    def fail(self, reason: str, pos: int | None) -> Any:
+    def fail(self, reason: str, pos: int | None) -> NoReturn:
         raise BadExpression(self.src, reason, pos)
 
     @property
@@ -340,10 +340,10 @@ class _Parser:
         self.i += 1
         return tok
 
-    def unexpected(self, hint: str = "") -> Any:
+    def unexpected(self, hint: str = "") -> NoReturn:
         tok = self.tok
         what = "end of expression" if tok.kind == "eof" else repr(tok.text)
-        return self.fail(f"unexpected {what}" + (f" ({hint})" if hint else ""), tok.pos)
+        self.fail(f"unexpected {what}" + (f" ({hint})" if hint else ""), tok.pos)
 
     def node(self, kind: str, pos: int, value: Any = None, kids: tuple[_Node, ...] = ()) -> _Node:
         node = _Node(kind, pos, value, kids)

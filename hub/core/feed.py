@@ -18,7 +18,7 @@ from hub.protocol import results as r
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import MessageSent
 from hub.protocol.frames import Delivery, Message, Wake
-from hub.protocol.types import AgentName, Cursor, Seq, SessionId
+from hub.protocol.types import Address, AgentName, Cursor, Seq, SessionId
 from hub.protocol.values import check_body
 
 __all__ = [
@@ -192,13 +192,13 @@ def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
         local = dest == room.name
         roster = target.part(agents.Roster).agents
         for n in to:
-            if n not in roster and n != rooms.GROUP and n != rooms.ALL:
+            if AgentName(n) not in roster and n != rooms.GROUP and n != rooms.ALL:
                 unknown.append(n if local else f"{dest}/{n}")
         event = e.MessageSent(
             room=dest,
             at=ctx.now,
             seq=Seq(target.part(Feed).seq + 1),
-            sender=agent.name if local else f"{room.name}/{agent.name}",
+            sender=Address(agent.name if local else f"{room.name}/{agent.name}"),
             to=to,
             kind=cmd.kind,
             body=cmd.body,
@@ -223,8 +223,12 @@ def _push(w: World, room: Room, event: MessageSent, out: Outcome) -> None:
     sessions: tuple[SessionId, ...] = ()
     if streams:
         if rooms.GROUP in event.to or rooms.ALL in event.to:  # not echoed to its sender unless it is named
+            to, sender = event.to, event.sender
             sessions = tuple(
-                s for name, ss in streams.items() if name != event.sender or name in event.to for s in ss
+                s
+                for name, ss in streams.items()
+                if Address(name) != sender or Address(name) in to
+                for s in ss
             )
         else:
             found: list[SessionId] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import msgspec
 
-from hub import __version__
 from hub.core import rooms
 from hub.core.agents import Roster
 from hub.core.claims import Claims
@@ -15,6 +14,7 @@ from hub.core.tasks import Plan
 from hub.core.world import World
 from hub.protocol import commands as c
 from hub.protocol import results as r
+from hub.version import __version__
 
 __all__ = ["Counts", "counts", "decide_rooms", "decide_status"]
 

@@ -34,7 +34,7 @@ class Room:
         found = self.parts.get(kind)
         if found is None:
             found = self.parts[kind] = kind()
-        return found  # type: ignore[no-any-return]
+        return found
 
 
 class SessionInfo:
@@ -78,7 +78,7 @@ class World:
         found = self.parts.get(kind)
         if found is None:
             found = self.parts[kind] = kind()
-        return found  # type: ignore[no-any-return]
+        return found
 
     def room(self, name: RoomName) -> Room:
         """The room, made on first use (only folds call this: deciding never creates a room)."""

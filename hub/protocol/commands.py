@@ -67,7 +67,7 @@ class BaseCommand(msgspec.Struct, tag_field="op", frozen=True, kw_only=True, for
     token: str | None = None
 
 
-class Join(BaseCommand, tag="join"):
+class Join(BaseCommand, tag="join", frozen=True):
     """Join `name` to the room (creating the room on first use); the reply carries a fresh token once."""
 
     name: AgentName
@@ -76,7 +76,7 @@ class Join(BaseCommand, tag="join"):
     invite: str | None = None  # a room invite (`room.invite`), instead of the admin token
 
 
-class Attach(BaseCommand, tag="attach"):
+class Attach(BaseCommand, tag="attach", frozen=True):
     """Bind this session to an agent: presence follows the session; messages addressed to it are pushed.
 
     `after` resumes the stream: every message after that seq is pushed first, then live ones.
@@ -87,7 +87,7 @@ class Attach(BaseCommand, tag="attach"):
     stream: bool = True
 
 
-class Send(BaseCommand, tag="send"):
+class Send(BaseCommand, tag="send", frozen=True):
     """Append a message to the feed of every room its targets name."""
 
     name: AgentName
@@ -98,7 +98,7 @@ class Send(BaseCommand, tag="send"):
     priority: bool = False
 
 
-class ListMessages(BaseCommand, tag="message.list"):
+class ListMessages(BaseCommand, tag="message.list", frozen=True):
     """Read the feed after a cursor, optionally only what is addressed to one agent."""
 
     for_: AgentName | None = msgspec.field(default=None, name="for")
@@ -108,25 +108,25 @@ class ListMessages(BaseCommand, tag="message.list"):
     limit: int = 100
 
 
-class ClaimMessage(BaseCommand, tag="message.claim"):
+class ClaimMessage(BaseCommand, tag="message.claim", frozen=True):
     """Claim a message atomically: the first claimer wins; later ones get `already_claimed`."""
 
     name: AgentName
     seq: Seq
 
 
-class Heartbeat(BaseCommand, tag="heartbeat"):
+class Heartbeat(BaseCommand, tag="heartbeat", frozen=True):
     """Say the agent is alive, optionally with a new status."""
 
     name: AgentName
     status: PresenceStatus | None = None
 
 
-class Agents(BaseCommand, tag="agents"):
+class Agents(BaseCommand, tag="agents", frozen=True):
     """List the presence of every agent in the room."""
 
 
-class Wait(BaseCommand, tag="wait"):
+class Wait(BaseCommand, tag="wait", frozen=True):
     """Arm a waiter: woken by the first message for `for_` with seq > `after` (or sent at or after `since`).
 
     One live waiter per (room, waiter): a newer one takes the name over and the older is closed.
@@ -140,11 +140,11 @@ class Wait(BaseCommand, tag="wait"):
     since: float | None = None
 
 
-class Status(BaseCommand, tag="status"):
+class Status(BaseCommand, tag="status", frozen=True):
     """Hub version, uptime, rooms, agents online and log size."""
 
 
-class Claim(BaseCommand, tag="claim"):
+class Claim(BaseCommand, tag="claim", frozen=True):
     """Lease a unit of work with a file scope; refused with `claim_overlap` if it overlaps another agent's.
 
     Held by the agent's live session (plus a grace period after it drops) when it has one, else by TTL.
@@ -159,7 +159,7 @@ class Claim(BaseCommand, tag="claim"):
     renew: bool = False
 
 
-class Release(BaseCommand, tag="release"):
+class Release(BaseCommand, tag="release", frozen=True):
     """Release a claim, leaving a checkpoint for whoever claims the same work next."""
 
     name: AgentName
@@ -167,7 +167,7 @@ class Release(BaseCommand, tag="release"):
     checkpoint: str | None = None
 
 
-class Handoff(BaseCommand, tag="handoff"):
+class Handoff(BaseCommand, tag="handoff", frozen=True):
     """Move a live claim, with its checkpoint, to another agent of the room atomically."""
 
     name: AgentName
@@ -175,7 +175,7 @@ class Handoff(BaseCommand, tag="handoff"):
     to: AgentName
 
 
-class ReofferClaim(BaseCommand, tag="claim.reoffer"):
+class ReofferClaim(BaseCommand, tag="claim.reoffer", frozen=True):
     """Release another agent's claim whose holder has no live session and has been idle `idle_seconds`
     (the supervisor's re-offer); its checkpoint stays for the next claimer."""
 
@@ -184,11 +184,11 @@ class ReofferClaim(BaseCommand, tag="claim.reoffer"):
     idle_seconds: float
 
 
-class ListClaims(BaseCommand, tag="claims"):
+class ListClaims(BaseCommand, tag="claims", frozen=True):
     """The room's live claims."""
 
 
-class DeclareIntent(BaseCommand, tag="board.intent"):
+class DeclareIntent(BaseCommand, tag="board.intent", frozen=True):
     """Declare advisory intent to touch paths (no lease); empty paths clear it."""
 
     name: AgentName
@@ -199,7 +199,7 @@ class DeclareIntent(BaseCommand, tag="board.intent"):
 TaskStatus = Literal["pending", "ready", "in_progress", "blocked", "done", "cancelled"]
 
 
-class DeclareTask(BaseCommand, tag="task.declare"):
+class DeclareTask(BaseCommand, tag="task.declare", frozen=True):
     """Add a task to the plan; it is `ready` once every task it depends on is `done`."""
 
     name: AgentName
@@ -212,14 +212,14 @@ class DeclareTask(BaseCommand, tag="task.declare"):
     epic: bool = False
 
 
-class ClaimTask(BaseCommand, tag="task.claim"):
+class ClaimTask(BaseCommand, tag="task.claim", frozen=True):
     """Take a ready task: exactly one claimer wins; the others get `conflict` naming the holder."""
 
     name: AgentName
     task: str
 
 
-class UpdateTask(BaseCommand, tag="task.update"):
+class UpdateTask(BaseCommand, tag="task.update", frozen=True):
     """Change a task; `etag` is the version last seen (a stale one gets `conflict` with the current task)."""
 
     name: AgentName
@@ -230,7 +230,7 @@ class UpdateTask(BaseCommand, tag="task.update"):
     note: str | None = None
 
 
-class ReofferTask(BaseCommand, tag="task.reoffer"):
+class ReofferTask(BaseCommand, tag="task.reoffer", frozen=True):
     """Put an in-progress task back to `ready` because its holder has no live session and has been idle
     `idle_seconds` (the supervisor's re-offer); the holder is told."""
 
@@ -239,7 +239,7 @@ class ReofferTask(BaseCommand, tag="task.reoffer"):
     idle_seconds: float
 
 
-class ListTasks(BaseCommand, tag="task.list"):
+class ListTasks(BaseCommand, tag="task.list", frozen=True):
     """The plan, filtered by status, readiness or parent."""
 
     status: TaskStatus | None = None
@@ -247,13 +247,13 @@ class ListTasks(BaseCommand, tag="task.list"):
     parent: str | None = None
 
 
-class ShowTask(BaseCommand, tag="task.show"):
+class ShowTask(BaseCommand, tag="task.show", frozen=True):
     """One task with its children."""
 
     task: str
 
 
-class SetState(BaseCommand, tag="state.set"):
+class SetState(BaseCommand, tag="state.set", frozen=True):
     """Write one entry: plain, CAS (`if_version`; 0 = must be absent), CEL-gated (`if`), or an atomic add."""
 
     name: AgentName
@@ -266,7 +266,7 @@ class SetState(BaseCommand, tag="state.set"):
     branch: str | None = None
 
 
-class InitState(BaseCommand, tag="state.init"):
+class InitState(BaseCommand, tag="state.init", frozen=True):
     """Write an entry only if it is absent (`already_exists` with the current entry otherwise)."""
 
     name: AgentName
@@ -276,7 +276,7 @@ class InitState(BaseCommand, tag="state.init"):
     branch: str | None = None
 
 
-class DeleteState(BaseCommand, tag="state.delete"):
+class DeleteState(BaseCommand, tag="state.delete", frozen=True):
     """Delete an entry (or a view, with scope `_view`), optionally only at `if_version`."""
 
     name: AgentName
@@ -296,7 +296,7 @@ class Write(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     if_version: int | None = None
 
 
-class BatchState(BaseCommand, tag="state.batch"):
+class BatchState(BaseCommand, tag="state.batch", frozen=True):
     """Several writes, all or nothing, in one version step, optionally behind one CEL gate."""
 
     name: AgentName
@@ -305,7 +305,7 @@ class BatchState(BaseCommand, tag="state.batch"):
     branch: str | None = None
 
 
-class DefineView(BaseCommand, tag="state.view"):
+class DefineView(BaseCommand, tag="state.view", frozen=True):
     """Store a computed view: a CEL expression in `_view`, resolved on every read."""
 
     name: AgentName
@@ -313,7 +313,7 @@ class DefineView(BaseCommand, tag="state.view"):
     expr: str
 
 
-class GetState(BaseCommand, tag="state.get"):
+class GetState(BaseCommand, tag="state.get", frozen=True):
     """Read one entry (a view resolves to its current value)."""
 
     key: str
@@ -321,21 +321,21 @@ class GetState(BaseCommand, tag="state.get"):
     branch: str | None = None
 
 
-class ListState(BaseCommand, tag="state.list"):
+class ListState(BaseCommand, tag="state.list", frozen=True):
     """Every entry of one scope, or of all scopes."""
 
     scope: str | None = None
     branch: str | None = None
 
 
-class Eval(BaseCommand, tag="eval"):
+class Eval(BaseCommand, tag="eval", frozen=True):
     """Evaluate a CEL expression against the room (or a branch of its state)."""
 
     expr: str
     branch: str | None = None
 
 
-class Subscribe(BaseCommand, tag="subscribe"):
+class Subscribe(BaseCommand, tag="subscribe", frozen=True):
     """Push a Trigger whenever `expr` becomes true (at once if it already is); `name` shows as waiting."""
 
     expr: str
@@ -344,13 +344,13 @@ class Subscribe(BaseCommand, tag="subscribe"):
     once: bool = False
 
 
-class Unsubscribe(BaseCommand, tag="unsubscribe"):
+class Unsubscribe(BaseCommand, tag="unsubscribe", frozen=True):
     """Drop a subscription of this session."""
 
     sub: int
 
 
-class CreateBranch(BaseCommand, tag="branch.create"):
+class CreateBranch(BaseCommand, tag="branch.create", frozen=True):
     """Fork the room's state (or another branch) into a named branch, copy-on-write."""
 
     name: AgentName
@@ -358,24 +358,24 @@ class CreateBranch(BaseCommand, tag="branch.create"):
     from_: str | None = msgspec.field(default=None, name="from")
 
 
-class ListBranches(BaseCommand, tag="branch.list"):
+class ListBranches(BaseCommand, tag="branch.list", frozen=True):
     """The room's branches."""
 
 
-class DiffBranch(BaseCommand, tag="branch.diff"):
+class DiffBranch(BaseCommand, tag="branch.diff", frozen=True):
     """Keys a branch changed since it was forked, beside their value where it came from."""
 
     branch: str
 
 
-class MergeBranch(BaseCommand, tag="branch.merge"):
+class MergeBranch(BaseCommand, tag="branch.merge", frozen=True):
     """Apply a branch to where it was forked from, unless a key changed on both sides (`conflict`)."""
 
     name: AgentName
     branch: str
 
 
-class Tail(BaseCommand, tag="tail"):
+class Tail(BaseCommand, tag="tail", frozen=True):
     """Follow the durable event feed (every kind of event) from position `after`, or from now.
 
     `rooms` limits it (empty: every room, which needs the admin token when the hub has one).
@@ -387,24 +387,24 @@ class Tail(BaseCommand, tag="tail"):
     batch: bool = False  # EventBatch frames (one per group commit) instead of one EventFrame per event
 
 
-class Board(BaseCommand, tag="board"):
+class Board(BaseCommand, tag="board", frozen=True):
     """The plan, live claims and declared intents in one view."""
 
 
-class CreateRoom(BaseCommand, tag="room.create"):
+class CreateRoom(BaseCommand, tag="room.create", frozen=True):
     """Create `room` (joining creates rooms too, but not on a hub with an admin token)."""
 
     admin_token: str | None = None
 
 
-class InviteRoom(BaseCommand, tag="room.invite"):
+class InviteRoom(BaseCommand, tag="room.invite", frozen=True):
     """Issue a join token for `room` (only its hash is kept); it admits any name until `ttl` runs out."""
 
     admin_token: str | None = None
     ttl: float | None = None
 
 
-class ListRooms(BaseCommand, tag="room.list"):
+class ListRooms(BaseCommand, tag="room.list", frozen=True):
     """Every room with its counts (needs the admin token when the hub has one)."""
 
     admin_token: str | None = None

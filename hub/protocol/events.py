@@ -44,11 +44,11 @@ class BaseEvent(msgspec.Struct, tag_field="type", tag=True, frozen=True, kw_only
     at: float
 
 
-class HubStarted(BaseEvent):
+class HubStarted(BaseEvent, frozen=True):
     """The hub (re)started: every session of the previous run is gone."""
 
 
-class AgentJoined(BaseEvent):
+class AgentJoined(BaseEvent, frozen=True):
     """An agent joined (or re-joined, rotating its token); only the token's hash is kept."""
 
     agent: AgentName
@@ -56,28 +56,28 @@ class AgentJoined(BaseEvent):
     role: str | None = None
 
 
-class PresenceChanged(BaseEvent):
+class PresenceChanged(BaseEvent, frozen=True):
     """An agent's status changed (heartbeat with a status)."""
 
     agent: AgentName
     status: str
 
 
-class SessionOpened(BaseEvent):
+class SessionOpened(BaseEvent, frozen=True):
     """A session attached to an agent: the agent is online while it has one."""
 
     agent: AgentName
     session: SessionId
 
 
-class SessionClosed(BaseEvent):
+class SessionClosed(BaseEvent, frozen=True):
     """A session of an agent ended."""
 
     agent: AgentName
     session: SessionId
 
 
-class MessageSent(BaseEvent):
+class MessageSent(BaseEvent, frozen=True):
     """A message joined a room's feed at `seq`; `sender` is a name, or `room/name` from another room."""
 
     seq: Seq
@@ -89,14 +89,14 @@ class MessageSent(BaseEvent):
     priority: bool = False
 
 
-class MessageClaimed(BaseEvent):
+class MessageClaimed(BaseEvent, frozen=True):
     """A message was claimed by an agent."""
 
     seq: Seq
     holder: AgentName
 
 
-class ClaimGranted(BaseEvent):
+class ClaimGranted(BaseEvent, frozen=True):
     """A claim was granted (or re-granted to its holder with a new scope); `session` set = session-bound."""
 
     work: str
@@ -107,7 +107,7 @@ class ClaimGranted(BaseEvent):
     checkpoint: str | None = None
 
 
-class ClaimRenewed(BaseEvent):
+class ClaimRenewed(BaseEvent, frozen=True):
     """A claim's expiry moved (TTL renewal), or it was re-bound to a live session of its holder."""
 
     work: str
@@ -115,14 +115,14 @@ class ClaimRenewed(BaseEvent):
     session: SessionId | None = None
 
 
-class ClaimOrphaned(BaseEvent):
+class ClaimOrphaned(BaseEvent, frozen=True):
     """A session-bound claim's session ended: it lapses at `expires` unless its holder comes back."""
 
     work: str
     expires: float
 
 
-class ClaimReleased(BaseEvent):
+class ClaimReleased(BaseEvent, frozen=True):
     """The holder released a claim; its checkpoint waits for the next claimer of the same work."""
 
     work: str
@@ -130,13 +130,13 @@ class ClaimReleased(BaseEvent):
     by: AgentName | None = None  # someone other than the holder (a supervisor's re-offer)
 
 
-class ClaimLapsed(BaseEvent):
+class ClaimLapsed(BaseEvent, frozen=True):
     """A claim's TTL or grace ran out; its checkpoint waits for the next claimer."""
 
     work: str
 
 
-class ClaimHandedOff(BaseEvent):
+class ClaimHandedOff(BaseEvent, frozen=True):
     """A live claim moved, with its checkpoint, to another agent."""
 
     work: str
@@ -145,7 +145,7 @@ class ClaimHandedOff(BaseEvent):
     session: SessionId | None = None
 
 
-class IntentDeclared(BaseEvent):
+class IntentDeclared(BaseEvent, frozen=True):
     """An agent declared advisory intent on paths (empty: cleared)."""
 
     agent: AgentName
@@ -153,7 +153,7 @@ class IntentDeclared(BaseEvent):
     note: str | None = None
 
 
-class TaskDeclared(BaseEvent):
+class TaskDeclared(BaseEvent, frozen=True):
     """A task joined the plan with its first status (`pending` or `ready`)."""
 
     task: str
@@ -167,7 +167,7 @@ class TaskDeclared(BaseEvent):
     epic: bool = False
 
 
-class TaskUpdated(BaseEvent):
+class TaskUpdated(BaseEvent, frozen=True):
     """A task's new status, holder and title at version `etag` (claims, updates, readiness, re-offers)."""
 
     task: str
@@ -179,7 +179,7 @@ class TaskUpdated(BaseEvent):
     note: str | None = None
 
 
-class StateWritten(BaseEvent):
+class StateWritten(BaseEvent, frozen=True):
     """An entry's new value and version (set, init, CAS, increment and batches all record the outcome)."""
 
     scope: str
@@ -190,7 +190,7 @@ class StateWritten(BaseEvent):
     branch: str | None = None
 
 
-class StateDeleted(BaseEvent):
+class StateDeleted(BaseEvent, frozen=True):
     """An entry (or a view, in scope `_view`) was deleted."""
 
     scope: str
@@ -199,7 +199,7 @@ class StateDeleted(BaseEvent):
     branch: str | None = None
 
 
-class ViewDefined(BaseEvent):
+class ViewDefined(BaseEvent, frozen=True):
     """A computed view was stored in `_view`."""
 
     key: str
@@ -208,7 +208,7 @@ class ViewDefined(BaseEvent):
     by: AgentName
 
 
-class BranchCreated(BaseEvent):
+class BranchCreated(BaseEvent, frozen=True):
     """A branch forked from the room's state (`source` None) or another branch, at state clock `base`."""
 
     branch: str
@@ -217,20 +217,20 @@ class BranchCreated(BaseEvent):
     by: AgentName
 
 
-class BranchMerged(BaseEvent):
+class BranchMerged(BaseEvent, frozen=True):
     """A branch's changes were applied to its source (the writes follow as StateWritten/StateDeleted)."""
 
     branch: str
     by: AgentName
 
 
-class RoomCreated(BaseEvent):
+class RoomCreated(BaseEvent, frozen=True):
     """A room was created explicitly (`room.create`)."""
 
     by: str | None = None
 
 
-class InviteIssued(BaseEvent):
+class InviteIssued(BaseEvent, frozen=True):
     """A join token for the room was issued; only its hash is kept."""
 
     token_hash: str

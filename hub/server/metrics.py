@@ -13,8 +13,8 @@ import msgspec
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
-from hub import __version__
 from hub.core.status import Counts
+from hub.version import __version__
 
 __all__ = ["CONTENT_TYPE", "Metrics", "Readings"]
 
