@@ -227,9 +227,14 @@ class Agent(BaseClient):
 
     # -- verbs --------------------------------------------------------------------------------------
 
-    async def join(self, role: str | None = None) -> str:
-        """Re-join, rotating the token (saved for later); returns it."""
-        return self.joined(await self.request(lambda: self.cmd_join(role)))
+    async def join(self, role: str | None = None, *, rotate: bool = False, force: bool = False) -> str:
+        """Join (or re-join with this agent's token; `rotate` issues a new one); returns the token, saved.
+
+        Raises:
+            HubError: `name_taken` when the name is another's (re-joining needs its token); `force` takes it
+                over on a hub without an admin token.
+        """
+        return self.joined(await self.request(lambda: self.cmd_join(role, rotate, force)))
 
     async def send(
         self,
@@ -261,7 +266,7 @@ class Agent(BaseClient):
         unclaimed: bool = False,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Read the feed after a cursor (open to every member)."""
+        """Read the feed after a cursor: broadcasts, and the directed messages this agent sent or received."""
         result = await self.request(
             lambda: self.read(
                 c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit
@@ -384,7 +389,8 @@ class Agent(BaseClient):
             c.Subscribe(
                 id=self.next_id(),
                 room=self.room,
-                token=self.token if name else None,
+                token=self.token,
+                admin_token=self.admin_token,
                 expr=expr,
                 name=name,
                 include=include,

@@ -94,12 +94,15 @@ class BaseClient:
     # command builders: one place, so the two transports cannot drift
 
     def mutation(self, cls: type[Any], **fields: Any) -> Any:
-        """A command acting as this agent: request id, room, token and name filled in."""
-        return cls(id=self.next_id(), room=self.room, token=self.token, name=self.need_name(), **fields)
+        """A command acting as this agent: request id, room, token (and an admin token, if given) and name."""
+        base = {"token": self.token, "admin_token": self.admin_token, "name": self.need_name()}
+        return cls(id=self.next_id(), room=self.room, **{**base, **fields})
 
     def read(self, cls: type[Any], **fields: Any) -> Any:
-        """A read of this room: request id and room filled in."""
-        return cls(id=self.next_id(), room=self.room, **fields)
+        """A read of this room as this agent: request id, room and the tokens it has filled in (a hub with an
+        admin token needs one to read; directed messages are shown only to their sender and recipients)."""
+        base = {"token": self.token, "admin_token": self.admin_token}
+        return cls(id=self.next_id(), room=self.room, **{**base, **fields})
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """For wss://: the system's trust store, or only `ca_file` when one is given (a private CA)."""
@@ -109,13 +112,15 @@ class BaseClient:
 
         return ssl.create_default_context(cafile=self.ca_file)
 
-    def cmd_join(self, role: str | None = None) -> c.Join:
+    def cmd_join(self, role: str | None = None, rotate: bool = False, force: bool = False) -> c.Join:
         return c.Join(
             id=self.next_id(),
             room=self.room,
             name=self.need_name(),
             role=role or self.role,
-            token=self.token,  # lets an agent re-join (rotate) without the admin token or an invite
+            rotate=rotate,
+            force=force,
+            token=self.token,  # a name is its token's: re-joining (or rotating) needs it
             admin_token=self.admin_token,
             invite=self.invite,
         )

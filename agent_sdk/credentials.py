@@ -7,10 +7,11 @@ import fcntl
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["forget", "load", "save", "tokens_path"]
+__all__ = ["first_join", "forget", "load", "save", "tokens_path"]
 
 
 def tokens_path() -> Path:
@@ -36,15 +37,27 @@ def load(hub: str, room: str, name: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, name: str = ".tokens.lock") -> Iterator[None]:
     """Serialize read-modify-write of the token file across processes (several agents joining at once)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path.with_name(".tokens.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path.with_name(name), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def first_join(hub: str, room: str, name: str) -> Iterator[str | None]:
+    """Hold the token file's lock around a first join and yield the token saved meanwhile, if any.
+
+    Several processes using one name for the first time join one after another: the first joins and saves,
+    the others find its token here instead of racing it (which the hub would refuse with `name_taken`).
+    """
+    path = tokens_path()
+    with _locked(path, name=f".join.{zlib.crc32(_key(hub, room, name).encode()) % 256}.lock"):
+        yield _read(path).get(_key(hub, room, name))
 
 
 def _write(path: Path, data: dict[str, str]) -> None:

@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from agent_sdk import credentials
 from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, result_of
 from agent_sdk.wire import Closed, Socket
 from hub.protocol import commands as c
@@ -97,7 +98,7 @@ class SyncAgent(BaseClient):
         """Run a mutation as this agent, joining first when it never has (the token is then saved)."""
         self.need_name()
         if self.token is None and self.implicit_join:
-            self.join()
+            self.first_join()
         try:
             return self.request(build())
         except HubError as exc:
@@ -109,9 +110,25 @@ class SyncAgent(BaseClient):
 
     # -- verbs --------------------------------------------------------------------------------
 
-    def join(self, role: str | None = None) -> str:
-        """Join (or re-join, rotating the token); returns the token, saved for later commands."""
-        return self.joined(self.request(self.cmd_join(role)))
+    def first_join(self) -> None:
+        """Join on first use; processes sharing the name (and token file) take turns, so only one joins."""
+        if not self.save_token or self.name is None:
+            self.join()
+            return
+        with credentials.first_join(self.hub, self.room, self.name) as saved:
+            if saved is not None:
+                self.token = saved
+            else:
+                self.join()
+
+    def join(self, role: str | None = None, *, rotate: bool = False, force: bool = False) -> str:
+        """Join (or re-join with this agent's token; `rotate` issues a new one); returns the token, saved.
+
+        Raises:
+            HubError: `name_taken` when the name is another's (re-joining needs its token); `force` takes it
+                over on a hub without an admin token.
+        """
+        return self.joined(self.request(self.cmd_join(role, rotate, force)))
 
     def attach(self, stream: bool = True) -> dict[str, Any]:
         """Bind this connection to the agent: presence follows it; messages for the agent are pushed."""

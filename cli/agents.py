@@ -16,15 +16,24 @@ def register(group: click.Group) -> None:
     @group.command("join")
     @click.argument("agent_name", metavar="NAME", required=False)
     @click.option("--role", help="What this agent does (shown in presence).")
+    @click.option("--rotate", is_flag=True, help="Issue a new token for NAME (needs its current one).")
+    @click.option(
+        "--force",
+        is_flag=True,
+        help="Take NAME over without its token (only on a hub without an admin token; recorded, and the old "
+        "holder's sessions are told and closed).",
+    )
     @client_options
     @click.pass_context
-    def join(ctx: click.Context, agent_name: str | None, role: str | None) -> None:
-        """Join the room as NAME (default: --name) and print the token once; re-joining rotates it.
+    def join(ctx: click.Context, agent_name: str | None, role: str | None, rotate: bool, force: bool) -> None:
+        """Join the room as NAME (default: --name) and print its token.
 
-        The token is saved in $XDG_CONFIG_HOME/synapse/tokens.json (mode 0600) for later commands.
+        A name belongs to whoever holds its token: re-joining an existing name needs it (--token, or the one
+        saved from an earlier join), else `name_taken` (exit 5). The token is saved in
+        $XDG_CONFIG_HOME/synapse/tokens.json (mode 0600) for later commands.
         """
         agent = client(ctx, need_name=agent_name is None, name=agent_name)
-        token = agent.join(role)
+        token = agent.join(role, rotate=rotate, force=force)
         s = settings(ctx)
         emit(s.json, {"room": agent.room, "name": agent.name, "token": token}, token)
 

@@ -220,6 +220,7 @@ _MODULES = {
     "mcp": "mcp",
     "tail": "tail",
     "room": "tail",
+    "admin": "tail",
     "backup": "ops",
     "restore": "ops",
     "log": "ops",

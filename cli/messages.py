@@ -83,8 +83,12 @@ def register(group: click.Group) -> None:
     def message_list(
         ctx: click.Context, for_: str | None, after: int, kind: str | None, unclaimed: bool, limit: int
     ) -> None:
-        """List messages in the feed, oldest first (NDJSON with --json)."""
-        result = client(ctx).list_messages(
+        """List messages in the feed, oldest first (NDJSON with --json).
+
+        Directed messages are listed only to their sender and recipients: give --name (with --for NAME and
+        no --name, the list is read as NAME).
+        """
+        result = client(ctx, name=settings(ctx).name or for_).list_messages(
             for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit
         )
         as_json = settings(ctx).json

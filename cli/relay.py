@@ -108,7 +108,9 @@ def register(group: click.Group) -> None:
         if start != cursor:
             write_cursor(cursor_file, start)
         cursor = start
-        agent = client(ctx)
+        agent = client(ctx, name=settings(ctx).name or for_)  # relaying NAME's messages is acting as NAME
+        if agent.token is None:
+            agent.first_join()  # first use joins NAME (directed messages are readable only by it)
         appended = 0
         while True:
             page = agent.list_messages(for_=for_, after=cursor, limit=PAGE)["messages"]

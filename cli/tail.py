@@ -186,12 +186,24 @@ class Follow:
         from hub.protocol.codec import to_builtins
         from hub.protocol.frames import Error, EventFrame, Ok
 
-        client = SyncAgent(None, hub=self.s.hub, ca_file=self.s.ca_file, save_token=False)
+        client = SyncAgent(  # with --name, its token: the tail then shows that agent's directed messages
+            self.s.name,
+            room=self.s.room,
+            hub=self.s.hub,
+            token=self.s.token,
+            ca_file=self.s.ca_file,
+            save_token=False,
+        )
         answered = False
         try:
             client.connect()
             cmd = c.Tail(
-                id=client.next_id(), after=self.last, rooms=self.rooms, admin_token=self.s.admin_token
+                id=client.next_id(),
+                room=self.s.room,
+                token=client.token,
+                after=self.last,
+                rooms=self.rooms,
+                admin_token=self.s.admin_token,
             )
             client.post(cmd)
             while True:
@@ -325,6 +337,25 @@ def register(group: click.Group) -> None:
             c.InviteRoom(id=agent.next_id(), room=room_name, admin_token=s.admin_token, ttl=ttl)
         )
         emit(s.json, result, result["invite"])
+
+    @group.group("admin")
+    def admin_group() -> None:
+        """Operator verbs that need the hub's admin token (--admin-token or SYNAPSE_ADMIN_TOKEN)."""
+
+    @admin_group.command("reset-token")
+    @click.argument("agent_name", metavar="NAME")
+    @client_options
+    @click.pass_context
+    def reset_token(ctx: click.Context, agent_name: str) -> None:
+        """Give agent NAME (in --room) a new token and print it; its sessions are told and closed.
+
+        The way to take a name back on a hub with an admin token (`join --force` is refused there).
+        """
+        s, agent = _operator(ctx)
+        result = agent.request(
+            c.ResetToken(id=agent.next_id(), room=s.room, name=agent_name, admin_token=s.admin_token)
+        )
+        emit(s.json, result, result["token"])
 
     @room_group.command("list")
     @client_options

@@ -24,7 +24,8 @@ def hub_url(description: str) -> Iterator[tuple[str, dict[str, str]]]:
     parser.add_argument("--hub", help="a running hub's URL (default: start one on 127.0.0.1 with a temp log)")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="synapse-example-")
-    env = dict(os.environ, XDG_CONFIG_HOME=tmp, PYTHONPATH=str(ROOT))
+    os.environ["XDG_CONFIG_HOME"] = tmp  # this script's own clients and its `synapse` processes share tokens
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     if args.hub:
         env["SYNAPSE_HUB"] = args.hub
         yield args.hub, env

@@ -28,6 +28,30 @@ def seconds(ms: float) -> float:
     return ms * MS
 
 
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets a home of its own: no token, cursor or log ever lands in the real home directory."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for var, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_CACHE_HOME", ".cache"),
+    ):
+        monkeypatch.setenv(var, str(home / sub))
+    for var in (
+        "SYNAPSE_HUB",
+        "SYNAPSE_NAME",
+        "SYNAPSE_TOKEN",
+        "SYNAPSE_ROOM",
+        "SYNAPSE_ADMIN_TOKEN",
+        "SYNAPSE_INVITE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
 class ThreadHub:
     """A real Hub serving on its own thread and event loop, so blocking clients can reach it too."""
 

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from hub.core import rooms
-from hub.core.effects import Context, Deliver, Outcome
+from hub.core.effects import CloseSession, Context, Deliver, Outcome
 from hub.core.limits import Bucket, Buckets
 from hub.core.world import Room, World, hash_token, same_secret
 from hub.protocol import commands as c
@@ -19,6 +19,7 @@ from hub.protocol.types import AgentName, RoomName, SessionId
 
 __all__ = [
     "Agent",
+    "Reader",
     "Roster",
     "Tokens",
     "Waiter",
@@ -33,10 +34,12 @@ __all__ = [
     "decide_agents",
     "decide_heartbeat",
     "decide_join",
+    "decide_reset_token",
     "member",
     "notify",
     "presence",
     "proven",
+    "reader",
     "refresh_root",
     "root",
     "verify",
@@ -155,6 +158,32 @@ def member(w: World, room: Room, token: str | None, what: str) -> Agent:
     return agent
 
 
+class Reader(msgspec.Struct, frozen=True):
+    """Who reads: the room (None: it does not exist), the token's agent there (if any), the admin token."""
+
+    room: Room | None
+    name: AgentName | None
+    admin: bool
+
+
+def reader(w: World, cmd: Any) -> Reader:
+    """Who a read is by; on a hub with an admin token a read needs a member's token of the room, or the admin
+    token (SPEC: Identity and rooms). A read never makes a room."""
+    admin = w.is_admin(cmd.admin_token)
+    room = w.rooms.get(cmd.room)
+    name = None
+    if room is not None and cmd.token is not None:
+        owner = w.part(Tokens).owner.get(hash_token(cmd.token))
+        if owner is not None and owner[0] == room.name:
+            name = owner[1]
+    if w.gated and not admin and name is None:
+        raise HubError(
+            Code.UNAUTHORIZED,
+            f"reading room {cmd.room!r} needs the token of one of its agents, or the admin token",
+        )
+    return Reader(room, name, admin)
+
+
 def proven(w: World, room: Room, name: str, token: str | None) -> AgentName | None:
     """`name` if it is an agent of the room and `token` is its own, else None."""
     agent = room.part(Roster).agents.get(AgentName(name))
@@ -177,7 +206,16 @@ def actor(w: World, cmd: Any, ctx: Context, out: Outcome) -> tuple[Room, Agent]:
         raise HubError(
             Code.FORBIDDEN, f"this session acts as {info.room}/{info.agent}, not {cmd.room}/{cmd.name}"
         )
-    agent = verify(w, room, cmd.name, cmd.token)
+    if w.is_admin(cmd.admin_token):  # the admin token may act as any agent of any room
+        agent = room.part(Roster).agents.get(cmd.name)
+        if agent is None:
+            raise HubError(
+                Code.NOT_FOUND,
+                f"agent {cmd.name!r} has not joined room {room.name!r}",
+                {"what": "agent", "name": cmd.name},
+            )
+    else:
+        agent = verify(w, room, cmd.name, cmd.token)
     rate = w.config.rate_per_agent
     if rate is not None:
         buckets = w.part(Buckets).of
@@ -201,40 +239,110 @@ def actor(w: World, cmd: Any, ctx: Context, out: Outcome) -> tuple[Room, Agent]:
 
 
 def decide_join(w: World, cmd: c.Join, ctx: Context) -> Outcome:
+    """Join a new name, or re-join one's own (SPEC: Identity; CLI.md "Identity and authorization")."""
     rooms.check_room(cmd.room)
     rooms.check_name(cmd.name)
-    _admit(w, cmd, ctx.now)
     if ctx.secret is None:
         raise HubError(Code.UNAVAILABLE, "no source of tokens")
-    token = ctx.secret()
+    if cmd.force and w.gated:
+        raise HubError(
+            Code.FORBIDDEN,
+            "join --force works only on a hub without an admin token; "
+            f"here the admin gives a name a new token: synapse admin reset-token {cmd.name}",
+        )
+    admin = w.is_admin(cmd.admin_token)
+    room = w.rooms.get(cmd.room)
+    if room is None and w.gated and not admin:  # there, only the admin token (or `room create`) makes rooms
+        raise _needs_admission(cmd.room)
+    agent = room.part(Roster).agents.get(cmd.name) if room is not None else None
     out = Outcome()
+    if agent is None:
+        invited = cmd.invite is not None and rooms.admitted_by_invite(w, cmd.room, cmd.invite, ctx.now)
+        if w.gated and not admin and not invited:
+            if cmd.invite is not None:
+                raise HubError(
+                    Code.UNAUTHORIZED,
+                    f"that invite does not admit to room {cmd.room!r} (wrong, expired, or another room's)",
+                )
+            raise _needs_admission(cmd.room)
+        return _joined(cmd, ctx, ctx.secret(), out)
+    assert room is not None
+    mine = cmd.token is not None and proven(w, room, cmd.name, cmd.token) is not None
+    if mine and not cmd.rotate:
+        assert cmd.token is not None
+        return _joined(cmd, ctx, cmd.token, out)  # the same token: a re-join changes presence and role
+    if mine:
+        return _joined(cmd, ctx, ctx.secret(), out)
+    if admin or cmd.force:
+        _take_over(room, agent, "the admin token" if admin else "join --force", out)
+        return _joined(cmd, ctx, ctx.secret(), out, forced=True)
+    raise HubError(
+        Code.NAME_TAKEN,
+        f"{cmd.name!r} is taken in room {cmd.room!r}: re-joining needs its token"
+        + (
+            f" (or the admin token: synapse admin reset-token {cmd.name})"
+            if w.gated
+            else f", or take it over with: synapse join {cmd.name} --force"
+        ),
+        {"name": cmd.name, "room": cmd.room},
+    )
+
+
+def decide_reset_token(w: World, cmd: c.ResetToken, ctx: Context) -> Outcome:
+    """The admin token gives an existing agent a new token; its sessions are told and closed."""
+    if not w.is_admin(cmd.admin_token):
+        raise HubError(Code.UNAUTHORIZED, "resetting a token needs the hub's admin token")
+    if ctx.secret is None:
+        raise HubError(Code.UNAVAILABLE, "no source of tokens")
+    room = rooms.existing(w, cmd.room)
+    agent = room.part(Roster).agents.get(cmd.name)
+    if agent is None:
+        raise HubError(
+            Code.NOT_FOUND,
+            f"agent {cmd.name!r} has not joined room {room.name!r}",
+            {"what": "agent", "name": cmd.name},
+        )
+    out = Outcome()
+    _take_over(room, agent, "the admin token", out)
+    joined = c.Join(room=cmd.room, name=cmd.name, id=cmd.id)
+    return _joined(joined, ctx, ctx.secret(), out, forced=True)
+
+
+def _needs_admission(room: str) -> HubError:
+    return HubError(
+        Code.UNAUTHORIZED,
+        f"joining needs the admin token or an invite to room {room!r} (synapse room invite {room})",
+    )
+
+
+def _joined(cmd: c.Join, ctx: Context, token: str, out: Outcome, forced: bool = False) -> Outcome:
     out.emit(
-        e.AgentJoined(room=cmd.room, at=ctx.now, agent=cmd.name, token_hash=hash_token(token), role=cmd.role)
+        e.AgentJoined(
+            room=cmd.room,
+            at=ctx.now,
+            agent=cmd.name,
+            token_hash=hash_token(token),
+            role=cmd.role,
+            forced=forced,
+        )
     )
     out.reply(ctx, cmd.id, r.Joined(room=cmd.room, name=cmd.name, token=token, role=cmd.role))
     return out
 
 
-def _admit(w: World, cmd: c.Join, now: float) -> None:
-    """With an admin token, joining needs it, a live invite to the room, or the agent's own token
-    (a re-join rotating it) (SPEC: Identity and rooms)."""
-    if w.is_admin(cmd.admin_token):
+TAKEN_OVER_CLOSE = 4010  # the WebSocket close code of a session whose agent's name was taken over
+
+
+def _take_over(room: Room, agent: Agent, by: str, out: Outcome) -> None:
+    """The old holder of a name learns it was taken over (by `by`), and its sessions and waiters close."""
+    sessions = set(agent.sessions)
+    sessions.update(wt.session for wt in room.part(Waiters).by_name.values() if wt.owner == agent.name)
+    if not sessions:
         return
-    if cmd.invite is not None:
-        if rooms.admitted_by_invite(w, cmd.room, cmd.invite, now):
-            return
-        raise HubError(
-            Code.UNAUTHORIZED,
-            f"that invite does not admit to room {cmd.room!r} (wrong, expired, or another room's)",
-        )
-    room = w.rooms.get(cmd.room)
-    if room is not None and cmd.token is not None and cmd.name in room.part(Roster).agents:
-        verify(w, room, cmd.name, cmd.token)
-        return
-    raise HubError(
-        Code.UNAUTHORIZED,
-        f"joining needs the admin token or an invite to room {cmd.room!r} (synapse room invite {cmd.room})",
-    )
+    detail = {"name": agent.name, "room": room.name, "by": by}
+    out.deliver(tuple(sorted(sessions)), Notice(kind="agent.taken_over", room=room.name, detail=detail))
+    for session in sorted(sessions):
+        out.effects.append(CloseSession(session, TAKEN_OVER_CLOSE, f"{agent.name} was taken over by {by}"))
 
 
 def decide_heartbeat(w: World, cmd: c.Heartbeat, ctx: Context) -> Outcome:
@@ -253,7 +361,7 @@ def decide_heartbeat(w: World, cmd: c.Heartbeat, ctx: Context) -> Outcome:
 
 
 def decide_agents(w: World, cmd: c.Agents, ctx: Context) -> Outcome:
-    room = w.rooms.get(cmd.room)
+    room = reader(w, cmd).room
     listed: list[r.Presence] = []
     if room is not None:
         roster = room.part(Roster)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.core import claims, tasks
+from hub.core import agents, claims, tasks
 from hub.core.effects import Context, Outcome
 from hub.core.world import World
 from hub.protocol import commands as c
@@ -12,7 +12,7 @@ __all__ = ["decide_board"]
 
 
 def decide_board(w: World, cmd: c.Board, ctx: Context) -> Outcome:
-    room = w.rooms.get(cmd.room)
+    room = agents.reader(w, cmd).room
     out = Outcome()
     if room is None:
         out.reply(ctx, cmd.id, r.BoardView(room=cmd.room, tasks=[], plan=[], claims=[], intents=[]))

@@ -32,7 +32,7 @@ def decide_create(w: World, cmd: c.CreateBranch, ctx: Context) -> Outcome:
 
 
 def decide_list(w: World, cmd: c.ListBranches, ctx: Context) -> Outcome:
-    room = w.rooms.get(cmd.room)
+    room = agents.reader(w, cmd).room
     branches = [] if room is None else sorted(room.part(State).branches.values(), key=lambda b: b.name)
     listed = [
         r.BranchInfo(
@@ -86,6 +86,7 @@ def _changes(room: Room, branch: Branch) -> tuple[list[r.BranchChange], list[str
 
 
 def decide_diff(w: World, cmd: c.DiffBranch, ctx: Context) -> Outcome:
+    agents.reader(w, cmd)
     room = rooms.existing(w, cmd.room)
     branch = room.part(State).branch(cmd.branch)
     assert branch is not None

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from hub.core import agents
+from hub.core import agents, fences
 from hub.core.effects import ArmTimer, Context, Outcome, Tick
 from hub.core.scopes import BadScope, ScopeIndex, normalize, overlapping
 from hub.core.world import Room, World
@@ -58,9 +58,20 @@ MAX_WORK = 200
 class Held:
     """One live claim. `bound` claims live with a session (`session`) and lapse `expires` after it drops."""
 
-    __slots__ = ("bound", "checkpoint", "expires", "granted_at", "holder", "paths", "session", "work")
+    __slots__ = (
+        "bound",
+        "checkpoint",
+        "epoch",
+        "expires",
+        "granted_at",
+        "holder",
+        "paths",
+        "session",
+        "work",
+    )
 
-    def __init__(self, event: ClaimGranted) -> None:
+    def __init__(self, event: ClaimGranted, epoch: int) -> None:
+        self.epoch = epoch
         self.work = event.work
         self.holder = event.holder
         self.paths = event.paths
@@ -84,6 +95,7 @@ class Held:
             expires=self.expires,
             granted_at=self.granted_at,
             checkpoint=self.checkpoint,
+            epoch=self.epoch,
         )
 
 
@@ -248,6 +260,7 @@ def decide_claim(w: World, cmd: c.Claim, ctx: Context) -> Outcome:
         view = held.view()
         view.expires = expires
         view.held_by = "session" if session is not None else "ttl"
+        view.already_held = True
     else:
         paths = check_paths(cmd.paths)
         clashes = claims.conflicts(paths, agent.name, ctx.now)
@@ -256,6 +269,7 @@ def decide_claim(w: World, cmd: c.Claim, ctx: Context) -> Outcome:
         lapse_due(w, ctx.now, out)
         old = claims.live.get(cmd.work)  # its own earlier claim, or an expired one lapsing above
         inherited = old.checkpoint if old is not None else claims.checkpoints.get(cmd.work)
+        epoch = held.epoch if held is not None else fences.next_epoch(room, cmd.work)  # its own: the same
         granted = e.ClaimGranted(
             room=room.name,
             at=ctx.now,
@@ -265,20 +279,23 @@ def decide_claim(w: World, cmd: c.Claim, ctx: Context) -> Outcome:
             expires=expires,
             session=session,
             checkpoint=cmd.checkpoint if cmd.checkpoint is not None else inherited,
+            epoch=epoch,
         )
         out.emit(granted)
-        view = Held(granted).view()
+        view = Held(granted, epoch).view()
+        view.already_held = held is not None
     if expires is not None:
         out.effects.append(ArmTimer(expires))
     out.reply(ctx, cmd.id, view)
     return out
 
 
-def _mine(room: Room, agent: agents.Agent, work: str, now: float) -> Held:
+def _mine(room: Room, agent: agents.Agent, work: str, now: float, admin: bool) -> Held:
+    """The live claim on `work` if `agent` holds it (or the admin token acts); `forbidden` otherwise."""
     held = room.part(Claims).current(work, now)
     if held is None:
         raise HubError(Code.NOT_FOUND, f"no live claim {work!r}", {"what": "claim", "work": work})
-    if held.holder != agent.name:
+    if held.holder != agent.name and not admin:
         raise HubError(
             Code.FORBIDDEN, f"{work!r} is held by {held.holder}, not {agent.name}", {"holder": held.holder}
         )
@@ -289,7 +306,8 @@ def decide_release(w: World, cmd: c.Release, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
     check_checkpoint(cmd.checkpoint)
-    held = _mine(room, agent, cmd.work, ctx.now)
+    fences.check(room, agent.name, cmd.fence, ctx.now)
+    held = _mine(room, agent, cmd.work, ctx.now, w.is_admin(cmd.admin_token))
     lapse_due(w, ctx.now, out)
     out.emit(e.ClaimReleased(room=room.name, at=ctx.now, work=cmd.work, checkpoint=cmd.checkpoint))
     view = held.view()
@@ -326,7 +344,8 @@ def decide_reoffer(w: World, cmd: c.ReofferClaim, ctx: Context) -> Outcome:
 def decide_handoff(w: World, cmd: c.Handoff, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
-    held = _mine(room, agent, cmd.work, ctx.now)
+    fences.check(room, agent.name, cmd.fence, ctx.now)
+    held = _mine(room, agent, cmd.work, ctx.now, w.is_admin(cmd.admin_token))
     target = room.part(agents.Roster).agents.get(cmd.to)
     if target is None:
         raise HubError(
@@ -336,15 +355,22 @@ def decide_handoff(w: World, cmd: c.Handoff, ctx: Context) -> Outcome:
         )
     session, expires = _holding(w, target, None, None, ctx.now)
     lapse_due(w, ctx.now, out)
+    epoch = fences.next_epoch(room, cmd.work)  # a new holder: the old one's fence is stale from now on
     out.emit(
         e.ClaimHandedOff(
-            room=room.name, at=ctx.now, work=cmd.work, to=target.name, expires=expires, session=session
+            room=room.name,
+            at=ctx.now,
+            work=cmd.work,
+            to=target.name,
+            expires=expires,
+            session=session,
+            epoch=epoch,
         )
     )
     if expires is not None:
         out.effects.append(ArmTimer(expires))
     view = held.view()
-    view.holder, view.expires = target.name, expires
+    view.holder, view.expires, view.epoch = target.name, expires, epoch
     view.held_by = "session" if session is not None else "ttl"
     notice = msgspec.structs.replace(view, from_=agent.name)
     _notify(out, agents.notify(room, target.name, "claim.handed", notice))
@@ -353,7 +379,7 @@ def decide_handoff(w: World, cmd: c.Handoff, ctx: Context) -> Outcome:
 
 
 def decide_list(w: World, cmd: c.ListClaims, ctx: Context) -> Outcome:
-    room = w.rooms.get(cmd.room)
+    room = agents.reader(w, cmd).room
     listed = [] if room is None else [h.view() for h in sorted(room.part(Claims).live.values(), key=_by_work)]
     out = Outcome()
     out.reply(ctx, cmd.id, r.ClaimList(claims=listed))
@@ -540,11 +566,14 @@ def _prune(w: World) -> None:
 
 
 def apply_granted(w: World, ev: ClaimGranted) -> None:
-    claims = w.room(ev.room).part(Claims)
+    room = w.room(ev.room)
+    claims = room.part(Claims)
     old = claims.live.get(ev.work)
     if old is not None:
         claims.bind(old, None)
-    held = Held(ev)
+    same = old is not None and old.holder == ev.holder and not ev.epoch  # an older log's re-claim
+    epoch = fences.take(room, ev.work, ev.holder, old.epoch if same and old else ev.epoch, ev.expires)
+    held = Held(ev, epoch)
     claims.live[ev.work] = held
     claims.bind(held, ev.session)
     claims.index.add(ev.work, ev.paths)
@@ -556,25 +585,31 @@ def apply_granted(w: World, ev: ClaimGranted) -> None:
 def apply_renewed(w: World, ev: e.ClaimRenewed) -> None:
     """Re-bound to a live session (session-held), or renewed by TTL (held by TTL from now on)."""
     claims = w.rooms[ev.room].part(Claims)
+    room = w.rooms[ev.room]
+    claims = room.part(Claims)
     held = claims.live[ev.work]
     held.expires = ev.expires
     held.bound = ev.session is not None
     claims.bind(held, ev.session)
+    fences.take(room, held.work, held.holder, held.epoch, held.expires)
     _deadline(w, ev.room, held)
     _prune(w)
 
 
 def apply_orphaned(w: World, ev: e.ClaimOrphaned) -> None:
-    claims = w.rooms[ev.room].part(Claims)
+    room = w.rooms[ev.room]
+    claims = room.part(Claims)
     held = claims.live[ev.work]
     claims.bind(held, None)
     held.expires = ev.expires
+    fences.take(room, held.work, held.holder, held.epoch, held.expires)
     _deadline(w, ev.room, held)
     _prune(w)
 
 
 def _ended(w: World, room: RoomName, work: str, checkpoint: str | None) -> None:
     claims = w.rooms[room].part(Claims)
+    fences.release(w.rooms[room], work)
     held = claims.live.pop(work)
     claims.bind(held, None)
     claims.index.remove(work)
@@ -595,11 +630,13 @@ def apply_lapsed(w: World, ev: e.ClaimLapsed) -> None:
 
 
 def apply_handed(w: World, ev: e.ClaimHandedOff) -> None:
-    claims = w.rooms[ev.room].part(Claims)
+    room = w.rooms[ev.room]
+    claims = room.part(Claims)
     held = claims.live[ev.work]
     held.holder = ev.to
     held.expires = ev.expires
     held.bound = ev.session is not None
+    held.epoch = fences.take(room, ev.work, ev.to, ev.epoch, ev.expires)
     claims.bind(held, ev.session)
     _deadline(w, ev.room, held)
     _prune(w)

@@ -336,6 +336,7 @@ def decide_subscribe(w: World, cmd: c.Subscribe, ctx: Context) -> Outcome:
         raise HubError(Code.BAD_REQUEST, "subscribe needs a session")
     compiled = compile_or_refuse(cmd.expr)
     rooms.check_room(cmd.room)
+    agents.reader(w, cmd)
     room = rooms.existing(w, cmd.room)
     for part in cmd.include:
         if part not in cel.ROOTS:

@@ -112,6 +112,8 @@ class FollowLog(msgspec.Struct, frozen=True):
     after: int | None
     rooms: frozenset[str]
     batch: bool
+    reader: tuple[str, str] | None = None  # (room, agent) the follower's token names: its directed messages
+    admin: bool = False  # the admin token: every message; otherwise only those `feed.visible` allows
 
 
 Effect = Reply | Deliver | CloseSession | ArmTimer | ReadLog | FollowLog

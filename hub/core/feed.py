@@ -8,10 +8,10 @@ from typing import Any
 
 import msgspec
 
-from hub.core import agents, claims, conditions, rooms
+from hub.core import agents, claims, conditions, fences, rooms
 from hub.core.effects import CloseSession, Context, FollowLog, LogRead, Outcome, ReadLog
 from hub.core.limits import check_count
-from hub.core.world import Room, SessionInfo, World
+from hub.core.world import Room, SessionInfo, World, hash_token
 from hub.protocol import commands as c
 from hub.protocol import events as e
 from hub.protocol import results as r
@@ -39,6 +39,7 @@ __all__ = [
     "refresh_root",
     "root",
     "to_message",
+    "visible",
 ]
 
 MARK = 1024  # every MARK-th message's log position is kept, so reading old messages skips most of the log
@@ -113,7 +114,13 @@ def to_message(feed: Feed, event: MessageSent) -> Message:
 
 
 def matching(
-    feed: Feed, after: int, for_: str | None, kind: str | None, unclaimed: bool, since: float | None = None
+    feed: Feed,
+    after: int,
+    for_: str | None,
+    kind: str | None,
+    unclaimed: bool,
+    since: float | None = None,
+    reader: agents.Reader | None = None,
 ) -> Iterator[MessageSent]:
     """Messages in memory after `after` (or sent at or after `since`) that pass the filters, oldest first."""
     window = feed.messages
@@ -130,12 +137,25 @@ def matching(
             continue
         if for_ is not None and not addressed(event, for_):
             continue
+        if reader is not None and not visible(event, reader.name, reader.admin):
+            continue
         yield event
 
 
-def _passes(feed: Feed, event: MessageSent, cmd: Any) -> bool:
+def visible(event: MessageSent | Message, who: str | None, admin: bool) -> bool:
+    """Whether `who` may read a message: a broadcast anyone may; a directed one only its sender and
+    recipients (and the admin token), on every hub (CLI.md "Identity and authorization")."""
+    to = event.to
+    if admin or rooms.GROUP in to or rooms.ALL in to:
+        return True
+    return who is not None and (who == event.sender or who in to)
+
+
+def _passes(feed: Feed, event: MessageSent, cmd: Any, who: str | None, admin: bool) -> bool:
     """Whether a message read from the log passes `cmd`'s filters (list, wait or attach)."""
     if type(cmd) is c.ListMessages:
+        if not visible(event, who, admin):
+            return False
         if cmd.kind is not None and event.kind != cmd.kind:
             return False
         if cmd.unclaimed and event.seq in feed.claimed:
@@ -171,6 +191,7 @@ def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ..
 def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
+    fences.check(room, agent.name, cmd.fence, ctx.now)
     limit = w.config.max_body_bytes
     if limit is not None and len(cmd.body) > limit:
         raise HubError(
@@ -264,7 +285,8 @@ def decide_list(w: World, cmd: c.ListMessages, ctx: Context) -> Outcome:
             {"field": "limit", "reason": "range"},
         )
     out = Outcome()
-    room = w.rooms.get(cmd.room)
+    who = agents.reader(w, cmd)
+    room = who.room
     if room is None:
         out.reply(ctx, cmd.id, r.MessageList(messages=[], head=0))
         return out
@@ -272,17 +294,23 @@ def decide_list(w: World, cmd: c.ListMessages, ctx: Context) -> Outcome:
     if read is not None:
         out.effects.append(read)
         return out
-    _list_reply(room, cmd, cmd.after, [], ctx, out)
+    _list_reply(room, cmd, cmd.after, [], who, ctx, out)
     return out
 
 
 def _list_reply(
-    room: Room, cmd: c.ListMessages, after: int, found: list[Message], ctx: Context, out: Outcome
+    room: Room,
+    cmd: c.ListMessages,
+    after: int,
+    found: list[Message],
+    who: agents.Reader,
+    ctx: Context,
+    out: Outcome,
 ) -> None:
     feed = room.part(Feed)
     messages = found[: cmd.limit]
     if len(messages) < cmd.limit:
-        for event in matching(feed, after, cmd.for_, cmd.kind, cmd.unclaimed):
+        for event in matching(feed, after, cmd.for_, cmd.kind, cmd.unclaimed, reader=who):
             messages.append(to_message(feed, event))
             if len(messages) >= cmd.limit:
                 break
@@ -439,10 +467,19 @@ def decide_tail(w: World, cmd: c.Tail, ctx: Context) -> Outcome:
         raise HubError(
             Code.BAD_REQUEST, "after is a log position: 0 or more", {"field": "after", "reason": "range"}
         )
-    if w.config.admin_token is not None and not cmd.rooms and not w.is_admin(cmd.admin_token):
-        raise HubError(Code.UNAUTHORIZED, "following every room needs the admin token")
+    admin = w.is_admin(cmd.admin_token)
+    owner = w.part(agents.Tokens).owner.get(hash_token(cmd.token)) if cmd.token is not None else None
+    follows = frozenset(cmd.rooms)
+    if w.gated and not admin:
+        if owner is None:
+            raise HubError(
+                Code.UNAUTHORIZED, "following the event feed needs an agent's token or the admin token"
+            )
+        if follows - {owner[0]}:
+            raise HubError(Code.FORBIDDEN, f"an agent's token follows its own room only ({owner[0]})")
+        follows = frozenset({owner[0]})
     out = Outcome()
-    out.effects.append(FollowLog(ctx.session, cmd.id, cmd.after, frozenset(cmd.rooms), cmd.batch))
+    out.effects.append(FollowLog(ctx.session, cmd.id, cmd.after, follows, cmd.batch, owner, admin))
     return out
 
 
@@ -454,7 +491,8 @@ def decide_log_read(w: World, cmd: LogRead, ctx: Context) -> Outcome:
     feed = room.part(Feed)
     rctx = Context(ctx.now, request.session, ctx.secret)
     out = Outcome()
-    passed = [to_message(feed, m) for m in cmd.messages if _passes(feed, m, read)]
+    who = agents.reader(w, read)
+    passed = [to_message(feed, m) for m in cmd.messages if _passes(feed, m, read, who.name, who.admin)]
     if type(read) is c.Wait and passed:
         _take_over(w, room, read, out)
         out.reply(rctx, read.id, r.Armed(armed=feed.seq))
@@ -472,7 +510,7 @@ def decide_log_read(w: World, cmd: LogRead, ctx: Context) -> Outcome:
         )
         return out
     if type(read) is c.ListMessages:
-        _list_reply(room, read, cmd.reached, found, rctx, out)
+        _list_reply(room, read, cmd.reached, found, who, rctx, out)
         return out
     rest = msgspec.structs.replace(read, after=Cursor(cmd.reached))
     decided = decide_wait(w, rest, rctx) if type(rest) is c.Wait else decide_attach(w, rest, rctx)

@@ -38,6 +38,7 @@ Fold = Callable[[World, Any], None]
 
 DECIDE: dict[type, Decider] = {
     c.Join: agents.decide_join,
+    c.ResetToken: agents.decide_reset_token,
     c.Heartbeat: agents.decide_heartbeat,
     c.Agents: agents.decide_agents,
     c.Attach: feed.decide_attach,

@@ -111,7 +111,7 @@ def split_targets(
 
 
 def need_admin(w: World, given: str | None, what: str) -> None:
-    if not w.is_admin(given):
+    if not w.admits(given):
         raise HubError(Code.UNAUTHORIZED, f"{what} needs the hub's admin token")
 
 

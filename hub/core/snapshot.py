@@ -8,11 +8,12 @@ from typing import Any
 import msgspec
 
 from hub.config import HubConfig
-from hub.core import cel
+from hub.core import cel, fences
 from hub.core.agents import Agent, Roster, Tokens
 from hub.core.claims import Claims, Deadlines, Held, Intent
 from hub.core.conditions import Conditions
 from hub.core.feed import Feed
+from hub.core.fences import Epochs
 from hub.core.machine import Machine
 from hub.core.rooms import Invites
 from hub.core.state import Branch, Entry, State
@@ -24,7 +25,7 @@ from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
 
 __all__ = ["SNAPSHOT_VERSION", "Snapshot", "dump", "load", "take"]
 
-SNAPSHOT_VERSION = 3  # 3: every room, tombstone versions, typed task notes
+SNAPSHOT_VERSION = 3  # 3: every room, tombstone versions, typed task notes, fencing epochs
 
 
 class AgentRecord(msgspec.Struct, array_like=True, gc=False):
@@ -45,6 +46,7 @@ class HeldRecord(msgspec.Struct, array_like=True, gc=False):
     bound: bool
     checkpoint: str | None
     granted_at: float
+    epoch: int
 
 
 class IntentRecord(msgspec.Struct, array_like=True, gc=False):
@@ -68,6 +70,7 @@ class TaskRecord(msgspec.Struct, array_like=True, gc=False):
     notes: list[TaskNote]
     created_at: float
     updated_at: float
+    epoch: int
 
 
 class EntryRecord(msgspec.Struct, array_like=True, gc=False):
@@ -114,6 +117,7 @@ class RoomRecord(msgspec.Struct, gc=False):
     branches: list[BranchRecord]
     gone: list[GoneRecord]
     clock: int
+    epochs: dict[str, int]  # the last fencing epoch of every work and `task:ID`, never reused
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -151,7 +155,9 @@ def _room(room: Room) -> RoomRecord:
         base=feed.base,
         marks=feed.marks,
         claims=[
-            HeldRecord(h.work, h.holder, h.paths, h.expires, h.session, h.bound, h.checkpoint, h.granted_at)
+            HeldRecord(
+                h.work, h.holder, h.paths, h.expires, h.session, h.bound, h.checkpoint, h.granted_at, h.epoch
+            )
             for h in claims.live.values()
         ],
         checkpoints=claims.checkpoints,
@@ -171,6 +177,7 @@ def _room(room: Room) -> RoomRecord:
                 t.notes,
                 t.created_at,
                 t.updated_at,
+                t.epoch,
             )
             for t in plan.tasks.values()
         ],
@@ -191,6 +198,7 @@ def _room(room: Room) -> RoomRecord:
         ],
         gone=_gone(st.gone),
         clock=st.clock,
+        epochs=dict(sorted(room.part(Epochs).last.items())),
     )
 
 
@@ -221,6 +229,7 @@ def load(data: bytes, config: HubConfig | None = None) -> Machine:
 
 
 def _load_room(w: World, room: Room, record: RoomRecord) -> None:
+    room.part(Epochs).last.update(record.epochs)
     feed = room.part(Feed)
     feed.messages, feed.base, feed.marks, feed.claimed = (
         record.feed,
@@ -249,9 +258,11 @@ def _load_room(w: World, room: Room, record: RoomRecord) -> None:
                 expires=h.expires,
                 session=h.session,
                 checkpoint=h.checkpoint,
-            )
+            ),
+            h.epoch,
         )
         held.bound = h.bound
+        fences.take(room, h.work, h.holder, h.epoch, h.expires)
         claims.live[h.work] = held
         claims.bind(held, h.session)
         claims.index.add(h.work, h.paths)
@@ -280,6 +291,9 @@ def _load_room(w: World, room: Room, record: RoomRecord) -> None:
             )
         )
         task.holder, task.etag, task.notes, task.updated_at = t.holder, t.etag, t.notes, t.updated_at
+        task.epoch = t.epoch
+        if t.status == "in_progress" and t.holder is not None:
+            fences.take(room, fences.TASK + t.id, t.holder, t.epoch, None)
         plan.tasks[t.id] = task
         for dep in task.depends_on:
             plan.dependents.setdefault(dep, set()).add(task.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hub.core import agents, cel, conditions, rooms
+from hub.core import agents, cel, conditions, fences, rooms
 from hub.core.effects import Context, Outcome
 from hub.core.limits import check_count
 from hub.core.world import Room, World
@@ -310,6 +310,7 @@ def _written(ev: StateWritten) -> r.EntryView:
 def decide_set(w: World, cmd: c.SetState, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
+    fences.check(room, agent.name, cmd.fence, ctx.now)
     branch = room.part(State).branch(cmd.branch)
     if cmd.if_ is not None:
         conditions.evaluate_gate(cmd.if_, context_for(w, room, branch))
@@ -322,6 +323,7 @@ def decide_set(w: World, cmd: c.SetState, ctx: Context) -> Outcome:
 def decide_init(w: World, cmd: c.InitState, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
+    fences.check(room, agent.name, cmd.fence, ctx.now)
     st = room.part(State)
     branch = st.branch(cmd.branch)
     current = st.lookup(cmd.scope, cmd.key, branch)
@@ -340,6 +342,7 @@ def decide_init(w: World, cmd: c.InitState, ctx: Context) -> Outcome:
 def decide_delete(w: World, cmd: c.DeleteState, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
+    fences.check(room, agent.name, cmd.fence, ctx.now)
     st = room.part(State)
     branch = st.branch(cmd.branch)
     if cmd.scope == VIEW:
@@ -372,6 +375,7 @@ def decide_delete(w: World, cmd: c.DeleteState, ctx: Context) -> Outcome:
 def decide_batch(w: World, cmd: c.BatchState, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
+    fences.check(room, agent.name, cmd.fence, ctx.now)
     branch = room.part(State).branch(cmd.branch)
     if not cmd.writes:
         raise HubError(Code.BAD_REQUEST, "a batch needs at least one write", {"field": "writes"})
@@ -410,6 +414,7 @@ def decide_view(w: World, cmd: c.DefineView, ctx: Context) -> Outcome:
 
 
 def decide_get(w: World, cmd: c.GetState, ctx: Context) -> Outcome:
+    agents.reader(w, cmd)
     room = rooms.existing(w, cmd.room)
     st = room.part(State)
     branch = st.branch(cmd.branch)
@@ -434,7 +439,7 @@ def decide_get(w: World, cmd: c.GetState, ctx: Context) -> Outcome:
 
 def decide_list(w: World, cmd: c.ListState, ctx: Context) -> Outcome:
     out = Outcome()
-    room = w.rooms.get(cmd.room)
+    room = agents.reader(w, cmd).room
     if room is None:
         out.reply(ctx, cmd.id, r.EntryList(entries=[]))
         return out
@@ -458,7 +463,7 @@ def decide_list(w: World, cmd: c.ListState, ctx: Context) -> Outcome:
 
 def decide_eval(w: World, cmd: c.Eval, ctx: Context) -> Outcome:
     compiled = conditions.compile_or_refuse(cmd.expr)
-    room = w.rooms.get(cmd.room)
+    room = agents.reader(w, cmd).room
     out = Outcome()
     if room is None:
         context: dict[str, Any] = {name: {} for name in w.roots}

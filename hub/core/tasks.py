@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from hub.core import agents
+from hub.core import agents, fences
 from hub.core.effects import Context, Outcome
 from hub.core.world import Room, World
 from hub.protocol import commands as c
@@ -47,6 +47,7 @@ class Task:
         "created_at",
         "depends_on",
         "epic",
+        "epoch",
         "etag",
         "holder",
         "id",
@@ -70,6 +71,7 @@ class Task:
         self.order = event.order
         self.epic = event.epic
         self.etag = 1
+        self.epoch = 0  # the fencing epoch of its current (or last) claim
         self.notes: list[r.TaskNote] = []
         self.created_at = event.at
         self.updated_at = event.at
@@ -338,6 +340,7 @@ def decide_claim(w: World, cmd: c.ClaimTask, ctx: Context) -> Outcome:
         status="in_progress",
         holder=agent.name,
         by=agent.name,
+        epoch=fences.next_epoch(room, fences.TASK + task.id),
     )
     out.emit(updated)
     out.reply(ctx, cmd.id, task.view(updated))
@@ -349,6 +352,14 @@ def decide_update(w: World, cmd: c.UpdateTask, ctx: Context) -> Outcome:
     room, agent = agents.actor(w, cmd, ctx, out)
     plan = room.part(Plan)
     task = plan.get(cmd.task)
+    claimed = task.status == "in_progress" and task.holder is not None
+    if claimed and task.holder != agent.name and not w.is_admin(cmd.admin_token):
+        raise HubError(
+            Code.FORBIDDEN,
+            f"{task.id!r} is claimed by {task.holder}: only its holder (or the admin token) updates it",
+            {"holder": task.holder},
+        )
+    fences.check(room, agent.name, cmd.fence, ctx.now)
     if cmd.etag is not None and cmd.etag != task.etag:
         raise HubError(
             Code.CONFLICT,
@@ -361,10 +372,12 @@ def decide_update(w: World, cmd: c.UpdateTask, ctx: Context) -> Outcome:
         raise HubError(Code.BAD_REQUEST, "a title holds 1..1000 characters", {"field": "title"})
     status = cmd.status or task.status
     holder = task.holder
+    epoch = 0
     if status == "ready":
         holder = None
-    elif status == "in_progress" and holder is None:
+    elif status == "in_progress" and holder is None:  # taken through an update: a claim, with its epoch
         holder = agent.name
+        epoch = fences.next_epoch(room, fences.TASK + task.id)
     updated = TaskUpdated(
         room=room.name,
         at=ctx.now,
@@ -375,6 +388,7 @@ def decide_update(w: World, cmd: c.UpdateTask, ctx: Context) -> Outcome:
         title=cmd.title,
         by=agent.name,
         note=cmd.note,
+        epoch=epoch,
     )
     cascade = _Cascade(plan, room, ctx.now)
     cascade.add(updated)
@@ -428,7 +442,7 @@ def decide_reoffer(w: World, cmd: c.ReofferTask, ctx: Context) -> Outcome:
 
 
 def decide_list(w: World, cmd: c.ListTasks, ctx: Context) -> Outcome:
-    room = w.rooms.get(cmd.room)
+    room = agents.reader(w, cmd).room
     out = Outcome()
     out.reply(
         ctx, cmd.id, r.TaskList(tasks=[] if room is None else listed(room, cmd.status, cmd.ready, cmd.parent))
@@ -437,7 +451,7 @@ def decide_list(w: World, cmd: c.ListTasks, ctx: Context) -> Outcome:
 
 
 def decide_show(w: World, cmd: c.ShowTask, ctx: Context) -> Outcome:
-    room = w.rooms.get(cmd.room)
+    room = agents.reader(w, cmd).room
     if room is None:
         raise HubError(Code.NOT_FOUND, f"no task {cmd.task!r}", {"what": "task", "task": cmd.task})
     plan = room.part(Plan)
@@ -520,6 +534,12 @@ def apply_declared(w: World, ev: TaskDeclared) -> None:
 def apply_updated(w: World, ev: TaskUpdated) -> None:
     room = w.rooms[ev.room]
     task = room.part(Plan).tasks[ev.task]
+    key = fences.TASK + ev.task
+    if ev.status == "in_progress" and ev.holder is not None:
+        if ev.epoch or task.holder != ev.holder or task.status != "in_progress":  # a claim (older logs: 0)
+            task.epoch = fences.take(room, key, ev.holder, ev.epoch, None)
+    else:
+        fences.release(room, key)
     task.etag = ev.etag
     task.status = ev.status
     task.holder = ev.holder

@@ -87,12 +87,19 @@ class World:
             room = self.rooms[name] = Room(name)
         return room
 
+    @property
+    def gated(self) -> bool:
+        """Whether the hub has an admin token (then joining, creating rooms and reading need a proof)."""
+        return self.config.admin_token is not None
+
     def is_admin(self, given: str | None) -> bool:
-        """Whether `given` is the hub's admin token (or the hub has none)."""
+        """Whether `given` is the hub's admin token (never true on a hub without one)."""
         admin = self.config.admin_token
-        if admin is None:
-            return True
-        return given is not None and same_secret(given, admin)
+        return admin is not None and given is not None and same_secret(given, admin)
+
+    def admits(self, given: str | None) -> bool:
+        """Whether an operator's verb may run: the hub has no admin token, or `given` is it."""
+        return not self.gated or self.is_admin(given)
 
 
 def hash_token(token: str) -> str:

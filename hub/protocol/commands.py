@@ -43,10 +43,12 @@ __all__ = [
     "Release",
     "ReofferClaim",
     "ReofferTask",
+    "ResetToken",
     "ShowTask",
     "TaskStatus",
     "UpdateTask",
     "Command",
+    "Fence",
     "Heartbeat",
     "Join",
     "ListMessages",
@@ -60,19 +62,31 @@ PresenceStatus = Literal["active", "busy", "waiting", "idle", "done", "offline"]
 
 
 class BaseCommand(msgspec.Struct, tag_field="op", frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Every command: a request id echoed by its reply, the room it acts in, and a token for mutations."""
+    """Every command: a request id echoed by its reply, the room it acts in, the agent's token (mutations,
+    and reads on a hub with an admin token), or the hub's admin token (which may do anything)."""
 
     id: int = 0
     room: RoomName = RoomName("default")
     token: str | None = None
+    admin_token: str | None = None
+
+
+Fence = dict[str, int]  # WORK (or `task:ID`) → the epoch the writer holds it at
 
 
 class Join(BaseCommand, tag="join", frozen=True):
-    """Join `name` to the room (creating the room on first use); the reply carries a fresh token once."""
+    """Join `name` to the room (an open hub makes the room on first use); the reply carries its token.
+
+    A name belongs to whoever holds its current token: re-joining it needs `token` (or the admin token),
+    else `name_taken`. `rotate` issues a new token; `force` takes the name over without it (only on a hub
+    with no admin token: recorded, and the old holder's sessions are told and closed). With an admin token,
+    joining needs it or an `invite`, which admits new names only.
+    """
 
     name: AgentName
     role: str | None = None
-    admin_token: str | None = None  # needed when the hub has one, unless `invite` is given
+    rotate: bool = False
+    force: bool = False
     invite: str | None = None  # a room invite (`room.invite`), instead of the admin token
 
 
@@ -96,6 +110,7 @@ class Send(BaseCommand, tag="send", frozen=True):
     kind: str = "message"
     reply_to: Seq | None = None
     priority: bool = False
+    fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
 
 class ListMessages(BaseCommand, tag="message.list", frozen=True):
@@ -165,6 +180,7 @@ class Release(BaseCommand, tag="release", frozen=True):
     name: AgentName
     work: str
     checkpoint: str | None = None
+    fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
 
 class Handoff(BaseCommand, tag="handoff", frozen=True):
@@ -173,6 +189,7 @@ class Handoff(BaseCommand, tag="handoff", frozen=True):
     name: AgentName
     work: str
     to: AgentName
+    fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
 
 class ReofferClaim(BaseCommand, tag="claim.reoffer", frozen=True):
@@ -228,6 +245,7 @@ class UpdateTask(BaseCommand, tag="task.update", frozen=True):
     status: TaskStatus | None = None
     title: str | None = None
     note: str | None = None
+    fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
 
 class ReofferTask(BaseCommand, tag="task.reoffer", frozen=True):
@@ -264,6 +282,7 @@ class SetState(BaseCommand, tag="state.set", frozen=True):
     if_version: int | None = None
     increment: bool = False
     branch: str | None = None
+    fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
 
 class InitState(BaseCommand, tag="state.init", frozen=True):
@@ -274,6 +293,7 @@ class InitState(BaseCommand, tag="state.init", frozen=True):
     value: Any = None
     scope: str = "_shared"
     branch: str | None = None
+    fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
 
 class DeleteState(BaseCommand, tag="state.delete", frozen=True):
@@ -284,6 +304,7 @@ class DeleteState(BaseCommand, tag="state.delete", frozen=True):
     scope: str = "_shared"
     if_version: int | None = None
     branch: str | None = None
+    fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
 
 class Write(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -303,6 +324,7 @@ class BatchState(BaseCommand, tag="state.batch", frozen=True):
     writes: tuple[Write, ...]
     if_: str | None = msgspec.field(default=None, name="if")
     branch: str | None = None
+    fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
 
 class DefineView(BaseCommand, tag="state.view", frozen=True):
@@ -383,7 +405,6 @@ class Tail(BaseCommand, tag="tail", frozen=True):
 
     after: int | None = None
     rooms: tuple[str, ...] = ()
-    admin_token: str | None = None
     batch: bool = False  # EventBatch frames (one per group commit) instead of one EventFrame per event
 
 
@@ -394,20 +415,22 @@ class Board(BaseCommand, tag="board", frozen=True):
 class CreateRoom(BaseCommand, tag="room.create", frozen=True):
     """Create `room` (joining creates rooms too, but not on a hub with an admin token)."""
 
-    admin_token: str | None = None
-
 
 class InviteRoom(BaseCommand, tag="room.invite", frozen=True):
     """Issue a join token for `room` (only its hash is kept); it admits any name until `ttl` runs out."""
 
-    admin_token: str | None = None
     ttl: float | None = None
+
+
+class ResetToken(BaseCommand, tag="admin.reset_token", frozen=True):
+    """Issue a new token for an existing agent (the admin token's way to take a name back); its sessions
+    are told and closed."""
+
+    name: AgentName
 
 
 class ListRooms(BaseCommand, tag="room.list", frozen=True):
     """Every room with its counts (needs the admin token when the hub has one)."""
-
-    admin_token: str | None = None
 
 
 Command = (
@@ -451,4 +474,5 @@ Command = (
     | ListRooms
     | ReofferClaim
     | ReofferTask
+    | ResetToken
 )

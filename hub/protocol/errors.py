@@ -30,13 +30,16 @@ class Code(StrEnum):
     LIMIT_EXCEEDED = "limit_exceeded"  # over a count limit
     TAKEN_OVER = "taken_over"  # a newer waiter with the same name replaced this one
     UNAVAILABLE = "unavailable"  # the hub is draining or its log is not writable
+    NAME_TAKEN = "name_taken"  # re-joining a name without its current token (or the admin token)
+    FENCED = "fenced"  # a write fenced on a claim the writer no longer holds at that epoch
+    UNKNOWN_RECIPIENT = "unknown_recipient"  # a directed send to a name that never joined
     UNREACHABLE = "unreachable"  # SDK only: the hub cannot be reached
     DISCONNECTED = "disconnected"  # SDK only: the connection was lost
     TIMED_OUT = "timed_out"  # SDK only: a wait ran out of time
 
 
 RETRYABLE = frozenset({Code.RATE_LIMITED, Code.UNAVAILABLE, Code.UNREACHABLE, Code.DISCONNECTED})
-AUTH_CODES = frozenset({Code.UNAUTHORIZED, Code.FORBIDDEN})
+AUTH_CODES = frozenset({Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NAME_TAKEN})
 
 
 class HubError(Exception):

@@ -54,6 +54,7 @@ class AgentJoined(BaseEvent, frozen=True):
     agent: AgentName
     token_hash: str
     role: str | None = None
+    forced: bool = False  # taken over without the old token (`join --force`, `admin reset-token`)
 
 
 class PresenceChanged(BaseEvent, frozen=True):
@@ -105,6 +106,7 @@ class ClaimGranted(BaseEvent, frozen=True):
     expires: float | None = None  # TTL claims, and session-bound ones whose session has gone
     session: SessionId | None = None
     checkpoint: str | None = None
+    epoch: int = 0  # the fencing epoch of this grant (0 in logs from before fencing: the fold numbers them)
 
 
 class ClaimRenewed(BaseEvent, frozen=True):
@@ -143,6 +145,7 @@ class ClaimHandedOff(BaseEvent, frozen=True):
     to: AgentName
     expires: float | None = None
     session: SessionId | None = None
+    epoch: int = 0  # the new holder's fencing epoch (0 in older logs: the fold numbers it)
 
 
 class IntentDeclared(BaseEvent, frozen=True):
@@ -177,6 +180,7 @@ class TaskUpdated(BaseEvent, frozen=True):
     title: str | None = None
     by: AgentName | None = None  # None: the hub itself (a dependency finished, an epic completed)
     note: str | None = None
+    epoch: int = 0  # set when a task is claimed: its fencing epoch
 
 
 class StateWritten(BaseEvent, frozen=True):

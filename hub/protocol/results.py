@@ -125,6 +125,8 @@ class ClaimView(Result):
     expires: float | None
     granted_at: float
     checkpoint: str | None
+    epoch: int  # the fencing epoch of this grant: `--fence WORK=EPOCH` on writes
+    already_held: bool = False  # a claim by its own holder: it held it already (same epoch)
     by: str | None = None  # in a `claim.reoffered` notice: the supervisor
     from_: str | None = msgspec.field(default=None, name="from")  # in a `claim.handed` notice: the giver
 
@@ -172,6 +174,7 @@ class TaskView(Result):
     notes: list[TaskNote]
     created_at: float
     updated_at: float
+    epoch: int = 0  # the fencing epoch of its current (or last) claim: `--fence task:ID=EPOCH`
     children: list[TaskView] | None = None
     open_dependencies: list[str] | None = None
     blocked_by: list[str] | None = None

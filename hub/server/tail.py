@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from hub.core.effects import FollowLog
+from hub.core.feed import visible
 from hub.log.store import EventLog, Row
-from hub.protocol.codec import encode
+from hub.protocol.codec import decode_event, encode
 from hub.protocol.results import TailStarted
 from hub.protocol.types import SessionId
 from hub.server.session import Session
@@ -29,17 +30,28 @@ def event_frame(row: Row) -> bytes:
     return b'{"type":"EventFrame","position":%d,"room":%s,"event":%s}' % (seq, _json_str(room), data)
 
 
+def _visible(follower: _Follower, row: Row) -> bool:
+    """A directed message is shown only to its sender and recipients (the core's rule: feed.visible)."""
+    reader = follower.reader
+    who = reader[1] if reader is not None and reader[0] == row[1] else None
+    return visible(decode_event(row[3]), who, False)
+
+
 def _json_str(text: str) -> bytes:
     return encode(text)
 
 
 class _Follower:
-    __slots__ = ("batch", "last", "ready", "rooms", "session", "waiting")
+    __slots__ = ("admin", "batch", "last", "ready", "reader", "rooms", "session", "waiting")
 
-    def __init__(self, session: Session, rooms: frozenset[str], batch: bool = False) -> None:
+    def __init__(self, session: Session, follow: FollowLog) -> None:
         self.session = session
-        self.rooms = rooms
-        self.batch = batch  # EventBatch frames: a dashboard costs one frame per commit, not one per event
+        self.rooms = follow.rooms
+        self.reader = follow.reader  # (room, agent): the directed messages it may see
+        self.admin = follow.admin
+        self.batch = (
+            follow.batch
+        )  # EventBatch frames: a dashboard costs one frame per commit, not one per event
         self.last = 0  # the newest position sent
         self.ready = False  # backlog sent: live rows go straight out
         self.waiting: deque[Row] = deque()  # live rows that arrived while the backlog was read
@@ -69,7 +81,7 @@ class Tails:
         session = self.sessions.get(follow.session)
         if session is None:
             return
-        follower = _Follower(session, follow.rooms, follow.batch)
+        follower = _Follower(session, follow)
         self.followers[session.id] = follower
         durable = self.durable_position()
         after = durable if follow.after is None else max(0, min(follow.after, durable))
@@ -115,6 +127,8 @@ class Tails:
             if row[0] <= follower.last or (rooms and row[1] not in rooms and row[1] != ""):
                 continue
             follower.last = row[0]
+            if row[2] == "MessageSent" and not follower.admin and not _visible(follower, row):
+                continue
             out.append(event_frame(row) if frames is None else frames[i])
         if not out:
             return

@@ -25,8 +25,8 @@ def test_flags_before_and_after_give_the_same_result(cli, hub) -> None:
     after = cli("send", "--target", "bob", "hi", "--json", "--name", "alice", "--room", "lab")
     assert before.exit_code == after.exit_code == 0, (before.output, after.output)
     assert json.loads(before.stdout)["seq"] == 1 and json.loads(after.stdout)["seq"] == 2
-    listed_before = cli("--json", "--room", "lab", "message", "list")
-    listed_after = cli("message", "list", "--room", "lab", "--json")
+    listed_before = cli("--json", "--name", "alice", "--room", "lab", "message", "list")
+    listed_after = cli("message", "list", "--room", "lab", "--json", "--name", "alice")
     assert listed_before.stdout == listed_after.stdout
     docs = [_strip_times(json.loads(line)) for line in listed_after.stdout.splitlines()]
     assert docs[0] == {**docs[1], "seq": 1}

@@ -33,10 +33,12 @@ def test_join_with_json_and_name_flag(cli) -> None:
     assert doc["room"] == "default" and doc["name"] == "bob" and doc["token"].strip()
 
 
-def test_rejoin_rotates_and_old_token_is_refused(cli, client_env) -> None:
-    """A re-join rotates the token: the saved one is the new one and the old one gets `unauthorized` (exit 5)."""
+def test_rejoin_keeps_the_token_and_rotate_replaces_it(cli, client_env) -> None:
+    """A re-join with the saved token keeps it; `--rotate` replaces it: the saved one is the new one and the
+    old one gets `unauthorized` (exit 5)."""
     old = cli("join", "alice").stdout.strip()
-    new = cli("join", "alice").stdout.strip()
+    assert cli("join", "alice").stdout.strip() == old
+    new = cli("join", "alice", "--rotate").stdout.strip()
     assert old != new
     _, saved = _tokens(client_env)
     assert list(saved.values()) == [new]

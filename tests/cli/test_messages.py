@@ -7,6 +7,9 @@ from typing import Any
 
 
 def _listed(cli, *args: str) -> list[dict[str, Any]]:
+    """Listed as alice, the sender: directed messages are readable only by their sender and recipients."""
+    if "--name" not in args:
+        args = ("--name", "alice", *args)
     r = cli("--json", "message", "list", *args)
     assert r.exit_code == 0, r.output
     return [json.loads(line) for line in r.stdout.splitlines()]
@@ -49,7 +52,7 @@ def test_send_to_other_room_name(cli) -> None:
     cli("--room", "lab", "join", "xena")
     _send(cli, "--target", "lab/xena", "across")
     assert _listed(cli) == []
-    [m] = _listed(cli, "--room", "lab")
+    [m] = _listed(cli, "--room", "lab", "--name", "xena")
     assert (m["room"], m["from"], m["to"], m["body"]) == ("lab", "default/alice", ["xena"], "across")
 
 
@@ -136,13 +139,13 @@ def test_message_list_json_is_ndjson_and_text_is_lines(cli) -> None:
     """--json gives one JSON object per line; text gives one readable line per message."""
     _send(cli, "--target", "bob", "hello")
     _send(cli, "--target", "bob", "--priority", '{"x": 1}')
-    r = cli("--json", "message", "list")
+    r = cli("--json", "message", "list", "--name", "alice")
     lines = r.stdout.splitlines()
     assert len(lines) == 2
     docs = [json.loads(line) for line in lines]
     assert [d["seq"] for d in docs] == [1, 2]
     assert set(docs[0]) >= {"room", "seq", "from", "to", "kind", "body", "at"}
-    r = cli("message", "list")
+    r = cli("message", "list", "--name", "alice")
     text = r.stdout.splitlines()
     assert len(text) == 2
     assert text[0].startswith("#1 ") and "alice → bob" in text[0] and text[0].endswith(": hello")

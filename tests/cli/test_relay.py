@@ -17,12 +17,14 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
-def _feed_for(cli, name: str) -> list[dict[str, Any]]:
-    """Every message for `name`, read page by page from the feed."""
+def _feed_for(cli, name: str, reader: str = "alice") -> list[dict[str, Any]]:
+    """Every message for `name`, read page by page from the feed (as `reader`: alice sent them all)."""
     out: list[dict[str, Any]] = []
     while True:
         after = str(out[-1]["seq"] if out else 0)
-        r = cli("--json", "message", "list", "--for", name, "--after", after, "--limit", "1000")
+        r = cli(
+            "--json", "message", "list", "--for", name, "--name", reader, "--after", after, "--limit", "1000"
+        )
         page = [json.loads(line) for line in r.stdout.splitlines()]
         out.extend(page)
         if len(page) < 1000:
@@ -216,7 +218,7 @@ def test_relay_survives_sigkill_at_random_moments(cli, hub, client_env, tmp_path
     assert not failures
     assert _relay(cli, out, cursor) >= 0
     lines = _lines(out)
-    expected = _feed_for(cli, "bob")
+    expected = _feed_for(cli, "bob", reader="bob")  # the relay joined bob
     assert len(expected) > 0
     assert [m["seq"] for m in lines] == [m["seq"] for m in expected]
     assert lines == expected

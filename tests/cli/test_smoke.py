@@ -10,5 +10,5 @@ def test_send_then_list(cli) -> None:
     r = cli("send", "--name", "alice", "--target", "bob", "hello")
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == "1"
-    r = cli("--json", "message", "list")
+    r = cli("--json", "message", "list", "--name", "alice")
     assert json.loads(r.stdout.splitlines()[0])["body"] == "hello"

@@ -28,7 +28,7 @@ def test_tail_prints_one_readable_line_per_event(cli: Cli) -> None:
     """From position 0: time, position, room, agent, kind and a summary, one line per event, no colour off a TTY."""
     assert cli("send", "--name", "alice", "--target", "bob", "hello \x1b[31mbob").exit_code == 0
     assert cli("claim", "api", "--paths", "src/api/", "--name", "alice").exit_code == 0
-    result = cli("tail", "--since", "0", "--count", "4")
+    result = cli("tail", "--since", "0", "--count", "4", "--name", "alice")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 4 and "\x1b" not in result.stdout  # no styling, and the body's escape is defused
@@ -44,13 +44,17 @@ def test_tail_json_is_ndjson_event_frames_with_kind_and_agent_filters(cli: Cli) 
     cli("send", "--name", "alice", "--target", "bob", "one")
     cli("send", "--name", "bob", "--target", "alice", "two")
     cli("state", "set", "turn", "2", "--name", "bob")
-    messages = frames(cli("tail", "--since", "0", "--count", "2", "--kind", "message", "--json").stdout)
+    messages = frames(
+        cli("tail", "--since", "0", "--count", "2", "--kind", "message", "--json", "--name", "alice").stdout
+    )
     assert [f["event"]["body"] for f in messages] == ["one", "two"]
     assert all(set(f) == {"type", "position", "room", "event"} for f in messages)
     assert messages[0]["position"] < messages[1]["position"]
     by_bob = frames(
         cli(
             "tail",
+            "--name",
+            "alice",
             "--since",
             "0",
             "--count",
@@ -69,7 +73,11 @@ def test_tail_json_is_ndjson_event_frames_with_kind_and_agent_filters(cli: Cli) 
     by_alice = frames(cli("tail", "--since", "0", "--count", "1", "--agent", "alice", "--json").stdout)
     assert by_alice[0]["event"]["type"] == "AgentJoined" and by_alice[0]["event"]["agent"] == "alice"
     after = messages[0]["position"]
-    later = frames(cli("tail", "--since", str(after), "--count", "1", "--kind", "message", "--json").stdout)
+    later = frames(
+        cli(
+            "tail", "--name", "bob", "--since", str(after), "--count", "1", "--kind", "message", "--json"
+        ).stdout
+    )
     assert later[0]["event"]["body"] == "two"
 
 
@@ -107,7 +115,9 @@ def test_tail_stays_in_its_room_and_every_room_needs_the_admin_token(
                 ).exit_code
                 == 0
             )
-        ops = frames(cli("--room", "ops", "tail", "--since", "0", "--count", "3", "--json").stdout)
+        ops = frames(
+            cli("--room", "ops", "tail", "--name", "a", "--since", "0", "--count", "3", "--json").stdout
+        )
         assert {f["room"] for f in ops} <= {"ops", ""} and ops[-1]["event"]["body"] == "in ops"
         refused = cli("tail", "--all-rooms", "--since", "0", "--count", "1")
         assert refused.exit_code == 5 and refused.stderr.startswith("unauthorized:")
@@ -200,14 +210,14 @@ def test_tail_survives_a_hub_restart_without_gap_or_duplicate(
         seen = lines.until(lambda f: f["event"]["type"] == "HubStarted")
         with SyncAgent("alice", hub=hub.url) as alice:
             for i in range(3):
-                alice.send("bob", f"m{i}")
+                alice.send("*", f"m{i}")  # broadcasts: an anonymous tail shows every position
         seen += lines.until(lambda f: f["event"].get("body") == "m2")
         hub.kill()
         close_pipes(hub.proc)
         hub.start(port)
         with SyncAgent("alice", hub=hub.url) as alice:
             for i in range(3, 6):
-                alice.send("bob", f"m{i}")
+                alice.send("*", f"m{i}")  # broadcasts: an anonymous tail shows every position
         seen += lines.until(lambda f: f["event"].get("body") == "m5", 20_000)
     finally:
         tail.terminate()

@@ -225,9 +225,7 @@ def test_hub_unreachable_exits_4(client_env) -> None:
 
 def test_hub_killed_exits_4(hub_process: HubProcess, client_env) -> None:
     """SIGKILL the hub under an armed waiter: the waiter exits 4."""
-    with SyncAgent("bob", hub=hub_process.url, save_token=False) as bob:
-        bob.join()
-    w = Waiters(hub_process.url, client_env)
+    w = Waiters(hub_process.url, client_env)  # the waiter joins bob itself (and keeps its token)
     try:
         proc = w.start("--name", "bob-rx", "--for", "bob", "--timeout", "60")
         w.armed("bob-rx", "bob")

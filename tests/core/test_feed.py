@@ -330,22 +330,32 @@ def feed5(script: Script) -> Script:
     return script
 
 
-def listed(script: Script, **kw: Any) -> list[int]:
-    result = reply(script.run(c.ListMessages(**kw)))
+def listed(script: Script, who: str | None = "b", **kw: Any) -> list[int]:
+    """The seqs `who` (by its token; None: no token) lists; b sees the whole feed of `feed5`."""
+    cmd = c.ListMessages(token=None if who is None else script.token(who), **kw)
+    result = reply(script.run(cmd))
     assert result["head"] == script.machine.world.rooms["default"].part(Feed).seq
     return [m["seq"] for m in result["messages"]]
 
 
 def test_list_everything(feed5: Script) -> None:
-    """Without filters the list is the whole feed, oldest first."""
+    """Without filters the list is the whole feed a reader may see, oldest first."""
     assert listed(feed5) == [1, 2, 3, 4, 5]
+
+
+def test_directed_messages_are_read_only_by_their_sender_and_recipients(feed5: Script) -> None:
+    """A directed message is listed to its sender and recipients only; without a token, broadcasts only."""
+    assert listed(feed5, "a") == [1, 2, 4, 5]
+    assert listed(feed5, "c") == [2, 3, 4]
+    assert listed(feed5, None) == [2, 4]
+    assert listed(feed5, "c", for_="b") == [2, 4]  # naming another agent shows nothing of its own
 
 
 def test_list_for_an_agent(feed5: Script) -> None:
     """`for` keeps messages naming the agent and broadcasts from others (not its own broadcasts)."""
-    assert listed(feed5, for_="b") == [1, 2, 4, 5]
-    assert listed(feed5, for_="a") == [4]
-    assert listed(feed5, for_="c") == [2, 3]
+    assert listed(feed5, "b", for_="b") == [1, 2, 4, 5]
+    assert listed(feed5, "a", for_="a") == [4]
+    assert listed(feed5, "c", for_="c") == [2, 3]
 
 
 def test_list_after_kind_unclaimed_and_limit(feed5: Script) -> None:
@@ -353,7 +363,7 @@ def test_list_after_kind_unclaimed_and_limit(feed5: Script) -> None:
     assert listed(feed5, after=2) == [3, 4, 5]
     assert listed(feed5, kind="task") == [1, 3, 4]
     assert listed(feed5, unclaimed=True) == [2, 3, 4, 5]
-    assert listed(feed5, kind="task", unclaimed=True, for_="c") == [3]
+    assert listed(feed5, "c", kind="task", unclaimed=True, for_="c") == [3]
     assert listed(feed5, limit=2) == [1, 2]
     assert listed(feed5, after=5) == []
     assert listed(feed5, after=-3) == [1, 2, 3, 4, 5]
@@ -361,7 +371,7 @@ def test_list_after_kind_unclaimed_and_limit(feed5: Script) -> None:
 
 def test_list_shows_the_claim_holder(feed5: Script) -> None:
     """Listed messages carry claimed_by."""
-    messages = reply(feed5.run(c.ListMessages(limit=1)))["messages"]
+    messages = reply(feed5.run(c.ListMessages(limit=1, token=feed5.token("b"))))["messages"]
     assert messages[0]["claimed_by"] == "b"
 
 
@@ -600,7 +610,7 @@ def test_sender_naming_itself_in_a_broadcast_gets_it(room3: Script) -> None:
     """`alice,*` from alice is delivered to alice too: naming oneself beats the no-echo rule, as in the feed."""
     out = room3.do("alice", c.Send(name="alice", to=("alice", "*")), session=1)
     assert sorted(pushed(out)) == [1, 2, 3]
-    assert listed(room3, for_="alice") == [1]
+    assert listed(room3, "alice", for_="alice") == [1]
 
 
 @settings(max_examples=60, deadline=None)

@@ -52,9 +52,10 @@ def test_join_returns_token_once_and_stores_only_its_hash(script: Script) -> Non
 
 
 def test_rejoin_rotates_the_token(script: Script) -> None:
-    """Re-joining issues a new token; the old one is then unauthorized and the new one works."""
+    """Re-joining with the token and `rotate` issues a new token; the old one is then unauthorized."""
     old = reply(script.run(c.Join(name="alice")))["token"]
-    new = reply(script.run(c.Join(name="alice")))["token"]
+    assert reply(script.run(c.Join(name="alice", token=old)))["token"] == old  # no rotate: the same
+    new = reply(script.run(c.Join(name="alice", token=old, rotate=True)))["token"]
     assert new != old
     err = script.refused(None, c.Heartbeat(name="alice", token=old))
     assert err.code == Code.UNAUTHORIZED
@@ -64,10 +65,10 @@ def test_rejoin_rotates_the_token(script: Script) -> None:
 
 def test_rejoin_keeps_the_role_unless_given(script: Script) -> None:
     """A re-join without a role keeps the agent's role; with one it replaces it."""
-    script.run(c.Join(name="alice", role="dev"))
-    script.run(c.Join(name="alice"))
+    token = reply(script.run(c.Join(name="alice", role="dev")))["token"]
+    script.run(c.Join(name="alice", token=token))
     assert presence_of(script, "alice")["role"] == "dev"
-    script.run(c.Join(name="alice", role="ops"))
+    script.run(c.Join(name="alice", role="ops", token=token))
     assert presence_of(script, "alice")["role"] == "ops"
 
 

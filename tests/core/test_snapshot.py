@@ -36,7 +36,7 @@ def busy_history(script: Script) -> None:
     script.do("carol", c.ClaimMessage(name="carol", seq=2), session=None)
     script.do("bob", c.Heartbeat(name="bob", status="busy"), session=2)
     script.run(SessionGone(2), session=2)
-    rotated = script.run(c.Join(name="alice", role="lead"), session=1)  # rotates alice's token
+    rotated = script.do("alice", c.Join(name="alice", role="lead", rotate=True), session=1)  # a new token
     script.tokens[("default", "alice")] = rotated.effects[0].result.token
     script.now += 1
     script.run(Start(), session=None)

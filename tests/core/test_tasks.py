@@ -297,10 +297,10 @@ def test_parent_must_exist(team: Script) -> None:
 
 
 def test_back_to_ready_clears_the_holder(team: Script) -> None:
-    """A supervisor's re-offer (status ready with the etag) frees the task for the next claimer."""
+    """Its holder giving a task back (status ready with the etag) frees it for the next claimer."""
     declare(team, "t")
     t = take(team, "a1", "t")
-    offered = update(team, "lead", "t", status="ready", etag=t["etag"], note="a1 idle")
+    offered = update(team, "a1", "t", status="ready", etag=t["etag"], note="a1 gives it back")
     assert (offered["status"], offered["holder"]) == ("ready", None)
     assert take(team, "a2", "t")["holder"] == "a2"
 

@@ -36,14 +36,15 @@ def test_a_second_hub_process_is_refused_and_the_log_is_untouched(
         assert first.proc is not None
         assert f"unavailable: another hub is using this log (pid {first.proc.pid})\n" in str(info.value)
         close_pipes(second)
-        with SyncAgent("a", hub=first.url, save_token=False) as agent:
+        with SyncAgent("a", hub=first.url) as agent:  # a's token is kept: a reads what it sent below
             assert agent.send("b", "still here")["seq"] == 1
+            token = agent.token
     finally:
         first.kill()  # SIGKILL: the kernel drops the flock, PostgreSQL ends the session and its lock
         close_pipes(first)
     second.start()
     try:
-        with SyncAgent("a", hub=second.url, save_token=False) as agent:
+        with SyncAgent("a", hub=second.url, token=token) as agent:  # a new port: pass a's token along
             assert [m["body"] for m in agent.list_messages()["messages"]] == ["still here"]
     finally:
         assert second.terminate() == 0

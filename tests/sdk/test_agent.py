@@ -140,7 +140,8 @@ async def test_token_saved_and_reused(hub, client_env) -> None:
     assert saved[f"{hub.url}|default|alice"] == token
     async with Agent("alice", hub=hub.url) as again:
         assert again.token == token
-        rotated = await again.join()
+        assert await again.join() == token  # a re-join with its token keeps it
+        rotated = await again.join(rotate=True)
         assert rotated != token
 
 

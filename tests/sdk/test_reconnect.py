@@ -84,7 +84,7 @@ async def test_stream_continues_across_sigkill_and_restart(hub_process: HubProce
             listed = {a["name"]: a for a in await bob.agents()}
             assert listed["bob"]["sessions"] == 1 and listed["bob"]["status"] == "active"
             seq = await bob.send("alice", "bob can send again")
-            assert seq == len(await bob.list_messages())
+            assert seq == (await bob.list_messages())[-1]["seq"]
     finally:
         hub_process.kill()
         close_pipes(hub_process)

@@ -87,10 +87,11 @@ def test_heartbeat_agents_status(hub) -> None:
 
 
 def test_join_rotates(hub) -> None:
-    """join() again rotates the token; the old one is then `unauthorized`."""
+    """join(rotate=True) issues a new token; the old one is then `unauthorized`."""
     with SyncAgent("alice", hub=hub.url) as alice:
         old = alice.join()
-        new = alice.join()
+        assert alice.join() == old
+        new = alice.join(rotate=True)
         assert old != new
     with SyncAgent("alice", hub=hub.url, token=old) as stale:
         stale.implicit_join = False

@@ -67,15 +67,16 @@ def test_joining_needs_the_admin_token_or_an_invite(admin_hub: ThreadHub) -> Non
 
 
 def test_an_agent_rejoins_with_its_own_token(admin_hub: ThreadHub) -> None:
-    """Re-joining (rotating the token) needs only the agent's current token; a stale one is refused."""
+    """Re-joining (and rotating the token) needs only the agent's current token; a stale one is refused."""
     with agent(admin_hub, "worker", admin_token=ADMIN) as w:
         first = w.join()
     with agent(admin_hub, "worker", token=first) as w:
-        second = w.join()
+        assert w.join() == first  # re-joining with its token keeps it
+        second = w.join(rotate=True)
     assert second != first
     with agent(admin_hub, "worker", token=first) as w, pytest.raises(HubError) as info:
         w.join()
-    assert info.value.code == Code.UNAUTHORIZED
+    assert info.value.code == Code.NAME_TAKEN
 
 
 def test_rooms_and_tails_across_rooms_need_the_admin_token(admin_hub: ThreadHub) -> None:
@@ -96,7 +97,9 @@ def test_rooms_and_tails_across_rooms_need_the_admin_token(admin_hub: ThreadHub)
         assert info.value.code == Code.ALREADY_EXISTS
         listed = op.request(c.ListRooms(id=op.next_id(), admin_token=ADMIN))["rooms"]
         assert [r["name"] for r in listed] == ["r1"]
-        assert op.request(c.Tail(id=op.next_id(), rooms=("r1",)))["after"] >= 1  # one room: open to members
+        member = op.request(c.Join(id=op.next_id(), room="r1", name="m", admin_token=ADMIN))["token"]
+        one_room = c.Tail(id=op.next_id(), room="r1", token=member, rooms=("r1",))
+        assert op.request(one_room)["after"] >= 1  # one room: open to its members
         assert op.request(c.Tail(id=op.next_id(), rooms=(), admin_token=ADMIN))["after"] >= 1
 
 

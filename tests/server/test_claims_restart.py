@@ -126,7 +126,9 @@ async def test_claims_and_plan_survive_sigkill(
             with SyncAgent("erin", hub=url) as erin:
                 assert erin.claim("bob-work", ["src/bob"])["checkpoint"] == "bob: step 2"
                 assert erin.claim("dave-work", ["src/dave"])["checkpoint"] == "dave: half done"
-                erin.tasks.update("oauth", status="done")
+            with SyncAgent("alice", hub=url) as alice:  # only the task's holder may mark it done
+                alice.tasks.update("oauth", status="done")
+            with SyncAgent("erin", hub=url) as erin:
                 assert erin.tasks.show("auth")["status"] == "done"
                 assert erin.tasks.show("deploy")["status"] == "ready"
             now_listed = listed(url)

@@ -86,7 +86,7 @@ async def test_a_batched_tail_sends_one_frame_per_commit_with_every_event(hub: T
 
     with SyncAgent("alice", hub=hub.url) as alice:
         for i in range(3):
-            alice.send("alice", f"b{i}")
+            alice.send("*", f"b{i}")
     async with connect(hub.url) as single, connect(hub.url) as batched:
         await single.send(json.dumps({"op": "tail", "id": 1, "after": 0}))
         await batched.send(json.dumps({"op": "tail", "id": 1, "after": 0, "batch": True}))
@@ -112,7 +112,7 @@ async def test_a_batched_tail_sends_one_frame_per_commit_with_every_event(hub: T
 
 def _send_live(url: str) -> None:
     with SyncAgent("alice", hub=url) as alice:
-        alice.send("alice", "live")
+        alice.send("*", "live")
 
 
 def test_a_message_sent_after_load_shows_within_a_second(hub: ThreadHub, browser: Any) -> None:
@@ -121,19 +121,19 @@ def test_a_message_sent_after_load_shows_within_a_second(hub: ThreadHub, browser
     http = hub.url.replace("ws://", "http://", 1)
     with SyncAgent("alice", hub=hub.url, role="<b>lead</b>") as alice, SyncAgent("bob", hub=hub.url) as bob:
         bob.attach()
-        alice.send("bob", "before the page")
+        alice.send("*", "before the page")
         page, problems = page_of(browser, http + "/")
         page.wait_for_function(
             "() => document.getElementById('feed').textContent.includes('before the page')"
         )
         sent = time.monotonic()
-        alice.send("bob", "after the page")
+        alice.send("*", "after the page")
         page.wait_for_function(
             "() => document.getElementById('feed').textContent.includes('after the page')",
             timeout=seconds(1_000) * 1000,
         )
         assert time.monotonic() - sent < seconds(1_000)
-        alice.send("bob", XSS)
+        alice.send("*", XSS)
         alice.claim("edit-api", ["src/api/"], checkpoint="<script>alert(2)</script>")
         alice.tasks.declare("T-1", f"epic {XSS}", epic=True)
         alice.tasks.declare("T-2", "write the API", parent="T-1")
@@ -199,7 +199,7 @@ def test_the_page_reconnects_after_a_hub_restart_and_stays_live(db_path: Path, b
     first = ThreadHub(config)
     try:
         with SyncAgent("alice", hub=first.url) as alice:
-            alice.send("alice", "before the restart")
+            alice.send("*", "before the restart")
         page, problems = page_of(browser, first.url.replace("ws://", "http://", 1) + "/")
         page.wait_for_function(
             "() => document.getElementById('feed').textContent.includes('before the restart')"
@@ -211,7 +211,7 @@ def test_the_page_reconnects_after_a_hub_restart_and_stays_live(db_path: Path, b
     try:
         page.wait_for_selector(".status-live", timeout=seconds(10_000) * 1000)
         with SyncAgent("alice", hub=again.url) as alice:
-            alice.send("alice", "after the restart")
+            alice.send("*", "after the restart")
         page.wait_for_function(
             "() => document.getElementById('feed').textContent.includes('after the restart')"
             " && document.getElementById('events').textContent.includes('HubStarted')",

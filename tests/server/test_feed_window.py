@@ -23,10 +23,13 @@ def small(db_path: Path):  # type: ignore[no-untyped-def]
         th.stop()
 
 
-def _fill(url: str, n: int) -> None:
-    with SyncAgent("a", hub=url, save_token=False) as a:
+def _fill(url: str, n: int) -> str:
+    """n messages from a to b and c; returns a's token (a reads what it sent)."""
+    with SyncAgent("a", hub=url) as a:
         for i in range(n):
             a.send("b" if i % 3 else "c", i)
+        assert a.token is not None
+        return a.token
 
 
 def test_list_reads_behind_the_window(small: ThreadHub) -> None:
@@ -34,7 +37,7 @@ def test_list_reads_behind_the_window(small: ThreadHub) -> None:
     _fill(small.url, 300)
     room = small.hub.machine.world.rooms["default"]
     assert room.part(Feed).base > 0 and len(room.part(Feed).messages) < 300
-    with SyncAgent("reader", hub=small.url, save_token=False) as r:
+    with SyncAgent("a", hub=small.url) as r:  # directed messages are listed to their sender
         got = r.list_messages(after=0, limit=1000)["messages"]
         assert [m["seq"] for m in got] == list(range(1, 301))
         for_b = r.list_messages(for_="b", after=5, limit=1000)["messages"]
@@ -50,7 +53,8 @@ def test_claim_and_reply_to_an_old_message(small: ThreadHub) -> None:
         assert w.claim_message(1)["holder"] == "w"
         seq = w.send("a", "re", reply_to=2)["seq"]
         assert seq == 201
-        old = w.list_messages(after=0, limit=1)["messages"][0]
+    with SyncAgent("a", hub=small.url) as a:
+        old = a.list_messages(after=0, limit=1)["messages"][0]
         assert old["claimed_by"] == "w"
 
 
@@ -79,11 +83,11 @@ def test_wait_with_an_old_cursor_wakes_at_once(small: ThreadHub) -> None:
 
 def test_restart_keeps_the_window_and_the_log(small: ThreadHub, db_path: Path) -> None:
     """After a restart (snapshot + replay) the feed reads the same from any cursor."""
-    _fill(small.url, 320)
+    token = _fill(small.url, 320)
     small.stop()
     again = ThreadHub(hub_config(db_path, feed_window=WINDOW, rate_per_agent=None, snapshot_every=150))
     try:
-        with SyncAgent("reader", hub=again.url, save_token=False) as r:
+        with SyncAgent("a", hub=again.url, token=token) as r:  # a new port: the saved token is not found
             got = r.list_messages(after=0, limit=1000)["messages"]
             assert [m["seq"] for m in got] == list(range(1, 321))
     finally:

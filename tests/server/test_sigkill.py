@@ -102,8 +102,8 @@ def test_acknowledged_sends_survive_sigkill(hub_process: HubProcess, db_path: Pa
     """Every send acknowledged before a SIGKILL is in the restarted hub's feed, once, at its seq."""
     rng = random.Random(SEED)
     kill_after = rng.randint(150, 1500)
-    with SyncAgent("sink", hub=hub_process.url, save_token=False) as sink:
-        sink.join()
+    with SyncAgent("sink", hub=hub_process.url) as sink:  # its token kept: sink reads every message below
+        token = sink.join()
     senders = Senders(hub_process.url)
     senders.start()
     try:
@@ -118,7 +118,9 @@ def test_acknowledged_sends_survive_sigkill(hub_process: HubProcess, db_path: Pa
 
     hub_process.start()  # the same file, a new port
     try:
-        with SyncAgent(hub=hub_process.url) as reader:
+        with SyncAgent(
+            "sink", hub=hub_process.url, token=token
+        ) as reader:  # every message is to sink or to everyone
             feed = read_feed(reader)
             status = reader.status()
             presence = {a["name"]: a for a in reader.agents()}

@@ -132,7 +132,7 @@ def test_state_survives_sigkill_and_restart(hub_proc: HubProcess, db_path: Path)
     }
     assert folded == listed
 
-    with SyncAgent("bob", hub=hub_proc.url, save_token=False) as b:
+    with SyncAgent("bob-again", hub=hub_proc.url, save_token=False) as b:  # bob's token was not kept
         b.join()
         turn = b.state.get("turn")
         assert (turn["value"], turn["version"]) == (1, 2)
@@ -141,7 +141,7 @@ def test_state_survives_sigkill_and_restart(hub_proc: HubProcess, db_path: Path)
         b.state.set("quorum", 9)
         assert b.eval("state._view.status") == "open:5"
         b.arm("bob-w", None, condition="state._shared.turn == 3")
-        with SyncAgent("alice", hub=hub_proc.url, save_token=False) as a:
+        with SyncAgent("alice-again", hub=hub_proc.url, save_token=False) as a:
             a.join()
             a.state.set("turn", 3)
         assert b.woken(seconds(10_000)).value is True

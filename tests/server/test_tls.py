@@ -165,7 +165,7 @@ def test_the_cli_takes_a_ca_file_flag_or_variable(
     assert sent.exit_code == 0, sent.stderr
     assert json.loads(sent.stdout)["seq"] == 1
     monkeypatch.setenv("SYNAPSE_CA_FILE", str(certs[0]))
-    tailed = cli("tail", "--since", "0", "--count", "1", "--kind", "message", "--json")
+    tailed = cli("tail", "--name", "a", "--since", "0", "--count", "1", "--kind", "message", "--json")
     assert tailed.exit_code == 0, tailed.stderr
     assert json.loads(tailed.stdout)["event"]["body"] == "hi"
 

@@ -109,7 +109,8 @@
       }
       const id = ++nextId;
       pending.set(id, { resolve, reject });
-      ws.send(JSON.stringify(Object.assign({ op: op, id: id, room: room }, fields || {})));
+      const auth = adminToken ? { admin_token: adminToken } : {};  // reads on a gated hub need it
+      ws.send(JSON.stringify(Object.assign({ op: op, id: id, room: room }, auth, fields || {})));
     });
   }
 
