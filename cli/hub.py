@@ -26,6 +26,14 @@ _HELP = {
     "sync": "normal: survives SIGKILL (SQLite WAL synchronous=NORMAL); full: fsync every group commit.",
     "snapshot_every": "Events between snapshots (0: never), so restart time stays flat.",
     "log_level": "debug, info, warning or error.",
+    "feed_window": "Messages per room kept in memory (older ones are read from the log); 0: all.",
+    "feed_window_bytes": "Bytes of message bodies per room kept in memory; 0: no byte cap.",
+    "outbox_frames": "Frames queued for one connection before it is closed as a slow consumer (1008).",
+    "outbox_bytes": "Bytes queued for one connection before it is closed as a slow consumer (1008).",
+    "max_connections": "Open connections in all; more are refused with HTTP 503 before the upgrade.",
+    "max_connections_per_address": "Open connections from one remote address; more get HTTP 503.",
+    "max_subscriptions_per_session": "Subscriptions and condition waiters one connection may hold.",
+    "max_sessions_per_agent": "Connections one agent may attach at once.",
     "log_format": "text or json (one JSON object per line).",
 }
 

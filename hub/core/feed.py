@@ -49,10 +49,11 @@ TAKEN_OVER_CLOSE = 4009  # the WebSocket close code a taken-over waiter sees
 class Feed:
     """A room's newest messages (the window), the log positions to find older ones, and message claims."""
 
-    __slots__ = ("base", "claimed", "marks", "messages")
+    __slots__ = ("base", "bytes", "claimed", "marks", "messages")
 
     def __init__(self) -> None:
         self.messages: list[MessageSent] = []  # the newest messages: messages[seq - base - 1]
+        self.bytes = 0  # the window's bodies, in bytes (bounded by feed_window_bytes)
         self.base = 0  # messages older than the window (still in the log, read from there)
         self.marks: list[int] = []  # marks[i]: log position of message i * MARK + 1, to read old ones fast
         self.claimed: dict[Seq, AgentName] = {}
@@ -524,19 +525,34 @@ def decide_log_read(w: World, cmd: LogRead, ctx: Context) -> Outcome:
 
 
 def apply_sent(w: World, event: MessageSent) -> None:
-    """Append to the window; past 5/4 of it, the oldest quarter leaves memory (the log keeps it)."""
+    """Append to the window; past 5/4 of its size in messages or in bytes, the oldest messages leave memory
+    down to the size (the log keeps them)."""
     room = w.rooms[event.room]
     feed = room.part(Feed)
     if (event.seq - 1) % MARK == 0:
         feed.marks.append(w.position)
     window = feed.messages
     window.append(event)
-    size = w.config.feed_window
-    if size and len(window) >= size + (size >> 2):
-        cut = len(window) - size
+    feed.bytes += len(event.body)
+    size, limit = w.config.feed_window, w.config.feed_window_bytes
+    if (size and len(window) >= size + (size >> 2)) or (limit and feed.bytes > limit + (limit >> 2)):
+        trim(feed, size, limit)
+    agents.beat(room, event.sender, event.at)
+
+
+def trim(feed: Feed, size: int, limit: int) -> None:
+    """Drop the oldest messages until the window holds at most `size` messages and `limit` bytes (0: no cap)."""
+    window = feed.messages
+    cut = max(len(window) - size, 0) if size else 0
+    held = feed.bytes - sum(len(m.body) for m in window[:cut])
+    if limit:
+        while cut < len(window) - 1 and held > limit:
+            held -= len(window[cut].body)
+            cut += 1
+    if cut:
         del window[:cut]
         feed.base += cut
-    agents.beat(room, event.sender, event.at)
+        feed.bytes = held
 
 
 def apply_claimed(w: World, event: e.MessageClaimed) -> None:

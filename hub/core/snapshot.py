@@ -237,6 +237,7 @@ def _load_room(w: World, room: Room, record: RoomRecord) -> None:
         record.marks,
         dict(record.claimed),
     )
+    feed.bytes = sum(len(m.body) for m in feed.messages)
     owners = w.part(Tokens).owner
     roster = room.part(Roster).agents
     for a in record.agents:

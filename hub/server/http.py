@@ -13,7 +13,7 @@ from websockets.http11 import Request, Response
 from hub.protocol.codec import encode
 from hub.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
-__all__ = ["STATIC", "Health", "respond"]
+__all__ = ["STATIC", "Health", "is_upgrade", "respond", "unavailable"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 _TYPES = {
@@ -68,9 +68,23 @@ class Health(msgspec.Struct, kw_only=True):
     position: int
 
 
+def is_upgrade(request: Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def unavailable(reason: str) -> Response:
+    """A refused upgrade: 503 with the reason, and when to try again."""
+    return _response(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        encode({"error": {"code": "unavailable", "message": reason}}) + b"\n",
+        "application/json",
+        [("Retry-After", "1")],
+    )
+
+
 def respond(health: Callable[[], Health], metrics: Callable[[], bytes], request: Request) -> Response | None:
     """Answer a plain GET; None lets a WebSocket upgrade through."""
-    if request.headers.get("Upgrade", "").lower() == "websocket":
+    if is_upgrade(request):
         return None
     path = request.path.split("?", 1)[0]
     if path == "/healthz":

@@ -30,6 +30,7 @@ from hub.protocol.events import Event
 from hub.protocol.frames import Error, Trigger, Wake
 from hub.protocol.types import SessionId
 from hub.server import http
+from hub.server.admission import Admission, raise_descriptor_limit
 from hub.server.fanout import Fanout
 from hub.server.metrics import Metrics, Readings
 from hub.server.older import read_page
@@ -68,6 +69,9 @@ class Hub:
         self.log = EventLog(config.db, config.sync)
         self.machine = Machine(config)
         self.sessions: dict[SessionId, Session] = {}
+        self.admission = Admission(
+            config.max_connections, config.max_connections_per_address, raise_descriptor_limit()
+        )
         self.timers = Timers(clock, self._tick)
         self.fanout = Fanout(self.sessions, self.timers.arm, self._read_log, self._follow)
         self.writer: LogWriter | None = None
@@ -249,8 +253,10 @@ class Hub:
         cmd_id: int | None = None
         try:
             limit = self.config.max_frame_bytes
-            if limit is not None and len(data) > limit:
-                raise HubError(Code.TOO_LARGE, f"frame is {len(data)} bytes, over {limit}", {"limit": limit})
+            if limit is not None and len(data) > limit >> 2 and _size(data) > limit:  # a character: ≤ 4 bytes
+                raise HubError(
+                    Code.TOO_LARGE, f"frame is {_size(data)} bytes, over {limit}", {"limit": limit}
+                )
             if self.draining or self.failed is not None:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
             cmd = decode_command(data)
@@ -304,11 +310,22 @@ class Hub:
 
     async def _connection(self, ws: ServerConnection) -> None:
         self._next_session += 1
+        config = self.config
         session = Session(
-            SessionId(self._next_session), ws, self.dispatch, self.gone, self.config.outbox_frames
+            SessionId(self._next_session),
+            ws,
+            self.dispatch,
+            self.gone,
+            config.outbox_frames,
+            config.outbox_bytes,
         )
+        address = _address(ws)
+        self.admission.opened(address)
         self.sessions[session.id] = session
-        await session.run()
+        try:
+            await session.run()
+        finally:
+            self.admission.closed(address)
 
     def gone(self, session: Session) -> None:
         """The connection ended: tell the core (its claims, waiters and presence follow)."""
@@ -318,6 +335,9 @@ class Hub:
         self._internal(SessionGone(session.id), Context(self.clock(), session.id))
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        if http.is_upgrade(request):
+            reason = self.admission.refusal(_address(connection))
+            return None if reason is None else http.unavailable(reason)
         return http.respond(self.health, self.metrics.render, request)
 
     def health(self) -> http.Health:
@@ -380,6 +400,16 @@ class Hub:
             session.close(1011, "the hub's log is not writable")
         self.log.close()
         self.stopped.set()
+
+
+def _size(data: bytes | str) -> int:
+    """A frame's size in bytes (a text frame arrives decoded)."""
+    return len(data) if type(data) is bytes else len(data.encode("utf-8", "surrogatepass"))
+
+
+def _address(ws: ServerConnection) -> str:
+    peer = ws.remote_address
+    return str(peer[0]) if peer else "?"
 
 
 def _tls_context(config: HubConfig) -> ssl.SSLContext | None:

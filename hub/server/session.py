@@ -30,7 +30,7 @@ class Session:
     Frames are written in one go per flush (the fan-out flushes every session it touched once per durable
     batch), straight through the Sans-I/O protocol, so a broadcast costs one frame build and one transport
     write per session rather than a task switch per frame. Past HIGH_WATER the session waits for the peer;
-    past `outbox_frames` queued it is closed as a slow consumer and resumes from its cursor.
+    past `outbox_frames` or `outbox_bytes` queued it is closed as a slow consumer and resumes from its cursor.
     """
 
     __slots__ = (
@@ -42,7 +42,9 @@ class Session:
         "id",
         "limit",
         "outbox",
+        "queued",
         "tasks",
+        "limit_bytes",
         "ws",
     )
 
@@ -53,13 +55,16 @@ class Session:
         dispatch: Callable[[Session, bytes | str], None],
         gone: Callable[[Session], None],
         limit: int,
+        limit_bytes: int = 8 << 20,
     ) -> None:
         self.id = sid
         self.ws = ws
         self.dispatch = dispatch  # one frame → the hub
         self.gone = gone  # the connection ended → the hub
         self.limit = limit  # frames queued before the session counts as a slow consumer
+        self.limit_bytes = limit_bytes  # or bytes queued
         self.outbox: deque[bytes] = deque()
+        self.queued = 0  # bytes in the outbox
         self.blocked = False
         self.closing = False
         self.close_info: tuple[int, str] | None = None
@@ -69,13 +74,16 @@ class Session:
         """Queue one encoded frame; returns whether the session needs a flush."""
         if self.closing:
             return False
-        if len(self.outbox) >= self.limit:
+        if len(self.outbox) >= self.limit or self.queued + len(data) > self.limit_bytes:
+            self.outbox.clear()  # the peer resumes from its cursor: what it did not read is not kept
+            self.queued = 0
             self.close(
                 SLOW_CONSUMER_CLOSE,
-                f"slow consumer: {len(self.outbox)} frames behind; resume from your cursor",
+                f"slow consumer: {self.limit} frames or {self.limit_bytes} bytes behind; resume from your cursor",
             )
             return False
         self.outbox.append(data)
+        self.queued += len(data)
         return True
 
     def flush(self) -> None:
@@ -86,11 +94,13 @@ class Session:
         protocol = ws.protocol
         if protocol.state is not State.OPEN:
             self.outbox.clear()
+            self.queued = 0
             return
         outbox = self.outbox
         send_text = protocol.send_text
         while outbox:
             send_text(outbox.popleft())
+        self.queued = 0
         transport = ws.transport
         transport.write(b"".join(protocol.data_to_send()))  # one syscall for the whole flush
         if transport.get_write_buffer_size() > HIGH_WATER:

@@ -1,0 +1,128 @@
+"""Memory per client is bounded in bytes, not only in counts: the feed window, each session's outbox, frame sizes,
+and connections in all and per address (refused with HTTP 503 before the upgrade). Real hub, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from agent_sdk.sync import SyncAgent
+from hub.core.feed import Feed
+from tests.conftest import ThreadHub, hub_config, seconds
+
+
+def _hub(tmp_path: Path, **limits: object) -> Iterator[ThreadHub]:
+    th = ThreadHub(hub_config(tmp_path / "log.db", rate_per_agent=None, **limits))
+    try:
+        yield th
+    finally:
+        th.stop()
+
+
+@pytest.fixture
+def capped(tmp_path: Path) -> Iterator[ThreadHub]:
+    yield from _hub(tmp_path, max_connections=5, max_connections_per_address=3)
+
+
+async def _refused(url: str) -> int:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url):
+            pass
+    response = info.value.response
+    assert json.loads(response.body)["error"]["code"] == "unavailable"
+    assert response.headers["Retry-After"] == "1"
+    return response.status_code
+
+
+async def _admitted_again(url: str) -> None:
+    """Connect until the hub has seen a closed connection go (it counts it when its handler ends)."""
+    for _ in range(1_000):
+        try:
+            async with connect(url) as ws:
+                await ws.send(json.dumps({"op": "status", "id": 1}))
+                assert json.loads(await ws.recv())["type"] == "Ok"
+                return
+        except InvalidStatus:
+            await asyncio.sleep(0.005)  # polling the hub's own answer, bounded: not a timing assumption
+    raise AssertionError("a freed connection slot was never reused")
+
+
+async def test_connections_past_the_cap_per_address_get_503_before_the_upgrade(capped: ThreadHub) -> None:
+    """Three from one address are served; the fourth gets 503 `unavailable`; closing one frees its slot."""
+    open_ = [await connect(capped.url) for _ in range(3)]
+    try:
+        assert await _refused(capped.url) == 503
+        for ws in open_:  # the admitted ones still work
+            await ws.send(json.dumps({"op": "status", "id": 7}))
+            assert json.loads(await ws.recv())["id"] == 7
+        await open_.pop().close()
+        await _admitted_again(capped.url)
+    finally:
+        for ws in open_:
+            await ws.close()
+    assert capped.hub is not None and capped.hub.admission.refused >= 1
+
+
+async def test_the_total_cap_holds_across_addresses(tmp_path: Path) -> None:
+    """With a total cap of 2 and no cap per address, the third connection is refused."""
+    for th in _hub(tmp_path, max_connections=2, max_connections_per_address=None):
+        a, b = await connect(th.url), await connect(th.url)
+        try:
+            assert await _refused(th.url) == 503
+        finally:
+            await a.close()
+            await b.close()
+
+
+def test_the_feed_window_is_bounded_in_bytes(tmp_path: Path) -> None:
+    """100 bodies of 10 KB with a 100 KB window: memory keeps about 100 KB; every message still reads back."""
+    for th in _hub(tmp_path, feed_window_bytes=100_000):
+        with SyncAgent("a", hub=th.url) as a:
+            for i in range(100):
+                a.send("*", {"i": i, "pad": "x" * 10_000})
+            assert th.hub is not None
+            feed = th.hub.machine.world.rooms["default"].part(Feed)
+            assert feed.base > 0 and feed.bytes <= 125_000
+            assert feed.bytes == sum(len(m.body) for m in feed.messages)
+            got = a.list_messages(after=0, limit=1000)["messages"]
+            assert [m["body"]["i"] for m in got] == list(range(100))
+
+
+async def test_a_reader_that_stops_reading_is_closed_by_bytes_and_others_go_on(tmp_path: Path) -> None:
+    """A session with 64 KB of outbox allowed stops reading under 100 KB broadcasts: it is closed 1008 as a
+    slow consumer (not grown without bound), and a healthy agent keeps its round trip."""
+    for th in _hub(tmp_path, outbox_bytes=64 * 1024, max_body_bytes=None, max_frame_bytes=None):
+        async with connect(th.url, max_size=None) as slow, connect(th.url, max_size=None) as healthy:
+            await slow.send(json.dumps({"op": "join", "id": 1, "name": "slow"}))
+            token = json.loads(await slow.recv())["result"]["token"]
+            await slow.send(json.dumps({"op": "attach", "id": 2, "name": "slow", "token": token}))
+            assert json.loads(await slow.recv())["id"] == 2
+            slow.transport.pause_reading()  # a reader that stops reading; the hub's socket buffer fills
+            with SyncAgent("sender", hub=th.url) as sender:
+                for i in range(60):  # 6 MB in all: past the socket buffers and the 64 KB outbox
+                    sender.send("slow", "x" * 100_000)
+                    await healthy.send(json.dumps({"op": "status", "id": 100 + i}))
+                    assert json.loads(await asyncio.wait_for(healthy.recv(), seconds(10_000)))["id"] == 100 + i
+            slow.transport.resume_reading()
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(slow.recv(), seconds(10_000))
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+            assert "slow consumer" in info.value.rcvd.reason
+
+
+async def test_frame_size_counts_bytes_not_characters(tmp_path: Path) -> None:
+    """300,000 two-byte characters are 600,000 bytes: over a 500,000-byte frame limit, refused `too_large`."""
+    for th in _hub(tmp_path, max_frame_bytes=500_000, max_body_bytes=None):
+        async with connect(th.url, max_size=None) as ws:
+            await ws.send(json.dumps({"op": "status", "id": 1, "room": "é" * 300_000}, ensure_ascii=False))
+            err = json.loads(await ws.recv())
+            assert err["code"] == "too_large" and "600" in err["message"]
+            await ws.send(json.dumps({"op": "status", "id": 2}))
+            assert json.loads(await ws.recv())["id"] == 2
