@@ -124,15 +124,21 @@ class Waiters:
 # -- who is acting ------------------------------------------------------------------------------------
 
 
-def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
-    """The agent `name` if `token` proves it; `forbidden` if the token is another agent's."""
-    agent = room.part(Roster).agents.get(name)
+def of_room(room: Room, name: str) -> Agent:
+    """The agent `name` of the room; `not_found` if it never joined."""
+    agent = room.part(Roster).agents.get(AgentName(name))
     if agent is None:
         raise HubError(
             Code.NOT_FOUND,
             f"agent {name!r} has not joined room {room.name!r}",
             {"what": "agent", "name": name},
         )
+    return agent
+
+
+def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
+    """The agent `name` if `token` proves it; `forbidden` if the token is another agent's."""
+    agent = of_room(room, name)
     if token is None:
         raise HubError(Code.UNAUTHORIZED, f"a token is required to act as {name!r}")
     if agent.proven is not None and same_secret(token, agent.proven):
@@ -207,13 +213,7 @@ def actor(w: World, cmd: Any, ctx: Context, out: Outcome) -> tuple[Room, Agent]:
             Code.FORBIDDEN, f"this session acts as {info.room}/{info.agent}, not {cmd.room}/{cmd.name}"
         )
     if w.is_admin(cmd.admin_token):  # the admin token may act as any agent of any room
-        agent = room.part(Roster).agents.get(cmd.name)
-        if agent is None:
-            raise HubError(
-                Code.NOT_FOUND,
-                f"agent {cmd.name!r} has not joined room {room.name!r}",
-                {"what": "agent", "name": cmd.name},
-            )
+        agent = of_room(room, cmd.name)
     else:
         agent = verify(w, room, cmd.name, cmd.token)
     rate = w.config.rate_per_agent
@@ -295,13 +295,7 @@ def decide_reset_token(w: World, cmd: c.ResetToken, ctx: Context) -> Outcome:
     if ctx.secret is None:
         raise HubError(Code.UNAVAILABLE, "no source of tokens")
     room = rooms.existing(w, cmd.room)
-    agent = room.part(Roster).agents.get(cmd.name)
-    if agent is None:
-        raise HubError(
-            Code.NOT_FOUND,
-            f"agent {cmd.name!r} has not joined room {room.name!r}",
-            {"what": "agent", "name": cmd.name},
-        )
+    agent = of_room(room, cmd.name)
     out = Outcome()
     _take_over(room, agent, "the admin token", out)
     joined = c.Join(room=cmd.room, name=cmd.name, id=cmd.id)
