@@ -35,7 +35,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     outbox_frames: int = 10_000  # frames queued for one session before it counts as a slow consumer
     outbox_bytes: int = 8 << 20  # or bytes queued (beyond what the socket buffers) before it does
     max_connections: int | None = 10_000  # open connections in all (also kept below the descriptor limit)
-    max_connections_per_address: int | None = 1_000  # open connections from one remote address
+    max_connections_per_address: int | None = 256  # open connections from one remote address
     max_list_limit: int = 10_000
     feed_window: int = 20_000  # messages per room kept in memory; older ones are read from the log (0: all)
     feed_window_bytes: int = 64 << 20  # and at most this many bytes of bodies per room (0: no byte cap)

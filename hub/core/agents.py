@@ -212,10 +212,8 @@ def actor(w: World, cmd: Any, ctx: Context, out: Outcome) -> tuple[Room, Agent]:
         raise HubError(
             Code.FORBIDDEN, f"this session acts as {info.room}/{info.agent}, not {cmd.room}/{cmd.name}"
         )
-    if w.is_admin(cmd.admin_token):  # the admin token may act as any agent of any room
-        agent = of_room(room, cmd.name)
-    else:
-        agent = verify(w, room, cmd.name, cmd.token)
+    admin = w.is_admin(cmd.admin_token)  # the admin token may act as any agent of any room
+    agent = of_room(room, cmd.name) if admin else verify(w, room, cmd.name, cmd.token)
     rate = w.config.rate_per_agent
     if rate is not None:
         buckets = w.part(Buckets).of

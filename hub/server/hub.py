@@ -34,7 +34,7 @@ from hub.server.admission import Admission, raise_descriptor_limit
 from hub.server.fanout import Fanout
 from hub.server.metrics import Metrics, Readings
 from hub.server.older import read_page
-from hub.server.session import Session
+from hub.server.session import SLOW_CONSUMER_CLOSE, Session
 from hub.server.tail import Tails
 from hub.server.timers import Timers
 
@@ -264,6 +264,8 @@ class Hub:
             self.run(cmd, Context(self.clock(), session.id, self.secret))
         except HubError as exc:
             self._refused(session.id, cmd_id, exc)
+            if cmd_id is None and not session.tolerate_bad_frame(self.clock()):
+                session.close(SLOW_CONSUMER_CLOSE, "too many malformed frames; fix the client and reconnect")
 
     def _refused(self, sid: SessionId, cmd_id: int | None, exc: HubError) -> None:
         self.metrics.errors.labels(str(exc.code)).inc()

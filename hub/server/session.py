@@ -13,6 +13,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from hub.core.limits import Bucket
+from hub.protocol.errors import HubError
 from hub.protocol.types import SessionId
 
 __all__ = ["Session"]
@@ -22,6 +24,8 @@ logger = logging.getLogger(__name__)
 SLOW_CONSUMER_CLOSE = 1008
 INTERNAL_ERROR_CLOSE = 1011
 HIGH_WATER = 1 << 20  # bytes buffered in the socket before we wait for the peer to read
+BAD_FRAMES_PER_S = 100.0  # malformed frames one connection may send per second, sustained...
+BAD_FRAMES_BURST = 1_000  # ...and at once, before it is closed (1008)
 
 
 class Session:
@@ -34,6 +38,7 @@ class Session:
     """
 
     __slots__ = (
+        "bad_frames",
         "blocked",
         "close_info",
         "closing",
@@ -65,10 +70,23 @@ class Session:
         self.limit_bytes = limit_bytes  # or bytes queued
         self.outbox: deque[bytes] = deque()
         self.queued = 0  # bytes in the outbox
+        self.bad_frames: Bucket | None = None  # frames no command could be read from, per second
         self.blocked = False
         self.closing = False
         self.close_info: tuple[int, str] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def tolerate_bad_frame(self, now: float) -> bool:
+        """Count a frame no command could be read from; False once past BAD_FRAMES_PER_S (burst BAD_FRAMES_BURST):
+        a client that keeps sending garbage costs the hub a bounded share of its loop, then its connection."""
+        bucket = self.bad_frames
+        if bucket is None:
+            bucket = self.bad_frames = Bucket(BAD_FRAMES_PER_S, BAD_FRAMES_BURST, now)
+        try:
+            bucket.take(now)
+        except HubError:
+            return False
+        return True
 
     def push(self, data: bytes) -> bool:
         """Queue one encoded frame; returns whether the session needs a flush."""

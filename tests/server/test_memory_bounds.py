@@ -108,7 +108,9 @@ async def test_a_reader_that_stops_reading_is_closed_by_bytes_and_others_go_on(t
                 for i in range(60):  # 6 MB in all: past the socket buffers and the 64 KB outbox
                     sender.send("slow", "x" * 100_000)
                     await healthy.send(json.dumps({"op": "status", "id": 100 + i}))
-                    assert json.loads(await asyncio.wait_for(healthy.recv(), seconds(10_000)))["id"] == 100 + i
+                    assert (
+                        json.loads(await asyncio.wait_for(healthy.recv(), seconds(10_000)))["id"] == 100 + i
+                    )
             slow.transport.resume_reading()
             with pytest.raises(ConnectionClosed) as info:
                 while True:
@@ -126,3 +128,21 @@ async def test_frame_size_counts_bytes_not_characters(tmp_path: Path) -> None:
             assert err["code"] == "too_large" and "600" in err["message"]
             await ws.send(json.dumps({"op": "status", "id": 2}))
             assert json.loads(await ws.recv())["id"] == 2
+
+
+async def test_a_garbage_flood_is_answered_then_closed_and_others_go_on(tmp_path: Path) -> None:
+    """Frames no command can be read from get `bad_frame` each, up to a burst of 1,000 (then 100/s): a client
+    that keeps sending garbage is closed 1008, and a healthy agent is served throughout."""
+    for th in _hub(tmp_path):
+        async with connect(th.url) as bad, connect(th.url) as healthy:
+            for _ in range(5_000):
+                await bad.send("{not json")
+            codes = []
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    codes.append(json.loads(await asyncio.wait_for(bad.recv(), seconds(10_000)))["code"])
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+            assert "malformed" in info.value.rcvd.reason
+            assert 1_000 <= len(codes) < 5_000 and set(codes) == {"bad_frame"}
+            await healthy.send(json.dumps({"op": "status", "id": 1}))
+            assert json.loads(await healthy.recv())["id"] == 1
