@@ -300,7 +300,7 @@ class Agent(BaseClient):
 
         Raises:
             HubError: `claim_overlap` (detail: holder, work, paths), `conflict` if another agent holds `work`,
-                `bad_request` for a bad path.
+                `bad_request` for a bad path, `limit_exceeded` if checking it takes too many steps.
         """
         view = await self.request(
             lambda: self.mutation(

@@ -183,7 +183,7 @@ class SyncAgent(BaseClient):
         checkpoint: str | None = None,
         renew: bool = False,
     ) -> dict[str, Any]:
-        """Lease `work` on `paths`. Raises HubError `claim_overlap`, `conflict`, `bad_request`."""
+        """Lease `work` on `paths`. Raises HubError `claim_overlap`, `conflict`, `bad_request`, `limit_exceeded`."""
         return self.act(  # type: ignore[no-any-return]
             lambda: self.mutation(
                 c.Claim, work=work, paths=tuple(paths), ttl=ttl, checkpoint=checkpoint, renew=renew

@@ -9,7 +9,7 @@ import msgspec
 
 from hub.core import agents, fences
 from hub.core.effects import ArmTimer, Context, Outcome, Tick
-from hub.core.scopes import BadScope, ScopeIndex, normalize, overlapping
+from hub.core.scopes import BadScope, Budget, ScopeIndex, TooCostly, normalize, overlapping
 from hub.core.world import Room, World
 from hub.protocol import commands as c
 from hub.protocol import events as e
@@ -126,7 +126,15 @@ class Claims:
     def conflicts(self, paths: tuple[str, ...], holder: AgentName, now: float) -> list[tuple[Held, str, str]]:
         """Live claims of other agents that overlap `paths` (those past their expiry left out)."""
         out = []
-        for work, theirs, mine in self.index.conflicts(paths):
+        try:
+            found = self.index.conflicts(paths, budget=Budget())
+        except TooCostly as exc:
+            raise HubError(
+                Code.LIMIT_EXCEEDED,
+                f"checking this scope against the live claims takes more than {exc.limit} steps",
+                {"limit": exc.limit, "what": "scope check steps"},
+            ) from None
+        for work, theirs, mine in found:
             held = self.live[work]
             if held.holder != holder and not held.expired(now):
                 out.append((held, theirs, mine))
@@ -505,17 +513,26 @@ def _live(claims: Claims) -> list[r.ClaimView]:
 
 
 def _intents(claims: Claims, intents: dict[AgentName, Intent]) -> list[r.IntentView]:
+    """Each intent with its clashes; the claims' side comes from the index. One Budget for the whole read:
+    a pair it cannot decide any more is shown as a clash on all the other side's paths (advisory, so
+    rather too many than too few)."""
+    budget = Budget()
     out = []
     for intent in sorted(intents.values(), key=lambda i: i.agent):
+        try:
+            hits: set[tuple[str, str, str]] | None = set(claims.index.conflicts(intent.paths, budget=budget))
+        except TooCostly:
+            hits = None
         clashes = [
-            r.Clash(holder=h.holder, work=h.work, paths=[p for p, _ in pairs])
+            r.Clash(holder=h.holder, work=h.work, paths=paths)
             for h in claims.live.values()
-            if h.holder != intent.agent and (pairs := overlapping(h.paths, intent.paths))
+            if h.holder != intent.agent and (paths := _clashing(h.paths, intent.paths, hits, h.work, budget))
         ]
         clashes += [
-            r.Clash(intent=other.agent, paths=[p for p, _ in pairs])
+            r.Clash(intent=other.agent, paths=paths)
             for other in intents.values()
-            if other.agent != intent.agent and (pairs := overlapping(other.paths, intent.paths))
+            if other.agent != intent.agent
+            and (paths := _clashing(other.paths, intent.paths, None, "", budget))
         ]
         out.append(
             r.IntentView(
@@ -523,6 +540,24 @@ def _intents(claims: Claims, intents: dict[AgentName, Intent]) -> list[r.IntentV
             )
         )
     return out
+
+
+def _clashing(
+    theirs: tuple[str, ...],
+    mine: tuple[str, ...],
+    hits: set[tuple[str, str, str]] | None,
+    work: str,
+    budget: Budget,
+) -> list[str]:
+    """Their paths overlapping mine, once per overlapping pair; `hits` from the index when known."""
+    if hits is not None and work:
+        return [t for t in theirs for m in mine if (work, t, m) in hits]
+    if budget.left >= 0:
+        try:
+            return [t for t, _ in overlapping(theirs, mine, budget)]
+        except TooCostly:
+            pass
+    return list(theirs)
 
 
 def board(room: Room) -> tuple[list[r.ClaimView], list[r.IntentView]]:

@@ -10,25 +10,68 @@ leading dot is not special) and `**` as a whole segment matches zero or more seg
 is a non-empty sequence of non-empty segments other than `.`/`..`, made of characters other than `/`
 and control characters; an entry no such path matches (e.g. `[.]`) overlaps nothing.
 
-Algorithm: two entries overlap iff some concrete path has a prefix matching each. Two glob segments
-are intersected by a product automaton over their token sequences (character classes as code-point
-ranges, plus a 4-state tracker rejecting the non-segments "", "." and ".."), a literal against a glob
-by a regex, memoized per pair; whole entries by a product over segment positions, where `**` may
-absorb zero segments or one segment the other side matches, and an exhausted side accepts if the
-other's rest is satisfiable. Two literal entries use a plain prefix test. `ScopeIndex` keeps entries
-in a trie on their leading literal segments and runs the query's segment automaton down that trie, so
-only nodes the query can reach are visited (a node the query fully matches yields its whole subtree).
+Limits, checked by `normalize` (the edge: every claim and intent entry passes through it) with BadScope:
+an entry as given has at most MAX_ENTRY_CHARS (1024) characters; its canonical form at most MAX_SEGMENTS
+(64) segments of at most MAX_SEGMENT_CHARS (255) characters; a glob segment at most MAX_WILDCARDS (32)
+wildcards (`*`, `?`, `[...]`) and a class body at most MAX_CLASS_CHARS (64) characters. The number of
+entries per claim is claims.MAX_PATHS (256). The other functions take any well-formed entry, so that a
+log written before these limits still replays.
+
+Algorithm (no regex, no backtracking). Two entries, each satisfiable (an entry with a segment no
+concrete segment matches covers nothing), overlap iff their segments meet pairwise from the first up to
+the first `**` on either side or the end of either: that `**` absorbs the other's rest, and an ended
+entry covers it. Before any `**` each segment matches exactly one path segment, so this is one diagonal
+walk of at most 64 segment pairs. Two segments meet by a bit-parallel NFA simulation whose state set is
+an int (bit k: "the first k tokens are matched"): a literal against a glob takes one row of a few int
+operations per character of the literal; two globs take one row per token of the shorter over the
+other's positions, times a 4-state tracker rejecting the non-segments "", "." and "..". Character
+classes are code-point ranges; a compiled glob keeps the elementary intervals of its ranges with the
+mask of tokens holding each, so a character costs one bisection. Segment pairs are memoized.
+`ScopeIndex` keeps entries in a trie on their leading literal segments; a query walks down it the same
+diagonal way (a literal segment is one child lookup, a glob meets each child's name), the whole subtree
+overlaps where the query ends or reaches `**`, and an entry with a glob or `**` after its literal
+prefix is checked by the diagonal walk from there.
+
+Cost. A segment pair: at most 255 rows (two globs: plus at most 32 scans of the other's at most
+2 x (255 + 3 x 32) intervals), and compiling a glob is linear. An entry pair: at most 64 segment pairs.
+A query entry: each trie node at most once, one segment pair per node. What multiplies is many entries
+on both sides (256 x 256 entry pairs, each up to 64 segment pairs), so a check runs on a Budget of
+MAX_CHECK_STEPS steps, a segment pair costing twice its characters whether memoized or not: past it
+TooCostly, which `claims` turns into `limit_exceeded` (the board shows an undecided pair as a clash).
+The memo caches are bounded in entries, and through the limits in size per entry.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Generic, TypeVar
 
-__all__ = ["BadScope", "ScopeIndex", "normalize", "overlapping", "overlaps"]
+__all__ = [
+    "MAX_CHECK_STEPS",
+    "MAX_CLASS_CHARS",
+    "MAX_ENTRY_CHARS",
+    "MAX_SEGMENTS",
+    "MAX_SEGMENT_CHARS",
+    "MAX_WILDCARDS",
+    "BadScope",
+    "Budget",
+    "ScopeIndex",
+    "TooCostly",
+    "normalize",
+    "overlapping",
+    "overlaps",
+]
+
+MAX_ENTRY_CHARS = 1024  # an entry as given
+MAX_SEGMENTS = 64  # segments of the canonical entry
+MAX_SEGMENT_CHARS = 255  # a file name (NAME_MAX); a glob segment too
+MAX_WILDCARDS = 32  # `*`, `?` and `[...]` in one segment
+MAX_CLASS_CHARS = 64  # the body of one `[...]`
+MAX_CHECK_STEPS = 200_000  # steps of one Budget: about 0.1 s of matching at the worst
 
 K = TypeVar("K", bound=Hashable)
 
@@ -39,7 +82,7 @@ _MAX_CP = 0x10FFFF
 _DOT = 0x2E
 # Characters a concrete segment may hold: everything but C0/C1 controls, DEL and "/".
 _VALID: _Ranges = ((0x20, 0x2E), (0x30, 0x7E), (0xA0, _MAX_CP))
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # fixed, linear: normalization only, never globs
 _DRIVE = re.compile(r"[A-Za-z]:")
 _DSTAR = "**"
 
@@ -48,13 +91,53 @@ class BadScope(ValueError):
     """A scope entry that cannot be claimed: `.path` is the entry as given, `.reason` says why."""
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"bad scope {path!r}: {reason}")
+        shown = repr(path) if len(path) <= 80 else f"{path[:60]!r}... ({len(path)} characters)"
+        super().__init__(f"bad scope {shown}: {reason}")
         self.path = path
         self.reason = reason
 
 
 class _GlobError(ValueError):
     """A malformed glob segment (internal; surfaced as BadScope)."""
+
+
+class TooCostly(ValueError):
+    """Deciding the overlaps would take more than `limit` steps (a Budget ran out); nothing was decided."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"deciding the overlaps takes more than {limit} steps")
+        self.limit = limit
+
+
+class Budget:
+    """The steps one check may still take; TooCostly when they run out.
+
+    A segment pair costs its worst case whether or not it is memoized, so running out depends on the
+    scopes alone, never on what was asked before.
+    """
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int = MAX_CHECK_STEPS) -> None:
+        self.limit = self.left = limit
+
+    def spend(self, steps: int) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise TooCostly(self.limit)
+
+
+# --------------------------------------------------------------------------- bit sets
+
+
+def _skip(row: int, star: int) -> int:
+    """Close `row` under skipping a `*` (or `**`) at a set position; stars are never adjacent."""
+    return row | ((row & star) << 1)
+
+
+def _spread(row: int, moves: int) -> int:
+    """Close `row` under j -> j+1 for every j in `moves`, all runs at once (the carry does the walk)."""
+    return row | ((moves + (row & moves)) ^ moves)
 
 
 # --------------------------------------------------------------------------- segments
@@ -101,8 +184,8 @@ def _complement(a: _Ranges) -> _Ranges:
     return tuple(out)
 
 
-def _parse_class(seg: str, i: int) -> tuple[_Ranges, int]:
-    """Parse the `[...]` starting at seg[i]; return its valid characters and the index after `]`."""
+def _parse_class(seg: str, i: int) -> tuple[_Ranges, int, int]:
+    """Parse the `[...]` at seg[i]: its valid characters, the index after `]` and the body's length."""
     j = i + 1
     negate = j < len(seg) and seg[j] in "!^"
     if negate:
@@ -130,99 +213,160 @@ def _parse_class(seg: str, i: int) -> tuple[_Ranges, int]:
     members = _merge(ranges)
     if negate:
         members = _complement(members)
-    return _intersect(members, _VALID), j + 1
+    return _intersect(members, _VALID), j + 1, j - i - 1
 
 
-@lru_cache(maxsize=8192)
-def _tokens(seg: str) -> tuple[_Token, ...]:
-    """Compile one segment (not `**`) to tokens; raises _GlobError on a malformed glob."""
-    out: list[_Token] = []
+@lru_cache(maxsize=4096)
+def _char(cp: int) -> _Ranges:
+    """One shared token per character, so a compiled glob holds pointers, not tuples."""
+    return ((cp, cp),)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Glob:
+    """A glob segment (not `**`) compiled for the bit-parallel matchers; bit k stands for token k."""
+
+    tokens: tuple[_Token, ...]
+    star: int  # `*` tokens
+    dot: int  # class tokens holding "."
+    non: int  # class tokens holding a character other than "."
+    bounds: tuple[int, ...]  # elementary intervals [bounds[k], bounds[k+1]) of the code points
+    masks: tuple[int, ...]  # masks[k]: class tokens holding interval k ("." is an interval of its own)
+    wildcards: int  # `*`, `?` and `[...]`
+    widest: int  # length of the longest class body
+
+    def at(self, cp: int) -> int:
+        """The class tokens holding the character `cp`."""
+        return self.masks[bisect_right(self.bounds, cp) - 1]
+
+
+@lru_cache(maxsize=512)
+def _glob(seg: str) -> _Glob:
+    """Compile one segment (not `**`); raises _GlobError on a malformed glob."""
+    tokens: list[_Token] = []
+    wildcards = widest = 0
     i = 0
     while i < len(seg):
         c = seg[i]
         if c == "*":
             if i + 1 < len(seg) and seg[i + 1] == "*":
                 raise _GlobError("'**' must be a whole path segment")
-            out.append(None)
+            tokens.append(None)
             i += 1
         elif c == "?":
-            out.append(_VALID)
+            tokens.append(_VALID)
             i += 1
         elif c == "[":
-            ranges, i = _parse_class(seg, i)
-            out.append(ranges)
+            ranges, i, body = _parse_class(seg, i)
+            tokens.append(ranges)
+            widest = max(widest, body)
         else:
-            out.append(((ord(c), ord(c)),))
+            tokens.append(_char(ord(c)))
             i += 1
-    return tuple(out)
-
-
-def _dot_steps(d: int, chars: _Ranges) -> set[int]:
-    """Next states of the ""/"."/".."/other tracker (0/1/2/3) after one character from `chars`."""
-    nxt: set[int] = set()
-    for lo, hi in chars:
-        if lo <= _DOT <= hi:
-            nxt.add(min(d + 1, 3))
-        if lo != _DOT or hi != _DOT:
-            nxt.add(3)
-    return nxt
-
-
-def _meet_tokens(p: tuple[_Token, ...], q: tuple[_Token, ...]) -> bool:
-    """True iff some valid segment (not "", "." or "..") matches both token sequences."""
-    lp, lq = len(p), len(q)
-    seen: set[tuple[int, int, int]] = set()
-    stack = [(0, 0, 0)]
-    while stack:
-        state = stack.pop()
-        if state in seen:
+        if c in "*?[":
+            wildcards += 1
+    star = dot = non = 0
+    toggles = {0: 0, _DOT: 0, _DOT + 1: 0}
+    for k, t in enumerate(tokens):
+        bit = 1 << k
+        if t is None:
+            star |= bit
             continue
-        seen.add(state)
-        i, j, d = state
-        if i == lp and j == lq:
-            if d == 3:
-                return True
-            continue
-        if i < lp and p[i] is None:
-            stack.append((i + 1, j, d))
-        if j < lq and q[j] is None:
-            stack.append((i, j + 1, d))
-        if i < lp and j < lq:
-            a, b = p[i], q[j]
-            chars = _intersect(_VALID if a is None else a, _VALID if b is None else b)
-            if chars:
-                ni = i if a is None else i + 1
-                nj = j if b is None else j + 1
-                stack.extend((ni, nj, d2) for d2 in _dot_steps(d, chars))
-    return False
+        for lo, hi in t:  # disjoint ranges: toggling at both ends marks exactly the covered intervals
+            toggles[lo] = toggles.get(lo, 0) ^ bit
+            toggles[hi + 1] = toggles.get(hi + 1, 0) ^ bit
+            if lo <= _DOT <= hi:
+                dot |= bit
+            if lo != _DOT or hi != _DOT:
+                non |= bit
+    bounds = tuple(sorted(toggles))
+    masks: list[int] = []
+    cur = 0
+    for b in bounds:
+        cur ^= toggles[b]
+        masks.append(cur)
+    return _Glob(tuple(tokens), star, dot, non, bounds, tuple(masks), wildcards, widest)
 
 
-def _char_class(ranges: _Ranges) -> str:
-    if not ranges:
-        return "(?!)"
-    parts = (f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in ranges)
-    return "[" + "".join(parts) + "]"
+def _match(lit: str, g: _Glob) -> bool:
+    """True iff the literal segment (always a valid one) matches the glob: one row per character."""
+    star = g.star
+    row = _skip(1, star)
+    for ch in lit:
+        row = ((row & g.at(ord(ch))) << 1) | (row & star)
+        row |= (row & star) << 1
+        if not row:
+            return False
+    return bool(row >> len(g.tokens) & 1)
 
 
-@lru_cache(maxsize=8192)
-def _glob_regex(seg: str) -> re.Pattern[str]:
-    """A regex deciding whether a literal segment (always a valid segment) matches the glob `seg`."""
-    return re.compile("".join(".*" if t is None else _char_class(t) for t in _tokens(seg)), re.DOTALL)
+def _class_masks(q: _Glob, a: _Ranges) -> tuple[int, bool, bool]:
+    """For a class token `a`: q's class tokens sharing a non-dot character with it; a holds "."; a holds
+    some other character."""
+    bounds, masks = q.bounds, q.masks
+    non = 0
+    for lo, hi in a:
+        k = bisect_right(bounds, lo) - 1
+        while k < len(bounds) and bounds[k] <= hi:
+            if bounds[k] != _DOT:
+                non |= masks[k]
+            k += 1
+    return non, any(lo <= _DOT <= hi for lo, hi in a), any(lo != _DOT or hi != _DOT for lo, hi in a)
 
 
-@lru_cache(maxsize=1 << 16)
+def _meet_globs(p: _Glob, q: _Glob) -> bool:
+    """True iff some valid segment (not "", "." or "..") matches both globs.
+
+    Rows run over p's tokens; r0..r3 are q's positions reached with the text so far "", ".", ".." or
+    anything else (the tracker only moves up, so one pass per row in that order is enough).
+    """
+    star, qdot, qnon = q.star, q.dot, q.non
+    moves = star | qdot | qnon  # what a `*` in p may walk over in q, tracker already at "anything"
+    r0, r1, r2, r3 = 1, 0, 0, 0
+    seen: dict[_Ranges, tuple[int, bool, bool]] = {}
+    for a in p.tokens:
+        r0, r1, r2, r3 = _skip(r0, star), _skip(r1, star), _skip(r2, star), _skip(r3, star)
+        if a is None:  # p's `*` eats a character q's token at j (or q's `*`) also takes
+            r1 = _skip(r1 | ((r0 & qdot) << 1) | (r0 & star), star)
+            r2 = _skip(r2 | ((r1 & qdot) << 1) | (r1 & star), star)
+            low = r0 | r1 | r2
+            r3 = _spread(r3 | ((r2 & qdot) << 1) | ((low & qnon) << 1) | (low & star), moves)
+            continue  # and may end here: the same positions go on to p's next token
+        info = seen.get(a)
+        if info is None:
+            info = seen[a] = _class_masks(q, a)
+        non, a_dot, a_non = info
+        n1 = n2 = n3 = 0
+        if a_dot:
+            n1 = ((r0 & qdot) << 1) | (r0 & star)
+            n2 = ((r1 & qdot) << 1) | (r1 & star)
+            high = r2 | r3
+            n3 = ((high & qdot) << 1) | (high & star)
+        if a_non:
+            every = r0 | r1 | r2 | r3
+            n3 |= ((every & non) << 1) | (every & star)
+        r0, r1, r2, r3 = 0, n1, n2, n3
+        if not (n1 | n2 | n3):
+            return False
+    return bool(_skip(r3, star) >> len(q.tokens) & 1)
+
+
+@lru_cache(maxsize=1 << 14)
 def _meet_cached(x: str, y: str) -> bool:
     if not _is_glob(x):
-        return _glob_regex(y).fullmatch(x) is not None
+        return _match(x, _glob(y))
     if not _is_glob(y):
-        return _glob_regex(x).fullmatch(y) is not None
-    return _meet_tokens(_tokens(x), _tokens(y))
+        return _match(y, _glob(x))
+    gx, gy = _glob(x), _glob(y)
+    return _meet_globs(gx, gy) if len(gx.tokens) <= len(gy.tokens) else _meet_globs(gy, gx)
 
 
-def _seg_meet(x: str, x_glob: bool, y: str, y_glob: bool) -> bool:
+def _seg_meet(x: str, x_glob: bool, y: str, y_glob: bool, budget: Budget | None = None) -> bool:
     """True iff some concrete segment matches both segment patterns (neither is `**`)."""
     if not x_glob and not y_glob:
         return x == y
+    if budget is not None:
+        budget.spend(2 * (len(x) + len(y)) + 1)  # compiling the glob(s) and the rows, cached or not
     return _meet_cached(x, y) if x <= y else _meet_cached(y, x)
 
 
@@ -241,8 +385,7 @@ class _Entry:
     text: str  # canonical form
     segs: tuple[str, ...]  # () for "."
     kinds: tuple[int, ...]  # _LIT, _GLOB or _STARS per segment
-    sat: tuple[bool, ...]  # per segment: some concrete segment matches it (True for `**`)
-    rest_sat: tuple[bool, ...]  # rest_sat[j]: segs[j:] matches some concrete segments
+    sat: bool  # every segment matches some concrete segment (else the entry covers nothing)
     literal: bool  # all segments literal
     prefix: int  # number of leading literal segments
 
@@ -274,7 +417,7 @@ def _split(path: str) -> list[str]:
                 continue
         elif _is_glob(seg):
             try:
-                _tokens(seg)
+                _glob(seg)
             except _GlobError as exc:
                 raise BadScope(path, str(exc)) from None
         out.append(seg)
@@ -283,53 +426,57 @@ def _split(path: str) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=4096)
 def _compile(path: str) -> _Entry:
     segs = tuple(_split(path))
     kinds = tuple(_STARS if s == _DSTAR else _GLOB if _is_glob(s) else _LIT for s in segs)
-    sat = tuple(k != _GLOB or _seg_sat(s) for s, k in zip(segs, kinds, strict=True))
-    rest = [True] * (len(segs) + 1)
-    for j in range(len(segs) - 1, -1, -1):
-        rest[j] = rest[j + 1] and sat[j]
+    sat = all(k != _GLOB or _seg_sat(s) for s, k in zip(segs, kinds, strict=True))
     prefix = 0
     while prefix < len(segs) and kinds[prefix] == _LIT:
         prefix += 1
-    return _Entry("/".join(segs) or ".", segs, kinds, sat, tuple(rest), prefix == len(segs), prefix)
+    return _Entry("/".join(segs) or ".", segs, kinds, sat, prefix == len(segs), prefix)
 
 
-def _overlap(a: _Entry, b: _Entry) -> bool:
+def _check_limits(path: str) -> _Entry:
+    """Compile an entry that is within the limits (module docstring); BadScope otherwise."""
+    if isinstance(path, str) and len(path) > MAX_ENTRY_CHARS:
+        raise BadScope(path, f"longer than {MAX_ENTRY_CHARS} characters")
+    e = _compile(path)
+    if len(e.segs) > MAX_SEGMENTS:
+        raise BadScope(path, f"more than {MAX_SEGMENTS} path segments")
+    for seg, kind in zip(e.segs, e.kinds, strict=True):
+        if len(seg) > MAX_SEGMENT_CHARS:
+            raise BadScope(path, f"a segment longer than {MAX_SEGMENT_CHARS} characters")
+        if kind == _GLOB:
+            g = _glob(seg)
+            if g.wildcards > MAX_WILDCARDS:
+                raise BadScope(path, f"more than {MAX_WILDCARDS} wildcards in one segment")
+            if g.widest > MAX_CLASS_CHARS:
+                raise BadScope(path, f"a '[...]' longer than {MAX_CLASS_CHARS} characters")
+    return e
+
+
+def _overlap(a: _Entry, b: _Entry, start: int = 0, budget: Budget | None = None) -> bool:
+    """True iff the entries overlap, given that their first `start` segments meet pairwise (no `**`).
+
+    Both satisfiable, they overlap iff their segments meet pairwise up to the first `**` on either side
+    or the end of either: that `**` absorbs the other's rest, and an ended entry covers the other's
+    rest. Before any `**` each segment matches one path segment, so the walk is a diagonal.
+    """
+    if not (a.sat and b.sat):
+        return False
     if a.literal and b.literal:
         n = min(len(a.segs), len(b.segs))
-        return a.segs[:n] == b.segs[:n]
-    sa, sb, ka, kb = a.segs, b.segs, a.kinds, b.kinds
-    la, lb = len(sa), len(sb)
-    seen: set[tuple[int, int]] = set()
-    stack = [(0, 0)]
-    while stack:
-        state = stack.pop()
-        if state in seen:
-            continue
-        seen.add(state)
-        i, j = state
-        if i == la:
-            if b.rest_sat[j]:
-                return True
-            continue
-        if j == lb:
-            if a.rest_sat[i]:
-                return True
-            continue
-        if ka[i] == _STARS:
-            stack.append((i + 1, j))  # absorbs nothing more
-            if b.sat[j]:
-                stack.append((i, j + 1))  # absorbs the segment sb[j] matches
-        elif kb[j] == _STARS:
-            stack.append((i, j + 1))
-            if a.sat[i]:
-                stack.append((i + 1, j))
-        elif _seg_meet(sa[i], ka[i] == _GLOB, sb[j], kb[j] == _GLOB):
-            stack.append((i + 1, j + 1))
-    return False
+        return a.segs[start:n] == b.segs[start:n]
+    ka, kb, sa, sb = a.kinds, b.kinds, a.segs, b.segs
+    for i in range(start, min(len(sa), len(sb))):
+        if budget is not None:
+            budget.spend(1)
+        if ka[i] == _STARS or kb[i] == _STARS:
+            return True
+        if not _seg_meet(sa[i], ka[i] == _GLOB, sb[i], kb[i] == _GLOB, budget):
+            return False
+    return True
 
 
 def _unique(paths: Sequence[str]) -> list[_Entry]:
@@ -345,9 +492,10 @@ def _unique(paths: Sequence[str]) -> list[_Entry]:
 def normalize(path: str) -> str:
     """Canonical form of a scope entry: no `.`/`..`/empty segments, no trailing `/` or `**`; `.` = all.
 
-    Raises BadScope for an empty, absolute, root-escaping or control-character path and a bad glob.
+    Raises BadScope for an empty, absolute, root-escaping or control-character path, a bad glob, and an
+    entry over the limits of the module docstring.
     """
-    return _compile(path).text
+    return _check_limits(path).text
 
 
 def overlaps(a: str, b: str) -> bool:
@@ -355,10 +503,15 @@ def overlaps(a: str, b: str) -> bool:
     return _overlap(_compile(a), _compile(b))
 
 
-def overlapping(paths_a: Sequence[str], paths_b: Sequence[str]) -> list[tuple[str, str]]:
-    """The (a, b) pairs of normalized entries, one from each scope, that overlap."""
+def overlapping(
+    paths_a: Sequence[str], paths_b: Sequence[str], budget: Budget | None = None
+) -> list[tuple[str, str]]:
+    """The (a, b) pairs of normalized entries, one from each scope, that overlap.
+
+    Raises TooCostly if `budget` runs out (literal pairs are free: a tuple comparison each).
+    """
     eb = _unique(paths_b)
-    return [(x.text, y.text) for x in _unique(paths_a) for y in eb if _overlap(x, y)]
+    return [(x.text, y.text) for x in _unique(paths_a) for y in eb if _overlap(x, y, 0, budget)]
 
 
 # --------------------------------------------------------------------------- index
@@ -384,12 +537,6 @@ class _Node(Generic[K]):
 
 def _group(e: _Entry) -> str:
     return e.segs[e.prefix] if e.prefix < len(e.segs) else ""
-
-
-def _closure(q: _Entry, j: int, into: set[int]) -> None:
-    into.add(j)
-    if j < len(q.kinds) and q.kinds[j] == _STARS:
-        into.add(j + 1)  # never two `**` in a row after normalization
 
 
 class ScopeIndex(Generic[K]):
@@ -437,59 +584,51 @@ class ScopeIndex(Generic[K]):
                     break
                 del path[depth - 1].children[e.segs[depth - 1]]
 
-    def conflicts(self, paths: Sequence[str], exclude: K | None = None) -> list[tuple[K, str, str]]:
+    def conflicts(
+        self, paths: Sequence[str], exclude: K | None = None, budget: Budget | None = None
+    ) -> list[tuple[K, str, str]]:
         """(key, their_path, my_path) for every live entry overlapping an entry of `paths`.
 
-        Keys equal to `exclude` are skipped; paths in the result are normalized. Raises BadScope.
+        Keys equal to `exclude` are skipped; paths in the result are normalized. Raises BadScope, and
+        TooCostly if `budget` runs out (listing the overlaps found costs nothing from it).
         """
         out: list[tuple[K, str, str]] = []
         for q in _unique(paths):
-            self._query(q, exclude, out)
+            self._query(q, exclude, out, budget)
         return out
 
-    def _query(self, q: _Entry, exclude: K | None, out: list[tuple[K, str, str]]) -> None:
-        # `states`: positions of q reachable after matching the node's path (closed under skipping
-        # `**`). Containing len(q.segs) means q covers the node's path and so everything below it.
+    def _query(
+        self, q: _Entry, exclude: K | None, out: list[tuple[K, str, str]], budget: Budget | None
+    ) -> None:
+        # A node at depth d is reached while q.segs[:d] meets its path segment by segment (no `**` so
+        # far). From there q covers the node's whole subtree once it ends or reaches a `**` (_overlap).
+        if not q.sat:
+            return  # q covers nothing
         segs, kinds, n, mine = q.segs, q.kinds, len(q.segs), q.text
-        start: set[int] = set()
-        _closure(q, 0, start)
-        stack: list[tuple[_Node[K], set[int]]] = [(self._root, start)]
+        stack: list[tuple[_Node[K], int]] = [(self._root, 0)]
         while stack:
-            node, states = stack.pop()
-            if n in states:
+            node, d = stack.pop()
+            if budget is not None:
+                budget.spend(1)
+            if d == n or kinds[d] == _STARS:
                 for sub in node.walk():
                     for group in sub.groups.values():
-                        out.extend(
-                            (k, t, mine) for (k, t), e in group.items() if k != exclude and e.rest_sat[0]
-                        )
+                        out.extend((k, t, mine) for (k, t), e in group.items() if k != exclude and e.sat)
                 continue
             for nxt, group in node.groups.items():
-                if nxt == "":  # literal entries equal to the node path: q must go on below it
-                    if any(q.rest_sat[j] for j in states):
-                        out.extend((k, t, mine) for (k, t) in group if k != exclude)
-                    continue
-                if nxt != _DSTAR and not any(
-                    kinds[j] == _STARS or _seg_meet(nxt, True, segs[j], kinds[j] == _GLOB) for j in states
-                ):
-                    continue  # every entry here needs a next segment matching `nxt`; q has none
-                out.extend((k, t, mine) for (k, t), e in group.items() if k != exclude and _overlap(e, q))
-            if not node.children:
-                continue
-            if all(kinds[j] == _LIT for j in states):
-                wanted: dict[str, set[int]] = {}  # literal positions only: direct lookups
-                for j in states:
-                    _closure(q, j + 1, wanted.setdefault(segs[j], set()))
-                for name, nxt_states in wanted.items():
-                    child = node.children.get(name)
-                    if child is not None:
-                        stack.append((child, nxt_states))
-                continue
-            for name, child in node.children.items():
-                nxt_states = set()
-                for j in states:
-                    if kinds[j] == _STARS:
-                        _closure(q, j, nxt_states)
-                    elif _seg_meet(name, False, segs[j], kinds[j] == _GLOB):
-                        _closure(q, j + 1, nxt_states)
-                if nxt_states:
-                    stack.append((child, nxt_states))
+                if nxt == "":  # literal entries equal to the node path: they cover the rest of q
+                    out.extend((k, t, mine) for (k, t) in group if k != exclude)
+                elif nxt == _DSTAR or _seg_meet(nxt, True, segs[d], kinds[d] == _GLOB, budget):
+                    out.extend(
+                        (k, t, mine)
+                        for (k, t), e in group.items()
+                        if k != exclude and _overlap(e, q, d, budget)
+                    )
+            if kinds[d] == _LIT:
+                child = node.children.get(segs[d])
+                if child is not None:
+                    stack.append((child, d + 1))
+            else:
+                for name, child in node.children.items():
+                    if _seg_meet(name, False, segs[d], True, budget):
+                        stack.append((child, d + 1))

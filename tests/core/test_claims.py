@@ -12,7 +12,7 @@ from hub.config import HubConfig
 from hub.core.claims import Claims
 from hub.core.effects import ArmTimer, Deliver, Outcome, Reply
 from hub.core.machine import SessionGone, Start, Tick
-from hub.core.scopes import overlaps
+from hub.core.scopes import MAX_CHECK_STEPS, overlaps
 from hub.protocol import commands as c
 from hub.protocol import events as e
 from hub.protocol.codec import to_builtins
@@ -114,10 +114,16 @@ def test_an_agents_own_claims_may_overlap(script: Script) -> None:
         ("src/[a", "unclosed '[' in glob"),
         ("src/a**", "'**' must be a whole path segment"),
         ("", "empty path"),
+        ("/".join(["a" * 200] * 6), "longer than 1024 characters"),
+        ("/".join(["a"] * 65), "more than 64 path segments"),
+        ("src/" + "a" * 256, "a segment longer than 255 characters"),
+        ("src/" + "*a" * 32 + "?", "more than 32 wildcards in one segment"),
+        ("src/[" + "a" * 65 + "]", "a '[...]' longer than 64 characters"),
     ],
 )
 def test_bad_paths_are_bad_request(script: Script, path: str, reason: str) -> None:
-    """A path that is absolute, escapes the root, holds control characters or a bad glob is `bad_request`."""
+    """A path that is absolute, escapes the root, holds control characters, is a bad glob or over a limit of
+    hub.core.scopes is `bad_request`."""
     script.join("alice")
     err = script.refused("alice", c.Claim(name="alice", work="w", paths=("ok.py", path)))
     assert err.code == Code.BAD_REQUEST
@@ -488,6 +494,46 @@ def test_intents_show_on_the_board_with_overlaps(script: Script) -> None:
     ]
     full = reply(script.run(c.Board()))
     assert full["claims"] == board["claims"] and full["intents"] == board["intents"]
+
+
+def test_intent_clashes_list_each_overlapping_pair(script: Script) -> None:
+    """A claimed path overlapping two of an intent's paths is listed twice, in the claim's path order."""
+    script.join("alice", "bob")
+    claim(script, "alice", "two", "docs", "src", "lib/*.py")
+    board = reply(
+        script.do("bob", c.DeclareIntent(name="bob", paths=("src/a", "lib/x.py", "src/b")), session=CLI)
+    )
+    (intent,) = board["intents"]
+    assert intent["overlaps"] == [{"holder": "alice", "work": "two", "paths": ["src", "src", "lib/*.py"]}]
+
+
+HOSTILE_HELD = tuple(
+    "/".join(f"*[a{chr(0x100 + k)}{chr(0x200 + i)}]*" for i in range(60)) + "/zz" for k in range(256)
+)
+DEEP = tuple("/".join(f"{k:03d}{i:02d}aaaaaaaaa" for i in range(60)) + "/END" for k in range(256))
+
+
+def test_claim_too_costly_to_check_is_limit_exceeded(script: Script) -> None:
+    """Deciding 256 deep entries against 256 deep globs runs out of steps: `limit_exceeded`, nothing
+    recorded; a cheap claim in the same room is decided as usual."""
+    script.join("alice", "mallory")
+    claim(script, "mallory", "hostile", *HOSTILE_HELD)
+    err = script.refused("alice", c.Claim(name="alice", work="deep", paths=DEEP))
+    assert err.code == Code.LIMIT_EXCEEDED
+    assert err.detail == {"limit": MAX_CHECK_STEPS, "what": "scope check steps"}
+    err = script.refused("alice", c.Claim(name="alice", work="data", paths=("data/a.py",)))
+    assert err.code == Code.CLAIM_OVERLAP
+    assert claim(script, "alice", "lib", "lib/x.py")["paths"] == ["lib/x.py"]
+
+
+def test_board_shows_a_pair_it_cannot_decide_as_a_clash(script: Script) -> None:
+    """The board decides intents under one budget; past it, a pair counts as a clash on all their paths."""
+    script.join("alice", "mallory", "bob")
+    claim(script, "mallory", "hostile", *HOSTILE_HELD)
+    claim(script, "bob", "docs", "docs")
+    board = reply(script.do("alice", c.DeclareIntent(name="alice", paths=DEEP), session=CLI))
+    (intent,) = board["intents"]
+    assert [(o["holder"], len(o["paths"])) for o in intent["overlaps"]] == [("mallory", 256), ("bob", 1)]
 
 
 def test_intent_is_advisory_and_clearable(script: Script) -> None:

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import re
+import sys
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
+from types import FrameType
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from hub.core.scopes import BadScope, ScopeIndex, normalize, overlapping, overlaps
+from hub.core import scopes
+from hub.core.scopes import (
+    MAX_CHECK_STEPS,
+    MAX_CLASS_CHARS,
+    MAX_ENTRY_CHARS,
+    MAX_SEGMENT_CHARS,
+    MAX_SEGMENTS,
+    MAX_WILDCARDS,
+    BadScope,
+    Budget,
+    ScopeIndex,
+    TooCostly,
+    normalize,
+    overlapping,
+    overlaps,
+)
 
 # --------------------------------------------------------------------------- normalization
 
@@ -379,3 +398,235 @@ def test_index_matches_brute_force(
         idx.remove(key)
     assert len(idx) == 0
     assert idx.conflicts(["."]) == []
+
+
+# --------------------------------------------------------------------------- matchers vs a reference
+#
+# The reference is fnmatch.fnmatchcase (no backslash escapes either; `[^x]` is spelled `[!x]` there) on
+# small alphabets: "c" stands for every character the classes below leave out.
+
+REF_TOKENS = ["a", "b", ".", "c", "?", "*", "[ab]", "[!a]", "[^b]", "[a-b]", "[.]", "[!.]", "[]a]", "[.a]"]
+REF_ALPHABET = "abc.]"
+
+
+def _fnmatch_pattern(glob: str) -> str:
+    return glob.replace("[^", "[!")  # safe: no REF_TOKENS class holds "[" or "^" as a member
+
+
+@st.composite
+def ref_globs(draw: st.DrawFn, max_fixed: int = 4) -> str:
+    """A glob segment of REF_TOKENS: at most `max_fixed` one-character tokens, stars never adjacent."""
+    out: list[str] = []
+    fixed = 0
+    for tok in draw(st.lists(st.sampled_from(REF_TOKENS), min_size=1, max_size=2 * max_fixed + 1)):
+        if tok == "*":
+            if out and out[-1] == "*":
+                continue
+        elif fixed == max_fixed:
+            continue
+        else:
+            fixed += 1
+        out.append(tok)
+    glob = "".join(out)
+    assume(glob not in (".", ".."))
+    return glob
+
+
+ref_literals = st.text(REF_ALPHABET, min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
+
+
+@settings(max_examples=500, deadline=None)
+@given(ref_literals, ref_globs())
+def test_literal_against_glob_matches_fnmatch(lit: str, glob: str) -> None:
+    """A literal segment meets a glob segment iff fnmatch says the glob matches it."""
+    expected = fnmatch.fnmatchcase(lit, _fnmatch_pattern(glob))
+    assert overlaps(lit, glob) is expected
+    assert overlaps(f"x/{glob}/y", f"x/{lit}") is expected
+
+
+@cache
+def _ref_words() -> tuple[str, ...]:
+    """Every valid segment of up to 7 characters over REF_ALPHABET (enough for two globs of at most 2
+    one-character tokens each: one character per such token, plus up to 3 for the ""/"."/".." rule)."""
+    return tuple(w for w in _valid_segments_over(REF_ALPHABET, 7))
+
+
+def _valid_segments_over(alphabet: str, max_len: int) -> list[str]:
+    words = ("".join(t) for n in range(1, max_len + 1) for t in itertools.product(alphabet, repeat=n))
+    return [w for w in words if w not in (".", "..")]
+
+
+@cache
+def _ref_matched(glob: str) -> frozenset[str]:
+    rx = re.compile(fnmatch.translate(_fnmatch_pattern(glob)))
+    return frozenset(w for w in _ref_words() if rx.match(w))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ref_globs(max_fixed=2), ref_globs(max_fixed=2))
+def test_glob_against_glob_matches_enumeration(x: str, y: str) -> None:
+    """Two glob segments meet iff some short valid segment matches both by fnmatch."""
+    expected = not _ref_matched(x).isdisjoint(_ref_matched(y))
+    assert overlaps(x, y) is expected
+    assert overlaps(y, x) is expected
+
+
+# --------------------------------------------------------------------------- limits
+
+
+LONGEST = "/".join(["a" * 255] * 3 + ["a" * 254, "b"])
+
+
+def test_limits_are_enforced_by_normalize() -> None:
+    """Each limit admits its bound and refuses one more, with BadScope naming it."""
+    ok_and_over = [
+        (LONGEST, LONGEST + "c", "longer than 1024 characters"),
+        ("/".join(["a"] * MAX_SEGMENTS), "/".join(["a"] * (MAX_SEGMENTS + 1)), "more than 64 path segments"),
+        ("a" * MAX_SEGMENT_CHARS, "a" * (MAX_SEGMENT_CHARS + 1), "segment longer than 255"),
+        ("*a" * MAX_WILDCARDS, "*a" * MAX_WILDCARDS + "?", "more than 32 wildcards"),
+        (
+            "[" + "a" * MAX_CLASS_CHARS + "]",
+            "[" + "a" * (MAX_CLASS_CHARS + 1) + "]",
+            "'[...]' longer than 64",
+        ),
+    ]
+    assert len(LONGEST) == MAX_ENTRY_CHARS
+    for ok, over, reason in ok_and_over:
+        assert normalize(ok) == ok
+        with pytest.raises(BadScope) as info:
+            normalize(over)
+        assert info.value.path == over and reason in info.value.reason
+        assert len(str(info.value)) < 200  # a long entry is not echoed whole in the message
+    # counted on the canonical form: dot segments and `..` do not count, the raw length does
+    assert normalize("./" * 100 + "a") == "a"
+    assert normalize("/".join(["a"] * MAX_SEGMENTS) + "/b/..") == "/".join(["a"] * MAX_SEGMENTS)
+
+
+def test_limits_apply_at_the_edge_only() -> None:
+    """Entries over the limits (say, from a log written before them) still compare and index."""
+    long = "/".join(["a"] * 100)
+    assert overlaps(long, "a/**/b")
+    idx: ScopeIndex[int] = ScopeIndex()
+    idx.add(1, [long, "*" * 1 + "?" * 40])
+    assert [k for k, _, _ in idx.conflicts(["a"])] == [1]
+
+
+# --------------------------------------------------------------------------- hostile input
+#
+# A backtracking matcher would not finish these (the first took seconds at n=35 and doubles per
+# character); here each is also measured by the Python lines hub/core/scopes.py executes, caches cleared,
+# against a bound linear in the input.
+
+
+def _scope_lines(fn: Callable[[], object]) -> int:
+    """Lines of hub/core/scopes.py executed by fn(), with every memo cache cleared first."""
+    for cached in (scopes._compile, scopes._glob, scopes._meet_cached, scopes._char):
+        cached.cache_clear()
+    target = scopes.__file__
+    count = 0
+
+    def local(frame: FrameType, event: str, arg: object) -> object:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: object) -> object:
+        return local if frame.f_code.co_filename == target else None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+ISSUE_GLOB = "src/" + "*a" * 9 + "*b"
+HOSTILE_GLOB = "src/" + "*a" * (MAX_WILDCARDS - 1) + "*b"
+
+
+@pytest.mark.parametrize("glob", [ISSUE_GLOB, HOSTILE_GLOB])
+def test_star_heavy_glob_against_long_literal_is_linear(glob: str) -> None:
+    """The issue's glob against src/aaa…a: no match, in work linear in the literal's length."""
+    lines = {}
+    for n in (64, 128, MAX_SEGMENT_CHARS):
+        literal = "src/" + "a" * n
+        lines[n] = _scope_lines(lambda literal=literal: overlaps(glob, literal))  # type: ignore[misc]
+        assert not overlaps(glob, literal)
+        assert overlaps(glob, literal + "b")
+    assert lines[MAX_SEGMENT_CHARS] <= 12 * MAX_SEGMENT_CHARS + 400
+    assert lines[128] - lines[64] <= 12 * 64 and lines[MAX_SEGMENT_CHARS] - lines[128] <= 12 * 127
+
+
+def test_double_star_chains_against_long_paths() -> None:
+    """`**`-heavy entries against deep paths: one diagonal walk, a handful of steps."""
+    chain = "/".join(["**", "a"] * 31 + ["z"])
+    deep = "/".join(["a"] * MAX_SEGMENTS)
+    for a, b, expected in [
+        (chain, deep, True),  # the first `**` absorbs the rest
+        ("b/" + chain, deep, False),
+        ("/".join(["*"] * 63 + ["b"]), deep, False),
+        ("/".join(["*"] * 63 + ["b"]), "/".join(["a"] * 63 + ["c"]), False),
+        ("/".join(["*"] * 62 + ["**", "b"]), deep, True),
+    ]:
+        assert normalize(a) and normalize(b)
+        assert overlaps(a, b) is expected and overlaps(b, a) is expected
+        assert _scope_lines(lambda a=a, b=b: overlaps(a, b)) <= 40 * MAX_SEGMENTS + 400  # type: ignore[misc]
+
+
+def _wide_glob(seed: int) -> str:
+    """A 255-character glob with 32 wildcards: stars, `?` and classes of scattered characters (many
+    elementary intervals), then literal characters up to the segment limit."""
+    out, wildcards = "*", 1
+    k = 0
+    while wildcards + 2 <= MAX_WILDCARDS:
+        body = "".join(chr(0x100 + 3 * ((seed * 7 + k * 5 + i * 11) % 500)) for i in range(5)) + ".a"
+        out += ("[!" if k % 2 else "[") + body + "]" + ("*" if k % 3 == 0 else "?")
+        wildcards += 2
+        k += 1
+    return (out + "ab." * MAX_SEGMENT_CHARS)[:MAX_SEGMENT_CHARS]
+
+
+def test_long_globs_against_each_other() -> None:
+    """Two maximal glob segments meet in work bounded by their sizes, never their combinations."""
+    x, y = _wide_glob(1), _wide_glob(2) + "/q"
+    assert normalize(x) and normalize(y)
+    lines = _scope_lines(lambda: overlaps(x + "/p", y))
+    assert lines <= 255 * 20 + 32 * 700 * 3 + 2 * 255 * 10  # rows, class scans of the intervals, compiles
+
+
+def test_many_entry_claims_run_out_of_budget() -> None:
+    """256 hostile entries against 256: the check stops at its Budget, however warm the caches."""
+    held = ["/".join(f"*[a{chr(0x100 + k)}{chr(0x200 + i)}]*" for i in range(60)) + "/zz" for k in range(256)]
+    mine = ["/".join(f"{k:03d}{i:02d}aaaaaaaaa" for i in range(60)) + "/END" for k in range(256)]
+    for p in held + mine:
+        normalize(p)
+    idx: ScopeIndex[str] = ScopeIndex()
+    idx.add("hostile", held)
+    for _ in range(2):  # the second time with every segment pair memoized: the same outcome
+        budget = Budget(MAX_CHECK_STEPS)
+        with pytest.raises(TooCostly) as info:
+            idx.conflicts(mine, budget=budget)
+        assert info.value.limit == MAX_CHECK_STEPS and budget.left < 0
+    with pytest.raises(TooCostly):
+        overlapping(held, mine, Budget(MAX_CHECK_STEPS))
+    idx.add("hostile", held[:4])
+    assert idx.conflicts(mine[:4], budget=Budget(MAX_CHECK_STEPS)) == []  # a few entries are affordable
+
+
+def test_budget_spent_depends_on_the_scopes_only() -> None:
+    """The steps a check costs are the same with cold and warm caches; ordinary checks cost little."""
+    idx: ScopeIndex[int] = ScopeIndex()
+    idx.add(1, ["src/api/", "docs/*.md", "**/*.lock"])
+    idx.add(2, ["tests/test_*.py", "src/[a-m]*/x.py"])
+
+    def spent() -> int:
+        budget = Budget(MAX_CHECK_STEPS)
+        idx.conflicts(["src/api/x.py", "docs/guide.md", "tests/*", "src/*.py"], budget=budget)
+        return budget.limit - budget.left
+
+    _scope_lines(lambda: None)  # clears the caches
+    cold = spent()
+    assert spent() == cold and 0 < cold < 500
