@@ -6,13 +6,22 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, result_of
+from agent_sdk.base import (
+    DEFAULT_RETRIES,
+    BaseClient,
+    OnRetry,
+    StateCommands,
+    TaskCommands,
+    error_of,
+    result_of,
+    retry_after_of,
+)
 from agent_sdk.claims import Claim
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
@@ -50,6 +59,8 @@ class Agent(BaseClient):
         ca_file: str | None = None,
         admin_token: str | None = None,
         invite: str | None = None,
+        retries: int = DEFAULT_RETRIES,
+        on_retry: OnRetry | None = None,
     ) -> None:
         super().__init__(
             name,
@@ -61,6 +72,8 @@ class Agent(BaseClient):
             ca_file=ca_file,
             admin_token=admin_token,
             invite=invite,
+            retries=retries,
+            on_retry=on_retry,
         )
         self.stream = stream
         self.reconnect = reconnect
@@ -114,15 +127,16 @@ class Agent(BaseClient):
         self.connected.set()
 
     async def _identify(self) -> None:
+        join, attach = self.cmd_join, lambda: self.cmd_attach(self.stream)
         if self.token is None:
-            self.joined(await self._request(self.cmd_join()))
+            self.joined(await self._retrying(lambda: self._request(join())))
         try:
-            result = await self._request(self.cmd_attach(self.stream))
+            result = await self._retrying(lambda: self._request(attach()))
         except HubError as exc:
             if not (exc.code == Code.NOT_FOUND and exc.detail.get("what") in ("agent", "room")):
                 raise
-            self.joined(await self._request(self.cmd_join()))
-            result = await self._request(self.cmd_attach(self.stream))
+            self.joined(await self._retrying(lambda: self._request(join())))
+            result = await self._retrying(lambda: self._request(attach()))
         if self.cursor is None:
             self.cursor = int(result["seq"])
         self._sub_ids.clear()
@@ -195,11 +209,17 @@ class Agent(BaseClient):
                     delay = 0.05
                     break
                 except HubError as exc:
-                    if exc.code not in (Code.UNREACHABLE, Code.DISCONNECTED, Code.UNAVAILABLE):
+                    if exc.code not in (
+                        Code.UNREACHABLE,
+                        Code.DISCONNECTED,
+                        Code.UNAVAILABLE,
+                        Code.RATE_LIMITED,
+                    ):
                         logger.error("agent.reconnect_refused code=%s", exc.code)
                         self._queue.put_nowait(None)
                         return
-                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    wait = delay * (0.5 + random.random())
+                    await asyncio.sleep(max(wait, retry_after_of(exc.detail.get("retry_after"))))
                     delay = min(delay * 2, 2.0)
 
     async def _request(self, cmd: c.BaseCommand, timeout: float | None = None) -> Any:
@@ -218,12 +238,33 @@ class Agent(BaseClient):
             raise HubError(Code.TIMED_OUT, "no reply from the hub in time") from None
 
     async def request(self, build: Callable[[], c.BaseCommand]) -> Any:
-        """Send a command once connected (waiting for a reconnect if one is under way)."""
-        try:
-            await asyncio.wait_for(self.connected.wait(), self.request_timeout)
-        except TimeoutError:
-            raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
-        return await self._request(build())
+        """Send a command once connected (waiting for a reconnect if one is under way).
+
+        A refusal with `rate_limited` or `unavailable` (nothing was applied) is sent again after a backoff
+        that honors the hub's `retry_after`, up to `retries` times; then the refusal is raised.
+        """
+
+        async def once() -> Any:
+            try:
+                await asyncio.wait_for(self.connected.wait(), self.request_timeout)
+            except TimeoutError:
+                raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
+            return await self._request(build())
+
+        return await self._retrying(once)
+
+    async def _retrying(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """Await `send()`, again after a backoff while the hub refuses it with a retryable code."""
+        attempt = 0
+        while True:
+            try:
+                return await send()
+            except HubError as exc:
+                attempt += 1
+                delay = self.retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
 
     # -- verbs --------------------------------------------------------------------------------------
 
@@ -385,15 +426,17 @@ class Agent(BaseClient):
     async def _register(self, local: int) -> None:
         expr, include, _queue = self._subs[local]
         name = self.name if local in getattr(self, "_waiting_subs", ()) else None
-        result = await self._request(
-            c.Subscribe(
-                id=self.next_id(),
-                room=self.room,
-                token=self.token,
-                admin_token=self.admin_token,
-                expr=expr,
-                name=name,
-                include=include,
+        result = await self._retrying(
+            lambda: self._request(
+                c.Subscribe(
+                    id=self.next_id(),
+                    room=self.room,
+                    token=self.token,
+                    admin_token=self.admin_token,
+                    expr=expr,
+                    name=name,
+                    include=include,
+                )
             )
         )
         hub_id = int(result["sub"])

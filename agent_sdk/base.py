@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent_sdk import credentials
@@ -14,9 +17,44 @@ from hub.protocol.frames import Error, Frame, Message, Ok
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["DEFAULT_HUB", "BaseClient", "error_of", "targets"]
+__all__ = [
+    "DEFAULT_HUB",
+    "DEFAULT_RETRIES",
+    "RETRY_CODES",
+    "BaseClient",
+    "OnRetry",
+    "backoff",
+    "error_of",
+    "retry_after_of",
+    "targets",
+]
 
 DEFAULT_HUB = "ws://127.0.0.1:8876"
+
+# Retrying refusals. A refusal means the hub applied nothing, so sending the same command again is safe; a
+# request lost with its connection (`disconnected`) may have been applied and is never retried here.
+DEFAULT_RETRIES = 5
+RETRY_CODES = frozenset({Code.RATE_LIMITED, Code.UNAVAILABLE})
+BACKOFF_FIRST = 0.1  # seconds before the first retry when the hub names no time; doubles with each retry
+BACKOFF_MAX = 10.0  # the longest step the doubling reaches
+RETRY_AFTER_MAX = 60.0  # a hub's retry_after is honored up to this
+
+OnRetry = Callable[[HubError, float, int, int], None]  # (refusal, seconds to wait, attempt, retries)
+
+
+def backoff(attempt: int, retry_after: Any, jitter: float) -> float:
+    """Seconds to wait before retry number `attempt` (from 1): at least the hub's `retry_after` (when it is a
+    sane number) and at least the doubling step, plus up to half of that again by `jitter` (0 ≤ jitter < 1),
+    so clients refused together do not come back together."""
+    step = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, attempt - 1))
+    return max(retry_after_of(retry_after), step) * (1.0 + 0.5 * jitter)
+
+
+def retry_after_of(value: Any) -> float:
+    """A refusal's `retry_after` as seconds in [0, RETRY_AFTER_MAX]; 0 when it is missing or not a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return min(RETRY_AFTER_MAX, max(0.0, float(value)))
+    return 0.0
 
 
 def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -45,7 +83,11 @@ class BaseClient:
         ca_file: str | None = None,
         admin_token: str | None = None,
         invite: str | None = None,
+        retries: int = DEFAULT_RETRIES,
+        on_retry: OnRetry | None = None,
     ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, not {retries}")
         self.name = name
         self.room = room
         self.hub = hub or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB
@@ -56,7 +98,19 @@ class BaseClient:
         self.admin_token = admin_token  # joins (and operator commands) on a hub that has one
         self.invite = invite  # or a room invite, to join
         self.cursor: int | None = None  # the newest message seq seen on the stream
+        self.retries = retries  # how often a request refused with rate_limited or unavailable is sent again
+        self.on_retry = on_retry  # told before each wait (the CLI prints it)
         self._ids = 0
+
+    def retry_delay(self, exc: HubError, attempt: int) -> float | None:
+        """Seconds to wait before sending a refused request again (`attempt` counts retries from 1), or None
+        when it must not be: the refusal is not `rate_limited`/`unavailable`, or the retries are spent."""
+        if exc.code not in RETRY_CODES or attempt > self.retries:
+            return None
+        delay = backoff(attempt, exc.detail.get("retry_after"), random.random())
+        if self.on_retry is not None:
+            self.on_retry(exc, delay, attempt, self.retries)
+        return delay
 
     def next_id(self) -> int:
         self._ids += 1

@@ -78,7 +78,23 @@ class SyncAgent(BaseClient):
         return self._recv(timeout)  # type: ignore[no-any-return]
 
     def request(self, cmd: c.BaseCommand, timeout: float | None = 30.0) -> Any:
-        """Send one command and block for its reply; pushes that arrive meanwhile are kept."""
+        """Send one command and block for its reply; pushes that arrive meanwhile are kept.
+
+        A refusal with `rate_limited` or `unavailable` (nothing was applied) is sent again after a backoff
+        that honors the hub's `retry_after`, up to `retries` times; then the refusal is raised.
+        """
+        attempt = 0
+        while True:
+            try:
+                return self._request_once(cmd, timeout)
+            except HubError as exc:
+                attempt += 1
+                delay = self.retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+
+    def _request_once(self, cmd: c.BaseCommand, timeout: float | None) -> Any:
         self.post(cmd)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,6 +17,10 @@ __all__ = ["Settings", "client", "client_options", "main", "settings", "synapse"
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_HUB = "ws://127.0.0.1:8876"
+DEFAULT_RETRIES = (
+    5  # as the SDK's (agent_sdk.base.DEFAULT_RETRIES, not imported: `synapse --help` stays fast)
+)
+MAX_RETRIES = 1000
 
 
 class Settings:
@@ -31,6 +36,7 @@ class Settings:
         admin_token: str | None = None,
         invite: str | None = None,
         ca_file: str | None = None,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         self.hub = hub
         self.room = room
@@ -40,6 +46,27 @@ class Settings:
         self.admin_token = admin_token
         self.invite = invite
         self.ca_file = ca_file
+        self.retries = retries
+
+    def on_retry(self, exc: HubError, delay: float, attempt: int, retries: int) -> None:
+        """Say on stderr what a command waits for before it tries again (JSON with --json)."""
+        if self.json:
+            note = {
+                "retrying": {"code": str(exc.code), "in": round(delay, 3), "attempt": attempt, "of": retries}
+            }
+            click.echo(json.dumps(note), err=True)
+        else:
+            click.echo(f"{exc.code}: retrying in {delay:.2f}s ({attempt}/{retries})", err=True)
+
+    def agent_options(self) -> dict[str, Any]:
+        """What every SDK client of this command is built with: connection, TLS, retries."""
+        return {
+            "hub": self.hub,
+            "room": self.room,
+            "ca_file": self.ca_file,
+            "retries": self.retries,
+            "on_retry": self.on_retry,
+        }
 
 
 def _store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -106,6 +133,16 @@ _OPTIONS = [
         help="Trust this CA (PEM) for a wss:// hub instead of the system store [env SYNAPSE_CA_FILE].",
     ),
     click.option(
+        "--retries",
+        metavar="N",
+        type=click.IntRange(0, MAX_RETRIES),
+        default=None,
+        expose_value=False,
+        callback=_store,
+        help=f"Send a request the hub refused with rate_limited or unavailable again, up to N times, "
+        f"after a backoff [env SYNAPSE_RETRIES; default {DEFAULT_RETRIES}; 0: never].",
+    ),
+    click.option(
         "--json",
         "json_",
         is_flag=True,
@@ -136,7 +173,25 @@ def settings(ctx: click.Context) -> Settings:
         admin_token=given.get("admin_token") or os.environ.get("SYNAPSE_ADMIN_TOKEN") or None,
         invite=given.get("invite") or os.environ.get("SYNAPSE_INVITE") or None,
         ca_file=given.get("ca_file") or os.environ.get("SYNAPSE_CA_FILE") or None,
+        retries=_retries(given.get("retries")),
     )
+
+
+def _retries(given: int | None) -> int:
+    if given is not None:
+        return given
+    text = os.environ.get("SYNAPSE_RETRIES", "").strip()
+    if not text:
+        return DEFAULT_RETRIES
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_RETRIES:
+        raise click.UsageError(
+            f"SYNAPSE_RETRIES must be a whole number from 0 to {MAX_RETRIES}, not {text!r}"
+        )
+    return value
 
 
 def client(ctx: click.Context, *, need_name: bool = False, name: str | None = None) -> Any:
@@ -147,15 +202,7 @@ def client(ctx: click.Context, *, need_name: bool = False, name: str | None = No
     who = name or s.name
     if need_name and not who:
         raise click.UsageError("this command acts as an agent: give --name NAME (or set SYNAPSE_NAME)")
-    agent = SyncAgent(
-        who,
-        room=s.room,
-        hub=s.hub,
-        token=s.token,
-        ca_file=s.ca_file,
-        admin_token=s.admin_token,
-        invite=s.invite,
-    )
+    agent = SyncAgent(who, token=s.token, admin_token=s.admin_token, invite=s.invite, **s.agent_options())
     ctx.call_on_close(agent.close)
     return agent
 

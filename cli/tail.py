@@ -187,12 +187,7 @@ class Follow:
         from hub.protocol.frames import Error, EventFrame, Ok
 
         client = SyncAgent(  # with --name, its token: the tail then shows that agent's directed messages
-            self.s.name,
-            room=self.s.room,
-            hub=self.s.hub,
-            token=self.s.token,
-            ca_file=self.s.ca_file,
-            save_token=False,
+            self.s.name, token=self.s.token, save_token=False, **self.s.agent_options()
         )
         answered = False
         try:
@@ -308,7 +303,7 @@ def register(group: click.Group) -> None:
         from agent_sdk.sync import SyncAgent
 
         s = settings(ctx)
-        agent = SyncAgent(None, room=s.room, hub=s.hub, ca_file=s.ca_file, admin_token=s.admin_token)
+        agent = SyncAgent(None, admin_token=s.admin_token, **s.agent_options())
         ctx.call_on_close(agent.close)
         return s, agent
 

@@ -47,6 +47,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         "SYNAPSE_ROOM",
         "SYNAPSE_ADMIN_TOKEN",
         "SYNAPSE_INVITE",
+        "SYNAPSE_RETRIES",
     ):
         monkeypatch.delenv(var, raising=False)
     return home
