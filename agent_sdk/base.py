@@ -8,6 +8,8 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from agent_sdk import credentials
 from hub.protocol import commands as c
 from hub.protocol.codec import decode_frame, encode
@@ -25,6 +27,7 @@ __all__ = [
     "OnRetry",
     "backoff",
     "error_of",
+    "lost",
     "retry_after_of",
     "targets",
 ]
@@ -64,6 +67,30 @@ def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(t.strip() for t in target if t.strip())
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+MESSAGE_TOO_BIG = 1009  # WebSocket close code: a frame over the server's size limit
+
+
+def lost(code: int | None, reason: str) -> HubError:
+    """The error for a request whose connection ended: `too_large` when the hub closed it for the request's
+    size (a frame far over its limit is not read at all), else `disconnected` (it may have been applied)."""
+    if code == MESSAGE_TOO_BIG:
+        return HubError(
+            Code.TOO_LARGE,
+            f"the request is too large for the hub, which closed the connection ({code} {reason})".strip(),
+            {"reason": "frame"},
+        )
+    why = f"{code} {reason}".strip() if code is not None else reason or "no close frame"
+    return HubError(Code.DISCONNECTED, f"the hub closed the connection ({why})")
+
+
 def error_of(frame: Error) -> HubError:
     return HubError(frame.code, frame.message, frame.detail)
 
@@ -88,6 +115,13 @@ class BaseClient:
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, not {retries}")
+        for field, value in (("name", name), ("room", room), ("hub", hub), ("token", token)):
+            if isinstance(value, str) and not _is_utf8(value):
+                raise HubError(
+                    Code.BAD_REQUEST,
+                    f"{field} is not valid UTF-8 text",
+                    {"field": field, "reason": "not_utf8"},
+                )
         self.name = name
         self.room = room
         self.hub = hub or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB
@@ -117,11 +151,24 @@ class BaseClient:
         return self._ids
 
     def frame(self, cmd: c.BaseCommand) -> bytes:
-        return encode(cmd)
+        """The command's bytes. Raises HubError `bad_request` for a value JSON cannot carry (text that is not
+        UTF-8, nesting too deep for this process), before anything is sent."""
+        return _encoded(cmd)
 
     @staticmethod
     def decode(data: bytes | str) -> Frame:
-        return decode_frame(data)
+        """A frame from the hub. Raises HubError `bad_frame` when it cannot be read (nested deeper than this
+        process can follow, or not a frame at all)."""
+        try:
+            return decode_frame(data)
+        except RecursionError:
+            raise HubError(
+                Code.BAD_FRAME,
+                "the hub sent a frame nested too deeply to read here",
+                {"reason": "nested too deeply"},
+            ) from None
+        except (msgspec.DecodeError, UnicodeError) as exc:
+            raise HubError(Code.BAD_FRAME, f"the hub sent a frame that is not one: {exc}") from None
 
     def joined(self, result: dict[str, Any]) -> str:
         """Keep (and save) the token a join returned."""
@@ -192,19 +239,36 @@ class BaseClient:
     def cmd_send(
         self, target: str | list[str], body: Any, kind: str, reply_to: int | None, priority: bool
     ) -> c.Send:
-        import msgspec
-
         return c.Send(
             id=self.next_id(),
             room=self.room,
             token=self.token,
             name=self.need_name(),
             to=targets(target),
-            body=msgspec.Raw(encode(body)),
+            body=msgspec.Raw(_encoded(body, "body")),
             kind=kind,
             reply_to=reply_to,
             priority=priority,
         )
+
+
+def _encoded(value: Any, what: str = "request") -> bytes:
+    try:
+        return encode(value)
+    except UnicodeEncodeError as exc:
+        raise HubError(
+            Code.BAD_REQUEST,
+            f"the {what} holds text that is not valid UTF-8 ({exc.object[exc.start : exc.end]!r})",
+            {"reason": "not_utf8", "field": what},
+        ) from None
+    except RecursionError:
+        raise HubError(
+            Code.BAD_REQUEST, f"the {what} is nested too deeply", {"reason": "depth", "field": what}
+        ) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise HubError(
+            Code.BAD_REQUEST, f"the {what} cannot be sent as JSON: {exc}", {"field": what}
+        ) from None
 
 
 class TaskCommands:

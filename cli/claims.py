@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cli.main import Settings, client, client_options, settings
+from cli.main import Settings, check_text, client, client_options, settings
 from cli.output import clean, emit
 
 __all__ = ["register", "render_claim"]
@@ -116,6 +116,7 @@ def register(group: click.Group) -> None:
         import asyncio
 
         s = settings(ctx)
+        check_text(ctx)
         if not s.name:
             raise click.UsageError("give the agent: --name NAME (or set SYNAPSE_NAME)")
         try:

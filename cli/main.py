@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -69,9 +71,53 @@ class Settings:
         }
 
 
+class BadInput(click.BadParameter):
+    """A value the CLI cannot send (text that is not UTF-8): one line on stderr, exit 2, never a traceback."""
+
+    def show(self, file: Any = None) -> None:
+        ctx = self.ctx or click.get_current_context(silent=True)
+        root = ctx.find_root() if ctx is not None else None
+        as_json = bool(root is not None and root.meta.get("synapse", {}).get("json_"))
+        emit_error(as_json, "bad_request", self.format_message())
+
+
+def not_utf8(value: str) -> str | None:
+    """Why `value` cannot go on the wire (it came from bytes that are not UTF-8: argv, the environment), or
+    None. Python keeps such bytes as lone surrogates; they have no UTF-8 encoding."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = value.encode("utf-8", "surrogateescape" if _escaped(value) else "backslashreplace")
+        return f"not valid UTF-8 text (at byte {len(value[: exc.start].encode('utf-8', 'surrogateescape'))}: {raw[:40]!r})"
+    return None
+
+
+def _escaped(value: str) -> bool:
+    return all(not 0xD800 <= ord(ch) <= 0xDFFF or 0xDC80 <= ord(ch) <= 0xDCFF for ch in value)
+
+
+def check_text(ctx: click.Context) -> None:
+    """Refuse (exit 2) a parameter of this command or its groups that is not UTF-8 text, before anything is
+    sent; paths are exempt (a file name may be any bytes)."""
+    at: click.Context | None = ctx
+    while at is not None:
+        for param in at.command.params:
+            if isinstance(param.type, click.Path | click.File):
+                continue
+            value = at.params.get(param.name or "")
+            for item in value if isinstance(value, tuple | list) else (value,):
+                why = not_utf8(item) if isinstance(item, str) else None
+                if why is not None:
+                    raise BadInput(why, ctx=at, param=param)
+        at = at.parent
+
+
 def _store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value is None or value is False:
         return
+    why = not_utf8(value) if isinstance(value, str) and param.name != "ca_file" else None
+    if why is not None:
+        raise BadInput(why, ctx=ctx, param=param)
     ctx.find_root().meta.setdefault("synapse", {})[param.name] = value
 
 
@@ -164,6 +210,17 @@ def client_options(f: F) -> F:
 def settings(ctx: click.Context) -> Settings:
     """Flags (after the command win over before it), then the environment, then defaults."""
     given = ctx.find_root().meta.get("synapse", {})
+    for var in (
+        "SYNAPSE_HUB",
+        "SYNAPSE_ROOM",
+        "SYNAPSE_NAME",
+        "SYNAPSE_TOKEN",
+        "SYNAPSE_ADMIN_TOKEN",
+        "SYNAPSE_INVITE",
+    ):
+        why = not_utf8(os.environ.get(var, ""))
+        if why is not None and not given.get(var[len("SYNAPSE_") :].lower()):
+            raise BadInput(why, ctx=ctx, param_hint=var)
     return Settings(
         hub=given.get("hub") or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB,
         room=given.get("room") or os.environ.get("SYNAPSE_ROOM") or "default",
@@ -199,6 +256,7 @@ def client(ctx: click.Context, *, need_name: bool = False, name: str | None = No
     from agent_sdk.sync import SyncAgent
 
     s = settings(ctx)
+    check_text(ctx)
     who = name or s.name
     if need_name and not who:
         raise click.UsageError("this command acts as an agent: give --name NAME (or set SYNAPSE_NAME)")
@@ -225,10 +283,33 @@ class SynapseGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _deep_values():
+                return super().invoke(ctx)
         except HubError as exc:
-            emit_error(settings(ctx).json, str(exc.code), exc.message, exc.detail)
+            as_json = bool(ctx.find_root().meta.get("synapse", {}).get("json_"))
+            emit_error(as_json, str(exc.code), exc.message, exc.detail)
             ctx.exit(int(exit_code_for(exc.code)))
+        except RecursionError:
+            raise click.ClickException("a value is nested too deeply to handle") from None
+        except OSError as exc:  # a file the command reads or writes (the hub's own errors are HubErrors)
+            where = f" {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"cannot use{where}: {exc.strerror or exc}") from None
+
+
+DEEP_VALUES = 4_000  # stack levels a command may use: a JSON value as deep as any hub accepts, and more
+
+
+@contextlib.contextmanager
+def _deep_values() -> Iterator[None]:
+    """Room on the stack for deeply nested JSON from the hub: decoding and printing a value recurses once per
+    level, and a hub may hold values nested nearly 1000 deep (Python's default limit, including the frames
+    below)."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, DEEP_VALUES))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 @click.group(cls=SynapseGroup, epilog=HELP, context_settings={"help_option_names": ["-h", "--help"]})

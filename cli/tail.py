@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cli.main import Settings, client_options, settings
+from cli.main import Settings, check_text, client_options, settings
 from cli.output import clean, emit
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
@@ -273,6 +273,7 @@ def register(group: click.Group) -> None:
         printed. `--agent` and `--kind` filter on this side; `--since` takes a position printed earlier.
         """
         s = settings(ctx)
+        check_text(ctx)
         if all_rooms and ctx.find_root().meta.get("synapse", {}).get("room"):
             raise click.UsageError("give --room or --all-rooms, not both")
         if since is not None and since < 0:
@@ -303,6 +304,7 @@ def register(group: click.Group) -> None:
         from agent_sdk.sync import SyncAgent
 
         s = settings(ctx)
+        check_text(ctx)
         agent = SyncAgent(None, admin_token=s.admin_token, **s.agent_options())
         ctx.call_on_close(agent.close)
         return s, agent

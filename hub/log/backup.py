@@ -133,7 +133,7 @@ def migrate(source_db: str, target_db: str, progress: Progress | None = None) ->
     """Move a log to another database (SQLite → PostgreSQL or back); no hub may run on either meanwhile."""
     if db_url(source_db) == db_url(target_db):
         raise LogError("--from and --to name the same log")
-    return _copy(_owned(source_db, "migrating it"), target_db, progress, "migrating to it")
+    return _copy(_owned(source_db, "migrating it", create=False), target_db, progress, "migrating to it")
 
 
 # -- copying log to log ---------------------------------------------------------------------------
@@ -165,10 +165,10 @@ def _copy(source: EventLog, target_db: str, progress: Progress | None, doing: st
         source.close()
 
 
-def _owned(db: str, doing: str) -> EventLog:
-    """Own the log at `db`, saying clearly when a hub has it."""
+def _owned(db: str, doing: str, *, create: bool = True) -> EventLog:
+    """Own the log at `db` (an existing one only, unless `create`), saying clearly when a hub has it."""
     try:
-        return EventLog(db)
+        return EventLog(db, create=create)
     except LogError as exc:
         if exc.message.startswith("another hub is using this log"):
             raise LogError(f"{exc.message}: stop it before {doing}") from None

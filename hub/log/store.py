@@ -67,10 +67,14 @@ class EventLog:
     With `owner=True` (the hub, restore, migrate) this process owns the log until close(): on SQLite an
     exclusive flock on `<file>.lock`, on PostgreSQL an advisory lock held by the session every write goes
     through. A second owner is refused with "another hub is using this log (pid N)". `owner=False` opens
-    an existing log to read it (a backup, a test) and never writes.
+    an existing log to read it (a backup, a test) and never writes. `create=False` owns an existing log only
+    (a migration's source): a missing one is refused and nothing is created.
     """
 
-    def __init__(self, db: str, sync: str = "normal", *, owner: bool = True) -> None:
+    def __init__(
+        self, db: str, sync: str = "normal", *, owner: bool = True, create: bool | None = None
+    ) -> None:
+        create = owner if create is None else create and owner
         self.owner = owner
         self._writer: Connection | None = None  # the owner's connection (PostgreSQL: it holds the lock)
         self._owner_fd: int | None = None
@@ -85,13 +89,13 @@ class EventLog:
             raise LogError(f"cannot open the log at {self.where}: use an SQLite path or a postgresql:// URL")
         self.is_sqlite = backend == "sqlite"
         path = self.url.database if self.is_sqlite else None
-        if not owner and path and path != ":memory:" and not os.path.exists(path):
+        if not create and path and path != ":memory:" and not os.path.isfile(path):
             raise LogError(f"there is no log at {path}")
         try:
             self.engine = self._engine(sync)
             if owner:
                 self._own()
-            self._prepare(create=owner)
+            self._prepare(create=create)
             mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
             self._insert_sql = (
                 f"INSERT INTO events (seq, room, type, data, at) VALUES ({', '.join([mark] * 5)})"
