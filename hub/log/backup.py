@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from hub.log import private
 from hub.log.schema import SCHEMA_VERSION
 from hub.log.store import EventLog, LogError, Row, Snapshot, db_url
 from hub.protocol.codec import decode_event
@@ -181,6 +182,7 @@ def _sqlite_copy(source: EventLog, out: str) -> None:
 
     partial = out + ".partial"
     _remove(partial)
+    private.create_file(partial)  # 0600 whatever the umask: a backup holds everything the log does
     raw = source.engine.raw_connection()
     try:
         target = sqlite3.connect(partial)
@@ -222,7 +224,7 @@ def _write_ndjson(
 ) -> None:
     """Write the backup to `out.partial`, fsync, then rename: a crash never leaves a half backup at `out`."""
     partial = out + ".partial"
-    f: IO[bytes] = sys.stdout.buffer if out == "-" else open(partial, "wb")  # noqa: SIM115
+    f: IO[bytes] = sys.stdout.buffer if out == "-" else private.open_new(partial)  # 0600: a backup is the log
     done = 0
     try:
         f.write(json.dumps(header).encode() + b"\n")

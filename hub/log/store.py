@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from hub.log import private
 from hub.log.schema import SCHEMA_VERSION, events, meta, metadata, snapshots
 from hub.protocol.errors import Code, HubError
 
@@ -76,6 +77,7 @@ class EventLog:
     ) -> None:
         create = owner if create is None else create and owner
         self.owner = owner
+        self.create = create
         self._writer: Connection | None = None  # the owner's connection (PostgreSQL: it holds the lock)
         self._owner_fd: int | None = None
         self._errors: tuple[type[Exception], ...] = (SQLAlchemyError,)
@@ -122,8 +124,9 @@ class EventLog:
             # an unreachable server fails in seconds, not the OS's TCP timeout
             return create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
         path = self.url.database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and self.create:
+            private.make_folders(Path(path).parent)  # 0700, and the log file 0600 (its -wal, -shm follow)
+            private.create_file(path)
         engine = create_engine(self.url, poolclass=NullPool, connect_args={"check_same_thread": False})
         level = "FULL" if sync == "full" else "NORMAL"
 
@@ -169,7 +172,8 @@ class EventLog:
         except ImportError:  # no flock (Windows): nothing stops a second hub there
             logger.warning("log.unguarded path=%s reason=no-flock", path)
             return
-        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)  # kept: unlinking would race a taker
+        private.create_file(path + ".lock")  # 0600; kept once made: unlinking it would race a taker
+        fd = os.open(path + ".lock", os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
