@@ -6,13 +6,24 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, result_of
+from agent_sdk.base import (
+    DEFAULT_RETRIES,
+    MESSAGE_TOO_BIG,
+    BaseClient,
+    OnRetry,
+    StateCommands,
+    TaskCommands,
+    error_of,
+    lost,
+    result_of,
+    retry_after_of,
+)
 from agent_sdk.claims import Claim
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
@@ -50,6 +61,8 @@ class Agent(BaseClient):
         ca_file: str | None = None,
         admin_token: str | None = None,
         invite: str | None = None,
+        retries: int = DEFAULT_RETRIES,
+        on_retry: OnRetry | None = None,
     ) -> None:
         super().__init__(
             name,
@@ -61,6 +74,8 @@ class Agent(BaseClient):
             ca_file=ca_file,
             admin_token=admin_token,
             invite=invite,
+            retries=retries,
+            on_retry=on_retry,
         )
         self.stream = stream
         self.reconnect = reconnect
@@ -69,6 +84,7 @@ class Agent(BaseClient):
         self.connected = asyncio.Event()
         self.reconnects = 0
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._sizes: dict[int, int] = {}  # bytes of each request in flight (a hub closes for one too large)
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self._notices: asyncio.Queue[Notice | None] = asyncio.Queue()
         self._subs: dict[int, tuple[str, tuple[str, ...], asyncio.Queue[Trigger | None]]] = {}
@@ -114,15 +130,16 @@ class Agent(BaseClient):
         self.connected.set()
 
     async def _identify(self) -> None:
+        join, attach = self.cmd_join, lambda: self.cmd_attach(self.stream)
         if self.token is None:
-            self.joined(await self._request(self.cmd_join()))
+            self.joined(await self._retrying(lambda: self._request(join())))
         try:
-            result = await self._request(self.cmd_attach(self.stream))
+            result = await self._retrying(lambda: self._request(attach()))
         except HubError as exc:
             if not (exc.code == Code.NOT_FOUND and exc.detail.get("what") in ("agent", "room")):
                 raise
-            self.joined(await self._request(self.cmd_join()))
-            result = await self._request(self.cmd_attach(self.stream))
+            self.joined(await self._retrying(lambda: self._request(join())))
+            result = await self._retrying(lambda: self._request(attach()))
         if self.cursor is None:
             self.cursor = int(result["seq"])
         self._sub_ids.clear()
@@ -146,7 +163,11 @@ class Agent(BaseClient):
         """Route frames: replies to their futures, deliveries to the stream."""
         try:
             async for data in ws:
-                frame = self.decode(data)
+                try:
+                    frame = self.decode(data)
+                except HubError as exc:  # unreadable (too deep for this process): the request it answers
+                    self._unmatched(exc)
+                    continue
                 if isinstance(frame, Ok | Error) and frame.id is not None:
                     future = self._pending.pop(frame.id, None)
                     if future is not None and not future.done():
@@ -170,15 +191,45 @@ class Agent(BaseClient):
                     future = self._pending.pop(-frame.id, None)
                     if future is not None and not future.done():
                         future.set_result(frame)
+                elif isinstance(frame, Error):  # no id: the hub could not read one of our frames
+                    self._unmatched(error_of(frame))
         except ConnectionClosed:
             pass
         finally:
             self.connected.clear()
-            lost = HubError(Code.DISCONNECTED, "the connection to the hub was lost")
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(lost)
+            gone = HubError(Code.DISCONNECTED, "the connection to the hub was lost")
+            if ws.close_code == MESSAGE_TOO_BIG and self._sizes:  # closed for the largest request in flight
+                largest = max(self._sizes, key=self._sizes.__getitem__)
+                too_large = lost(ws.close_code, ws.close_reason or "")
+                self._fail_pending(lambda id_: too_large if id_ == largest else gone)
+            else:
+                self._fail_pending(lambda _id: gone)
             self._pending.clear()
+            self._sizes.clear()
+
+    def _unmatched(self, exc: HubError) -> None:
+        """An error no request id names (the hub could not read a frame of ours: too large, or sent while it
+        drains; or we could not read its reply): it goes to the request it must be for, when that is clear:
+        the largest in flight for `too_large`, else the only one in flight."""
+        requests = [id_ for id_ in self._pending if id_ > 0]
+        if exc.code == Code.TOO_LARGE and self._sizes:
+            target = max(self._sizes, key=self._sizes.__getitem__)
+        elif len(requests) == 1:
+            target = requests[0]
+        else:
+            logger.warning("agent.unmatched_error code=%s pending=%d", exc.code, len(requests))
+            return
+        future = self._pending.pop(target, None)
+        self._sizes.pop(target, None)
+        if future is not None and not future.done():
+            future.set_exception(exc)
+
+    def _fail_pending(self, error: Callable[[int], HubError]) -> None:
+        for id_, future in list(self._pending.items()):
+            if not future.done():
+                future.set_exception(error(id_))
+                self._pending.pop(id_, None)
+                self._sizes.pop(id_, None)
 
     async def _read_forever(self) -> None:
         """Keep a session: when the listener ends, reconnect with backoff and re-attach."""
@@ -195,35 +246,69 @@ class Agent(BaseClient):
                     delay = 0.05
                     break
                 except HubError as exc:
-                    if exc.code not in (Code.UNREACHABLE, Code.DISCONNECTED, Code.UNAVAILABLE):
+                    if exc.code not in (
+                        Code.UNREACHABLE,
+                        Code.DISCONNECTED,
+                        Code.UNAVAILABLE,
+                        Code.RATE_LIMITED,
+                    ):
                         logger.error("agent.reconnect_refused code=%s", exc.code)
                         self._queue.put_nowait(None)
                         return
-                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    wait = delay * (0.5 + random.random())
+                    await asyncio.sleep(max(wait, retry_after_of(exc.detail.get("retry_after"))))
                     delay = min(delay * 2, 2.0)
 
     async def _request(self, cmd: c.BaseCommand, timeout: float | None = None) -> Any:
         assert self.ws is not None
+        data = self.frame(cmd)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[cmd.id] = future
+        self._sizes[cmd.id] = len(data)
         try:
-            await self.ws.send(self.frame(cmd), text=True)
-        except ConnectionClosed:
+            await self.ws.send(data, text=True)
+        except ConnectionClosed as exc:
             self._pending.pop(cmd.id, None)
+            self._sizes.pop(cmd.id, None)
+            if exc.rcvd is not None and exc.rcvd.code == MESSAGE_TOO_BIG:
+                raise lost(exc.rcvd.code, exc.rcvd.reason) from None
             raise HubError(Code.DISCONNECTED, "the connection to the hub was lost") from None
         try:
             return await asyncio.wait_for(future, timeout or self.request_timeout)
         except TimeoutError:
             self._pending.pop(cmd.id, None)
             raise HubError(Code.TIMED_OUT, "no reply from the hub in time") from None
+        finally:
+            self._sizes.pop(cmd.id, None)
 
     async def request(self, build: Callable[[], c.BaseCommand]) -> Any:
-        """Send a command once connected (waiting for a reconnect if one is under way)."""
-        try:
-            await asyncio.wait_for(self.connected.wait(), self.request_timeout)
-        except TimeoutError:
-            raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
-        return await self._request(build())
+        """Send a command once connected (waiting for a reconnect if one is under way).
+
+        A refusal with `rate_limited` or `unavailable` (nothing was applied) is sent again after a backoff
+        that honors the hub's `retry_after`, up to `retries` times; then the refusal is raised.
+        """
+
+        async def once() -> Any:
+            try:
+                await asyncio.wait_for(self.connected.wait(), self.request_timeout)
+            except TimeoutError:
+                raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
+            return await self._request(build())
+
+        return await self._retrying(once)
+
+    async def _retrying(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """Await `send()`, again after a backoff while the hub refuses it with a retryable code."""
+        attempt = 0
+        while True:
+            try:
+                return await send()
+            except HubError as exc:
+                attempt += 1
+                delay = self.retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
 
     # -- verbs --------------------------------------------------------------------------------------
 
@@ -385,15 +470,17 @@ class Agent(BaseClient):
     async def _register(self, local: int) -> None:
         expr, include, _queue = self._subs[local]
         name = self.name if local in getattr(self, "_waiting_subs", ()) else None
-        result = await self._request(
-            c.Subscribe(
-                id=self.next_id(),
-                room=self.room,
-                token=self.token,
-                admin_token=self.admin_token,
-                expr=expr,
-                name=name,
-                include=include,
+        result = await self._retrying(
+            lambda: self._request(
+                c.Subscribe(
+                    id=self.next_id(),
+                    room=self.room,
+                    token=self.token,
+                    admin_token=self.admin_token,
+                    expr=expr,
+                    name=name,
+                    include=include,
+                )
             )
         )
         hub_id = int(result["sub"])

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
+import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from agent_sdk import credentials
 from hub.protocol import commands as c
@@ -14,9 +19,45 @@ from hub.protocol.frames import Error, Frame, Message, Ok
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["DEFAULT_HUB", "BaseClient", "error_of", "targets"]
+__all__ = [
+    "DEFAULT_HUB",
+    "DEFAULT_RETRIES",
+    "RETRY_CODES",
+    "BaseClient",
+    "OnRetry",
+    "backoff",
+    "error_of",
+    "lost",
+    "retry_after_of",
+    "targets",
+]
 
 DEFAULT_HUB = "ws://127.0.0.1:8876"
+
+# Retrying refusals. A refusal means the hub applied nothing, so sending the same command again is safe; a
+# request lost with its connection (`disconnected`) may have been applied and is never retried here.
+DEFAULT_RETRIES = 5
+RETRY_CODES = frozenset({Code.RATE_LIMITED, Code.UNAVAILABLE})
+BACKOFF_FIRST = 0.1  # seconds before the first retry when the hub names no time; doubles with each retry
+BACKOFF_MAX = 10.0  # the longest step the doubling reaches
+RETRY_AFTER_MAX = 60.0  # a hub's retry_after is honored up to this
+
+OnRetry = Callable[[HubError, float, int, int], None]  # (refusal, seconds to wait, attempt, retries)
+
+
+def backoff(attempt: int, retry_after: Any, jitter: float) -> float:
+    """Seconds to wait before retry number `attempt` (from 1): at least the hub's `retry_after` (when it is a
+    sane number) and at least the doubling step, plus up to half of that again by `jitter` (0 ≤ jitter < 1),
+    so clients refused together do not come back together."""
+    step = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, attempt - 1))
+    return max(retry_after_of(retry_after), step) * (1.0 + 0.5 * jitter)
+
+
+def retry_after_of(value: Any) -> float:
+    """A refusal's `retry_after` as seconds in [0, RETRY_AFTER_MAX]; 0 when it is missing or not a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return min(RETRY_AFTER_MAX, max(0.0, float(value)))
+    return 0.0
 
 
 def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -24,6 +65,30 @@ def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(target, str):
         target = target.split(",")
     return tuple(t.strip() for t in target if t.strip())
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+MESSAGE_TOO_BIG = 1009  # WebSocket close code: a frame over the server's size limit
+
+
+def lost(code: int | None, reason: str) -> HubError:
+    """The error for a request whose connection ended: `too_large` when the hub closed it for the request's
+    size (a frame far over its limit is not read at all), else `disconnected` (it may have been applied)."""
+    if code == MESSAGE_TOO_BIG:
+        return HubError(
+            Code.TOO_LARGE,
+            f"the request is too large for the hub, which closed the connection ({code} {reason})".strip(),
+            {"reason": "frame"},
+        )
+    why = f"{code} {reason}".strip() if code is not None else reason or "no close frame"
+    return HubError(Code.DISCONNECTED, f"the hub closed the connection ({why})")
 
 
 def error_of(frame: Error) -> HubError:
@@ -45,7 +110,18 @@ class BaseClient:
         ca_file: str | None = None,
         admin_token: str | None = None,
         invite: str | None = None,
+        retries: int = DEFAULT_RETRIES,
+        on_retry: OnRetry | None = None,
     ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, not {retries}")
+        for field, value in (("name", name), ("room", room), ("hub", hub), ("token", token)):
+            if isinstance(value, str) and not _is_utf8(value):
+                raise HubError(
+                    Code.BAD_REQUEST,
+                    f"{field} is not valid UTF-8 text",
+                    {"field": field, "reason": "not_utf8"},
+                )
         self.name = name
         self.room = room
         self.hub = hub or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB
@@ -56,18 +132,43 @@ class BaseClient:
         self.admin_token = admin_token  # joins (and operator commands) on a hub that has one
         self.invite = invite  # or a room invite, to join
         self.cursor: int | None = None  # the newest message seq seen on the stream
+        self.retries = retries  # how often a request refused with rate_limited or unavailable is sent again
+        self.on_retry = on_retry  # told before each wait (the CLI prints it)
         self._ids = 0
+
+    def retry_delay(self, exc: HubError, attempt: int) -> float | None:
+        """Seconds to wait before sending a refused request again (`attempt` counts retries from 1), or None
+        when it must not be: the refusal is not `rate_limited`/`unavailable`, or the retries are spent."""
+        if exc.code not in RETRY_CODES or attempt > self.retries:
+            return None
+        delay = backoff(attempt, exc.detail.get("retry_after"), random.random())
+        if self.on_retry is not None:
+            self.on_retry(exc, delay, attempt, self.retries)
+        return delay
 
     def next_id(self) -> int:
         self._ids += 1
         return self._ids
 
     def frame(self, cmd: c.BaseCommand) -> bytes:
-        return encode(cmd)
+        """The command's bytes. Raises HubError `bad_request` for a value JSON cannot carry (text that is not
+        UTF-8, nesting too deep for this process), before anything is sent."""
+        return _encoded(cmd)
 
     @staticmethod
     def decode(data: bytes | str) -> Frame:
-        return decode_frame(data)
+        """A frame from the hub. Raises HubError `bad_frame` when it cannot be read (nested deeper than this
+        process can follow, or not a frame at all)."""
+        try:
+            return decode_frame(data)
+        except RecursionError:
+            raise HubError(
+                Code.BAD_FRAME,
+                "the hub sent a frame nested too deeply to read here",
+                {"reason": "nested too deeply"},
+            ) from None
+        except (msgspec.DecodeError, UnicodeError) as exc:
+            raise HubError(Code.BAD_FRAME, f"the hub sent a frame that is not one: {exc}") from None
 
     def joined(self, result: dict[str, Any]) -> str:
         """Keep (and save) the token a join returned."""
@@ -138,19 +239,36 @@ class BaseClient:
     def cmd_send(
         self, target: str | list[str], body: Any, kind: str, reply_to: int | None, priority: bool
     ) -> c.Send:
-        import msgspec
-
         return c.Send(
             id=self.next_id(),
             room=self.room,
             token=self.token,
             name=self.need_name(),
             to=targets(target),
-            body=msgspec.Raw(encode(body)),
+            body=msgspec.Raw(_encoded(body, "body")),
             kind=kind,
             reply_to=reply_to,
             priority=priority,
         )
+
+
+def _encoded(value: Any, what: str = "request") -> bytes:
+    try:
+        return encode(value)
+    except UnicodeEncodeError as exc:
+        raise HubError(
+            Code.BAD_REQUEST,
+            f"the {what} holds text that is not valid UTF-8 ({exc.object[exc.start : exc.end]!r})",
+            {"reason": "not_utf8", "field": what},
+        ) from None
+    except RecursionError:
+        raise HubError(
+            Code.BAD_REQUEST, f"the {what} is nested too deeply", {"reason": "depth", "field": what}
+        ) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise HubError(
+            Code.BAD_REQUEST, f"the {what} cannot be sent as JSON: {exc}", {"field": what}
+        ) from None
 
 
 class TaskCommands:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from agent_sdk import credentials
-from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, result_of
+from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, lost, result_of
 from agent_sdk.wire import Closed, Socket
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
@@ -57,17 +57,33 @@ class SyncAgent(BaseClient):
         try:
             return self.decode(self.ws.recv(timeout))
         except Closed as exc:
-            raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
+            raise lost(exc.code, exc.reason) from None
 
     def post(self, cmd: c.BaseCommand) -> None:
         """Send a command without waiting for its reply (read it, and what follows, with `next_frame`)."""
         if self.ws is None:
             self.connect()
         assert self.ws is not None
+        data = self.frame(cmd)
         try:
-            self.ws.send(self.frame(cmd))
+            self.ws.send(data)
         except Closed as exc:
-            raise HubError(Code.DISCONNECTED, f"the hub closed the connection ({_reason(exc)})") from None
+            closed = exc if exc.code is not None else (self._close_frame() or exc)
+            raise lost(closed.code, closed.reason) from None
+
+    def _close_frame(self) -> Closed | None:
+        """After a send failed: why the hub closed, if its close frame arrived (a frame too large for it is
+        refused that way, while it is still being sent). What came before it is kept as usual."""
+        assert self.ws is not None
+        try:
+            while True:
+                frame = self.decode(self.ws.recv(1.0))
+                if isinstance(frame, Delivery) and self.fresh(frame.message):
+                    self.inbox.append(frame.message)
+        except Closed as closed:
+            return closed if closed.code is not None else None
+        except (TimeoutError, HubError):
+            return None
 
     def next_frame(self, timeout: float | None = None) -> Frame:
         """The next frame from the hub, of any kind (a tail's EventFrames, replies, pushes).
@@ -78,7 +94,23 @@ class SyncAgent(BaseClient):
         return self._recv(timeout)  # type: ignore[no-any-return]
 
     def request(self, cmd: c.BaseCommand, timeout: float | None = 30.0) -> Any:
-        """Send one command and block for its reply; pushes that arrive meanwhile are kept."""
+        """Send one command and block for its reply; pushes that arrive meanwhile are kept.
+
+        A refusal with `rate_limited` or `unavailable` (nothing was applied) is sent again after a backoff
+        that honors the hub's `retry_after`, up to `retries` times; then the refusal is raised.
+        """
+        attempt = 0
+        while True:
+            try:
+                return self._request_once(cmd, timeout)
+            except HubError as exc:
+                attempt += 1
+                delay = self.retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+
+    def _request_once(self, cmd: c.BaseCommand, timeout: float | None) -> Any:
         self.post(cmd)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -305,10 +337,6 @@ class SyncAgent(BaseClient):
                 return
             if isinstance(frame, Delivery) and self.fresh(frame.message):
                 yield frame.message
-
-
-def _reason(exc: Closed) -> str:
-    return str(exc) or "no close frame"
 
 
 class SyncTasks:

@@ -62,6 +62,7 @@ class Socket:
         self.buf = bytearray()
         self.parts: list[bytes] = []
         self.closed: Closed | None = None
+        self.broken: Closed | None = None  # a send failed; what the hub sent before it may still be read
 
     @classmethod
     def open(cls, url: str, timeout: float, ssl_context: Callable[[], Any] | None = None) -> Socket:
@@ -125,14 +126,17 @@ class Socket:
         self.sock.sendall(header + key + _mask(payload, key))
 
     def send(self, data: bytes | str) -> None:
-        """Send one text message. Raises Closed once the connection has ended."""
+        """Send one text message. Raises Closed once the connection has ended (`recv` may then still return
+        what the hub sent before, its close frame included: why it closed)."""
         if self.closed is not None:
             raise self.closed
+        if self.broken is not None:
+            raise self.broken
         try:
             self._frame(_TEXT, data.encode() if isinstance(data, str) else data)
         except OSError as exc:
-            self.closed = Closed(None, f"connection lost: {exc}")
-            raise self.closed from None
+            self.broken = Closed(None, f"connection lost: {exc}")
+            raise self.broken from None
 
     def recv(self, timeout: float | None = None) -> bytes:
         """The next whole message; TimeoutError after `timeout` seconds (the stream stays consistent)."""
@@ -183,7 +187,10 @@ class Socket:
                 payload = _mask(payload, key)
             opcode, fin = b0 & 0x0F, b0 & 0x80
             if opcode == _PING:
-                self._frame(_PONG, payload)
+                try:
+                    self._frame(_PONG, payload)
+                except OSError:
+                    pass  # the next recv finds the connection gone
             elif opcode == _CLOSE:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 self.closed = Closed(code, payload[2:].decode(errors="replace"))

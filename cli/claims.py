@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cli.main import client, client_options, settings
+from cli.main import Settings, check_text, client, client_options, settings
 from cli.output import clean, emit
 
 __all__ = ["register", "render_claim"]
@@ -116,15 +116,16 @@ def register(group: click.Group) -> None:
         import asyncio
 
         s = settings(ctx)
+        check_text(ctx)
         if not s.name:
             raise click.UsageError("give the agent: --name NAME (or set SYNAPSE_NAME)")
         try:
-            asyncio.run(_hold(s.hub, s.room, s.name, s.token, interval, s.json))
+            asyncio.run(_hold(s, s.name, interval))
         except KeyboardInterrupt:
             pass
 
 
-async def _hold(hub: str, room: str, name: str, token: str | None, interval: float, as_json: bool) -> None:
+async def _hold(s: Settings, name: str, interval: float) -> None:
     import asyncio
     import signal
 
@@ -134,7 +135,8 @@ async def _hold(hub: str, room: str, name: str, token: str | None, interval: flo
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Agent(name, room=room, hub=hub, token=token, stream=False) as agent:
+    hub, room, as_json = s.hub, s.room, s.json
+    async with Agent(name, token=s.token, stream=False, **s.agent_options()) as agent:
         emit(
             as_json,
             {"presence": "connected", "room": room, "name": name},

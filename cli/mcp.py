@@ -189,13 +189,16 @@ def serve(make_agent: Callable[[], Any]) -> None:
     from hub.protocol.errors import HubError
 
     agent = None
-    for line in sys.stdin:
-        if not line.strip():
+    for raw in sys.stdin.buffer:
+        if not raw.strip():
             continue
         try:
-            req = json.loads(line)
-        except ValueError:
+            req = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply to parse
             _answer(None, error={"code": -32700, "message": "parse error"})
+            continue
+        if not isinstance(req, dict):
+            _answer(None, error={"code": -32600, "message": "invalid request: not a JSON object"})
             continue
         method, id_ = req.get("method"), req.get("id")
         if id_ is None:
@@ -223,6 +226,9 @@ def serve(make_agent: Callable[[], Any]) -> None:
                 agent = agent or make_agent()
                 result = tool[1](agent, params.get("arguments") or {})
                 text, failed = encode(result).decode(), False
+            except (KeyError, TypeError, ValueError) as exc:  # arguments missing or of the wrong kind
+                _answer(id_, error={"code": -32602, "message": f"invalid arguments: {exc!r}"[:300]})
+                continue
             except HubError as exc:
                 text, failed = (
                     encode({"error": {"code": str(exc.code), "message": exc.message, **exc.detail}}).decode(),

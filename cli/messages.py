@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cli.main import client, client_options, settings
+from cli.main import BadInput, client, client_options, settings
 from cli.output import clean, emit, fmt_time, parse_value
 
 __all__ = ["register", "render"]
@@ -30,6 +30,18 @@ def _json(value: Any) -> str:
     from hub.protocol.codec import encode
 
     return encode(value).decode()
+
+
+def _stdin_text() -> str:
+    """The body on stdin, which must be UTF-8 text (refused in one line, exit 2, otherwise)."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"stdin is not valid UTF-8 text (at byte {exc.start}: {data[exc.start : exc.start + 8]!r})",
+            param_hint="BODY",
+        ) from None
 
 
 def register(group: click.Group) -> None:
@@ -57,7 +69,7 @@ def register(group: click.Group) -> None:
         body: tuple[str, ...],
     ) -> None:
         """Send BODY (JSON if it parses, else text; `-` reads stdin) and print its seq once it is durable."""
-        raw = sys.stdin.read() if body == ("-",) else " ".join(body)
+        raw = _stdin_text() if body == ("-",) else " ".join(body)
         targets = [t for each in target for t in each.split(",") if t.strip()]
         result = client(ctx, need_name=True).send(
             targets, parse_value(raw), kind=kind, reply_to=reply_to, priority=priority

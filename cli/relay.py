@@ -103,6 +103,10 @@ def register(group: click.Group) -> None:
         A crash at any point neither loses nor duplicates a line: lines are fsynced before the cursor moves,
         and a rerun reconciles a file that got ahead of its cursor. Prints the number of lines appended.
         """
+        for path, what in ((file, "FILE"), (cursor_file, "CURSOR_FILE")):
+            folder = path.parent
+            if not folder.is_dir():
+                raise click.ClickException(f"{what} {path}: there is no folder {folder}; create it first")
         cursor = read_cursor(cursor_file)
         start = reconcile(file, cursor)
         if start != cursor:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cli.main import Settings, client_options, settings
+from cli.main import Settings, check_text, client_options, settings
 from cli.output import clean, emit
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
@@ -187,12 +187,7 @@ class Follow:
         from hub.protocol.frames import Error, EventFrame, Ok
 
         client = SyncAgent(  # with --name, its token: the tail then shows that agent's directed messages
-            self.s.name,
-            room=self.s.room,
-            hub=self.s.hub,
-            token=self.s.token,
-            ca_file=self.s.ca_file,
-            save_token=False,
+            self.s.name, token=self.s.token, save_token=False, **self.s.agent_options()
         )
         answered = False
         try:
@@ -278,6 +273,7 @@ def register(group: click.Group) -> None:
         printed. `--agent` and `--kind` filter on this side; `--since` takes a position printed earlier.
         """
         s = settings(ctx)
+        check_text(ctx)
         if all_rooms and ctx.find_root().meta.get("synapse", {}).get("room"):
             raise click.UsageError("give --room or --all-rooms, not both")
         if since is not None and since < 0:
@@ -308,7 +304,8 @@ def register(group: click.Group) -> None:
         from agent_sdk.sync import SyncAgent
 
         s = settings(ctx)
-        agent = SyncAgent(None, room=s.room, hub=s.hub, ca_file=s.ca_file, admin_token=s.admin_token)
+        check_text(ctx)
+        agent = SyncAgent(None, admin_token=s.admin_token, **s.agent_options())
         ctx.call_on_close(agent.close)
         return s, agent
 

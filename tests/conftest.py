@@ -28,17 +28,32 @@ def seconds(ms: float) -> float:
     return ms * MS
 
 
+HOME_DIRS = (
+    ("XDG_CONFIG_HOME", ".config"),
+    ("XDG_DATA_HOME", ".local/share"),
+    ("XDG_STATE_HOME", ".local/state"),
+    ("XDG_CACHE_HOME", ".cache"),
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A home for fixtures that outlive one test (module- and session-scoped ones start before the per-test
+    home below): a hub writing a shared history, a browser. Nothing reaches the real home directory."""
+    home = tmp_path_factory.mktemp("session-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        for var, sub in HOME_DIRS:
+            mp.setenv(var, str(home / sub))
+        yield home
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets a home of its own: no token, cursor or log ever lands in the real home directory."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
-    for var, sub in (
-        ("XDG_CONFIG_HOME", ".config"),
-        ("XDG_DATA_HOME", ".local/share"),
-        ("XDG_STATE_HOME", ".local/state"),
-        ("XDG_CACHE_HOME", ".cache"),
-    ):
+    for var, sub in HOME_DIRS:
         monkeypatch.setenv(var, str(home / sub))
     for var in (
         "SYNAPSE_HUB",
@@ -47,6 +62,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         "SYNAPSE_ROOM",
         "SYNAPSE_ADMIN_TOKEN",
         "SYNAPSE_INVITE",
+        "SYNAPSE_RETRIES",
     ):
         monkeypatch.delenv(var, raising=False)
     return home

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from hub.log import private
 from hub.log.schema import SCHEMA_VERSION
 from hub.log.store import EventLog, LogError, Row, Snapshot, db_url
 from hub.protocol.codec import decode_event
@@ -133,7 +134,7 @@ def migrate(source_db: str, target_db: str, progress: Progress | None = None) ->
     """Move a log to another database (SQLite → PostgreSQL or back); no hub may run on either meanwhile."""
     if db_url(source_db) == db_url(target_db):
         raise LogError("--from and --to name the same log")
-    return _copy(_owned(source_db, "migrating it"), target_db, progress, "migrating to it")
+    return _copy(_owned(source_db, "migrating it", create=False), target_db, progress, "migrating to it")
 
 
 # -- copying log to log ---------------------------------------------------------------------------
@@ -165,10 +166,10 @@ def _copy(source: EventLog, target_db: str, progress: Progress | None, doing: st
         source.close()
 
 
-def _owned(db: str, doing: str) -> EventLog:
-    """Own the log at `db`, saying clearly when a hub has it."""
+def _owned(db: str, doing: str, *, create: bool = True) -> EventLog:
+    """Own the log at `db` (an existing one only, unless `create`), saying clearly when a hub has it."""
     try:
-        return EventLog(db)
+        return EventLog(db, create=create)
     except LogError as exc:
         if exc.message.startswith("another hub is using this log"):
             raise LogError(f"{exc.message}: stop it before {doing}") from None
@@ -181,6 +182,7 @@ def _sqlite_copy(source: EventLog, out: str) -> None:
 
     partial = out + ".partial"
     _remove(partial)
+    private.create_file(partial)  # 0600 whatever the umask: a backup holds everything the log does
     raw = source.engine.raw_connection()
     try:
         target = sqlite3.connect(partial)
@@ -222,7 +224,7 @@ def _write_ndjson(
 ) -> None:
     """Write the backup to `out.partial`, fsync, then rename: a crash never leaves a half backup at `out`."""
     partial = out + ".partial"
-    f: IO[bytes] = sys.stdout.buffer if out == "-" else open(partial, "wb")  # noqa: SIM115
+    f: IO[bytes] = sys.stdout.buffer if out == "-" else private.open_new(partial)  # 0600: a backup is the log
     done = 0
     try:
         f.write(json.dumps(header).encode() + b"\n")

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from hub.log import private
 from hub.log.schema import SCHEMA_VERSION, events, meta, metadata, snapshots
 from hub.protocol.errors import Code, HubError
 
@@ -67,11 +68,16 @@ class EventLog:
     With `owner=True` (the hub, restore, migrate) this process owns the log until close(): on SQLite an
     exclusive flock on `<file>.lock`, on PostgreSQL an advisory lock held by the session every write goes
     through. A second owner is refused with "another hub is using this log (pid N)". `owner=False` opens
-    an existing log to read it (a backup, a test) and never writes.
+    an existing log to read it (a backup, a test) and never writes. `create=False` owns an existing log only
+    (a migration's source): a missing one is refused and nothing is created.
     """
 
-    def __init__(self, db: str, sync: str = "normal", *, owner: bool = True) -> None:
+    def __init__(
+        self, db: str, sync: str = "normal", *, owner: bool = True, create: bool | None = None
+    ) -> None:
+        create = owner if create is None else create and owner
         self.owner = owner
+        self.create = create
         self._writer: Connection | None = None  # the owner's connection (PostgreSQL: it holds the lock)
         self._owner_fd: int | None = None
         self._errors: tuple[type[Exception], ...] = (SQLAlchemyError,)
@@ -85,13 +91,13 @@ class EventLog:
             raise LogError(f"cannot open the log at {self.where}: use an SQLite path or a postgresql:// URL")
         self.is_sqlite = backend == "sqlite"
         path = self.url.database if self.is_sqlite else None
-        if not owner and path and path != ":memory:" and not os.path.exists(path):
+        if not create and path and path != ":memory:" and not os.path.isfile(path):
             raise LogError(f"there is no log at {path}")
         try:
             self.engine = self._engine(sync)
             if owner:
                 self._own()
-            self._prepare(create=owner)
+            self._prepare(create=create)
             mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
             self._insert_sql = (
                 f"INSERT INTO events (seq, room, type, data, at) VALUES ({', '.join([mark] * 5)})"
@@ -118,8 +124,9 @@ class EventLog:
             # an unreachable server fails in seconds, not the OS's TCP timeout
             return create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
         path = self.url.database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and self.create:
+            private.make_folders(Path(path).parent)  # 0700, and the log file 0600 (its -wal, -shm follow)
+            private.create_file(path)
         engine = create_engine(self.url, poolclass=NullPool, connect_args={"check_same_thread": False})
         level = "FULL" if sync == "full" else "NORMAL"
 
@@ -165,7 +172,8 @@ class EventLog:
         except ImportError:  # no flock (Windows): nothing stops a second hub there
             logger.warning("log.unguarded path=%s reason=no-flock", path)
             return
-        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)  # kept: unlinking would race a taker
+        private.create_file(path + ".lock")  # 0600; kept once made: unlinking it would race a taker
+        fd = os.open(path + ".lock", os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

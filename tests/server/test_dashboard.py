@@ -1,7 +1,8 @@
 """The dashboard in a real headless browser: live without reload, agent data shown as text, admin token gating.
 
 Needs Debian's `chromium` (/usr/bin/chromium, or $SYNAPSE_TEST_CHROMIUM) and Playwright's Python package; skips,
-saying which is missing.
+saying which is missing. The browser runs in a temporary home of its own (its profile, crash reports and
+caches), so nothing lands in ~/.config/chromium.
 The screenshot lands in artifacts/dashboard.png.
 """
 
@@ -37,8 +38,28 @@ XSS = "<img src=x onerror=alert(1)>"
 ADMIN = "dash-admin"
 
 
+HOME_VARS = (  # where a browser writes besides its profile: crash reports, caches, the NSS database (~/.pki)
+    ("HOME", "."),
+    ("XDG_CONFIG_HOME", ".config"),
+    ("XDG_CACHE_HOME", ".cache"),
+    ("XDG_DATA_HOME", ".local/share"),
+    ("TMPDIR", "tmp"),  # Playwright makes the temporary --user-data-dir here
+)
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A home of the browser's own for the module's life (the per-test home comes after a module fixture)."""
+    home = tmp_path_factory.mktemp("browser-home")
+    with pytest.MonkeyPatch.context() as mp:
+        for var, sub in HOME_VARS:
+            (home / sub).mkdir(parents=True, exist_ok=True)
+            mp.setenv(var, str(home / sub))
+        yield home
+
+
+@pytest.fixture(scope="module")
+def browser(browser_home: Path) -> Iterator[Any]:
     executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which(CHROMIUM)
     if executable is None:
         pytest.skip(
@@ -48,9 +69,10 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip("no playwright: `pip install playwright` (the dev extra) to drive the browser")
-    with sync_playwright() as p:
+    args = [*ARGS, f"--crash-dumps-dir={browser_home / 'crash'}"]  # else ~/.config/chromium/Crash Reports
+    with sync_playwright() as p:  # its driver, and so the browser, get the environment of browser_home
         try:
-            launched = p.chromium.launch(executable_path=executable, args=ARGS)
+            launched = p.chromium.launch(executable_path=executable, args=args, env=dict(os.environ))
         except Exception as exc:  # a browser that cannot start here is an environment problem, not a failure
             pytest.skip(f"chromium at {executable} would not start: {str(exc).splitlines()[0]}")
         try:
@@ -221,3 +243,42 @@ def test_the_page_reconnects_after_a_hub_restart_and_stays_live(db_path: Path, b
         page.close()
     finally:
         again.stop()
+
+
+# Last in the file, as the other browser tests come after the async one: once started, the sync browser keeps an
+# event loop running in this thread, where an async test can no longer run its own.
+def _browser_processes(home: Path) -> list[tuple[list[str], dict[str, str]]]:
+    """(argv, environment) of the running chromium and crashpad processes naming `home` (forked helpers,
+    whose command line is rewritten over their environment, are left out: they share their parent's)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = [a.decode(errors="replace") for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+            if len(argv) < 2 or "/chrom" not in argv[0] or not any(str(home) in a for a in argv):
+                continue
+            pairs = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        env = dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+        found.append((argv, env))
+    return found
+
+
+def test_the_browser_keeps_to_a_home_of_its_own(browser: Any, browser_home: Path) -> None:
+    """The browser's profile (--user-data-dir, a temporary one Playwright makes), its crash database and its
+    HOME are all inside the module's temporary home: nothing is written to ~/.config/chromium."""
+    page = browser.new_page()
+    try:
+        page.goto("about:blank")
+        running = _browser_processes(browser_home)
+    finally:
+        page.close()
+    assert any("--user-data-dir=" in " ".join(argv) for argv, _env in running), running
+    for argv, env in running:
+        for flag in ("--user-data-dir=", "--crash-dumps-dir=", "--database="):
+            for arg in argv:
+                if arg.startswith(flag):
+                    assert Path(arg[len(flag) :]).is_relative_to(browser_home), arg
+        assert Path(env["HOME"]).is_relative_to(browser_home), argv[0]
+        assert Path(env["XDG_CONFIG_HOME"]).is_relative_to(browser_home), argv[0]
+    assert any(p.name.startswith("playwright_chromiumdev_profile-") for p in (browser_home / "tmp").iterdir())
