@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agent_sdk import credentials
@@ -14,7 +15,7 @@ from hub.protocol.frames import Error, Frame, Message, Ok
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["DEFAULT_HUB", "BaseClient", "error_of", "targets"]
+__all__ = ["DEFAULT_HUB", "BaseClient", "error_of", "fence_of", "targets"]
 
 DEFAULT_HUB = "ws://127.0.0.1:8876"
 
@@ -24,6 +25,12 @@ def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(target, str):
         target = target.split(",")
     return tuple(t.strip() for t in target if t.strip())
+
+
+def fence_of(fence: Mapping[str, int] | None) -> dict[str, int]:
+    """A write's fence: `{"WORK": epoch}` (a task: `{"task:ID": epoch}`); the hub refuses the write with
+    `fenced` unless the writer still holds each at that epoch (CLI.md "Fencing")."""
+    return {str(work): int(epoch) for work, epoch in (fence or {}).items()}
 
 
 def error_of(frame: Error) -> HubError:
@@ -136,7 +143,13 @@ class BaseClient:
         )
 
     def cmd_send(
-        self, target: str | list[str], body: Any, kind: str, reply_to: int | None, priority: bool
+        self,
+        target: str | list[str],
+        body: Any,
+        kind: str,
+        reply_to: int | None,
+        priority: bool,
+        fence: Mapping[str, int] | None = None,
     ) -> c.Send:
         import msgspec
 
@@ -150,7 +163,16 @@ class BaseClient:
             kind=kind,
             reply_to=reply_to,
             priority=priority,
+            fence=fence_of(fence),
         )
+
+    def cmd_release(
+        self, work: str, checkpoint: str | None = None, fence: Mapping[str, int] | None = None
+    ) -> c.Release:
+        return self.mutation(c.Release, work=work, checkpoint=checkpoint, fence=fence_of(fence))  # type: ignore[no-any-return]
+
+    def cmd_handoff(self, work: str, to: str, fence: Mapping[str, int] | None = None) -> c.Handoff:
+        return self.mutation(c.Handoff, work=work, to=to, fence=fence_of(fence))  # type: ignore[no-any-return]
 
 
 class TaskCommands:
@@ -191,8 +213,17 @@ class TaskCommands:
         etag: int | None = None,
         title: str | None = None,
         note: str | None = None,
+        fence: Mapping[str, int] | None = None,
     ) -> c.UpdateTask:
-        return self.client.mutation(c.UpdateTask, task=task, status=status, etag=etag, title=title, note=note)
+        return self.client.mutation(
+            c.UpdateTask,
+            task=task,
+            status=status,
+            etag=etag,
+            title=title,
+            note=note,
+            fence=fence_of(fence),
+        )
 
     def list(self, status: str | None = None, ready: bool = False, parent: str | None = None) -> c.ListTasks:
         return self.client.read(c.ListTasks, status=status, ready=ready, parent=parent)  # type: ignore[arg-type]
@@ -217,6 +248,7 @@ class StateCommands:
         if_: str | None = None,
         if_version: int | None = None,
         increment: bool = False,
+        fence: Mapping[str, int] | None = None,
     ) -> c.SetState:
         return self.client.mutation(
             c.SetState,
@@ -227,19 +259,44 @@ class StateCommands:
             if_version=if_version,
             increment=increment,
             branch=self.branch,
+            fence=fence_of(fence),
         )
 
-    def init(self, key: str, value: Any, *, scope: str = "_shared") -> c.InitState:
-        return self.client.mutation(c.InitState, key=key, value=value, scope=scope, branch=self.branch)
-
-    def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None) -> c.DeleteState:
+    def init(
+        self, key: str, value: Any, *, scope: str = "_shared", fence: Mapping[str, int] | None = None
+    ) -> c.InitState:
         return self.client.mutation(
-            c.DeleteState, key=key, scope=scope, if_version=if_version, branch=self.branch
+            c.InitState, key=key, value=value, scope=scope, branch=self.branch, fence=fence_of(fence)
         )
 
-    def batch(self, writes: list[dict[str, Any]] | list[c.Write], *, if_: str | None = None) -> c.BatchState:
+    def delete(
+        self,
+        key: str,
+        *,
+        scope: str = "_shared",
+        if_version: int | None = None,
+        fence: Mapping[str, int] | None = None,
+    ) -> c.DeleteState:
+        return self.client.mutation(
+            c.DeleteState,
+            key=key,
+            scope=scope,
+            if_version=if_version,
+            branch=self.branch,
+            fence=fence_of(fence),
+        )
+
+    def batch(
+        self,
+        writes: list[dict[str, Any]] | list[c.Write],
+        *,
+        if_: str | None = None,
+        fence: Mapping[str, int] | None = None,
+    ) -> c.BatchState:
         built = tuple(w if isinstance(w, c.Write) else c.Write(**w) for w in writes)
-        return self.client.mutation(c.BatchState, writes=built, if_=if_, branch=self.branch)
+        return self.client.mutation(
+            c.BatchState, writes=built, if_=if_, branch=self.branch, fence=fence_of(fence)
+        )
 
     def view(self, key: str, expr: str) -> c.DefineView:
         return self.client.mutation(c.DefineView, key=key, expr=expr)

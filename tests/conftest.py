@@ -9,15 +9,18 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from hub.config import HubConfig
+
+if TYPE_CHECKING:
+    from hub.server.hub import Hub
 
 MS = float(os.environ.get("SYNAPSE_TEST_MS", "1")) / 1000.0  # one millisecond, scaled on slow machines
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,10 +58,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 class ThreadHub:
     """A real Hub serving on its own thread and event loop, so blocking clients can reach it too."""
 
-    def __init__(self, config: HubConfig) -> None:
-        from hub.server.hub import Hub
-
+    def __init__(self, config: HubConfig, clock: Callable[[], float] | None = None) -> None:
         self.config = config
+        self.clock = clock  # the hub's clock (default: time.time); a test may drive it, as ManualClock
         self.loop = asyncio.new_event_loop()
         self.hub: Hub | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -68,7 +70,7 @@ class ThreadHub:
     async def _start(self) -> Any:
         from hub.server.hub import Hub
 
-        hub = Hub(self.config)
+        hub = Hub(self.config) if self.clock is None else Hub(self.config, clock=self.clock)
         await hub.start()
         return hub
 
@@ -90,6 +92,20 @@ class ThreadHub:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class ManualClock:
+    """A hub clock that moves only when the test says so: TTLs run out without waiting for them."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
 
 
 def hub_config(db: Path, **kw: Any) -> HubConfig:
