@@ -114,8 +114,8 @@ class Agent(BaseClient):
         self.connected.set()
 
     async def _identify(self) -> None:
-        if self.token is None:
-            self.joined(await self._request(self.cmd_join()))
+        if self.token is None and self.admin_token is None:  # the admin token attaches as the agent: a join
+            self.joined(await self._request(self.cmd_join()))  # would take an existing name over
         try:
             result = await self._request(self.cmd_attach(self.stream))
         except HubError as exc:

@@ -95,9 +95,10 @@ class SyncAgent(BaseClient):
                 self.inbox.append(frame.message)
 
     def act(self, build: Callable[[], c.BaseCommand]) -> Any:
-        """Run a mutation as this agent, joining first when it never has (the token is then saved)."""
+        """Run a mutation as this agent, joining first when it never has (the token is then saved). With the
+        admin token and no agent token it acts as the agent directly: a join would take the name over."""
         self.need_name()
-        if self.token is None and self.implicit_join:
+        if self.token is None and self.implicit_join and self.admin_token is None:
             self.first_join()
         try:
             return self.request(build())

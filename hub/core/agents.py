@@ -24,6 +24,7 @@ __all__ = [
     "Tokens",
     "Waiter",
     "Waiters",
+    "acting_as",
     "actor",
     "apply_joined",
     "apply_presence",
@@ -147,6 +148,20 @@ def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
     raise HubError(Code.UNAUTHORIZED, f"wrong token for {name!r} (re-joining rotates it)")
 
 
+def acting_as(w: World, room: Room, name: AgentName, token: str | None, admin_token: str | None) -> Agent:
+    """The agent `name`, if `token` proves it or `admin_token` is the hub's (which may act as any agent)."""
+    if not w.is_admin(admin_token):
+        return verify(w, room, name, token)
+    agent = room.part(Roster).agents.get(name)
+    if agent is None:
+        raise HubError(
+            Code.NOT_FOUND,
+            f"agent {name!r} has not joined room {room.name!r}",
+            {"what": "agent", "name": name},
+        )
+    return agent
+
+
 def member(w: World, room: Room, token: str | None, what: str) -> Agent:
     """The agent of `room` whose token `token` is; `unauthorized` if none is (acting needs a member's token)."""
     if token is None:
@@ -206,16 +221,7 @@ def actor(w: World, cmd: Any, ctx: Context, out: Outcome) -> tuple[Room, Agent]:
         raise HubError(
             Code.FORBIDDEN, f"this session acts as {info.room}/{info.agent}, not {cmd.room}/{cmd.name}"
         )
-    if w.is_admin(cmd.admin_token):  # the admin token may act as any agent of any room
-        agent = room.part(Roster).agents.get(cmd.name)
-        if agent is None:
-            raise HubError(
-                Code.NOT_FOUND,
-                f"agent {cmd.name!r} has not joined room {room.name!r}",
-                {"what": "agent", "name": cmd.name},
-            )
-    else:
-        agent = verify(w, room, cmd.name, cmd.token)
+    agent = acting_as(w, room, cmd.name, cmd.token, cmd.admin_token)  # the admin token may act as anyone
     rate = w.config.rate_per_agent
     if rate is not None:
         buckets = w.part(Buckets).of
