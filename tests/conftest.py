@@ -165,6 +165,29 @@ class HubProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(15)
 
+    def close_pipes(self) -> None:
+        """A stopped hub's pipes (start() leaves them open)."""
+        assert self.proc is not None
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+    def restart(self, how: str = "kill") -> str:
+        """SIGKILL (or SIGTERM, which drains) the hub and start it again on the same log (on a new port);
+        returns how it came back: its `hub.restored ... snapshot=...` log line."""
+        if how == "kill":
+            self.kill()
+        else:
+            assert self.terminate() == 0
+        self.close_pipes()
+        self.start()
+        assert self.proc is not None and self.proc.stderr is not None
+        for _ in range(50):
+            line = self.proc.stderr.readline()
+            if "hub.restored" in line:
+                return line
+        raise AssertionError("no hub.restored line")
+
 
 @pytest.fixture
 def client_env(tmp_path: Path) -> dict[str, str]:
@@ -174,6 +197,22 @@ def client_env(tmp_path: Path) -> dict[str, str]:
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+@pytest.fixture
+def hub_procs(db_path: Path, client_env: dict[str, str]) -> Iterator[Callable[..., HubProcess]]:
+    """`python -m hub hub ARGS...` subprocesses on the test's SQLite file (killed, pipes closed, at teardown)."""
+    started: list[HubProcess] = []
+
+    def start(*args: str) -> HubProcess:
+        hp = HubProcess(db_path, client_env, *args).start()
+        started.append(hp)
+        return hp
+
+    yield start
+    for hp in started:
+        hp.kill()
+        hp.close_pipes()
 
 
 @pytest.fixture

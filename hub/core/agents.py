@@ -36,6 +36,7 @@ __all__ = [
     "decide_heartbeat",
     "decide_join",
     "decide_reset_token",
+    "existing",
     "member",
     "notify",
     "presence",
@@ -125,8 +126,8 @@ class Waiters:
 # -- who is acting ------------------------------------------------------------------------------------
 
 
-def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
-    """The agent `name` if `token` proves it; `forbidden` if the token is another agent's."""
+def existing(room: Room, name: AgentName) -> Agent:
+    """The agent `name` of the room; `not_found` if it never joined."""
     agent = room.part(Roster).agents.get(name)
     if agent is None:
         raise HubError(
@@ -134,6 +135,12 @@ def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
             f"agent {name!r} has not joined room {room.name!r}",
             {"what": "agent", "name": name},
         )
+    return agent
+
+
+def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
+    """The agent `name` if `token` proves it; `forbidden` if the token is another agent's."""
+    agent = existing(room, name)
     if token is None:
         raise HubError(Code.UNAUTHORIZED, f"a token is required to act as {name!r}")
     if agent.proven is not None and same_secret(token, agent.proven):
@@ -150,16 +157,7 @@ def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
 
 def acting_as(w: World, room: Room, name: AgentName, token: str | None, admin_token: str | None) -> Agent:
     """The agent `name`, if `token` proves it or `admin_token` is the hub's (which may act as any agent)."""
-    if not w.is_admin(admin_token):
-        return verify(w, room, name, token)
-    agent = room.part(Roster).agents.get(name)
-    if agent is None:
-        raise HubError(
-            Code.NOT_FOUND,
-            f"agent {name!r} has not joined room {room.name!r}",
-            {"what": "agent", "name": name},
-        )
-    return agent
+    return existing(room, name) if w.is_admin(admin_token) else verify(w, room, name, token)
 
 
 def member(w: World, room: Room, token: str | None, what: str) -> Agent:
@@ -301,13 +299,7 @@ def decide_reset_token(w: World, cmd: c.ResetToken, ctx: Context) -> Outcome:
     if ctx.secret is None:
         raise HubError(Code.UNAVAILABLE, "no source of tokens")
     room = rooms.existing(w, cmd.room)
-    agent = room.part(Roster).agents.get(cmd.name)
-    if agent is None:
-        raise HubError(
-            Code.NOT_FOUND,
-            f"agent {cmd.name!r} has not joined room {room.name!r}",
-            {"what": "agent", "name": cmd.name},
-        )
+    agent = existing(room, cmd.name)
     out = Outcome()
     _take_over(room, agent, "the admin token", out)
     joined = c.Join(room=cmd.room, name=cmd.name, id=cmd.id)

@@ -151,42 +151,6 @@ def test_several_fences_must_all_hold(timed_hub: ThreadHub) -> None:
 # -- epochs never repeat ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def hub_proc(db_path: Path, client_env: dict[str, str]) -> Iterator[Callable[..., HubProcess]]:
-    """`python -m hub hub` subprocesses on the test's SQLite file (killed, pipes closed, at teardown)."""
-    started: list[HubProcess] = []
-
-    def start(*args: str) -> HubProcess:
-        hp = HubProcess(db_path, client_env, *args).start()
-        started.append(hp)
-        return hp
-
-    yield start
-    for hp in started:
-        hp.kill()
-        _close_pipes(hp)
-
-
-def _close_pipes(hp: HubProcess) -> None:
-    assert hp.proc is not None
-    for pipe in (hp.proc.stdout, hp.proc.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
-def _sigkill_and_restart(hp: HubProcess) -> str:
-    """SIGKILL the hub, start it again on the same log; returns its `hub.restored ... snapshot=...` line."""
-    hp.kill()
-    _close_pipes(hp)
-    hp.start()
-    assert hp.proc is not None and hp.proc.stderr is not None
-    for _ in range(50):
-        line = hp.proc.stderr.readline()
-        if "hub.restored" in line:
-            return line
-    raise AssertionError("no hub.restored line")
-
-
 class Team:
     """Agents that keep their tokens across hub restarts (a restarted hub listens on a new port)."""
 
@@ -209,12 +173,12 @@ class Team:
 
 @pytest.mark.parametrize("snapshot_every", ["0", "3"], ids=["log-only", "snapshots"])
 def test_epochs_never_repeat_across_restarts_lapses_and_reoffers(
-    hub_proc: Callable[..., HubProcess], snapshot_every: str
+    hub_procs: Callable[..., HubProcess], snapshot_every: str
 ) -> None:
     """Per work (and `task:ID`), every grant takes a fresh, higher epoch: release and re-claim, handoff, a TTL
     lapse, a task given back or re-offered, and a SIGKILLed hub restarted on the same log (folded from the log
     alone, or from a snapshot); a holder re-claiming its own work keeps its epoch and is told `already_held`."""
-    hp = hub_proc("--snapshot-every", snapshot_every)
+    hp = hub_procs("--snapshot-every", snapshot_every)
     team = Team(hp)
     seen: dict[str, list[int]] = {"w": [], "task:T": []}
 
@@ -240,7 +204,7 @@ def test_epochs_never_repeat_across_restarts_lapses_and_reoffers(
         alice.tasks.declare("T", "the task")
     grant("bob")
     take_task("alice")
-    restored = _sigkill_and_restart(hp)
+    restored = hp.restart()
     assert ("snapshot=None" in restored) == (snapshot_every == "0"), restored
 
     with team("bob") as bob:
@@ -255,14 +219,14 @@ def test_epochs_never_repeat_across_restarts_lapses_and_reoffers(
         assert carol.reoffer_task("T", 0)["status"] == "ready"  # bob has no session: the supervisor's verb
         carol.release("w")
     take_task("carol")
-    _sigkill_and_restart(hp)
+    hp.restart()
 
     grant("alice", ttl=0.2)
     team.lapse("bob", "w")
     grant("bob")
     with team("bob") as bob:
         bob.release("w")
-    _sigkill_and_restart(hp)
+    hp.restart()
 
     grant("carol")
     with team("carol") as carol:
