@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -131,8 +131,10 @@ class Agent(BaseClient):
 
     async def _identify(self) -> None:
         join, attach = self.cmd_join, lambda: self.cmd_attach(self.stream)
-        if self.token is None:
-            self.joined(await self._retrying(lambda: self._request(join())))
+        if self.token is None and self.admin_token is None:  # the admin token attaches as the agent itself:
+            self.joined(
+                await self._retrying(lambda: self._request(join()))
+            )  # a join would take the name over
         try:
             result = await self._retrying(lambda: self._request(attach()))
         except HubError as exc:
@@ -329,9 +331,15 @@ class Agent(BaseClient):
         kind: str = "message",
         reply_to: int | None = None,
         priority: bool = False,
+        fence: Mapping[str, int] | None = None,
     ) -> int:
-        """Send a message to `name`, `a,b`, `room/*`, `room/name` or `all`; returns its seq once durable."""
-        result = await self.request(lambda: self.cmd_send(target, body, kind, reply_to, priority))
+        """Send a message to `name`, `a,b`, `room/*`, `room/name` or `all`; returns its seq once durable.
+
+        Raises:
+            HubError: `fenced` when `fence` (`{"WORK": epoch}`) names a claim this agent no longer holds at
+                that epoch: nothing is sent.
+        """
+        result = await self.request(lambda: self.cmd_send(target, body, kind, reply_to, priority, fence))
         return int(result["seq"])
 
     async def messages(self) -> AsyncIterator[Message]:
@@ -381,7 +389,8 @@ class Agent(BaseClient):
         checkpoint: str | None = None,
         renew: bool = False,
     ) -> Claim:
-        """Lease `work` on `paths`, held while this session lives (plus the hub's grace period).
+        """Lease `work` on `paths`, held while this session lives (plus the hub's grace period). The Claim's
+        `epoch` fences writes made under it: `fence=claim.fence`.
 
         Raises:
             HubError: `claim_overlap` (detail: holder, work, paths), `conflict` if another agent holds `work`,
@@ -394,13 +403,23 @@ class Agent(BaseClient):
         )
         return Claim(self, view)
 
-    async def release(self, work: str, *, checkpoint: str | None = None) -> None:
-        """Release a claim, leaving `checkpoint` for whoever claims `work` next."""
-        await self.request(lambda: self.mutation(c.Release, work=work, checkpoint=checkpoint))
+    async def release(
+        self, work: str, *, checkpoint: str | None = None, fence: Mapping[str, int] | None = None
+    ) -> None:
+        """Release a claim, leaving `checkpoint` for whoever claims `work` next.
 
-    async def handoff(self, work: str, to: str) -> None:
-        """Move a live claim, with its checkpoint, to another agent of the room."""
-        await self.request(lambda: self.mutation(c.Handoff, work=work, to=to))
+        Raises:
+            HubError: `forbidden` (another agent's claim), `not_found`, `fenced`.
+        """
+        await self.request(lambda: self.cmd_release(work, checkpoint, fence))
+
+    async def handoff(self, work: str, to: str, *, fence: Mapping[str, int] | None = None) -> None:
+        """Move a live claim, with its checkpoint, to another agent of the room (it gets a new epoch).
+
+        Raises:
+            HubError: `forbidden` (another agent's claim), `not_found`, `fenced`.
+        """
+        await self.request(lambda: self.cmd_handoff(work, to, fence))
 
     async def claims(self) -> list[dict[str, Any]]:
         """The room's live claims."""
@@ -520,11 +539,13 @@ class Agent(BaseClient):
 
 
 class AsyncTasks:
-    """`agent.tasks`: the plan's verbs.
+    """`agent.tasks`: the plan's verbs. A claim's reply carries its fencing `epoch`; `update` takes
+    `fence={"task:ID": epoch}`.
 
     Raises:
         HubError: `conflict` (taken, or a stale etag: detail `current`), `not_ready` (detail
-            `open_dependencies`), `seq_blocked` (detail `blocked_by`), `already_exists`, `bad_request` (a cycle).
+            `open_dependencies`), `seq_blocked` (detail `blocked_by`), `already_exists`, `bad_request` (a cycle),
+            `forbidden` (another agent's claimed task), `fenced`.
     """
 
     def __init__(self, agent: Agent) -> None:
@@ -551,8 +572,10 @@ class AsyncTasks:
 
 
 class AsyncState:
-    """`agent.state`. Raises HubError `conflict` (detail `current`), `precondition_failed`, `already_exists`,
-    `forbidden` (another agent's scope), `bad_expression`."""
+    """`agent.state`. Every write takes `fence={"WORK": epoch}`.
+
+    Raises HubError `conflict` (detail `current`), `precondition_failed`, `already_exists`, `forbidden`
+    (another agent's scope), `bad_expression`, `fenced` (a fence on a claim no longer held at that epoch)."""
 
     def __init__(self, agent: Agent, branch: str | None = None) -> None:
         self.agent = agent
@@ -568,23 +591,27 @@ class AsyncState:
         """Write; returns the new version."""
         return int((await self.agent.request(lambda: self.build.set(key, value, **kw)))["version"])
 
-    async def init(self, key: str, value: Any, *, scope: str = "_shared") -> int:
-        return int((await self.agent.request(lambda: self.build.init(key, value, scope=scope)))["version"])
+    async def init(self, key: str, value: Any, *, scope: str = "_shared", **kw: Any) -> int:
+        return int(
+            (await self.agent.request(lambda: self.build.init(key, value, scope=scope, **kw)))["version"]
+        )
 
-    async def cas(self, key: str, version: int, value: Any, *, scope: str = "_shared") -> int:
-        return await self.set(key, value, scope=scope, if_version=version)
+    async def cas(self, key: str, version: int, value: Any, *, scope: str = "_shared", **kw: Any) -> int:
+        return await self.set(key, value, scope=scope, if_version=version, **kw)
 
-    async def increment(self, key: str, by: float = 1, *, scope: str = "_shared") -> Any:
+    async def increment(self, key: str, by: float = 1, *, scope: str = "_shared", **kw: Any) -> Any:
         """Add atomically; returns the new value."""
-        return (await self.agent.request(lambda: self.build.set(key, by, scope=scope, increment=True)))[
+        return (await self.agent.request(lambda: self.build.set(key, by, scope=scope, increment=True, **kw)))[
             "value"
         ]
 
-    async def batch(self, writes: list[Any], *, if_: str | None = None) -> list[dict[str, Any]]:
-        return (await self.agent.request(lambda: self.build.batch(writes, if_=if_)))["writes"]  # type: ignore[no-any-return]
+    async def batch(self, writes: list[Any], *, if_: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+        return (await self.agent.request(lambda: self.build.batch(writes, if_=if_, **kw)))["writes"]  # type: ignore[no-any-return]
 
-    async def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None) -> None:
-        await self.agent.request(lambda: self.build.delete(key, scope=scope, if_version=if_version))
+    async def delete(
+        self, key: str, *, scope: str = "_shared", if_version: int | None = None, **kw: Any
+    ) -> None:
+        await self.agent.request(lambda: self.build.delete(key, scope=scope, if_version=if_version, **kw))
 
     async def view(self, key: str, expr: str) -> Any:
         """Store a computed view; returns its current value."""

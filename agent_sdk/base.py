@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -27,6 +27,7 @@ __all__ = [
     "OnRetry",
     "backoff",
     "error_of",
+    "fence_of",
     "lost",
     "retry_after_of",
     "targets",
@@ -89,6 +90,12 @@ def lost(code: int | None, reason: str) -> HubError:
         )
     why = f"{code} {reason}".strip() if code is not None else reason or "no close frame"
     return HubError(Code.DISCONNECTED, f"the hub closed the connection ({why})")
+
+
+def fence_of(fence: Mapping[str, int] | None) -> dict[str, int]:
+    """A write's fence: `{"WORK": epoch}` (a task: `{"task:ID": epoch}`); the hub refuses the write with
+    `fenced` unless the writer still holds each at that epoch (CLI.md "Fencing")."""
+    return {str(work): int(epoch) for work, epoch in (fence or {}).items()}
 
 
 def error_of(frame: Error) -> HubError:
@@ -231,25 +238,42 @@ class BaseClient:
             id=self.next_id(),
             room=self.room,
             token=self.token,
+            admin_token=self.admin_token,
             name=self.need_name(),
             after=self.cursor,
             stream=stream,
         )
 
     def cmd_send(
-        self, target: str | list[str], body: Any, kind: str, reply_to: int | None, priority: bool
+        self,
+        target: str | list[str],
+        body: Any,
+        kind: str,
+        reply_to: int | None,
+        priority: bool,
+        fence: Mapping[str, int] | None = None,
     ) -> c.Send:
         return c.Send(
             id=self.next_id(),
             room=self.room,
             token=self.token,
+            admin_token=self.admin_token,
             name=self.need_name(),
             to=targets(target),
             body=msgspec.Raw(_encoded(body, "body")),
             kind=kind,
             reply_to=reply_to,
             priority=priority,
+            fence=fence_of(fence),
         )
+
+    def cmd_release(
+        self, work: str, checkpoint: str | None = None, fence: Mapping[str, int] | None = None
+    ) -> c.Release:
+        return self.mutation(c.Release, work=work, checkpoint=checkpoint, fence=fence_of(fence))  # type: ignore[no-any-return]
+
+    def cmd_handoff(self, work: str, to: str, fence: Mapping[str, int] | None = None) -> c.Handoff:
+        return self.mutation(c.Handoff, work=work, to=to, fence=fence_of(fence))  # type: ignore[no-any-return]
 
 
 def _encoded(value: Any, what: str = "request") -> bytes:
@@ -309,8 +333,17 @@ class TaskCommands:
         etag: int | None = None,
         title: str | None = None,
         note: str | None = None,
+        fence: Mapping[str, int] | None = None,
     ) -> c.UpdateTask:
-        return self.client.mutation(c.UpdateTask, task=task, status=status, etag=etag, title=title, note=note)
+        return self.client.mutation(
+            c.UpdateTask,
+            task=task,
+            status=status,
+            etag=etag,
+            title=title,
+            note=note,
+            fence=fence_of(fence),
+        )
 
     def list(self, status: str | None = None, ready: bool = False, parent: str | None = None) -> c.ListTasks:
         return self.client.read(c.ListTasks, status=status, ready=ready, parent=parent)  # type: ignore[arg-type]
@@ -335,6 +368,7 @@ class StateCommands:
         if_: str | None = None,
         if_version: int | None = None,
         increment: bool = False,
+        fence: Mapping[str, int] | None = None,
     ) -> c.SetState:
         return self.client.mutation(
             c.SetState,
@@ -345,19 +379,44 @@ class StateCommands:
             if_version=if_version,
             increment=increment,
             branch=self.branch,
+            fence=fence_of(fence),
         )
 
-    def init(self, key: str, value: Any, *, scope: str = "_shared") -> c.InitState:
-        return self.client.mutation(c.InitState, key=key, value=value, scope=scope, branch=self.branch)
-
-    def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None) -> c.DeleteState:
+    def init(
+        self, key: str, value: Any, *, scope: str = "_shared", fence: Mapping[str, int] | None = None
+    ) -> c.InitState:
         return self.client.mutation(
-            c.DeleteState, key=key, scope=scope, if_version=if_version, branch=self.branch
+            c.InitState, key=key, value=value, scope=scope, branch=self.branch, fence=fence_of(fence)
         )
 
-    def batch(self, writes: list[dict[str, Any]] | list[c.Write], *, if_: str | None = None) -> c.BatchState:
+    def delete(
+        self,
+        key: str,
+        *,
+        scope: str = "_shared",
+        if_version: int | None = None,
+        fence: Mapping[str, int] | None = None,
+    ) -> c.DeleteState:
+        return self.client.mutation(
+            c.DeleteState,
+            key=key,
+            scope=scope,
+            if_version=if_version,
+            branch=self.branch,
+            fence=fence_of(fence),
+        )
+
+    def batch(
+        self,
+        writes: list[dict[str, Any]] | list[c.Write],
+        *,
+        if_: str | None = None,
+        fence: Mapping[str, int] | None = None,
+    ) -> c.BatchState:
         built = tuple(w if isinstance(w, c.Write) else c.Write(**w) for w in writes)
-        return self.client.mutation(c.BatchState, writes=built, if_=if_, branch=self.branch)
+        return self.client.mutation(
+            c.BatchState, writes=built, if_=if_, branch=self.branch, fence=fence_of(fence)
+        )
 
     def view(self, key: str, expr: str) -> c.DefineView:
         return self.client.mutation(c.DefineView, key=key, expr=expr)

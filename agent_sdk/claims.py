@@ -16,7 +16,8 @@ class Holder(Protocol):
 
 
 class Claim:
-    """A live claim: `work`, `paths`, `holder`, `expires`, and the `checkpoint` the previous holder left."""
+    """A live claim: `work`, `paths`, `holder`, `expires`, the `checkpoint` the previous holder left, and its
+    fencing `epoch` (writes made under it pass `fence=claim.fence`: refused with `fenced` once it is lost)."""
 
     def __init__(self, agent: Holder | None, view: dict[str, Any]) -> None:
         self.agent = agent
@@ -27,10 +28,20 @@ class Claim:
         self.expires: float | None = view.get("expires")
         self.checkpoint: str | None = view.get("checkpoint")
         self.held_by: str = view.get("held_by", "ttl")
+        self.epoch: int = int(view.get("epoch", 0))
+        self.already_held: bool = bool(view.get("already_held", False))
         self.released = False
 
     def __repr__(self) -> str:
-        return f"Claim({self.work!r}, holder={self.holder!r}, paths={self.paths!r}, held_by={self.held_by!r})"
+        return (
+            f"Claim({self.work!r}, holder={self.holder!r}, paths={self.paths!r}, held_by={self.held_by!r}, "
+            f"epoch={self.epoch})"
+        )
+
+    @property
+    def fence(self) -> dict[str, int]:
+        """`{work: epoch}`: pass as `fence=` to a write that must not land once this claim is lost."""
+        return {self.work: self.epoch}
 
     async def renew(self) -> Claim:
         """Extend a TTL claim (or re-bind it to this session)."""

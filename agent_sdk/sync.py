@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from agent_sdk import credentials
@@ -127,14 +127,18 @@ class SyncAgent(BaseClient):
                 self.inbox.append(frame.message)
 
     def act(self, build: Callable[[], c.BaseCommand]) -> Any:
-        """Run a mutation as this agent, joining first when it never has (the token is then saved)."""
+        """Run a mutation as this agent, joining first when it never has (the token is then saved). With the
+        admin token and no agent token it acts as the agent directly: a join would take the name over."""
         self.need_name()
-        if self.token is None and self.implicit_join:
+        if self.token is None and self.implicit_join and self.admin_token is None:
             self.first_join()
         try:
             return self.request(build())
         except HubError as exc:
-            unknown = exc.code == Code.NOT_FOUND and exc.detail.get("what") in ("agent", "room")
+            what, named = exc.detail.get("what"), exc.detail.get("name", self.name)
+            unknown = exc.code == Code.NOT_FOUND and (
+                what == "room" or (what == "agent" and named == self.name)
+            )
             if not (unknown and self.implicit_join):
                 raise
         self.join()
@@ -177,9 +181,14 @@ class SyncAgent(BaseClient):
         kind: str = "message",
         reply_to: int | None = None,
         priority: bool = False,
+        fence: Mapping[str, int] | None = None,
     ) -> dict[str, Any]:
-        """Send a message; the reply carries its `seq` (and `unknown` targets, if any)."""
-        return self.act(lambda: self.cmd_send(target, body, kind, reply_to, priority))  # type: ignore[no-any-return]
+        """Send a message; the reply carries its `seq` (and `unknown` targets, if any).
+
+        Raises:
+            HubError: `fenced` when `fence` names a claim this agent no longer holds at that epoch.
+        """
+        return self.act(lambda: self.cmd_send(target, body, kind, reply_to, priority, fence))  # type: ignore[no-any-return]
 
     def list_messages(
         self,
@@ -215,22 +224,24 @@ class SyncAgent(BaseClient):
         checkpoint: str | None = None,
         renew: bool = False,
     ) -> dict[str, Any]:
-        """Lease `work` on `paths`. Raises HubError `claim_overlap`, `conflict`, `bad_request`, `limit_exceeded`."""
+        """Lease `work` on `paths`; the reply carries its fencing `epoch` (and `already_held` on a re-claim).
+
+        Raises HubError `claim_overlap`, `conflict`, `bad_request`, `limit_exceeded`."""
         return self.act(  # type: ignore[no-any-return]
             lambda: self.mutation(
                 c.Claim, work=work, paths=tuple(paths), ttl=ttl, checkpoint=checkpoint, renew=renew
             )
         )
 
-    def release(self, work: str, *, checkpoint: str | None = None) -> dict[str, Any]:
-        return self.act(  # type: ignore[no-any-return]
-            lambda: self.mutation(c.Release, work=work, checkpoint=checkpoint)
-        )
+    def release(
+        self, work: str, *, checkpoint: str | None = None, fence: Mapping[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Release a claim. Raises HubError `forbidden` (another's), `not_found`, `fenced`."""
+        return self.act(lambda: self.cmd_release(work, checkpoint, fence))  # type: ignore[no-any-return]
 
-    def handoff(self, work: str, to: str) -> dict[str, Any]:
-        return self.act(  # type: ignore[no-any-return]
-            lambda: self.mutation(c.Handoff, work=work, to=to)
-        )
+    def handoff(self, work: str, to: str, *, fence: Mapping[str, int] | None = None) -> dict[str, Any]:
+        """Hand a claim over; the new holder gets a new epoch. Raises HubError `forbidden`, `fenced`."""
+        return self.act(lambda: self.cmd_handoff(work, to, fence))  # type: ignore[no-any-return]
 
     def reoffer_claim(self, work: str, idle_seconds: float) -> dict[str, Any]:
         """Free another agent's claim whose holder has no session and was idle that long (the supervisor's
@@ -340,7 +351,9 @@ class SyncAgent(BaseClient):
 
 
 class SyncTasks:
-    """`agent.tasks`, blocking. Raises HubError `conflict`, `not_ready`, `seq_blocked`, `already_exists`."""
+    """`agent.tasks`, blocking; a claim's reply carries its fencing `epoch` (`update(..., fence={"task:ID":
+    epoch})`). Raises HubError `conflict`, `not_ready`, `seq_blocked`, `already_exists`, `forbidden` (another's
+    claimed task), `fenced`."""
 
     def __init__(self, agent: SyncAgent) -> None:
         self.agent = agent
@@ -365,8 +378,10 @@ class SyncTasks:
 
 
 class SyncState:
-    """`agent.state`, blocking. Raises HubError `conflict` (detail `current`), `precondition_failed`,
-    `already_exists`, `forbidden` (another agent's scope), `bad_expression`."""
+    """`agent.state`, blocking. Every write takes `fence={"WORK": epoch}`.
+
+    Raises HubError `conflict` (detail `current`), `precondition_failed`, `already_exists`, `forbidden`
+    (another agent's scope), `bad_expression`, `fenced` (a fence on a claim no longer held at that epoch)."""
 
     def __init__(self, agent: SyncAgent, branch: str | None = None) -> None:
         self.agent = agent
@@ -381,20 +396,22 @@ class SyncState:
     def set(self, key: str, value: Any, **kw: Any) -> dict[str, Any]:
         return self.agent.act(lambda: self.build.set(key, value, **kw))  # type: ignore[no-any-return]
 
-    def init(self, key: str, value: Any, *, scope: str = "_shared") -> dict[str, Any]:
-        return self.agent.act(lambda: self.build.init(key, value, scope=scope))  # type: ignore[no-any-return]
+    def init(self, key: str, value: Any, *, scope: str = "_shared", **kw: Any) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.init(key, value, scope=scope, **kw))  # type: ignore[no-any-return]
 
-    def cas(self, key: str, version: int, value: Any, *, scope: str = "_shared") -> dict[str, Any]:
-        return self.set(key, value, scope=scope, if_version=version)
+    def cas(self, key: str, version: int, value: Any, *, scope: str = "_shared", **kw: Any) -> dict[str, Any]:
+        return self.set(key, value, scope=scope, if_version=version, **kw)
 
-    def increment(self, key: str, by: float = 1, *, scope: str = "_shared") -> dict[str, Any]:
-        return self.set(key, by, scope=scope, increment=True)
+    def increment(self, key: str, by: float = 1, *, scope: str = "_shared", **kw: Any) -> dict[str, Any]:
+        return self.set(key, by, scope=scope, increment=True, **kw)
 
-    def batch(self, writes: list[Any], *, if_: str | None = None) -> list[dict[str, Any]]:
-        return self.agent.act(lambda: self.build.batch(writes, if_=if_))["writes"]  # type: ignore[no-any-return]
+    def batch(self, writes: list[Any], *, if_: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+        return self.agent.act(lambda: self.build.batch(writes, if_=if_, **kw))["writes"]  # type: ignore[no-any-return]
 
-    def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None) -> dict[str, Any]:
-        return self.agent.act(lambda: self.build.delete(key, scope=scope, if_version=if_version))  # type: ignore[no-any-return]
+    def delete(
+        self, key: str, *, scope: str = "_shared", if_version: int | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        return self.agent.act(lambda: self.build.delete(key, scope=scope, if_version=if_version, **kw))  # type: ignore[no-any-return]
 
     def view(self, key: str, expr: str) -> dict[str, Any]:
         return self.agent.act(lambda: self.build.view(key, expr))  # type: ignore[no-any-return]

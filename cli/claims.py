@@ -3,21 +3,59 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from cli.main import Settings, check_text, client, client_options, settings
 from cli.output import clean, emit
 
-__all__ = ["register", "render_claim"]
+__all__ = ["fence_option", "parse_fences", "register", "render_claim"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def render_claim(v: dict[str, Any]) -> str:
     left = ""
     if v.get("expires"):
         left = f" (expires in {max(0, int(v['expires'] - time.time()))}s)"
-    return f"{clean(v['work'])}  {clean(v['holder'])}  [{v.get('held_by', '?')}]{left}  {clean(' '.join(v['paths']))}"
+    epoch = f"  epoch={v['epoch']}" if v.get("epoch") else ""
+    paths = clean(" ".join(v["paths"]))
+    return f"{clean(v['work'])}  {clean(v['holder'])}  [{v.get('held_by', '?')}]{left}{epoch}  {paths}"
+
+
+def parse_fences(given: tuple[str, ...]) -> dict[str, int]:
+    """`WORK=EPOCH` (a task: `task:ID=EPOCH`) → {WORK: EPOCH}; a malformed or repeated one is a usage error."""
+    fences: dict[str, int] = {}
+    for raw in given:
+        work, sep, epoch = raw.rpartition("=")
+        if not sep or not work or not epoch.isdigit() or int(epoch) < 1:
+            raise click.BadParameter(
+                f"{raw!r} is not WORK=EPOCH (EPOCH a whole number from 1)", param_hint="--fence"
+            )
+        if fences.get(work, int(epoch)) != int(epoch):
+            raise click.BadParameter(f"{work!r} is fenced at two epochs", param_hint="--fence")
+        fences[work] = int(epoch)
+    return fences
+
+
+def _fences(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, int]:
+    return parse_fences(value)
+
+
+def fence_option(f: F) -> F:
+    """`--fence WORK=EPOCH` (repeatable): the write is refused with `fenced` unless --name still holds each
+    claim (a task: `task:ID=EPOCH`) at that epoch, as `claim` / `task claim` printed it."""
+    return click.option(
+        "--fence",
+        "fence",
+        multiple=True,
+        metavar="WORK=EPOCH",
+        callback=_fences,
+        help="Refused with `fenced` (exit 1) unless you still hold claim WORK (a task: task:ID) at EPOCH, "
+        "as `claim` / `task claim` printed it. Repeatable.",
+    )(f)
 
 
 def register(group: click.Group) -> None:
@@ -54,13 +92,16 @@ def register(group: click.Group) -> None:
 
         With a live `synapse presence` connector for --name the claim lives with that session (plus a grace
         period); without one it is held by TTL and renewed with `--renew`. A checkpoint left by the previous
-        holder of WORK is printed.
+        holder of WORK is printed. Prints the grant's epoch (`--json`: "epoch"): pass `--fence WORK=EPOCH` to
+        writes that must not land once the claim is lost. Claiming WORK you hold says so ("already_held").
         """
         all_paths = (*paths, *more_paths)
         if not all_paths and not renew:
             raise click.UsageError("give the scope: --paths P [P ...]")
         v = client(ctx, need_name=True).claim(work, all_paths, ttl=ttl, checkpoint=checkpoint, renew=renew)
         text = render_claim(v)
+        if v.get("already_held") and not renew:
+            text += "\nalready held by you (the same epoch)"
         if v.get("checkpoint") and not renew:
             text += f"\ncheckpoint: {clean(v['checkpoint'])}"
         emit(settings(ctx).json, v, text)
@@ -68,11 +109,12 @@ def register(group: click.Group) -> None:
     @group.command("release")
     @click.argument("work")
     @click.option("--checkpoint", metavar="TEXT", help="Progress notes for the next claimer of WORK.")
+    @fence_option
     @client_options
     @click.pass_context
-    def release(ctx: click.Context, work: str, checkpoint: str | None) -> None:
+    def release(ctx: click.Context, work: str, checkpoint: str | None, fence: dict[str, int]) -> None:
         """Release WORK, optionally leaving a checkpoint for whoever claims it next."""
-        v = client(ctx, need_name=True).release(work, checkpoint=checkpoint)
+        v = client(ctx, need_name=True).release(work, checkpoint=checkpoint, fence=fence)
         emit(settings(ctx).json, v, f"released {clean(work)}")
 
     @group.command("handoff")
@@ -80,11 +122,12 @@ def register(group: click.Group) -> None:
     @click.option(
         "--to", "to", required=True, metavar="AGENT", help="The agent (in this room) to hand it to."
     )
+    @fence_option
     @client_options
     @click.pass_context
-    def handoff(ctx: click.Context, work: str, to: str) -> None:
-        """Move your live claim WORK, with its checkpoint, to AGENT atomically."""
-        v = client(ctx, need_name=True).handoff(work, to)
+    def handoff(ctx: click.Context, work: str, to: str, fence: dict[str, int]) -> None:
+        """Move your live claim WORK, with its checkpoint, to AGENT atomically (AGENT gets a new epoch)."""
+        v = client(ctx, need_name=True).handoff(work, to, fence=fence)
         emit(settings(ctx).json, v, f"handed {clean(work)} to {clean(to)}")
 
     @group.command("claims")

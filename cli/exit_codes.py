@@ -15,7 +15,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # usage error
     TIMED_OUT = 3  # `wait` timed out
     UNREACHABLE = 4  # hub unreachable, or the connection was lost
-    UNAUTHORIZED = 5  # unauthorized or forbidden
+    UNAUTHORIZED = 5  # unauthorized, forbidden or name_taken (a refused `fenced` is 1)
 
 
 def exit_code_for(code: str) -> ExitCode:
@@ -30,5 +30,6 @@ def exit_code_for(code: str) -> ExitCode:
 
 HELP = (
     "Exit codes: 0 ok (wait: woken), 1 refused by the hub (code on stderr), 2 usage, "
-    "3 wait timed out, 4 hub unreachable or connection lost, 5 unauthorized or forbidden."
+    "3 wait timed out, 4 hub unreachable or connection lost, 5 not authorized (unauthorized, forbidden, "
+    "name_taken)."
 )

@@ -21,6 +21,12 @@ N = {"type": "number"}
 B = {"type": "boolean"}
 ANY: dict[str, Any] = {}
 LIST = {"type": "array", "items": {"type": "string"}}
+FENCE = {  # {"WORK": epoch} (a task: "task:ID"): refused with `fenced` unless still held at that epoch
+    "type": "object",
+    "additionalProperties": {"type": "integer", "minimum": 1},
+    "description": 'Claims this write depends on, as {"WORK": epoch} ("task:ID" for a task): refused with '
+    "`fenced` unless still held at that epoch.",
+}
 
 
 def _tool(description: str, props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -35,7 +41,7 @@ TOOLS: dict[str, tuple[dict[str, Any], Callable[[Any, dict[str, Any]], Any]]] = 
     "send": (
         _tool(
             "Send a message to `target` (name, a,b, room/*, room/name or all); returns its seq.",
-            {"target": S, "body": ANY, "kind": S, "reply_to": I, "priority": B},
+            {"target": S, "body": ANY, "kind": S, "reply_to": I, "priority": B, "fence": FENCE},
             ("target", "body"),
         ),
         lambda a, k: a.send(
@@ -44,6 +50,7 @@ TOOLS: dict[str, tuple[dict[str, Any], Callable[[Any, dict[str, Any]], Any]]] = 
             kind=k.get("kind", "message"),
             reply_to=k.get("reply_to"),
             priority=k.get("priority", False),
+            fence=k.get("fence"),
         ),
     ),
     "messages": (
@@ -72,7 +79,7 @@ TOOLS: dict[str, tuple[dict[str, Any], Callable[[Any, dict[str, Any]], Any]]] = 
     ),
     "claim": (
         _tool(
-            "Lease `work` on file `paths`; refused with claim_overlap naming the holder.",
+            "Lease `work` on file `paths`; refused with claim_overlap naming the holder. Returns its `epoch`.",
             {"work": S, "paths": LIST, "ttl": N, "checkpoint": S},
             ("work", "paths"),
         ),
@@ -81,14 +88,14 @@ TOOLS: dict[str, tuple[dict[str, Any], Callable[[Any, dict[str, Any]], Any]]] = 
     "release": (
         _tool(
             "Release `work`, leaving a checkpoint for the next claimer.",
-            {"work": S, "checkpoint": S},
+            {"work": S, "checkpoint": S, "fence": FENCE},
             ("work",),
         ),
-        lambda a, k: a.release(k["work"], checkpoint=k.get("checkpoint")),
+        lambda a, k: a.release(k["work"], checkpoint=k.get("checkpoint"), fence=k.get("fence")),
     ),
     "handoff": (
-        _tool("Hand a live claim to another agent.", {"work": S, "to": S}, ("work", "to")),
-        lambda a, k: a.handoff(k["work"], k["to"]),
+        _tool("Hand a live claim to another agent.", {"work": S, "to": S, "fence": FENCE}, ("work", "to")),
+        lambda a, k: a.handoff(k["work"], k["to"], fence=k.get("fence")),
     ),
     "claims": (_tool("The room's live claims.", {}), lambda a, k: a.claims()),
     "board": (_tool("The plan, live claims and declared intents.", {}), lambda a, k: a.board()),
@@ -113,17 +120,26 @@ TOOLS: dict[str, tuple[dict[str, Any], Callable[[Any, dict[str, Any]], Any]]] = 
         ),
     ),
     "task_claim": (
-        _tool("Take a ready task (conflict, not_ready or seq_blocked otherwise).", {"id": S}, ("id",)),
+        _tool(
+            "Take a ready task (conflict, not_ready or seq_blocked otherwise). Returns its `epoch`.",
+            {"id": S},
+            ("id",),
+        ),
         lambda a, k: a.tasks.claim(k["id"]),
     ),
     "task_update": (
         _tool(
             "Update a task with the etag last seen.",
-            {"id": S, "status": S, "etag": I, "title": S, "note": S},
+            {"id": S, "status": S, "etag": I, "title": S, "note": S, "fence": FENCE},
             ("id",),
         ),
         lambda a, k: a.tasks.update(
-            k["id"], status=k.get("status"), etag=k.get("etag"), title=k.get("title"), note=k.get("note")
+            k["id"],
+            status=k.get("status"),
+            etag=k.get("etag"),
+            title=k.get("title"),
+            note=k.get("note"),
+            fence=k.get("fence"),
         ),
     ),
     "task_list": (
@@ -137,7 +153,7 @@ TOOLS: dict[str, tuple[dict[str, Any], Callable[[Any, dict[str, Any]], Any]]] = 
     "state_set": (
         _tool(
             "Write a state entry (CAS with if_version, CEL gate with if, atomic increment).",
-            {"key": S, "value": ANY, "scope": S, "if": S, "if_version": I, "increment": B},
+            {"key": S, "value": ANY, "scope": S, "if": S, "if_version": I, "increment": B, "fence": FENCE},
             ("key", "value"),
         ),
         lambda a, k: a.state.set(
@@ -147,6 +163,7 @@ TOOLS: dict[str, tuple[dict[str, Any], Callable[[Any, dict[str, Any]], Any]]] = 
             if_=k.get("if"),
             if_version=k.get("if_version"),
             increment=k.get("increment", False),
+            fence=k.get("fence"),
         ),
     ),
     "state_list": (

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from cli.claims import fence_option
 from cli.main import BadInput, client, client_options, settings
 from cli.output import clean, emit, fmt_time, parse_value
 
@@ -58,6 +59,7 @@ def register(group: click.Group) -> None:
     @click.option("--reply-to", type=int, metavar="SEQ", help="The message this answers.")
     @click.option("--priority", is_flag=True, help="Wake even --directed-only waiters (use sparingly).")
     @click.argument("body", nargs=-1, required=True)
+    @fence_option
     @client_options
     @click.pass_context
     def send(
@@ -67,12 +69,13 @@ def register(group: click.Group) -> None:
         reply_to: int | None,
         priority: bool,
         body: tuple[str, ...],
+        fence: dict[str, int],
     ) -> None:
         """Send BODY (JSON if it parses, else text; `-` reads stdin) and print its seq once it is durable."""
         raw = _stdin_text() if body == ("-",) else " ".join(body)
         targets = [t for each in target for t in each.split(",") if t.strip()]
         result = client(ctx, need_name=True).send(
-            targets, parse_value(raw), kind=kind, reply_to=reply_to, priority=priority
+            targets, parse_value(raw), kind=kind, reply_to=reply_to, priority=priority, fence=fence
         )
         for unknown in result.get("unknown", ()):
             click.echo(

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from cli.claims import fence_option
 from cli.main import client, client_options, settings
 from cli.output import clean, emit, parse_value
 from hub.protocol.codec import encode
@@ -80,6 +81,7 @@ def register(group: click.Group) -> None:
         "--if-version", type=int, metavar="N", help="Write only if the entry is at version N (0: absent)."
     )
     @click.option("--increment", is_flag=True, help="Add VALUE to the current number atomically.")
+    @fence_option
     @client_options
     @click.pass_context
     def set_(
@@ -91,10 +93,17 @@ def register(group: click.Group) -> None:
         gate: str | None,
         if_version: int | None,
         increment: bool,
+        fence: dict[str, int],
     ) -> None:
         """Write KEY; a stale --if-version gets `conflict` with the current entry, a false --if `precondition_failed`."""
         e = _state(ctx, branch, True).set(
-            key, parse_value(value), scope=scope, if_=gate, if_version=if_version, increment=increment
+            key,
+            parse_value(value),
+            scope=scope,
+            if_=gate,
+            if_version=if_version,
+            increment=increment,
+            fence=fence,
         )
         emit(settings(ctx).json, e, _entry(e))
 
@@ -103,11 +112,14 @@ def register(group: click.Group) -> None:
     @click.argument("value")
     @_SCOPE
     @_BRANCH
+    @fence_option
     @client_options
     @click.pass_context
-    def init(ctx: click.Context, key: str, value: str, scope: str, branch: str | None) -> None:
+    def init(
+        ctx: click.Context, key: str, value: str, scope: str, branch: str | None, fence: dict[str, int]
+    ) -> None:
         """Write KEY only if it is absent (`already_exists` otherwise)."""
-        e = _state(ctx, branch, True).init(key, parse_value(value), scope=scope)
+        e = _state(ctx, branch, True).init(key, parse_value(value), scope=scope, fence=fence)
         emit(settings(ctx).json, e, _entry(e))
 
     @state.command("cas")
@@ -116,15 +128,24 @@ def register(group: click.Group) -> None:
     @click.argument("value")
     @_SCOPE
     @_BRANCH
+    @fence_option
     @client_options
     @click.pass_context
-    def cas(ctx: click.Context, key: str, version: str, value: str, scope: str, branch: str | None) -> None:
+    def cas(
+        ctx: click.Context,
+        key: str,
+        version: str,
+        value: str,
+        scope: str,
+        branch: str | None,
+        fence: dict[str, int],
+    ) -> None:
         """Compare and swap: write KEY only if it is at VERSION (`0` or `none`: only if absent)."""
         try:
             expected = 0 if version.lower() in ("0", "none") else int(version)
         except ValueError:
             raise click.BadParameter("a version number, or none", param_hint="VERSION") from None
-        e = _state(ctx, branch, True).cas(key, expected, parse_value(value), scope=scope)
+        e = _state(ctx, branch, True).cas(key, expected, parse_value(value), scope=scope, fence=fence)
         emit(settings(ctx).json, e, _entry(e))
 
     @state.command("delete")
@@ -132,11 +153,19 @@ def register(group: click.Group) -> None:
     @_SCOPE
     @_BRANCH
     @click.option("--if-version", type=int, metavar="N", help="Delete only at version N.")
+    @fence_option
     @client_options
     @click.pass_context
-    def delete(ctx: click.Context, key: str, scope: str, branch: str | None, if_version: int | None) -> None:
+    def delete(
+        ctx: click.Context,
+        key: str,
+        scope: str,
+        branch: str | None,
+        if_version: int | None,
+        fence: dict[str, int],
+    ) -> None:
         """Delete KEY (or a view, with --scope _view)."""
-        r = _state(ctx, branch, True).delete(key, scope=scope, if_version=if_version)
+        r = _state(ctx, branch, True).delete(key, scope=scope, if_version=if_version, fence=fence)
         emit(settings(ctx).json, r, f"deleted {clean(scope)}.{clean(key)}")
 
     @state.command("batch")
@@ -147,6 +176,7 @@ def register(group: click.Group) -> None:
     @click.option("--if", "gate", metavar="EXPR", help="Apply the batch only if this CEL expression is true.")
     @_SCOPE
     @_BRANCH
+    @fence_option
     @client_options
     @click.pass_context
     def batch(
@@ -156,6 +186,7 @@ def register(group: click.Group) -> None:
         gate: str | None,
         scope: str,
         branch: str | None,
+        fence: dict[str, int],
     ) -> None:
         """Several writes, all or nothing, in one step."""
         items: list[dict[str, Any]] = []
@@ -166,7 +197,7 @@ def register(group: click.Group) -> None:
             items.append({"key": key, "value": parse_value(value), "scope": scope, "increment": inc})
         if not items:
             raise click.UsageError("give at least one KEY=VALUE or --increment KEY=N")
-        done = _state(ctx, branch, True).batch(items, if_=gate)
+        done = _state(ctx, branch, True).batch(items, if_=gate, fence=fence)
         as_json = settings(ctx).json
         emit(as_json, done, "\n".join(_entry(e) for e in done))
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from cli.claims import fence_option
 from cli.main import client, client_options, settings
 from cli.output import clean, emit
 
@@ -19,7 +20,8 @@ def render_task(t: dict[str, Any]) -> str:
     holder = f" @{clean(t['holder'])}" if t.get("holder") else ""
     parent = f" (in {clean(t['parent'])})" if t.get("parent") else ""
     deps = f" after {clean(','.join(t['depends_on']))}" if t.get("depends_on") else ""
-    return f"{t['status']:11} {clean(t['id'])}{holder}  etag={t['etag']}  {clean(t['title'])}{parent}{deps}"
+    epoch = f"  epoch={t['epoch']}" if t.get("epoch") and t.get("holder") else ""
+    return f"{t['status']:11} {clean(t['id'])}{holder}  etag={t['etag']}{epoch}  {clean(t['title'])}{parent}{deps}"
 
 
 def register(group: click.Group) -> None:
@@ -71,7 +73,8 @@ def register(group: click.Group) -> None:
     @client_options
     @click.pass_context
     def claim(ctx: click.Context, task_id: str) -> None:
-        """Take ready task ID (atomic: `conflict` if taken, `not_ready`, `seq_blocked`). Prints its etag."""
+        """Take ready task ID (atomic: `conflict` if taken, `not_ready`, `seq_blocked`). Prints its etag and
+        epoch (`--json`: "epoch"): pass `--fence task:ID=EPOCH` to writes that must not land once it is lost."""
         t = client(ctx, need_name=True).tasks.claim(task_id)
         emit(settings(ctx).json, t, render_task(t))
 
@@ -81,6 +84,7 @@ def register(group: click.Group) -> None:
     @click.option("--etag", type=int, metavar="E", help="The etag you last saw; a stale one gets `conflict`.")
     @click.option("--title", help="A new title.")
     @click.option("--note", metavar="TEXT", help="Append a note.")
+    @fence_option
     @client_options
     @click.pass_context
     def update(
@@ -90,10 +94,11 @@ def register(group: click.Group) -> None:
         etag: int | None,
         title: str | None,
         note: str | None,
+        fence: dict[str, int],
     ) -> None:
-        """Update task ID and print its new etag."""
+        """Update task ID and print its new etag. A task claimed by another agent is theirs: `forbidden`."""
         t = client(ctx, need_name=True).tasks.update(
-            task_id, status=status, etag=etag, title=title, note=note
+            task_id, status=status, etag=etag, title=title, note=note, fence=fence
         )
         emit(settings(ctx).json, t, str(t["etag"]))
 

@@ -9,15 +9,18 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from hub.config import HubConfig
+
+if TYPE_CHECKING:
+    from hub.server.hub import Hub
 
 MS = float(os.environ.get("SYNAPSE_TEST_MS", "1")) / 1000.0  # one millisecond, scaled on slow machines
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,10 +74,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 class ThreadHub:
     """A real Hub serving on its own thread and event loop, so blocking clients can reach it too."""
 
-    def __init__(self, config: HubConfig) -> None:
-        from hub.server.hub import Hub
-
+    def __init__(self, config: HubConfig, clock: Callable[[], float] | None = None) -> None:
         self.config = config
+        self.clock = clock  # the hub's clock (default: time.time); a test may drive it, as ManualClock
         self.loop = asyncio.new_event_loop()
         self.hub: Hub | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -84,7 +86,7 @@ class ThreadHub:
     async def _start(self) -> Any:
         from hub.server.hub import Hub
 
-        hub = Hub(self.config)
+        hub = Hub(self.config) if self.clock is None else Hub(self.config, clock=self.clock)
         await hub.start()
         return hub
 
@@ -106,6 +108,20 @@ class ThreadHub:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class ManualClock:
+    """A hub clock that moves only when the test says so: TTLs run out without waiting for them."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
 
 
 def hub_config(db: Path, **kw: Any) -> HubConfig:
@@ -165,6 +181,29 @@ class HubProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(15)
 
+    def close_pipes(self) -> None:
+        """A stopped hub's pipes (start() leaves them open)."""
+        assert self.proc is not None
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+    def restart(self, how: str = "kill") -> str:
+        """SIGKILL (or SIGTERM, which drains) the hub and start it again on the same log (on a new port);
+        returns how it came back: its `hub.restored ... snapshot=...` log line."""
+        if how == "kill":
+            self.kill()
+        else:
+            assert self.terminate() == 0
+        self.close_pipes()
+        self.start()
+        assert self.proc is not None and self.proc.stderr is not None
+        for _ in range(50):
+            line = self.proc.stderr.readline()
+            if "hub.restored" in line:
+                return line
+        raise AssertionError("no hub.restored line")
+
 
 @pytest.fixture
 def client_env(tmp_path: Path) -> dict[str, str]:
@@ -174,6 +213,22 @@ def client_env(tmp_path: Path) -> dict[str, str]:
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+@pytest.fixture
+def hub_procs(db_path: Path, client_env: dict[str, str]) -> Iterator[Callable[..., HubProcess]]:
+    """`python -m hub hub ARGS...` subprocesses on the test's SQLite file (killed, pipes closed, at teardown)."""
+    started: list[HubProcess] = []
+
+    def start(*args: str) -> HubProcess:
+        hp = HubProcess(db_path, client_env, *args).start()
+        started.append(hp)
+        return hp
+
+    yield start
+    for hp in started:
+        hp.kill()
+        hp.close_pipes()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ __all__ = [
     "Tokens",
     "Waiter",
     "Waiters",
+    "acting_as",
     "actor",
     "apply_joined",
     "apply_presence",
@@ -35,6 +36,7 @@ __all__ = [
     "decide_heartbeat",
     "decide_join",
     "decide_reset_token",
+    "existing",
     "member",
     "notify",
     "presence",
@@ -124,9 +126,9 @@ class Waiters:
 # -- who is acting ------------------------------------------------------------------------------------
 
 
-def of_room(room: Room, name: str) -> Agent:
+def existing(room: Room, name: AgentName) -> Agent:
     """The agent `name` of the room; `not_found` if it never joined."""
-    agent = room.part(Roster).agents.get(AgentName(name))
+    agent = room.part(Roster).agents.get(name)
     if agent is None:
         raise HubError(
             Code.NOT_FOUND,
@@ -138,7 +140,7 @@ def of_room(room: Room, name: str) -> Agent:
 
 def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
     """The agent `name` if `token` proves it; `forbidden` if the token is another agent's."""
-    agent = of_room(room, name)
+    agent = existing(room, name)
     if token is None:
         raise HubError(Code.UNAUTHORIZED, f"a token is required to act as {name!r}")
     if agent.proven is not None and same_secret(token, agent.proven):
@@ -151,6 +153,11 @@ def verify(w: World, room: Room, name: AgentName, token: str | None) -> Agent:
     if owner is not None:
         raise HubError(Code.FORBIDDEN, f"that token belongs to {owner[0]}/{owner[1]}, not {room.name}/{name}")
     raise HubError(Code.UNAUTHORIZED, f"wrong token for {name!r} (re-joining rotates it)")
+
+
+def acting_as(w: World, room: Room, name: AgentName, token: str | None, admin_token: str | None) -> Agent:
+    """The agent `name`, if `token` proves it or `admin_token` is the hub's (which may act as any agent)."""
+    return existing(room, name) if w.is_admin(admin_token) else verify(w, room, name, token)
 
 
 def member(w: World, room: Room, token: str | None, what: str) -> Agent:
@@ -212,8 +219,7 @@ def actor(w: World, cmd: Any, ctx: Context, out: Outcome) -> tuple[Room, Agent]:
         raise HubError(
             Code.FORBIDDEN, f"this session acts as {info.room}/{info.agent}, not {cmd.room}/{cmd.name}"
         )
-    admin = w.is_admin(cmd.admin_token)  # the admin token may act as any agent of any room
-    agent = of_room(room, cmd.name) if admin else verify(w, room, cmd.name, cmd.token)
+    agent = acting_as(w, room, cmd.name, cmd.token, cmd.admin_token)  # the admin token may act as anyone
     rate = w.config.rate_per_agent
     if rate is not None:
         buckets = w.part(Buckets).of
@@ -293,7 +299,7 @@ def decide_reset_token(w: World, cmd: c.ResetToken, ctx: Context) -> Outcome:
     if ctx.secret is None:
         raise HubError(Code.UNAVAILABLE, "no source of tokens")
     room = rooms.existing(w, cmd.room)
-    agent = of_room(room, cmd.name)
+    agent = existing(room, cmd.name)
     out = Outcome()
     _take_over(room, agent, "the admin token", out)
     joined = c.Join(room=cmd.room, name=cmd.name, id=cmd.id)

@@ -346,8 +346,8 @@ def decide_subscribe(w: World, cmd: c.Subscribe, ctx: Context) -> Outcome:
                 {"field": "include"},
             )
     agent = None
-    if cmd.name is not None:  # showing an agent as `waiting` is acting as it: its token must prove it
-        agent = agents.verify(w, room, cmd.name, cmd.token).name
+    if cmd.name is not None:  # showing an agent as `waiting` is acting as it: its token (or the admin's)
+        agent = agents.acting_as(w, room, cmd.name, cmd.token, cmd.admin_token).name
     value = value_of(compiled, context(w, room))
     holds = cel.is_true(value)
     out = Outcome()

@@ -382,7 +382,8 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
     """Arm a waiter for a message, a condition, or both (SPEC: wait); a newer one takes the name over.
 
     Waiting is acting: the token names the agent that owns the waiter (it shows `waiting` on a condition),
-    only `for`'s own token waits for its messages, and only the owner takes its waiter over.
+    only `for`'s own token waits for its messages, and only the owner takes its waiter over. The admin token
+    waits as `for` (or as no agent), and may take any waiter over (CLI.md "Identity and authorization").
     """
     if ctx.session is None:
         raise HubError(Code.BAD_REQUEST, "wait needs a session")
@@ -395,13 +396,17 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
         rooms.check_name(cmd.for_, "for")
     compiled = conditions.compile_or_refuse(cmd.condition) if cmd.condition is not None else None
     room = rooms.existing(w, cmd.room)
-    owner = agents.member(w, room, cmd.token, "waiting").name
+    admin = w.is_admin(cmd.admin_token)
+    if admin:
+        owner = cmd.for_ if cmd.for_ is not None else cmd.waiter
+    else:
+        owner = agents.member(w, room, cmd.token, "waiting").name
     if cmd.for_ is not None and cmd.for_ != owner:
         raise HubError(
             Code.FORBIDDEN, f"only {cmd.for_}'s own token waits for its messages (this is {owner}'s)"
         )
     old = room.part(agents.Waiters).by_name.get(cmd.waiter)
-    if old is not None and old.owner != owner:
+    if old is not None and old.owner != owner and not admin:
         raise HubError(Code.FORBIDDEN, f"waiter {cmd.waiter!r} is {old.owner}'s", {"holder": old.owner})
     info = w.sessions.get(session)
     if info is not None and info.waiter is not None:
@@ -431,7 +436,8 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
                 (session,), Wake(id=cmd.id, reason="condition", condition=compiled.source, value=value)
             )
             return out
-        sub_id, add = conditions.plan_sub(w, room, session, compiled, (), owner, cmd.id)
+        shown = owner if owner in room.part(agents.Roster).agents else None  # presence `waiting`
+        sub_id, add = conditions.plan_sub(w, room, session, compiled, (), shown, cmd.id)
     _take_over(w, room, cmd, out)  # only now: a refusal above leaves the old waiter armed
     if sub_id is not None:
         out.stage(add)

@@ -54,7 +54,7 @@ def check(room: Room, writer: AgentName, fence: dict[str, int], now: float) -> N
             why = "nobody holds it" if now_held is None else f"{now_held[0]} holds it at epoch {now_held[1]}"
             raise HubError(
                 Code.FENCED,
-                f"fenced: {writer} does not hold {work!r} at epoch {epoch} ({why})",
+                f"{writer} does not hold {work!r} at epoch {epoch} ({why})",
                 {"work": work, "epoch": epoch, "current": current},
             )
 

@@ -92,8 +92,11 @@ class Task:
             notes=list(self.notes),
             created_at=self.created_at,
             updated_at=self.updated_at,
+            epoch=self.epoch,
         )
         if after is not None:
+            if after.epoch:  # a claim: the epoch it takes (CLI.md "Fencing")
+                view.epoch = after.epoch
             view.etag, view.status, view.holder, view.updated_at = (
                 after.etag,
                 after.status,

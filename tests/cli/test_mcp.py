@@ -74,3 +74,33 @@ def test_refusal_is_a_tool_error(hub: ThreadHub, client_env: dict[str, str]) -> 
     assert replies[0]["result"]["isError"] is True
     assert json.loads(replies[0]["result"]["content"][0]["text"])["error"]["code"] == "bad_request"
     assert replies[1]["error"]["code"] == -32602
+
+
+def test_claim_returns_the_epoch_and_a_stale_fence_is_a_tool_error(
+    hub: ThreadHub, client_env: dict[str, str]
+) -> None:
+    """The claim tool returns the epoch; state_set fenced on it lands, and after a release the same fence is
+    refused with `fenced`."""
+
+    def call(i: int, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        return {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        }
+
+    replies = _session(
+        hub,
+        client_env,
+        [
+            call(1, "claim", {"work": "w", "paths": ["src/w"]}),
+            call(2, "state_set", {"key": "k", "value": 1, "fence": {"w": 1}}),
+            call(3, "release", {"work": "w", "fence": {"w": 1}}),
+            call(4, "state_set", {"key": "k", "value": 2, "fence": {"w": 1}}),
+        ],
+    )
+    texts = [json.loads(r["result"]["content"][0]["text"]) for r in replies]  # type: ignore[index]
+    assert texts[0]["epoch"] == 1 and texts[1]["version"] == 1
+    assert [r["result"]["isError"] for r in replies] == [False, False, False, True]  # type: ignore[index]
+    assert texts[3]["error"]["code"] == "fenced"

@@ -219,3 +219,34 @@ async def _changed(read: Callable[[], Awaitable[Any]], old: Any) -> Any:
 
 async def _is(read: Callable[[], Awaitable[Any]], want: Any) -> bool:
     return await read() == want
+
+
+async def test_claim_epoch_fences_async_writes(hub: ThreadHub) -> None:
+    """`Claim.epoch` / `Claim.fence`: writes fenced on it land while the claim is held; once it is handed on,
+    the old holder's fenced writes get `fenced` and its handle's new owner holds a higher epoch."""
+    async with Agent("alice", hub=hub.url) as alice, Agent("bob", hub=hub.url) as bob:
+        claim = await alice.claim("api", paths=["src/api"])
+        assert (claim.epoch, claim.fence, claim.already_held) == (1, {"api": 1}, False)
+        assert (await alice.claim("api", paths=["src/api"])).already_held
+        assert await alice.state.set("k", 1, fence=claim.fence) == 1
+        assert await alice.send("bob", "api ready", fence=claim.fence) > 0
+        await alice.handoff("api", "bob", fence=claim.fence)
+        for write in (
+            alice.state.set("k", 2, fence=claim.fence),
+            alice.state.init("j", 1, fence=claim.fence),
+            alice.state.cas("k", 1, 2, fence=claim.fence),
+            alice.state.increment("n", fence=claim.fence),
+            alice.state.batch([{"key": "k", "value": 2}], fence=claim.fence),
+            alice.state.delete("k", fence=claim.fence),
+            alice.send("bob", "still mine?", fence=claim.fence),
+            alice.release("api", fence=claim.fence),
+        ):
+            with pytest.raises(HubError) as info:
+                await write
+            assert info.value.code == Code.FENCED
+        (held,) = await bob.claims()
+        assert (held["holder"], held["epoch"]) == ("bob", 2)
+        await bob.tasks.declare("T", "t")
+        task = await bob.tasks.claim("T")
+        done = await bob.tasks.update("T", status="done", fence={"task:T": task["epoch"], "api": 2})
+        assert done["status"] == "done"

@@ -19,14 +19,6 @@ from tests.conftest import HubProcess, seconds
 WRITERS = ("w1", "w2", "w3")
 
 
-def close_pipes(hp: HubProcess) -> None:
-    """A killed hub's pipes (the fixture leaves them open)."""
-    assert hp.proc is not None
-    for pipe in (hp.proc.stdout, hp.proc.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
 @pytest.fixture(params=[0, 7], ids=["log-only", "snapshot-every-7"])
 def hub_proc(request: pytest.FixtureRequest, db_path: Path, client_env: dict[str, str]) -> Any:
     hp = HubProcess(db_path, client_env, "--snapshot-every", str(request.param)).start()
@@ -34,7 +26,7 @@ def hub_proc(request: pytest.FixtureRequest, db_path: Path, client_env: dict[str
         yield hp
     finally:
         hp.kill()
-        close_pipes(hp)
+        hp.close_pipes()
 
 
 def history(url: str) -> None:
@@ -81,16 +73,6 @@ def reads(url: str) -> dict[str, Any]:
         return out
 
 
-def restored_line(hp: HubProcess) -> str:
-    """The hub's `hub.restored ...` log line (how it came back: from a snapshot or from the log alone)."""
-    assert hp.proc is not None and hp.proc.stderr is not None
-    for _ in range(20):
-        line = hp.proc.stderr.readline()
-        if "hub.restored" in line:
-            return line
-    raise AssertionError("no hub.restored line")
-
-
 def fold(db: Path) -> Machine:
     """A fresh Machine folded from every row of the log (read beside the running hub)."""
     log = EventLog(str(db), owner=False)
@@ -111,11 +93,7 @@ def test_state_survives_sigkill_and_restart(hub_proc: HubProcess, db_path: Path)
     before = reads(hub_proc.url)
     assert before["eval"] == ["met:5", 1, 7]
     assert before["eval:exp"] == ["met:5", 100, False]
-    hub_proc.kill()
-    close_pipes(hub_proc)
-
-    hub_proc.start()
-    restored = restored_line(hub_proc)
+    restored = hub_proc.restart()
     assert ("snapshot=None" in restored) == (hub_proc.args[-1] == "0"), restored
     after = reads(hub_proc.url)
     assert after == before
@@ -198,7 +176,7 @@ def test_acknowledged_increments_survive_sigkill(hub_proc: HubProcess) -> None:
         hub_proc.kill()
     finally:
         inc.join()
-    close_pipes(hub_proc)
+    hub_proc.close_pipes()
     for name, exc in inc.errors.items():
         assert isinstance(exc, HubError) and exc.code == Code.DISCONNECTED, f"{name}: {exc!r}"
     hub_proc.start()

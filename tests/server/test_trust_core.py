@@ -128,47 +128,6 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., ThreadHub]]:
         th.stop()
 
 
-def close_pipes(hp: HubProcess) -> None:
-    """A stopped hub's pipes (HubProcess leaves them open)."""
-    assert hp.proc is not None
-    for pipe in (hp.proc.stdout, hp.proc.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
-@pytest.fixture
-def hub_proc(db_path: Path, client_env: dict[str, str]) -> Iterator[Callable[..., HubProcess]]:
-    """`python -m hub hub` subprocesses on the test's SQLite file (killed at teardown)."""
-    started: list[HubProcess] = []
-
-    def start(*args: str) -> HubProcess:
-        hp = HubProcess(db_path, client_env, *args).start()
-        started.append(hp)
-        return hp
-
-    yield start
-    for hp in started:
-        hp.kill()
-        close_pipes(hp)
-
-
-def restart(hp: HubProcess, how: str = "kill") -> str:
-    """SIGKILL (or SIGTERM, which drains) the hub and start it again on the same file; returns how it came
-    back (its `hub.restored ... snapshot=...` log line)."""
-    if how == "kill":
-        hp.kill()
-    else:
-        assert hp.terminate() == 0
-    close_pipes(hp)
-    hp.start()
-    assert hp.proc is not None and hp.proc.stderr is not None
-    for _ in range(50):
-        line = hp.proc.stderr.readline()
-        if "hub.restored" in line:
-            return line
-    raise AssertionError("no hub.restored line")
-
-
 def fold(db: Path) -> Machine:
     """A fresh Machine folded from every row of the log (read beside the running hub)."""
     log = EventLog(str(db), owner=False)
@@ -235,10 +194,10 @@ def test_wait_refused_by_a_limit_leaves_the_old_waiter_armed(
 
 
 def test_integers_are_64_bit_and_an_overflowing_increment_changes_nothing(
-    hub_proc: Callable[..., HubProcess],
+    hub_procs: Callable[..., HubProcess],
 ) -> None:
     """Ints past 64 bits and overflowing increments are bad_request; the key stays readable and durable."""
-    hp = hub_proc()
+    hp = hub_procs()
     with raw(hp.url) as a:
         token = join(a, "alice")
         huge = json.dumps(state_set("alice", token, "big", None)).replace(
@@ -270,12 +229,12 @@ def test_integers_are_64_bit_and_an_overflowing_increment_changes_nothing(
         reads(a)
         reads(a)
 
-    restart(hp, "kill")
+    hp.restart("kill")
     with raw(hp.url) as a:
         reads(a)
         assert a.ok(state_set("alice", token, "big", -1, increment=True))["version"] == 2
         assert entry(a, "big") == (INT_MAX - 1, 2)
-    restart(hp, "kill")
+    hp.restart("kill")
     with raw(hp.url) as a:
         assert entry(a, "big") == (INT_MAX - 1, 2)
         a.serves()
@@ -285,10 +244,10 @@ def test_integers_are_64_bit_and_an_overflowing_increment_changes_nothing(
 
 
 def test_an_increment_to_infinity_is_refused_and_memory_equals_the_log(
-    hub_proc: Callable[..., HubProcess], db_path: Path
+    hub_procs: Callable[..., HubProcess], db_path: Path
 ) -> None:
     """An increment to infinity is bad_request; the served value equals the log's, also after a restart."""
-    hp = hub_proc()
+    hp = hub_procs()
     with raw(hp.url) as a:
         token = join(a, "alice")
         assert a.ok(state_set("alice", token, "f", 1e308))["version"] == 1
@@ -299,12 +258,12 @@ def test_an_increment_to_infinity_is_refused_and_memory_equals_the_log(
             a.serves()
         assert entry(a, "f") == (1e308, 1)
         assert logged(db_path, "f") == (1e308, 1)
-    restart(hp, "kill")
+    hp.restart("kill")
     with raw(hp.url) as a:
         assert entry(a, "f") == (1e308, 1)
         assert a.ok(state_set("alice", token, "f", -1e308, increment=True))["value"] == 0.0
     assert logged(db_path, "f") == (0.0, 2)
-    restart(hp, "kill")
+    hp.restart("kill")
     with raw(hp.url) as a:
         assert entry(a, "f") == (0.0, 2)
 
@@ -312,9 +271,9 @@ def test_an_increment_to_infinity_is_refused_and_memory_equals_the_log(
 # -- 4. nesting depth 64 ---------------------------------------------------------------------------------------
 
 
-def test_values_nest_at_most_64_deep_and_survive_snapshots(hub_proc: Callable[..., HubProcess]) -> None:
+def test_values_nest_at_most_64_deep_and_survive_snapshots(hub_procs: Callable[..., HubProcess]) -> None:
     """A value 65 deep is bad_request; one 64 deep reads back unchanged after snapshots and a restart."""
-    hp = hub_proc("--snapshot-every", "1")
+    hp = hub_procs("--snapshot-every", "1")
     deep = nested(64)
     with raw(hp.url) as a, raw(hp.url) as b:
         token = join(a, "alice")
@@ -333,7 +292,7 @@ def test_values_nest_at_most_64_deep_and_survive_snapshots(hub_proc: Callable[..
             assert entry(r, "deep") == (deep, 1)
             assert r.ok({"op": "eval", "expr": "state._shared.deep"})["value"] == deep
 
-    restored = restart(hp, "terminate")  # SIGTERM drains: the queued snapshots are written
+    restored = hp.restart("terminate")  # SIGTERM drains: the queued snapshots are written
     assert "snapshot=None" not in restored, restored
     with raw(hp.url) as a:
         a.serves()
@@ -351,10 +310,10 @@ def test_values_nest_at_most_64_deep_and_survive_snapshots(hub_proc: Callable[..
     ("snapshot_every", "how"), [("0", "kill"), ("1", "terminate")], ids=["log-only-sigkill", "snapshot"]
 )
 def test_versions_continue_across_delete_so_a_stale_leader_cannot_write(
-    hub_proc: Callable[..., HubProcess], snapshot_every: str, how: str
+    hub_procs: Callable[..., HubProcess], snapshot_every: str, how: str
 ) -> None:
     """A re-created key continues its version, so a stale leader's CAS conflicts, also across restarts."""
-    hp = hub_proc("--snapshot-every", snapshot_every)
+    hp = hub_procs("--snapshot-every", snapshot_every)
     with raw(hp.url) as old, raw(hp.url) as new:
         alice = join(old, "alice")
         bob = join(new, "bob")
@@ -366,7 +325,7 @@ def test_versions_continue_across_delete_so_a_stale_leader_cannot_write(
         assert entry(old, "leader") == ("bob", 2)
         new.ok({"op": "state.delete", "name": "bob", "token": bob, "key": "leader", "if_version": 2})
 
-    restored = restart(hp, how)
+    restored = hp.restart(how)
     assert ("snapshot=None" in restored) == (snapshot_every == "0"), restored
     with raw(hp.url) as old, raw(hp.url) as new:
         assert new.refused({"op": "state.get", "key": "leader"})["code"] == "not_found"
@@ -376,7 +335,7 @@ def test_versions_continue_across_delete_so_a_stale_leader_cannot_write(
             assert err["code"] == "conflict", err
         assert entry(old, "leader") == ("bob", 3)
 
-    restart(hp, how)
+    hp.restart(how)
     with raw(hp.url) as r:
         assert entry(r, "leader") == ("bob", 3)
         assert r.refused(state_set("alice", alice, "leader", "alice", if_version=1))["code"] == "conflict"
