@@ -22,7 +22,7 @@ def test_acknowledged_sends_survive_sigkill_on_postgres(pg_url: str, client_env:
     acknowledged send is in the feed at its seq, once, and seqs run 1..N."""
     hp = HubProcess(pg_url, client_env).start()
     with SyncAgent("sink", hub=hp.url, save_token=False) as sink:
-        sink.join()
+        token = sink.join()  # sink reads every message below (each is to sink or to everyone)
     senders = Senders(hp.url)
     senders.start()
     try:
@@ -36,7 +36,7 @@ def test_acknowledged_sends_survive_sigkill_on_postgres(pg_url: str, client_env:
 
     hp.start()  # the same database; the killed hub's session (and its advisory lock) has ended
     try:
-        with SyncAgent(hub=hp.url) as reader:
+        with SyncAgent("sink", hub=hp.url, token=token) as reader:
             messages = read_feed(reader)
     finally:
         stop(hp)
@@ -54,7 +54,7 @@ def test_snapshots_and_replay_on_postgres(pg_url: str, client_env: dict[str, str
     hp = HubProcess(pg_url, client_env, "--snapshot-every", "20").start()
     try:
         with SyncAgent("a", hub=hp.url, save_token=False) as a:
-            a.join()
+            token = a.join()  # a reads what it sent, after the restart too
             for i in range(75):
                 a.send("b", {"i": i})
             a.state.set("turn", 7)
@@ -70,7 +70,7 @@ def test_snapshots_and_replay_on_postgres(pg_url: str, client_env: dict[str, str
 
     hp.start()
     try:
-        with SyncAgent("a", hub=hp.url, save_token=False) as a:
+        with SyncAgent("a", hub=hp.url, save_token=False, token=token) as a:
             after = read_feed(a), a.state.get("turn"), a.claims()
     finally:
         stop(hp)
