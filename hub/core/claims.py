@@ -536,13 +536,14 @@ def root(w: World, room: Room) -> dict[str, Any]:
     return {work: {"holder": h.holder, "paths": list(h.paths)} for work, h in room.part(Claims).live.items()}
 
 
-def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> tuple[str, ...] | None:
     if len(path) == 2:
         held = room.part(Claims).live.get(path[1])
         if held is None:
             node.pop(path[1], None)
         else:
             node[path[1]] = {"holder": held.holder, "paths": list(held.paths)}
+    return None
 
 
 # -- folding -------------------------------------------------------------------------------------------------

@@ -181,8 +181,9 @@ def root(w: World, room: Room) -> dict[str, Any]:
     return {"count": feed.seq, "unclaimed": feed.seq - len(feed.claimed)}
 
 
-def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> tuple[str, ...] | None:
     node.update(root(w, room))
+    return None
 
 
 # -- deciding --------------------------------------------------------------------------------------------

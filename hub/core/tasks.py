@@ -511,11 +511,12 @@ def root(w: World, room: Room) -> dict[str, Any]:
     return {t.id: _entry(t) for t in room.part(Plan).tasks.values()}
 
 
-def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> tuple[str, ...] | None:
     if len(path) == 2:
         task = room.part(Plan).tasks.get(path[1])
         if task is not None:
             node[task.id] = _entry(task)
+    return None
 
 
 # -- folding -------------------------------------------------------------------------------------------------
