@@ -17,6 +17,7 @@ from hub.protocol import results as r
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import ClaimGranted
 from hub.protocol.types import AgentName, RoomName, SessionId
+from hub.protocol.values import check_name
 
 __all__ = [
     "MAX_PATHS",
@@ -237,8 +238,7 @@ def decide_claim(w: World, cmd: c.Claim, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
     check_checkpoint(cmd.checkpoint)
-    if not cmd.work or len(cmd.work) > MAX_WORK:
-        raise HubError(Code.BAD_REQUEST, f"work needs a name of 1..{MAX_WORK} characters", {"field": "work"})
+    check_name(cmd.work, "work", MAX_WORK)
     claims = room.part(Claims)
     held = claims.current(cmd.work, ctx.now)
     if held is not None and held.holder != agent.name:

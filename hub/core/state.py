@@ -51,7 +51,7 @@ __all__ = [
 
 SHARED = "_shared"
 VIEW = "_view"
-KEY = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+KEY = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,256}")  # no control character: C0 (NUL too), DEL, C1
 BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 Spot = tuple[str, str]
 

@@ -249,8 +249,10 @@ class Hub:
         cmd_id: int | None = None
         try:
             limit = self.config.max_frame_bytes
-            if limit is not None and len(data) > limit:
-                raise HubError(Code.TOO_LARGE, f"frame is {len(data)} bytes, over {limit}", {"limit": limit})
+            if limit is not None and len(data) * 4 > limit:  # a text frame's characters are 1 to 4 bytes
+                size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
+                if size > limit:
+                    raise HubError(Code.TOO_LARGE, f"frame is {size} bytes, over {limit}", {"limit": limit})
             if self.draining or self.failed is not None:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
             cmd = decode_command(data)

@@ -165,14 +165,14 @@ tokens = mostly(("own",), TOKENS, 0.1)
 sessions = mostly(("mine",), (1, 2, 3, 4, 5, 6), 0.1)
 actors = st.builds(lambda who, tok, ses: (*who, tok, ses), members, tokens, sessions)
 
-works = mostly(("held", "held", "w1", "w2", "w3"), ("", "x*201"), 0.06)
+works = mostly(("held", "held", "w1", "w2", "w3"), ("", "x*201", "w\x00"), 0.06)
 ttls = mostly((None, None, 5.0, 60.0, 30 * 86_400.0), (0.0, -1.0, 1e9), 0.06)
 checkpoints = mostly((None, None, "cp"), ("x*70000",), 0.05)
 fences = mostly(({},), ("held", "held", "stale", {"w1": 1}, {"task:t1": 1}, {"nope": 1}), 0.25)
 notes = mostly((None, "note"), ("x*5000",), 0.05)
 
 TASKS = ("t1", "t2", "t3", "t4", "t5", "e1", "s1")
-task_ids = mostly(TASKS, ("", "nope", "x*201"), 0.08)
+task_ids = mostly(TASKS, ("", "nope", "x*201", "t\x1b"), 0.08)
 statuses = st.sampled_from((None, "pending", "ready", "in_progress", "blocked", "done", "done", "cancelled"))
 
 KEYS = ("k1", "k2", "n", "f")
