@@ -577,6 +577,13 @@ _ENGINE_POS = re.compile(r"<input>:(\d+):(\d+):")
 _SCALARS = (bool, int, float, str, type(None))
 
 
+def _key(k: Any) -> Any:
+    """A map key as JSON can carry it: CEL's bool keys become "true"/"false" (as int keys become text)."""
+    if type(k) is bool:
+        return "true" if k else "false"
+    return k
+
+
 def _engine_position(src: str, message: str) -> int | None:
     """Map an engine's '<input>:line:column:' (1-based) to a 0-based offset in `src`."""
     m = _ENGINE_POS.search(message)
@@ -731,7 +738,7 @@ class CelCppEngine(_EngineBase):
         if isinstance(v, list):
             return [self._plain(x) for x in v]
         if isinstance(v, dict):
-            return {self._plain(k): self._plain(x) for k, x in v.items()}
+            return {_key(self._plain(k)): self._plain(x) for k, x in v.items()}
         if isinstance(v, (bytes, bytearray)):
             return bytes(v)
         if isinstance(v, (_dt.datetime, _dt.timedelta)):
@@ -785,7 +792,7 @@ def _plain_python(v: Any, bool_types: tuple[type, ...] = (bool,)) -> Any:
     if isinstance(v, (list, tuple)):
         return [_plain_python(x, bool_types) for x in v]
     if isinstance(v, Mapping):
-        return {_plain_python(k, bool_types): _plain_python(x, bool_types) for k, x in v.items()}
+        return {_key(_plain_python(k, bool_types)): _plain_python(x, bool_types) for k, x in v.items()}
     if isinstance(v, _dt.datetime):
         return _dt.datetime(
             v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=v.tzinfo

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from hub.core import cel
 from hub.core.cel import NATIVE, REFERENCE, BadExpression, EvalError
+from hub.protocol.codec import encode
 
 ENGINES = [pytest.param(NATIVE, id="native"), pytest.param(REFERENCE, id="reference")]
 REFERENCE.compile("true")  # load celpy now: it raises the recursion limit, which Hypothesis warns about
@@ -194,6 +195,7 @@ EXAMPLES = [
     ("state._shared", ROOM["state"]["_shared"]),
     ("[1, 'a', null, 2.5, [true]]", [1, "a", None, 2.5, [True]]),
     ("{'k': [1]}", {"k": [1]}),
+    ("{true: 1, false: [{true: 2}]}", {"true": 1, "false": [{"true": 2}]}),  # JSON has text keys only
     ("b'ab'", b"ab"),
     ("-7 / 2 == -3 && -7 % 2 == -1", True),
     ("size('héllo')", 5),
@@ -368,6 +370,16 @@ def test_bound_for_another_engine_and_foreign_compiled() -> None:
     assert cel.evaluate(compiled, REFERENCE.bind(ROOM)) is True
     with pytest.raises(ValueError, match="another engine"):
         REFERENCE.evaluate(compiled, ROOM)
+
+
+@pytest.mark.parametrize("engine", [*ENGINES, pytest.param(cel.CelRustEngine(), id="rust")])
+@pytest.mark.parametrize(
+    "expr",
+    ["{true: 1}", "{1: {false: 2}}", "[{true: b'x'}]", "{'a': duration('1s'), 'b': 18446744073709551615u}"],
+)
+def test_every_result_encodes(engine: cel.Engine, expr: str) -> None:
+    """Whatever an expression evaluates to can be sent in a reply, a trigger or an error's detail."""
+    encode(engine.evaluate(engine.compile(expr), ROOM))
 
 
 def test_rust_engine_same_api() -> None:
