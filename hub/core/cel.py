@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import importlib
 import re
@@ -696,6 +697,19 @@ class _EngineBase:
         raise NotImplementedError
 
 
+def _pin_none() -> None:
+    """Give None references enough for any uptime, unless it is immortal already (CPython 3.12 and later).
+
+    cel-expr-python (0.1.3) drops one reference to None for every null it hands back (a null result, a null
+    inside a list or map): left alone, None's count reaches zero after a few thousand nulls and the whole
+    interpreter aborts ("deallocating None"), so one agent repeating `eval null` could stop the hub. Only
+    None is affected (True, False, numbers and strings keep their counts; tests/core/test_cel.py checks).
+    """
+    count = ctypes.c_ssize_t.from_address(id(None))  # ob_refcnt, the first field of every CPython object
+    if 0 < count.value < 1 << 31:  # a plain count, not an immortal object's marker
+        count.value += 1 << 60
+
+
 class CelCppEngine(_EngineBase):
     """cel-cpp through `cel-expr-python` (import `cel_expr_python.cel`); unchecked, dynamically typed.
 
@@ -707,6 +721,7 @@ class CelCppEngine(_EngineBase):
 
     def __init__(self) -> None:
         cel = importlib.import_module("cel_expr_python.cel")
+        _pin_none()
         self._env = cel.NewEnv(variables=dict.fromkeys(sorted(ROOTS), cel.Type.DYN))
         self._error = cel.Type.ERROR
         self._type_cls = cel.Type
