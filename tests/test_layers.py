@@ -40,7 +40,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "hub.protocol": PURE_STDLIB | {"msgspec"},
     "hub.core": PURE_STDLIB
     | {"msgspec", "hub.protocol", "hub.config", "hub.version", "ipaddress"}
-    | {"datetime", "importlib"},  # cel.py: CEL timestamps; its engines load on first use
+    | {"datetime", "importlib"}  # cel.py: CEL timestamps; its engines load on first use
+    | {"ctypes"},  # cel.py: pins None against cel-expr-python's lost references (cel._pin_none)
     "hub.log": {"hub.protocol", "hub.config", "msgspec", "sqlalchemy", "psycopg", "sqlite3"},
     "hub.server": {"hub.core", "hub.log", "hub.protocol", "hub.config", "hub.version"}
     | {"msgspec", "websockets", "prometheus_client", "uvloop"},

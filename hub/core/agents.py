@@ -415,12 +415,13 @@ def root(w: World, room: Room) -> dict[str, Any]:
     return {name: _root_entry(roster, a) for name, a in roster.agents.items()}
 
 
-def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> tuple[str, ...] | None:
     if len(path) == 2:
         roster = room.part(Roster)
         agent = roster.agents.get(AgentName(path[1]))
         if agent is not None:
             node[agent.name] = _root_entry(roster, agent)
+    return None
 
 
 # -- folding --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import importlib
 import re
@@ -577,6 +578,13 @@ _ENGINE_POS = re.compile(r"<input>:(\d+):(\d+):")
 _SCALARS = (bool, int, float, str, type(None))
 
 
+def _key(k: Any) -> Any:
+    """A map key as JSON can carry it: CEL's bool keys become "true"/"false" (as int keys become text)."""
+    if type(k) is bool:
+        return "true" if k else "false"
+    return k
+
+
 def _engine_position(src: str, message: str) -> int | None:
     """Map an engine's '<input>:line:column:' (1-based) to a 0-based offset in `src`."""
     m = _ENGINE_POS.search(message)
@@ -689,6 +697,19 @@ class _EngineBase:
         raise NotImplementedError
 
 
+def _pin_none() -> None:
+    """Give None references enough for any uptime, unless it is immortal already (CPython 3.12 and later).
+
+    cel-expr-python (0.1.3) drops one reference to None for every null it hands back (a null result, a null
+    inside a list or map): left alone, None's count reaches zero after a few thousand nulls and the whole
+    interpreter aborts ("deallocating None"), so one agent repeating `eval null` could stop the hub. Only
+    None is affected (True, False, numbers and strings keep their counts; tests/core/test_cel.py checks).
+    """
+    count = ctypes.c_ssize_t.from_address(id(None))  # ob_refcnt, the first field of every CPython object
+    if 0 < count.value < 1 << 31:  # a plain count, not an immortal object's marker
+        count.value += 1 << 60
+
+
 class CelCppEngine(_EngineBase):
     """cel-cpp through `cel-expr-python` (import `cel_expr_python.cel`); unchecked, dynamically typed.
 
@@ -700,6 +721,7 @@ class CelCppEngine(_EngineBase):
 
     def __init__(self) -> None:
         cel = importlib.import_module("cel_expr_python.cel")
+        _pin_none()
         self._env = cel.NewEnv(variables=dict.fromkeys(sorted(ROOTS), cel.Type.DYN))
         self._error = cel.Type.ERROR
         self._type_cls = cel.Type
@@ -731,7 +753,7 @@ class CelCppEngine(_EngineBase):
         if isinstance(v, list):
             return [self._plain(x) for x in v]
         if isinstance(v, dict):
-            return {self._plain(k): self._plain(x) for k, x in v.items()}
+            return {_key(self._plain(k)): self._plain(x) for k, x in v.items()}
         if isinstance(v, (bytes, bytearray)):
             return bytes(v)
         if isinstance(v, (_dt.datetime, _dt.timedelta)):
@@ -785,7 +807,7 @@ def _plain_python(v: Any, bool_types: tuple[type, ...] = (bool,)) -> Any:
     if isinstance(v, (list, tuple)):
         return [_plain_python(x, bool_types) for x in v]
     if isinstance(v, Mapping):
-        return {_plain_python(k, bool_types): _plain_python(x, bool_types) for k, x in v.items()}
+        return {_key(_plain_python(k, bool_types)): _plain_python(x, bool_types) for k, x in v.items()}
     if isinstance(v, _dt.datetime):
         return _dt.datetime(
             v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=v.tzinfo

@@ -17,6 +17,7 @@ from hub.protocol import results as r
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import ClaimGranted
 from hub.protocol.types import AgentName, RoomName, SessionId
+from hub.protocol.values import check_name
 
 __all__ = [
     "MAX_PATHS",
@@ -245,8 +246,7 @@ def decide_claim(w: World, cmd: c.Claim, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
     check_checkpoint(cmd.checkpoint)
-    if not cmd.work or len(cmd.work) > MAX_WORK:
-        raise HubError(Code.BAD_REQUEST, f"work needs a name of 1..{MAX_WORK} characters", {"field": "work"})
+    check_name(cmd.work, "work", MAX_WORK)
     claims = room.part(Claims)
     held = claims.current(cmd.work, ctx.now)
     if held is not None and held.holder != agent.name:
@@ -571,13 +571,14 @@ def root(w: World, room: Room) -> dict[str, Any]:
     return {work: {"holder": h.holder, "paths": list(h.paths)} for work, h in room.part(Claims).live.items()}
 
 
-def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> tuple[str, ...] | None:
     if len(path) == 2:
         held = room.part(Claims).live.get(path[1])
         if held is None:
             node.pop(path[1], None)
         else:
             node[path[1]] = {"holder": held.holder, "paths": list(held.paths)}
+    return None
 
 
 # -- folding -------------------------------------------------------------------------------------------------

@@ -373,6 +373,12 @@ def decide_unsubscribe(w: World, cmd: c.Unsubscribe, ctx: Context) -> Outcome:
     found = None if info is None else next((rn for rn, i in info.subs if i == cmd.sub), None)
     if found is None:
         raise HubError(Code.NOT_FOUND, f"no subscription {cmd.sub} on this session", {"what": "subscription"})
+    if w.rooms[found].part(Conditions).subs[cmd.sub].wait_id is not None:  # its waiter would never wake
+        raise HubError(
+            Code.BAD_REQUEST,
+            f"subscription {cmd.sub} is a waiter's condition: it ends with its wait",
+            {"field": "sub", "reason": "waiter"},
+        )
     out = Outcome()
     room_name = found
     out.stage(lambda: drop_sub(w, w.rooms[room_name], cmd.sub))
@@ -456,7 +462,7 @@ def apply_view_defined(w: World, ev: e.ViewDefined) -> None:
 
 
 def apply_view_deleted(w: World, ev: e.StateDeleted) -> None:
-    if ev.scope != "_view" or ev.branch is not None:
+    if ev.scope != "_view":  # views have no branches: a `branch` on a view's deletion (refused since) is moot
         return
     cond = w.rooms[ev.room].part(Conditions)
     old = cond.view_programs.pop(ev.key, None)
@@ -474,10 +480,12 @@ def _refresh(w: World, room: Room, touched: Iterable[Path]) -> set[Path]:
     if ctx is None:
         return set()
     out = set(touched)
-    for path in list(out):
+    for path in sorted(out):
         root = w.roots.get(path[0])
         if root is not None and not (path[0] == "state" and len(path) > 1 and path[1] == "_view"):
-            root[1](w, room, ctx[path[0]], path)
+            wider = root[1](w, room, ctx[path[0]], path)
+            if wider is not None:
+                out.add(wider)
     programs = cond.view_programs
     for p in out:
         if len(p) == 3 and p[0] == "state" and p[1] == "_view" and p[2] in programs:

@@ -182,8 +182,9 @@ def root(w: World, room: Room) -> dict[str, Any]:
     return {"count": feed.seq, "unclaimed": feed.seq - len(feed.claimed)}
 
 
-def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> tuple[str, ...] | None:
     node.update(root(w, room))
+    return None
 
 
 # -- deciding --------------------------------------------------------------------------------------------
@@ -470,10 +471,6 @@ def decide_tail(w: World, cmd: c.Tail, ctx: Context) -> Outcome:
     """Follow the durable event feed: every room needs the admin token on a hub that has one."""
     if ctx.session is None:
         raise HubError(Code.BAD_REQUEST, "tail needs a session")
-    if cmd.after is not None and cmd.after < 0:
-        raise HubError(
-            Code.BAD_REQUEST, "after is a log position: 0 or more", {"field": "after", "reason": "range"}
-        )
     admin = w.is_admin(cmd.admin_token)
     owner = w.part(agents.Tokens).owner.get(hash_token(cmd.token)) if cmd.token is not None else None
     follows = frozenset(cmd.rooms)
@@ -486,7 +483,8 @@ def decide_tail(w: World, cmd: c.Tail, ctx: Context) -> Outcome:
             raise HubError(Code.FORBIDDEN, f"an agent's token follows its own room only ({owner[0]})")
         follows = frozenset({owner[0]})
     out = Outcome()
-    out.effects.append(FollowLog(ctx.session, cmd.id, cmd.after, follows, cmd.batch, owner, admin))
+    after = None if cmd.after is None else max(cmd.after, 0)  # before the log's start: from its start
+    out.effects.append(FollowLog(ctx.session, cmd.id, after, follows, cmd.batch, owner, admin))
     return out
 
 

@@ -51,7 +51,7 @@ __all__ = [
 
 SHARED = "_shared"
 VIEW = "_view"
-KEY = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+KEY = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,256}")  # no control character: C0 (NUL too), DEL, C1
 BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 Spot = tuple[str, str]
 
@@ -346,6 +346,8 @@ def decide_delete(w: World, cmd: c.DeleteState, ctx: Context) -> Outcome:
     st = room.part(State)
     branch = st.branch(cmd.branch)
     if cmd.scope == VIEW:
+        if branch is not None:  # a view is defined on the main line and resolved over every branch
+            raise HubError(Code.BAD_REQUEST, "views have no branches", {"field": "branch", "reason": "view"})
         current = st.views.get(cmd.key)
     else:
         _writable(agent, cmd.scope, cmd.key)
@@ -487,18 +489,25 @@ def root(w: World, room: Room) -> dict[str, Any]:
     return room.part(State).values()
 
 
-def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Bring one key up to date; the scope's path when the scope itself appeared or went (see `Root`)."""
     if len(path) != 3:
-        return
+        return None
     entry = room.part(State).lookup(path[1], path[2])
+    scope = node.get(path[1])
     if entry is None:
-        scope = node.get(path[1])
-        if scope is not None:
-            scope.pop(path[2], None)
-            if not scope:  # as `root`: no empty scopes
-                del node[path[1]]
-    else:
-        node.setdefault(path[1], {})[path[2]] = entry.value
+        if scope is None or path[2] not in scope:
+            return None
+        del scope[path[2]]
+        if scope:
+            return None
+        del node[path[1]]  # as `root`: no empty scopes
+        return path[:2]
+    if scope is None:
+        node[path[1]] = {path[2]: entry.value}
+        return path[:2]
+    scope[path[2]] = entry.value
+    return None
 
 
 # -- folding -------------------------------------------------------------------------------------------------

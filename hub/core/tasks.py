@@ -14,6 +14,7 @@ from hub.protocol import results as r
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import TaskDeclared, TaskUpdated
 from hub.protocol.types import AgentName
+from hub.protocol.values import check_name
 
 __all__ = [
     "OPEN",
@@ -38,6 +39,7 @@ STATUSES = ("pending", "ready", "in_progress", "blocked", "done", "cancelled")
 OPEN = frozenset({"pending", "ready", "in_progress", "blocked"})
 CLOSED = frozenset({"done", "cancelled"})
 MAX_NOTES = 50
+MAX_TASK_ID = 200
 
 
 class Task:
@@ -247,13 +249,16 @@ def decide_declare(w: World, cmd: c.DeclareTask, ctx: Context) -> Outcome:
     out = Outcome()
     room, agent = agents.actor(w, cmd, ctx, out)
     plan = room.part(Plan)
-    if not cmd.task or len(cmd.task) > 200 or not cmd.title or len(cmd.title) > 1000:
+    check_name(cmd.task, "task", MAX_TASK_ID)
+    if not cmd.title or len(cmd.title) > 1000:
         raise HubError(
             Code.BAD_REQUEST,
-            "a task needs an id (1..200) and a title (1..1000 characters)",
-            {"field": "task"},
+            "a task needs a title of 1..1000 characters",
+            {"field": "title", "reason": "length"},
         )
     depends_on = tuple(dict.fromkeys(d for d in cmd.depends_on if d))
+    for dep in depends_on:
+        check_name(dep, "depends_on", MAX_TASK_ID)
     existing = plan.tasks.get(cmd.task)
     if existing is not None:
         same = (
@@ -514,11 +519,12 @@ def root(w: World, room: Room) -> dict[str, Any]:
     return {t.id: _entry(t) for t in room.part(Plan).tasks.values()}
 
 
-def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> None:
+def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ...]) -> tuple[str, ...] | None:
     if len(path) == 2:
         task = room.part(Plan).tasks.get(path[1])
         if task is not None:
             node[task.id] = _entry(task)
+    return None
 
 
 # -- folding -------------------------------------------------------------------------------------------------

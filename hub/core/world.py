@@ -52,10 +52,12 @@ class SessionInfo:
         self.subs: set[tuple[RoomName, int]] = set()
 
 
-# A CEL context root: the whole root for a room, and a refresh of one touched path inside it.
+# A CEL context root: the whole root for a room, and a refresh of one touched path inside it that returns a
+# wider path when more than that one changed (a state scope appearing with its first key or going with its
+# last changes what every expression reading into that scope sees: `has(state.s.k)`), else None.
 Root = tuple[
     Callable[["World", Room], dict[str, Any]],
-    Callable[["World", Room, dict[str, Any], tuple[str, ...]], None],
+    Callable[["World", Room, dict[str, Any], tuple[str, ...]], tuple[str, ...] | None],
 ]
 
 

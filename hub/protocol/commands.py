@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from hub.protocol.types import Address, AgentName, Cursor, RoomName, Seq
+from hub.protocol.values import INT_MAX, INT_MIN
 
 __all__ = [
     "BatchState",
@@ -50,6 +51,7 @@ __all__ = [
     "Command",
     "Fence",
     "Heartbeat",
+    "Int",
     "Join",
     "ListMessages",
     "PresenceStatus",
@@ -58,6 +60,11 @@ __all__ = [
     "Wait",
 ]
 
+# Every integer on the wire is signed 64-bit, as the log, the snapshot and every client keep it: a larger one
+# is refused at decode time with `bad_request` naming the field (hub.protocol.codec), before anything decides.
+_I64 = msgspec.Meta(ge=INT_MIN, le=INT_MAX)
+Int = Annotated[int, _I64]
+
 PresenceStatus = Literal["active", "busy", "waiting", "idle", "done", "offline"]
 
 
@@ -65,13 +72,13 @@ class BaseCommand(msgspec.Struct, tag_field="op", frozen=True, kw_only=True, for
     """Every command: a request id echoed by its reply, the room it acts in, the agent's token (mutations,
     and reads on a hub with an admin token), or the hub's admin token (which may do anything)."""
 
-    id: int = 0
+    id: Int = 0
     room: RoomName = RoomName("default")
     token: str | None = None
     admin_token: str | None = None
 
 
-Fence = dict[str, int]  # WORK (or `task:ID`) → the epoch the writer holds it at
+Fence = dict[str, Int]  # WORK (or `task:ID`) → the epoch the writer holds it at
 
 
 class Join(BaseCommand, tag="join", frozen=True):
@@ -97,7 +104,7 @@ class Attach(BaseCommand, tag="attach", frozen=True):
     """
 
     name: AgentName
-    after: Cursor | None = None
+    after: Annotated[Cursor, _I64] | None = None  # a negative cursor reads from the start, as 0 does
     stream: bool = True
 
 
@@ -108,7 +115,7 @@ class Send(BaseCommand, tag="send", frozen=True):
     to: tuple[Address, ...]
     body: msgspec.Raw = msgspec.Raw(b"null")
     kind: str = "message"
-    reply_to: Seq | None = None
+    reply_to: Annotated[Seq, _I64] | None = None
     priority: bool = False
     fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
@@ -117,17 +124,17 @@ class ListMessages(BaseCommand, tag="message.list", frozen=True):
     """Read the feed after a cursor, optionally only what is addressed to one agent."""
 
     for_: AgentName | None = msgspec.field(default=None, name="for")
-    after: Cursor = Cursor(0)
+    after: Annotated[Cursor, _I64] = Cursor(0)  # a negative cursor reads from the start, as 0 does
     kind: str | None = None
     unclaimed: bool = False
-    limit: int = 100
+    limit: Int = 100
 
 
 class ClaimMessage(BaseCommand, tag="message.claim", frozen=True):
     """Claim a message atomically: the first claimer wins; later ones get `already_claimed`."""
 
     name: AgentName
-    seq: Seq
+    seq: Annotated[Seq, _I64]
 
 
 class Heartbeat(BaseCommand, tag="heartbeat", frozen=True):
@@ -151,7 +158,7 @@ class Wait(BaseCommand, tag="wait", frozen=True):
     for_: AgentName | None = msgspec.field(default=None, name="for")
     condition: str | None = None
     directed_only: bool = False
-    after: Cursor | None = None
+    after: Annotated[Cursor, _I64] | None = None  # a negative cursor reads from the start, as 0 does
     since: float | None = None
 
 
@@ -225,7 +232,7 @@ class DeclareTask(BaseCommand, tag="task.declare", frozen=True):
     depends_on: tuple[str, ...] = ()
     parent: str | None = None
     mode: Literal["par", "seq"] = "par"  # how this task's own children run
-    order: int | None = None  # the place among the children of a `seq` parent
+    order: Int | None = None  # the place among the children of a `seq` parent
     epic: bool = False
 
 
@@ -241,7 +248,7 @@ class UpdateTask(BaseCommand, tag="task.update", frozen=True):
 
     name: AgentName
     task: str
-    etag: int | None = None
+    etag: Int | None = None
     status: TaskStatus | None = None
     title: str | None = None
     note: str | None = None
@@ -279,7 +286,7 @@ class SetState(BaseCommand, tag="state.set", frozen=True):
     value: Any = None
     scope: str = "_shared"
     if_: str | None = msgspec.field(default=None, name="if")
-    if_version: int | None = None
+    if_version: Int | None = None
     increment: bool = False
     branch: str | None = None
     fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
@@ -302,7 +309,7 @@ class DeleteState(BaseCommand, tag="state.delete", frozen=True):
     name: AgentName
     key: str
     scope: str = "_shared"
-    if_version: int | None = None
+    if_version: Int | None = None
     branch: str | None = None
     fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
 
@@ -314,7 +321,7 @@ class Write(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     value: Any = None
     scope: str = "_shared"
     increment: bool = False
-    if_version: int | None = None
+    if_version: Int | None = None
 
 
 class BatchState(BaseCommand, tag="state.batch", frozen=True):
@@ -369,7 +376,7 @@ class Subscribe(BaseCommand, tag="subscribe", frozen=True):
 class Unsubscribe(BaseCommand, tag="unsubscribe", frozen=True):
     """Drop a subscription of this session."""
 
-    sub: int
+    sub: Int
 
 
 class CreateBranch(BaseCommand, tag="branch.create", frozen=True):
@@ -400,10 +407,11 @@ class MergeBranch(BaseCommand, tag="branch.merge", frozen=True):
 class Tail(BaseCommand, tag="tail", frozen=True):
     """Follow the durable event feed (every kind of event) from position `after`, or from now.
 
-    `rooms` limits it (empty: every room, which needs the admin token when the hub has one).
+    `rooms` limits it (empty: every room, which needs the admin token when the hub has one). A negative
+    `after` reads from the log's start, as 0 does (like every `after` cursor).
     """
 
-    after: int | None = None
+    after: Int | None = None
     rooms: tuple[str, ...] = ()
     batch: bool = False  # EventBatch frames (one per group commit) instead of one EventFrame per event
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +14,9 @@ from hypothesis import strategies as st
 
 from hub.core import cel
 from hub.core.cel import NATIVE, REFERENCE, BadExpression, EvalError
+from hub.protocol.codec import encode
 
+ROOT = Path(__file__).resolve().parents[2]
 ENGINES = [pytest.param(NATIVE, id="native"), pytest.param(REFERENCE, id="reference")]
 REFERENCE.compile("true")  # load celpy now: it raises the recursion limit, which Hypothesis warns about
 
@@ -194,6 +199,7 @@ EXAMPLES = [
     ("state._shared", ROOM["state"]["_shared"]),
     ("[1, 'a', null, 2.5, [true]]", [1, "a", None, 2.5, [True]]),
     ("{'k': [1]}", {"k": [1]}),
+    ("{true: 1, false: [{true: 2}]}", {"true": 1, "false": [{"true": 2}]}),  # JSON has text keys only
     ("b'ab'", b"ab"),
     ("-7 / 2 == -3 && -7 % 2 == -1", True),
     ("size('héllo')", 5),
@@ -368,6 +374,48 @@ def test_bound_for_another_engine_and_foreign_compiled() -> None:
     assert cel.evaluate(compiled, REFERENCE.bind(ROOM)) is True
     with pytest.raises(ValueError, match="another engine"):
         REFERENCE.evaluate(compiled, ROOM)
+
+
+@pytest.mark.parametrize("engine", [*ENGINES, pytest.param(cel.CelRustEngine(), id="rust")])
+@pytest.mark.parametrize(
+    "expr",
+    ["{true: 1}", "{1: {false: 2}}", "[{true: b'x'}]", "{'a': duration('1s'), 'b': 18446744073709551615u}"],
+)
+def test_every_result_encodes(engine: cel.Engine, expr: str) -> None:
+    """Whatever an expression evaluates to can be sent in a reply, a trigger or an error's detail."""
+    encode(engine.evaluate(engine.compile(expr), ROOM))
+
+
+def test_nulls_never_run_none_out_of_references() -> None:
+    """cel-expr-python loses a reference to None for every null it returns: 300,000 nulls (eval `null`,
+    nulls in lists and maps) leave the interpreter standing (it aborts with "deallocating None" otherwise)."""
+    script = (
+        "from hub.core import cel\n"
+        "ctx = {'state': {'s': [None, {'k': None}]}, 'agents': {}, 'messages': {}, 'claims': {}, 'tasks': {}}\n"
+        "for expr in ('null', 'state', '[null, {1: null}]'):\n"
+        "    compiled = cel.NATIVE.compile(expr)\n"
+        "    for _ in range(100_000):\n"
+        "        cel.NATIVE.evaluate(compiled, ctx)\n"
+        "print('standing')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert done.returncode == 0 and done.stdout == "standing\n", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "expr", ["true", "false", "[true, false, 0, 1, '']", "{true: false}", "state._shared"]
+)
+def test_other_results_keep_their_reference_counts(expr: str) -> None:
+    """Only None loses references in the native engine: True, False, small ints and '' keep theirs."""
+    compiled = NATIVE.compile(expr)
+    NATIVE.evaluate(compiled, ROOM)
+    kept = (True, False, 0, 1, "")
+    before = [sys.getrefcount(v) for v in kept]
+    for _ in range(1_000):
+        NATIVE.evaluate(compiled, ROOM)
+    assert [sys.getrefcount(v) for v in kept] == before
 
 
 def test_rust_engine_same_api() -> None:

@@ -137,9 +137,9 @@ def test_no_paths_is_bad_request(script: Script) -> None:
     assert err.code == Code.BAD_REQUEST and err.detail["reason"] == "empty"
 
 
-@pytest.mark.parametrize("work", ["", "x" * 201])
+@pytest.mark.parametrize("work", ["", "x" * 201, "a\x00b", "tab\there", "\x7f", "c1\x85"])
 def test_bad_work_name_is_bad_request(script: Script, work: str) -> None:
-    """Work names are 1..200 characters."""
+    """Work names are 1..200 characters, none of them a control character (NUL, C0, DEL, C1)."""
     script.join("alice")
     err = script.refused("alice", c.Claim(name="alice", work=work, paths=("a",)))
     assert err.code == Code.BAD_REQUEST and err.detail["field"] == "work"

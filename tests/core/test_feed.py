@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hub.config import HubConfig
 from hub.core.agents import Waiters
-from hub.core.effects import CloseSession, Deliver, Outcome, Reply
+from hub.core.effects import CloseSession, Deliver, FollowLog, Outcome, Reply
 from hub.core.feed import Feed
 from hub.core.machine import Context, Machine, SessionGone
 from hub.protocol import commands as c
@@ -367,6 +367,13 @@ def test_list_after_kind_unclaimed_and_limit(feed5: Script) -> None:
     assert listed(feed5, limit=2) == [1, 2]
     assert listed(feed5, after=5) == []
     assert listed(feed5, after=-3) == [1, 2, 3, 4, 5]
+
+
+def test_a_negative_tail_position_follows_from_the_start(feed5: Script) -> None:
+    """Like every `after` cursor, a tail's negative `after` is clamped to 0: the whole log, never refused."""
+    out = feed5.run(c.Tail(id=7, after=-5))
+    (follow,) = [fx for fx in out.effects if type(fx) is FollowLog]
+    assert follow.after == 0 and follow.id == 7
 
 
 def test_list_shows_the_claim_holder(feed5: Script) -> None:

@@ -119,6 +119,8 @@ GOOD_EXPRS = (
     "tasks.all(t, tasks[t].status != 'in_progress')",
     "state._view.v2 == 1",
     "state._view.v1 == 1",
+    "!has(state.alice.k1)",  # errs while alice's scope is absent: a scope coming and going re-evaluates it
+    "!has(state._shared.k2) && !has(state._shared.n)",
 )
 BAD_EXPRS = (
     "(",
@@ -163,14 +165,14 @@ tokens = mostly(("own",), TOKENS, 0.1)
 sessions = mostly(("mine",), (1, 2, 3, 4, 5, 6), 0.1)
 actors = st.builds(lambda who, tok, ses: (*who, tok, ses), members, tokens, sessions)
 
-works = mostly(("held", "held", "w1", "w2", "w3"), ("", "x*201"), 0.06)
+works = mostly(("held", "held", "w1", "w2", "w3"), ("", "x*201", "w\x00"), 0.06)
 ttls = mostly((None, None, 5.0, 60.0, 30 * 86_400.0), (0.0, -1.0, 1e9), 0.06)
 checkpoints = mostly((None, None, "cp"), ("x*70000",), 0.05)
 fences = mostly(({},), ("held", "held", "stale", {"w1": 1}, {"task:t1": 1}, {"nope": 1}), 0.25)
 notes = mostly((None, "note"), ("x*5000",), 0.05)
 
 TASKS = ("t1", "t2", "t3", "t4", "t5", "e1", "s1")
-task_ids = mostly(TASKS, ("", "nope", "x*201"), 0.08)
+task_ids = mostly(TASKS, ("", "nope", "x*201", "t\x1b"), 0.08)
 statuses = st.sampled_from((None, "pending", "ready", "in_progress", "blocked", "done", "done", "cancelled"))
 
 KEYS = ("k1", "k2", "n", "f")
@@ -607,13 +609,11 @@ class HubStateMachine(RuleBasedStateMachine):
         self.seed(LAB, "dave", c.DeclareTask(name="dave", task="t1", title="Elsewhere"))
         self.seed(LAB, "dave", c.SetState(name="dave", key="n", value=1))
         self.seed(LAB, "dave", c.CreateBranch(name="dave", branch="b1"))
-        # `_shared` is never empty (nothing deletes `keep`): avoids a known defect, see
-        # test_a_condition_on_a_key_of_a_new_scope_is_re_evaluated
-        self.seed(HOME, "bob", c.SetState(name="bob", key="keep", value=0))
-        self.seed(LAB, "dave", c.SetState(name="dave", key="keep", value=0))
         self.seed(HOME, "bob", c.SetState(name="bob", key="n", value=5))
         self.seed(HOME, "bob", c.SetState(name="bob", key="f", value=1.5))
         self.seed(HOME, "carol", c.DefineView(name="carol", key="v1", expr="state._shared.k1 == 1"))
+        # errs until bob's scope appears, then holds: a scope coming or going re-resolves what reads into it
+        self.seed(HOME, "carol", c.DefineView(name="carol", key="v3", expr="!has(state.bob.k1)"))
         self.seed(HOME, "carol", c.CreateBranch(name="carol", branch="b1"))
         self.seed(HOME, "carol", c.Claim(name="carol", work="w1", paths=("src/api",), ttl=60.0))
         self.seed(HOME, "alice", c.Claim(name="alice", work="w2", paths=("docs",), ttl=30 * 86_400.0))
@@ -777,14 +777,25 @@ class HubStateMachine(RuleBasedStateMachine):
         )
         self.run(cmd, session)
 
-    @rule(pick=st.integers(0, 7), session=mostly(("its",), (1, 2, 6)))
-    def unsubscribe(self, pick: int, session: Any) -> None:
-        """Drop a subscription given out (on its own session, or another's), or an unknown id."""
-        # unknown ids never collide with a condition waiter's subscription (a known defect:
-        # test_unsubscribing_a_waiters_condition_leaves_it_armed_forever)
-        its, sub = (
-            self.subs[pick % len(self.subs)] if self.subs and pick < 6 else (1, (0, -1)[pick % 2] * 10**6)
-        )
+    @rule(
+        pick=st.integers(0, 7),
+        session=mostly(("its",), (1, 2, 6)),
+        any_id=st.sampled_from(("waiter", "waiter", 1, 0, 10**6, -(10**6))),
+    )
+    def unsubscribe(self, pick: int, session: Any, any_id: Any) -> None:
+        """Drop a subscription given out (on its own session, or another's), or any id: unknown, or one
+        behind a condition waiter (refused: its waiter would never wake)."""
+        if any_id == "waiter":  # the condition of an armed waiter, on the waiter's session
+            armed = [
+                (sub.session, sub.id)
+                for room in self.machine.world.rooms.values()
+                for sub in room.part(Conditions).subs.values()
+                if sub.wait_id is not None
+            ]
+            any_id = armed[pick % len(armed)] if armed else (1, 1)
+        else:
+            any_id = (1, any_id)
+        its, sub = self.subs[pick % len(self.subs)] if self.subs and pick < 4 else any_id
         self.now += 0.5
         self.run(make(c.Unsubscribe, id=self.next_id(), sub=sub), its if session == "its" else session)
 
@@ -954,10 +965,13 @@ class HubStateMachine(RuleBasedStateMachine):
         key=mostly(("n", "f"), ("k1", "k2")),
         by=st.sampled_from((1, -1, 7, 1.5, 1e308, -1e308, 2**62, 2**63 - 1, 2**63, 2**70, "x", None, True)),
         branch=branches,
+        own=st.booleans(),
     )
-    def state_increment(self, actor: Any, key: str, by: Any, branch: Any) -> None:
-        """Increments: a sum past 64 bits or reaching infinity is refused like such a value."""
-        self.act(c.SetState, actor, key=key, value=by, increment=True, branch=branch)
+    def state_increment(self, actor: Any, key: str, by: Any, branch: Any, own: bool) -> None:
+        """Increments (in `_shared` or the agent's own scope, which comes and goes): a sum past 64 bits or
+        reaching infinity is refused like such a value."""
+        scope = actor[1] if own else "_shared"
+        self.act(c.SetState, actor, key=key, scope=scope, value=by, increment=True, branch=branch)
 
     @rule(actor=actors, key=keys, scope=scopes, value=values, branch=branches, fence=fences)
     def state_init(self, actor: Any, key: str, scope: str, value: Any, branch: Any, fence: Any) -> None:
@@ -983,9 +997,7 @@ class HubStateMachine(RuleBasedStateMachine):
                 held = sorted(state.views)
             else:
                 held = sorted(state.entries(state.branches.get(branch) if branch else None).get(scope, {}))
-            key = next((k for k in held if k != "keep"), "k1")
-        if scope == "_view":
-            branch = None  # avoids a known defect: test_deleting_a_view_on_a_branch_keeps_it_computed
+            key = held[0] if held else "k1"
         if_version = self.version_of(actor[0], scope, key, branch, if_version)
         self.act(
             c.DeleteState, actor, key=key, scope=scope, if_version=if_version, branch=branch, fence=fence
@@ -1280,9 +1292,6 @@ def _result(out: Outcome) -> Any:
     return reply.result
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core defect: a scope appearing does not re-evaluate what reads keys in it"
-)
 def test_a_condition_on_a_key_of_a_new_scope_is_re_evaluated() -> None:
     """`!has(state._shared.n)` becomes true when the first `_shared` key is written: the subscription fires."""
     m, run = _script()
@@ -1292,7 +1301,18 @@ def test_a_condition_on_a_key_of_a_new_scope_is_re_evaluated() -> None:
     assert [fx for fx in out.effects if type(fx) is Deliver and fx.sessions == (2,)]
 
 
-@pytest.mark.xfail(strict=True, reason="core defect: a view keeps the value it had before its scope appeared")
+def test_a_condition_on_a_scope_that_goes_is_re_evaluated() -> None:
+    """`has(state.alice.k2)` errs (never holds) once alice's scope is gone with its last key: the condition
+    reading it is re-evaluated, so it fires again when the scope comes back."""
+    m, run = _script()
+    run(c.SetState(name="alice", token="tok", scope="alice", key="k1", value=1))
+    assert _result(run(c.Subscribe(expr="!has(state.alice.k2)"), session=2)).holds is True
+    run(c.DeleteState(name="alice", token="tok", scope="alice", key="k1"))
+    assert not m.world.rooms["default"].part(Conditions).subs[1].held
+    out = run(c.SetState(name="alice", token="tok", scope="alice", key="k1", value=2))
+    assert [fx for fx in out.effects if type(fx) is Deliver and fx.sessions == (2,)]
+
+
 def test_a_view_over_a_new_scope_reads_the_same_after_a_restart() -> None:
     """A view over `has(state._shared.n)` reads the same on the live hub and on one restored from its snapshot."""
     m, run = _script()
@@ -1304,32 +1324,28 @@ def test_a_view_over_a_new_scope_reads_the_same_after_a_restart() -> None:
     assert live == _result(restored.run(get, Context(3.0, 1))).value is False
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core defect: deleting a view with `branch` set leaves its program running"
-)
-def test_deleting_a_view_on_a_branch_keeps_it_computed() -> None:
-    """Deleting a view (scope `_view`) with a branch given removes it everywhere, or is refused."""
+def test_deleting_a_view_on_a_branch_is_refused() -> None:
+    """Views have no branches: deleting one (scope `_view`) with a branch given is refused with bad_request,
+    and the view stays computed."""
     m, run = _script()
     run(c.DefineView(name="alice", token="tok", key="v", expr="true"))
     run(c.CreateBranch(name="alice", token="tok", branch="b1"))
-    try:
+    before = snapshot.dump(m)
+    with pytest.raises(HubError) as err:
         run(c.DeleteState(name="alice", token="tok", key="v", scope="_view", branch="b1"))
-    except HubError:
-        return  # refusing a branch for a view is a fine fix too
-    restored = snapshot.load(snapshot.dump(m), m.config)
-    probe = c.Eval(expr="has(state._view.v)")
-    assert _result(run(probe)).value == _result(restored.run(probe, Context(3.0, 1))).value is False
+    assert err.value.code == "bad_request" and err.value.detail["field"] == "branch"
+    assert snapshot.dump(m) == before
+    assert _result(run(c.Eval(expr="has(state._view.v)"))).value is True
 
 
-@pytest.mark.xfail(strict=True, reason="core defect: unsubscribe drops a condition waiter's subscription")
-def test_unsubscribing_a_waiters_condition_leaves_it_armed_forever() -> None:
-    """`unsubscribe` of the id behind a `wait --condition` is refused (or disarms the waiter): never a waiter
-    that no condition can wake and that keeps its session from arming another."""
+def test_unsubscribing_a_waiters_condition_is_refused() -> None:
+    """`unsubscribe` of the id behind a `wait --condition` is refused with bad_request: the waiter stays
+    armed on its condition and wakes when it holds."""
     m, run = _script()
     run(c.Wait(waiter="w", condition="state._shared.k1 == 1", token="tok"))  # its condition is subscription 1
-    try:
+    with pytest.raises(HubError) as err:
         run(c.Unsubscribe(sub=1))
-    except HubError:
-        return
-    run(c.SetState(name="alice", token="tok", key="k1", value=1), session=2)
-    assert not m.world.rooms["default"].part(Waiters).by_name, "the waiter is still armed, with no condition"
+    assert err.value.code == "bad_request"
+    out = run(c.SetState(name="alice", token="tok", key="k1", value=1), session=2)
+    assert [fx for fx in out.effects if type(fx) is Deliver and fx.sessions == (1,)]
+    assert not m.world.rooms["default"].part(Waiters).by_name

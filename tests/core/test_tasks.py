@@ -168,11 +168,25 @@ def test_redeclare_is_idempotent_but_not_different(team: Script) -> None:
 
 @pytest.mark.parametrize(
     ("task", "title"),
-    [("", "t"), ("x" * 201, "t"), ("t", ""), ("t", "x" * 1001)],
+    [
+        ("", "t"),
+        ("x" * 201, "t"),
+        ("t", ""),
+        ("t", "x" * 1001),
+        ("a\x00b", "t"),
+        ("\x1b[2J", "t"),
+        ("\x9b", "t"),
+    ],
 )
 def test_bad_ids_and_titles_are_bad_request(team: Script, task: str, title: str) -> None:
-    """Ids are 1..200 characters, titles 1..1000."""
+    """Ids are 1..200 characters without a control character, titles 1..1000."""
     assert team.refused("lead", c.DeclareTask(name="lead", task=task, title=title)).code == Code.BAD_REQUEST
+
+
+def test_a_dependency_with_a_control_character_is_bad_request(team: Script) -> None:
+    """`depends_on` names tasks: a name with a control character is refused, naming the field."""
+    err = team.refused("lead", c.DeclareTask(name="lead", task="t", title="T", depends_on=("ok", "n\x00")))
+    assert err.code == Code.BAD_REQUEST and err.detail == {"field": "depends_on", "reason": "control"}
 
 
 def test_readying_many_dependents_at_once(team: Script) -> None:

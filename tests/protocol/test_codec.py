@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgspec
+import msgspec.inspect
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hub.protocol import commands as c
-from hub.protocol.codec import decode_command, decode_event, decode_frame, decode_json, encode, to_builtins
+from hub.protocol.codec import (
+    FRAME_DEPTH,
+    decode_command,
+    decode_event,
+    decode_frame,
+    decode_json,
+    encode,
+    to_builtins,
+)
 from hub.protocol.errors import Code, HubError
 from tests.protocol.strategies import (
     COMMAND_TYPES,
@@ -25,13 +35,18 @@ from tests.protocol.strategies import (
     struct_of,
 )
 
-DECODE_CODES = {Code.BAD_FRAME, Code.UNKNOWN_OP, Code.TOO_LARGE}
+DECODE_CODES = {
+    Code.BAD_FRAME,
+    Code.UNKNOWN_OP,
+    Code.TOO_LARGE,
+    Code.BAD_REQUEST,
+}  # bad_request: out of range
 OPS = [cls.__struct_config__.tag for cls in COMMAND_TYPES]
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def decodes_or_refuses(data: bytes | str) -> Any:
-    """decode_command's whole contract: a Command, or a HubError with one of the three decode codes."""
+    """decode_command's whole contract: a Command, or a HubError with one of the decode codes."""
     try:
         cmd = decode_command(data)
     except HubError as exc:
@@ -105,8 +120,11 @@ def test_to_builtins_decodes_raw_bodies() -> None:
 @example(b'{"op": null}')
 @example(b'{"op": "send", "name": "a", "to": ["b"], "body": ' + b"[" * 5000 + b"]" * 5000 + b"}")
 @example(b'{"op":"join","op":"nope","name":"a"}')
+@example(b'{"op":"nope","x":' + b"[" * 2000 + b"]" * 2000 + b"}")
+@example(b'{"op":"nope","x":' + b"[" * 2000)
+@example(b'{"op":"join","name":"a","id":' + b"9" * 400 + b"}")
 def test_arbitrary_bytes_decode_or_are_refused(data: bytes) -> None:
-    """Arbitrary bytes decode to a Command or raise HubError bad_frame / unknown_op / too_large, nothing else."""
+    """Arbitrary bytes decode to a Command or raise HubError with a decode code, nothing else."""
     decodes_or_refuses(data)
 
 
@@ -138,7 +156,7 @@ def test_a_broken_field_is_named_in_the_detail(cmd: Any, data: st.DataObject) ->
     value = data.draw(json_values)
     result = decodes_or_refuses(msgspec.json.encode({**wire, key: value}))
     if isinstance(result, HubError):
-        assert result.code == Code.BAD_FRAME
+        assert result.code in (Code.BAD_FRAME, Code.BAD_REQUEST)
         path = result.detail["path"]
         assert path == f"$.{key}" or path.startswith((f"$.{key}[", f"$.{key}.")), (key, result.detail)
 
@@ -177,6 +195,94 @@ def test_unknown_op_names_the_op() -> None:
     """An op naming no command is unknown_op with detail op."""
     err = decodes_or_refuses(b'{"op":"task.explode","id":4}')
     assert isinstance(err, HubError) and err.code == Code.UNKNOWN_OP and err.detail == {"op": "task.explode"}
+
+
+def test_an_unknown_op_in_a_frame_too_deep_to_read_is_bad_frame() -> None:
+    """An unknown op followed by a 2,000-deep array is bad_frame (too deep), not a RecursionError; the same
+    frame cut short is bad_frame too (not JSON), never unknown_op."""
+    for data in (b'{"op":"nope","x":' + b"[" * 2000 + b"]" * 2000 + b"}", b'{"op":"nope"'):
+        err = decodes_or_refuses(data)
+        assert isinstance(err, HubError) and err.code == Code.BAD_FRAME, err
+
+
+@pytest.mark.parametrize("limit", [1_000, 50_000])
+def test_a_frame_gets_the_same_code_whatever_the_recursion_limit(limit: int) -> None:
+    """Past FRAME_DEPTH a frame is bad_frame, up to it it is read: the code never depends on how deep the
+    interpreter lets the decoder recurse (an unknown op, an out-of-range id, a deep value or body)."""
+    nest = lambda n: b"[" * n + b"]" * n  # noqa: E731
+    cases = {
+        b'{"op":"nope","x":' + nest(FRAME_DEPTH - 1) + b"}": Code.UNKNOWN_OP,  # 128 levels with the frame's
+        b'{"op":"nope","x":' + nest(FRAME_DEPTH) + b"}": Code.BAD_FRAME,
+        b'{"op":"nope","x":' + nest(1500) + b"}": Code.BAD_FRAME,
+        b'{"op":"state.set","name":"a","key":"k","value":'
+        + nest(900)
+        + b',"id":9223372036854775808}': Code.BAD_FRAME,
+        b'{"op":"state.set","name":"a","key":"k","value":'
+        + nest(100)
+        + b',"id":9223372036854775808}': Code.BAD_REQUEST,
+        b'{"op":"send","name":"a","to":["b"],"body":' + nest(979) + b"}": Code.BAD_FRAME,
+        b'{"op":"send","name":"a","to":["b"],"body":"' + b"[" * 979 + b'"}': None,  # brackets in a string
+        b'{"op":"send","name":"a","to":["b"],"body":' + nest(FRAME_DEPTH - 1) + b"}": None,
+    }
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit)
+    try:
+        for data, code in cases.items():
+            got = decodes_or_refuses(data)
+            assert (got.code if isinstance(got, HubError) else None) == code, (data[:60], got)
+            got = decodes_or_refuses(data.decode())  # a text frame
+            assert (got.code if isinstance(got, HubError) else None) == code, (data[:60], got)
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def _int_fields() -> list[tuple[str, str]]:
+    """(op, field) of every integer field of every command, optional ones included."""
+    out = []
+    for cls in COMMAND_TYPES:
+        info = msgspec.inspect.type_info(cls)
+        assert isinstance(info, msgspec.inspect.StructType)
+        for field in info.fields:
+            types = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+            if any(isinstance(t, msgspec.inspect.IntType) for t in types):
+                out.append((str(cls.__struct_config__.tag), field.encode_name))
+    return out
+
+
+@pytest.mark.parametrize(("op", "field"), _int_fields())
+@pytest.mark.parametrize("number", [b"9223372036854775808", b"-9223372036854775809", b"1" + b"0" * 400])
+def test_every_integer_field_is_signed_64_bit(op: str, field: str, number: bytes) -> None:
+    """Every integer field of every command refuses a value past signed 64 bits with bad_request naming the
+    field, before anything decides (the log, the snapshot and every client keep 64-bit integers)."""
+    data = b'{"op":"%s","%s":%s}' % (op.encode(), field.encode(), number)
+    err = decodes_or_refuses(data)
+    assert isinstance(err, HubError) and err.code == Code.BAD_REQUEST, err
+    assert err.detail["field"] == field and err.detail["reason"] == "range"
+    edge = b"9223372036854775807" if number[:1] != b"-" else b"-9223372036854775808"
+    fine = decodes_or_refuses(b'{"op":"%s","%s":%s}' % (op.encode(), field.encode(), edge))
+    assert not (isinstance(fine, HubError) and fine.detail.get("field") == field), fine
+
+
+def test_fence_epochs_and_batch_versions_are_64_bit() -> None:
+    """Integers inside fields (a fence's epochs, a batch write's if_version) are bounded too."""
+    for data in (
+        b'{"op":"send","name":"a","to":["b"],"fence":{"w":9223372036854775808}}',
+        b'{"op":"state.batch","name":"a","writes":[{"key":"k","if_version":-9223372036854775809}]}',
+    ):
+        err = decodes_or_refuses(data)
+        assert (
+            isinstance(err, HubError)
+            and err.code == Code.BAD_REQUEST
+            and err.detail["path"].startswith(("$.fence", "$.writes[0]"))
+        )
+
+
+def test_a_number_past_a_double_is_bad_request() -> None:
+    """1e400 (no double holds it) in any number field is bad_request naming the field, not bad_frame."""
+    err = decodes_or_refuses(b'{"op":"state.set","name":"a","key":"k","value":1e400}')
+    assert isinstance(err, HubError) and err.code == Code.BAD_REQUEST and err.detail["field"] == "value"
+    err = decodes_or_refuses(b'{"op":"claim","name":"a","work":"w","ttl":-1e400}')
+    assert isinstance(err, HubError) and err.code == Code.BAD_REQUEST and err.detail["field"] == "ttl"
 
 
 def test_not_json_is_bad_frame() -> None:

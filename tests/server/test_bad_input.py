@@ -153,6 +153,61 @@ async def test_bad_names_are_bad_request(raw: Raw, bystander: Bystander) -> None
     await bystander.check()
 
 
+async def test_a_non_ascii_token_for_a_proven_agent(raw: Raw, bystander: Bystander) -> None:
+    """A token that is not ASCII (or holds NUL) for an agent that has one → unauthorized; comparing it with the
+    real one never fails, and the connection keeps working."""
+    token = (await raw.ask({"op": "join", "name": "alice"}))["result"]["token"]
+    for wrong in ("é", "\x00", token + "é", "🦀" * 100):
+        reply = await raw.ask({"op": "heartbeat", "name": "alice", "token": wrong})
+        assert reply["type"] == "Error" and reply["code"] == "unauthorized", reply
+    assert (await raw.ask({"op": "heartbeat", "name": "alice", "token": token}))["type"] == "Ok"
+    await bystander.check()
+
+
+async def test_out_of_range_numbers_are_bad_request(raw: Raw, bystander: Bystander) -> None:
+    """An integer past signed 64 bits (a task's order, the request id) or a number past a double → bad_request
+    naming the field; the connection keeps working."""
+    token = (await raw.ask({"op": "join", "name": "alice"}))["result"]["token"]
+    declare = '{"op":"task.declare","name":"alice","token":"%s","task":"t","title":"T","order":%s}'
+    for frame, field in (
+        (declare % (token, "9" * 30), "order"),
+        ('{"op":"status","id":18446744073709551616}', "id"),
+        ('{"op":"message.list","after":-1e400}', "after"),
+    ):
+        err = await raw.bad(frame)
+        assert err["code"] == "bad_request" and err["detail"]["field"] == field, err
+    await raw.still_works()
+    await bystander.check()
+
+
+async def test_control_characters_in_names_are_bad_request(raw: Raw, bystander: Bystander) -> None:
+    """A NUL or another control character in a claim's work, a task id or a key → bad_request naming it."""
+    token = (await raw.ask({"op": "join", "name": "alice"}))["result"]["token"]
+    me = {"name": "alice", "token": token}
+    for frame, field in (
+        ({"op": "claim", "work": "a\x00b", "paths": ["src"]}, "work"),
+        ({"op": "task.declare", "task": "t\x1b", "title": "T"}, "task"),
+        ({"op": "state.set", "key": "k\x00", "value": 1}, "key"),
+    ):
+        reply = await raw.ask({**frame, **me})
+        assert reply["code"] == "bad_request" and reply["detail"]["field"] == field, reply
+    await raw.still_works()
+    await bystander.check()
+
+
+async def test_negative_cursors_read_from_the_start(raw: Raw) -> None:
+    """A negative `after` on message.list, attach, wait and tail is answered as 0 (from the start)."""
+    token = (await raw.ask({"op": "join", "name": "alice"}))["result"]["token"]
+    me = {"name": "alice", "token": token}
+    await raw.ask({"op": "send", **me, "to": ["alice"], "body": 1})
+    listed = await raw.ask({"op": "message.list", "after": -5, "token": token})
+    assert [m["seq"] for m in listed["result"]["messages"]] == [1]
+    assert (await raw.ask({"op": "attach", **me, "after": -5}))["type"] == "Ok"
+    assert (await raw.ask({"op": "tail", "after": -5, "token": token}))["result"]["after"] == 0
+    woken = await raw.ask({"op": "wait", "waiter": "w", "for": "alice", "token": token, "after": -5})
+    assert woken["type"] == "Ok"
+
+
 async def test_body_over_max_body_bytes(raw: Raw, bystander: Bystander) -> None:
     """A body over max_body_bytes (default 256 KiB) → too_large with the limit; nothing is stored."""
     token = (await raw.ask({"op": "join", "name": "alice"}))["result"]["token"]
@@ -198,6 +253,11 @@ async def test_frame_over_max_frame_bytes(small_hub: ThreadHub) -> None:
         raw, other = Raw(ws), Raw(other_ws)
         big = json.dumps({"op": "status", "id": 1, "room": "r" * 1500})
         err = await raw.bad(big)
+        assert err["code"] == "too_large" and err["detail"]["limit"] == 1000
+        wide = json.dumps(
+            {"op": "status", "id": 1, "room": "é" * 600}, ensure_ascii=False
+        )  # 600 chars, 1200 bytes
+        err = await raw.bad(wide)
         assert err["code"] == "too_large" and err["detail"]["limit"] == 1000
         await raw.still_works()
         await other.still_works()

@@ -18,7 +18,7 @@ from hub.core.feed import Feed
 from hub.core.machine import Machine
 from hub.core.state import State
 from hub.log.store import EventLog
-from hub.protocol.codec import decode_event
+from hub.protocol.codec import FRAME_DEPTH, decode_event
 from tests.conftest import HubProcess, ThreadHub, hub_config, seconds
 
 INT_MAX = 2**63 - 1
@@ -410,17 +410,24 @@ def test_a_cursor_before_the_first_message_is_answered(
 
 
 def test_a_body_nested_979_deep_is_refused_and_the_connection_stays_open(hub: ThreadHub) -> None:
-    """A body nested 979 (or 65) deep is bad_request, stored nowhere, and the connection serves on."""
+    """A body nested 100 (or 65) deep is bad_request, one 979 deep makes the frame too deep to read
+    (bad_frame, whatever the recursion limit); stored nowhere, and the connection serves on."""
     with raw(hub.url) as a, raw(hub.url) as b:
         alice = join(a, "alice")
         bob = join(b, "bob")
         b.ok({"op": "attach", "name": "bob", "token": bob})
         send = json.dumps({"op": "send", "name": "alice", "token": alice, "to": ["bob"], "body": None})
-        for depth in (979, 65):
+        for depth in (979, 100, 65):
             body = "[" * depth + "]" * depth
-            err = a.refused(send.replace('"body": null', f'"body": {body}'))
-            assert err["code"] == "bad_request" and err["detail"]["field"] == "body", err
-            assert "64" in err["message"], err
+            if depth > FRAME_DEPTH:  # not read: its Error cannot carry its id
+                a.send(send.replace('"body": null', f'"body": {body}'))
+                err = a.recv()
+                assert err["type"] == "Error" and err["id"] is None, err
+                assert err["code"] == "bad_frame" and str(FRAME_DEPTH) in err["message"], err
+            else:
+                err = a.refused(send.replace('"body": null', f'"body": {body}'))
+                assert err["code"] == "bad_request" and err["detail"]["field"] == "body", err
+                assert "64" in err["message"], err
             a.serves()
         assert a.ok({"op": "message.list", "token": alice})["messages"] == []  # not even to its sender
         b.serves()
