@@ -178,7 +178,9 @@ def test_relay_survives_sigkill_at_random_moments(cli, hub, client_env, tmp_path
     """`synapse relay` SIGKILLed at random moments while messages arrive; a last clean run has each once, in order."""
     out, cursor = tmp_path / "feed.ndjson", tmp_path / "bob.cursor"
     env = {**client_env, "SYNAPSE_HUB": hub.url}
-    assert cli("join", "bob").exit_code == 0  # bob's token saved first: a relay killed between the hub's answer
+    assert (
+        cli("join", "bob").exit_code == 0
+    )  # bob's token saved first: a relay killed between the hub's answer
     # to its first join and saving the token would otherwise leave bob's name to a token nobody kept
     rng = random.Random(0x5EED)
     stop = threading.Event()
