@@ -105,9 +105,18 @@ class ThreadHub:
             return
         if self.hub is not None and not self.hub.stopped.is_set():
             self.call(self.hub.stop())
+        self.call(_finish_tasks())  # a task left pending on a closed loop warns when collected, in any later test
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+async def _finish_tasks() -> None:
+    """Cancel the loop's other tasks (connection handlers still closing, keep-alives) and wait for them."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class ManualClock:

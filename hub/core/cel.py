@@ -13,6 +13,7 @@ __all__ = [
     "MAX_COMPREHENSION_DEPTH",
     "MAX_DEPTH",
     "MAX_EXPRESSION_LENGTH",
+    "MAX_RESULT_VALUES",
     "native",
     "REFERENCE",
     "ROOTS",
@@ -61,7 +62,9 @@ __all__ = [
 # * Cost guards: at most MAX_EXPRESSION_LENGTH characters, syntactic depth MAX_DEPTH (cel-cpp itself stops
 #   at 32), and comprehension macros (all/exists/exists_one/map/filter) nested at most
 #   MAX_COMPREHENSION_DEPTH deep inside each other's bodies, so one evaluation visits at most
-#   O(n ** MAX_COMPREHENSION_DEPTH) elements for collections of size n.
+#   O(n ** MAX_COMPREHENSION_DEPTH) elements for collections of size n.  A result holds at most
+#   MAX_RESULT_VALUES values (list items and map entries, counted as they are converted), else EvalError:
+#   `[state, state, ...]` or views doubling one another cannot turn a small room into gigabytes.
 #
 # Known engine differences (the differential test keeps its generator away from them; all are celpy or
 # cel-rust bugs, not choices of ours):
@@ -86,6 +89,7 @@ ROOTS: frozenset[str] = frozenset({"state", "agents", "messages", "claims", "tas
 MAX_EXPRESSION_LENGTH = 4096
 MAX_DEPTH = 24
 MAX_COMPREHENSION_DEPTH = 2
+MAX_RESULT_VALUES = 100_000
 
 # fmt: off
 _TYPE_NAMES = frozenset({"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"})
@@ -578,6 +582,20 @@ _ENGINE_POS = re.compile(r"<input>:(\d+):(\d+):")
 _SCALARS = (bool, int, float, str, type(None))
 
 
+class _Budget:
+    """Values a result may still hold (MAX_RESULT_VALUES in all): counted before a list or map is converted."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_RESULT_VALUES
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise EvalError(f"result holds more than {MAX_RESULT_VALUES} values")
+
+
 def _key(k: Any) -> Any:
     """A map key as JSON can carry it: CEL's bool keys become "true"/"false" (as int keys become text)."""
     if type(k) is bool:
@@ -742,18 +760,20 @@ class CelCppEngine(_EngineBase):
     def _result(self, value: Any) -> Any:
         if value.type() == self._error:
             raise EvalError(_reason(str(value.value())))
-        plain = value.plain_value()
-        if type(plain) in _SCALARS:
-            return plain
-        return self._plain(plain)
+        v = value.value()  # a list or map comes one level at a time: its items are converted on demand
+        if type(v) in _SCALARS:
+            return v
+        return self._plain(v, _Budget())
 
-    def _plain(self, v: Any) -> Any:
-        if isinstance(v, _SCALARS):
+    def _plain(self, v: Any, budget: _Budget) -> Any:
+        if type(v) in _SCALARS:
             return v
         if isinstance(v, list):
-            return [self._plain(x) for x in v]
+            budget.take(len(v))
+            return [self._plain(x.value(), budget) for x in v]
         if isinstance(v, dict):
-            return {_key(self._plain(k)): self._plain(x) for k, x in v.items()}
+            budget.take(len(v))
+            return {_key(k): self._plain(x.value(), budget) for k, x in v.items()}
         if isinstance(v, (bytes, bytearray)):
             return bytes(v)
         if isinstance(v, (_dt.datetime, _dt.timedelta)):
@@ -790,10 +810,12 @@ class CelRustEngine(_EngineBase):
         return _plain_python(program.execute(native))
 
 
-def _plain_python(v: Any, bool_types: tuple[type, ...] = (bool,)) -> Any:
+def _plain_python(v: Any, bool_types: tuple[type, ...] = (bool,), budget: _Budget | None = None) -> Any:
     """Engine values (including subclasses of the Python builtins) as plain Python values."""
     if type(v) in _SCALARS:
         return v
+    if budget is None:
+        budget = _Budget()
     if isinstance(v, bool_types):
         return bool(v)
     if isinstance(v, int):
@@ -805,9 +827,14 @@ def _plain_python(v: Any, bool_types: tuple[type, ...] = (bool,)) -> Any:
     if isinstance(v, (bytes, bytearray)):
         return bytes(v)
     if isinstance(v, (list, tuple)):
-        return [_plain_python(x, bool_types) for x in v]
+        budget.take(len(v))
+        return [_plain_python(x, bool_types, budget) for x in v]
     if isinstance(v, Mapping):
-        return {_key(_plain_python(k, bool_types)): _plain_python(x, bool_types) for k, x in v.items()}
+        budget.take(len(v))
+        return {
+            _key(_plain_python(k, bool_types, budget)): _plain_python(x, bool_types, budget)
+            for k, x in v.items()
+        }
     if isinstance(v, _dt.datetime):
         return _dt.datetime(
             v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=v.tzinfo

@@ -249,8 +249,10 @@ def view_cycle(room: Room, key: str, compiled: cel.Compiled) -> list[str] | None
     def reads(comp: cel.Compiled) -> list[str]:
         out = []
         for p in comp.paths:
-            if len(p) >= 2 and p[0] == "state" and p[1] == "_view":
-                out.extend([p[2]] if len(p) >= 3 else list(programs))
+            if p == ("state",):  # the whole state holds every view, `key` included
+                out.extend([key, *programs])
+            elif len(p) >= 2 and p[0] == "state" and p[1] == "_view":
+                out.extend([p[2]] if len(p) >= 3 else [key, *programs])
         return out
 
     stack = [(k, [key, k]) for k in reads(compiled)]

@@ -386,6 +386,18 @@ def test_every_result_encodes(engine: cel.Engine, expr: str) -> None:
     encode(engine.evaluate(engine.compile(expr), ROOM))
 
 
+@pytest.mark.parametrize("engine", [*ENGINES, pytest.param(cel.CelRustEngine(), id="rust")])
+def test_a_result_holds_at_most_max_result_values(engine: cel.Engine) -> None:
+    """A small context repeated in a result cannot grow without bound: past MAX_RESULT_VALUES values (list
+    items and map entries, nested ones included) the evaluation is an EvalError; up to it, it is a value."""
+    context = {**ROOM, "state": {"l": list(range(1_000))}}
+    wide = "[" + ", ".join(["state.l"] * 99) + "]"  # 99 lists of 1,000 plus the outer 99: under the bound
+    assert len(engine.evaluate(engine.compile(wide), context)) == 99
+    over = "[" + ", ".join(["{'a': state.l}"] * 100) + "]"  # 100 + 100 + 100,000
+    with pytest.raises(EvalError, match="more than 100000 values"):
+        engine.evaluate(engine.compile(over), context)
+
+
 def test_nulls_never_run_none_out_of_references() -> None:
     """cel-expr-python loses a reference to None for every null it returns: 300,000 nulls (eval `null`,
     nulls in lists and maps) leave the interpreter standing (it aborts with "deallocating None" otherwise)."""

@@ -336,6 +336,28 @@ def test_view_cycle_is_bad_expression(room: Script) -> None:
     assert err.code == Code.BAD_EXPRESSION
 
 
+def test_a_view_reading_the_whole_state_reads_itself(room: Script) -> None:
+    """`state` and `state._view` hold every view, the one being defined included: a cycle, refused (left in,
+    `[state, state]` doubled itself on every change until the hub ran out of memory)."""
+    for expr in ("[state, state]", "size(state._view) > 0", "state['_view']"):
+        err = room.refused("alice", c.DefineView(name="alice", key="all", expr=expr))
+        assert err.code == Code.BAD_EXPRESSION and err.detail["cycle"] == ["all", "all"], expr
+
+
+def test_views_doubling_one_another_stop_at_the_result_bound(room: Script) -> None:
+    """A chain of views each twice the last grows only to MAX_RESULT_VALUES: past it a view has no value
+    (as when its evaluation fails) and the room goes on serving."""
+    put(room, "x", list(range(100)))
+    prev = "state._shared.x"
+    for i in range(12):
+        room.do("alice", c.DefineView(name="alice", key=f"d{i}", expr=f"[{prev}, {prev}]"))
+        prev = f"state._view.d{i}"
+    assert evaluate(room, "size(state._view.d8)")["value"] == 2
+    assert evaluate(room, "has(state._view.d9)")["value"] is False  # 2**10 * 100 values: over the bound
+    put(room, "x", [1])  # now every view is small again: d11 is a full binary tree of 4,096 ones
+    assert evaluate(room, "state._view.d11[1][0][1][0][1][0][1][0][1][0][1][0][0]")["value"] == 1
+
+
 def test_redefining_a_view_steps_its_version(room: Script) -> None:
     """Defining a view again replaces it, version 2; deleting it removes it."""
     room.do("alice", c.DefineView(name="alice", key="v", expr="1"))

@@ -3,8 +3,9 @@ frame gets exactly one reply (Ok, or Error with a stable code), never an interna
 and a healthy agent on another connection keeps getting its round trips answered (SPEC: Bad input).
 
 Frames are pipelined: a batch of FRAMES is sent, then its replies are read, with a generous timeout (a hang
-fails the test, a slow machine does not). Hypothesis draws the frames, derandomized: the run is the same on
-every machine. A frame the hub answers by closing the session on purpose (`join --force` or a token reset
+fails the test, a slow machine does not). Hypothesis draws the frames, derandomized, in a fresh interpreter:
+hypothesis mixes in constants from every module loaded so far, so drawn in the test process the frames would
+change with the tests that ran before this one; drawn apart, they are the same on every run and machine. A frame the hub answers by closing the session on purpose (`join --force` or a token reset
 taking the fuzzing agent over, a slow consumer) is allowed: the frames cut off behind it are counted apart
 and the fuzzer reconnects.
 """
@@ -14,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
+import subprocess
+import sys
 import typing
 from collections import Counter
 from collections.abc import Iterator
@@ -43,6 +47,7 @@ ROOM, CALM = "default", "calm"
 AGENTS = ("fz-a", "fz-b", "fz-c")
 ID = "@ID@"  # stands for a fresh request id in a frame's text, filled in when it is sent
 CODES = {code.value for code in Code}
+ROOT = Path(__file__).resolve().parents[2]
 DELIBERATE_CLOSES = {NAME_TAKEN_OVER, WAITER_TAKEN_OVER, SLOW_CONSUMER_CLOSE}
 
 COMMANDS: tuple[type[msgspec.Struct], ...] = typing.get_args(Command)
@@ -311,6 +316,10 @@ KNOWN: tuple[str, ...] = (
     '{"op":"nope"',
     '{"op":"join","op":"send","name":"a"}',
     '{"op":"status","id":' + "é" * 40_000 + "}",  # 40,000 characters, 80,000 bytes: over the frame limit
+    # views reading themselves through the whole state doubled on every change until memory ran out:
+    '{"op":"state.view","room":"default","name":"fz-a","token":"@@fz-a@@","key":"all","expr":"[state, state]"}',
+    '{"op":"state.view","room":"default","name":"fz-a","token":"@@fz-a@@","key":"v","expr":"state._view"}',
+    '{"op":"eval","room":"default","expr":"[' + "state, " * 500 + 'state]"}',
 )
 
 
@@ -420,7 +429,18 @@ class Fuzzer:
 
 @pytest.fixture(scope="module")
 def drawn() -> list[str | bytes]:
-    return fuzzed_frames(COUNT)
+    """The frames, drawn in a fresh interpreter (see the module's docstring)."""
+    script = (
+        "import pickle, sys\n"
+        "from tests.server.test_fuzz import COUNT, fuzzed_frames\n"
+        "sys.stdout.buffer.write(pickle.dumps(fuzzed_frames(COUNT)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=280, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    frames: list[str | bytes] = pickle.loads(done.stdout)
+    return frames
 
 
 @pytest.fixture
