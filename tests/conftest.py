@@ -18,6 +18,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hub.config import HubConfig
+from hub.core.machine import Machine
+from hub.log.store import EventLog
+from hub.protocol.codec import decode_event
 
 if TYPE_CHECKING:
     from hub.server.hub import Hub
@@ -105,7 +108,9 @@ class ThreadHub:
             return
         if self.hub is not None and not self.hub.stopped.is_set():
             self.call(self.hub.stop())
-        self.call(_finish_tasks())  # a task left pending on a closed loop warns when collected, in any later test
+        self.call(
+            _finish_tasks()
+        )  # a task left pending on a closed loop warns when collected, in any later test
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
@@ -131,6 +136,19 @@ class ManualClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+
+def fold(db: Path) -> Machine:
+    """A fresh Machine folded from every row of the log (read beside the running hub)."""
+    log = EventLog(str(db), owner=False)
+    try:
+        rows = log.read()
+    finally:
+        log.close()
+    machine = Machine()
+    for row in rows:
+        machine.apply(decode_event(row[3]))
+    return machine
 
 
 def hub_config(db: Path, **kw: Any) -> HubConfig:

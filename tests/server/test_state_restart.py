@@ -10,11 +10,8 @@ from typing import Any
 import pytest
 
 from agent_sdk import Code, HubError, SyncAgent
-from hub.core.machine import Machine
 from hub.core.state import State
-from hub.log.store import EventLog
-from hub.protocol.codec import decode_event
-from tests.conftest import HubProcess, seconds
+from tests.conftest import HubProcess, fold, seconds
 
 WRITERS = ("w1", "w2", "w3")
 
@@ -71,19 +68,6 @@ def reads(url: str) -> dict[str, Any]:
         out["eval"] = r.eval("[state._view.status, state._shared.turn, state.bob.score]")
         out["eval:exp"] = r.eval("[state._view.status, state._shared.turn, has(state._shared.phase)]", "exp")
         return out
-
-
-def fold(db: Path) -> Machine:
-    """A fresh Machine folded from every row of the log (read beside the running hub)."""
-    log = EventLog(str(db), owner=False)
-    try:
-        rows = log.read()
-    finally:
-        log.close()
-    machine = Machine()
-    for row in rows:
-        machine.apply(decode_event(row[3]))
-    return machine
 
 
 def test_state_survives_sigkill_and_restart(hub_proc: HubProcess, db_path: Path) -> None:

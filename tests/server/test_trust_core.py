@@ -15,11 +15,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from hub.core.feed import Feed
-from hub.core.machine import Machine
 from hub.core.state import State
-from hub.log.store import EventLog
-from hub.protocol.codec import FRAME_DEPTH, decode_event
-from tests.conftest import HubProcess, ThreadHub, hub_config, seconds
+from hub.protocol.codec import FRAME_DEPTH
+from tests.conftest import HubProcess, ThreadHub, fold, hub_config, seconds
 
 INT_MAX = 2**63 - 1
 FAR_BACK = -1_000_000  # a cursor long before the first message
@@ -126,19 +124,6 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., ThreadHub]]:
     yield make
     for th in hubs:
         th.stop()
-
-
-def fold(db: Path) -> Machine:
-    """A fresh Machine folded from every row of the log (read beside the running hub)."""
-    log = EventLog(str(db), owner=False)
-    try:
-        rows = log.read()
-    finally:
-        log.close()
-    machine = Machine()
-    for row in rows:
-        machine.apply(decode_event(row[3]))
-    return machine
 
 
 def logged(db: Path, key: str) -> tuple[Any, int]:
