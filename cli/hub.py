@@ -33,6 +33,7 @@ _HELP = {
     "max_connections": "Open connections in all; more are refused with HTTP 503 before the upgrade.",
     "max_connections_per_address": "Open connections from one remote address; more get HTTP 503.",
     "max_subscriptions_per_session": "Subscriptions and condition waiters one connection may hold.",
+    "max_subscriptions_per_agent": "Subscriptions and condition waiters one agent may hold over its connections.",
     "max_sessions_per_agent": "Connections one agent may attach at once.",
     "log_format": "text or json (one JSON object per line).",
 }

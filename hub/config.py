@@ -40,6 +40,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     feed_window: int = 20_000  # messages per room kept in memory; older ones are read from the log (0: all)
     feed_window_bytes: int = 64 << 20  # and at most this many bytes of bodies per room (0: no byte cap)
     max_subscriptions_per_session: int | None = 1_000
+    max_subscriptions_per_agent: int | None = 4_000  # over every session attached as one agent
 
     # Timeouts (seconds)
     drain_seconds: float = 5.0

@@ -282,10 +282,13 @@ def plan_sub(
     once: bool = False,
     held: bool = False,
 ) -> tuple[int, Callable[[], None]]:
-    """A new subscription's id and the change that adds it; `limit_exceeded` past the session's cap."""
+    """A new subscription's id and the change that adds it; `limit_exceeded` past the session's cap, or past
+    its agent's (over every session attached as that agent)."""
     info = w.sessions.get(session)
     count = 0 if info is None else len(info.subs)
     check_count("subscriptions per session", count, w.config.max_subscriptions_per_session)
+    if info is not None and info.agent is not None and w.config.max_subscriptions_per_agent is not None:
+        check_count("subscriptions per agent", _agent_subs(w, info), w.config.max_subscriptions_per_agent)
     subs = w.part(Subscriptions)
     sid = subs.last_id + 1
     sub = Sub(sid, session, compiled, include, agent, wait_id, once, held)
@@ -296,6 +299,15 @@ def plan_sub(
         _add(w, w.rooms[room_name], sub)
 
     return sid, add
+
+
+def _agent_subs(w: World, info: SessionInfo) -> int:
+    """Subscriptions and condition waiters held by every session attached as `info`'s agent."""
+    home = w.rooms.get(info.room)
+    agent = None if home is None or info.agent is None else home.part(agents.Roster).agents.get(info.agent)
+    if agent is None:
+        return len(info.subs)
+    return sum(len(other.subs) for sid in agent.sessions if (other := w.sessions.get(sid)) is not None)
 
 
 def _add(w: World, room: Room, sub: Sub) -> None:

@@ -160,6 +160,27 @@ def test_subscriptions_per_session_are_limited(script: Script) -> None:
     assert err.code == Code.LIMIT_EXCEEDED
 
 
+def test_subscriptions_per_agent_are_limited_over_its_sessions(script: Script) -> None:
+    """An agent's attached sessions share one cap: past it a subscribe on any of them is limit_exceeded naming
+    it; an anonymous session has only its own cap; closing a subscription's session frees its share."""
+    script.config = HubConfig(
+        rate_per_agent=None, max_subscriptions_per_session=2, max_subscriptions_per_agent=3
+    )
+    script.machine.config = script.config
+    script.join("alice")
+    for session in (1, 2):
+        script.do("alice", c.Attach(name="alice"), session=session)
+    subscribe(script, "true", session=1)
+    subscribe(script, "false", session=1)
+    subscribe(script, "1 == 1", session=2)
+    err = script.refused(None, c.Subscribe(expr="2 == 2"), session=2)
+    assert err.code == Code.LIMIT_EXCEEDED and err.detail == {"limit": 3, "what": "subscriptions per agent"}
+    subscribe(script, "3 == 3", session=WATCHER)  # anonymous: its own per-session cap only
+    subscribe(script, "4 == 4", session=WATCHER)
+    script.run(SessionGone(1), session=1)
+    subscribe(script, "2 == 2", session=2)
+
+
 # --------------------------------------------------------------------------- what is re-evaluated
 
 

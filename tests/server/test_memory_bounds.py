@@ -7,9 +7,10 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent_sdk.sync import SyncAgent
@@ -146,3 +147,41 @@ async def test_a_garbage_flood_is_answered_then_closed_and_others_go_on(tmp_path
             assert 1_000 <= len(codes) < 5_000 and set(codes) == {"bad_frame"}
             await healthy.send(json.dumps({"op": "status", "id": 1}))
             assert json.loads(await healthy.recv())["id"] == 1
+
+
+async def _ask(ws: ClientConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send `frame` and return its reply (pushed frames skipped)."""
+    await ws.send(json.dumps(frame))
+    while True:
+        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), seconds(10_000)))
+        if reply.get("id") == frame["id"]:
+            return reply
+
+
+async def test_subscriptions_are_capped_per_connection_and_per_agent(tmp_path: Path) -> None:
+    """An anonymous connection holds at most its per-session share; an agent's connections share its cap; past
+    either a subscribe is `limit_exceeded` (the connection stays open) and nothing is added."""
+    for th in _hub(tmp_path, max_subscriptions_per_session=3, max_subscriptions_per_agent=4):
+        async with connect(th.url) as anon, connect(th.url) as one, connect(th.url) as two:
+            token = (await _ask(one, {"op": "join", "id": 1, "name": "ada"}))["result"]["token"]
+            kinds = [
+                (await _ask(anon, {"op": "subscribe", "id": i, "expr": "true"}))["type"] for i in range(4)
+            ]
+            assert kinds == ["Ok", "Ok", "Ok", "Error"]
+            refused = await _ask(anon, {"op": "subscribe", "id": 5, "expr": "true"})
+            assert refused["detail"] == {"limit": 3, "what": "subscriptions per session"}
+            for ws in (one, two):
+                assert (await _ask(ws, {"op": "attach", "id": 2, "name": "ada", "token": token}))[
+                    "type"
+                ] == "Ok"
+            kinds = [
+                (await _ask(one, {"op": "subscribe", "id": 10 + i, "expr": "true"}))["type"] for i in range(3)
+            ]
+            kinds += [
+                (await _ask(two, {"op": "subscribe", "id": 20 + i, "expr": "true"}))["type"] for i in range(2)
+            ]
+            assert kinds == ["Ok", "Ok", "Ok", "Ok", "Error"]
+            refused = await _ask(two, {"op": "subscribe", "id": 30, "expr": "true"})
+            assert refused["code"] == "limit_exceeded"
+            assert refused["detail"] == {"limit": 4, "what": "subscriptions per agent"}
+            assert (await _ask(two, {"op": "status", "id": 31}))["type"] == "Ok"
