@@ -74,7 +74,7 @@ def compile_or_refuse(expr: str) -> cel.Compiled:
 class Sub:
     """A subscription (or a condition waiter) of one session."""
 
-    __slots__ = ("agent", "compiled", "held", "id", "include", "once", "session", "wait_id")
+    __slots__ = ("agent", "compiled", "held", "id", "include", "once", "owner", "session", "wait_id")
 
     def __init__(
         self,
@@ -86,6 +86,7 @@ class Sub:
         wait_id: int | None,
         once: bool = False,
         held: bool = False,
+        owner: AgentName | None = None,
     ) -> None:
         self.id = sid
         self.session = session
@@ -95,6 +96,7 @@ class Sub:
         self.wait_id = wait_id  # a `wait --condition`: one trigger, then gone
         self.held = held
         self.once = once  # dropped after its first trigger
+        self.owner = owner  # the agent it counts against (max_subscriptions_per_agent); None: anonymous
 
 
 class _Trie:
@@ -160,13 +162,15 @@ class Conditions:
 
 
 class Subscriptions:
-    """Hub-wide: the last subscription id given, and the context paths touched since the last reaction."""
+    """Hub-wide: the last subscription id given, the context paths touched since the last reaction, and how
+    many subscriptions each agent holds."""
 
-    __slots__ = ("last_id", "touched")
+    __slots__ = ("last_id", "owned", "touched")
 
     def __init__(self) -> None:
         self.last_id = 0
         self.touched: dict[RoomName, set[Path]] = {}
+        self.owned: dict[tuple[RoomName, AgentName], int] = {}  # live subscriptions per owning agent
 
 
 # -- the context ---------------------------------------------------------------------------------------
@@ -281,17 +285,19 @@ def plan_sub(
     wait_id: int | None,
     once: bool = False,
     held: bool = False,
+    owner: AgentName | None = None,
 ) -> tuple[int, Callable[[], None]]:
     """A new subscription's id and the change that adds it; `limit_exceeded` past the session's cap, or past
-    its agent's (over every session attached as that agent)."""
+    the cap of `owner`, the agent it counts against (over all its sessions)."""
     info = w.sessions.get(session)
     count = 0 if info is None else len(info.subs)
     check_count("subscriptions per session", count, w.config.max_subscriptions_per_session)
-    if info is not None and info.agent is not None and w.config.max_subscriptions_per_agent is not None:
-        check_count("subscriptions per agent", _agent_subs(w, info), w.config.max_subscriptions_per_agent)
     subs = w.part(Subscriptions)
+    if owner is not None:
+        held_now = subs.owned.get((room.name, owner), 0)
+        check_count("subscriptions per agent", held_now, w.config.max_subscriptions_per_agent)
     sid = subs.last_id + 1
-    sub = Sub(sid, session, compiled, include, agent, wait_id, once, held)
+    sub = Sub(sid, session, compiled, include, agent, wait_id, once, held, owner)
     room_name = room.name
 
     def add() -> None:
@@ -299,15 +305,6 @@ def plan_sub(
         _add(w, w.rooms[room_name], sub)
 
     return sid, add
-
-
-def _agent_subs(w: World, info: SessionInfo) -> int:
-    """Subscriptions and condition waiters held by every session attached as `info`'s agent."""
-    home = w.rooms.get(info.room)
-    agent = None if home is None or info.agent is None else home.part(agents.Roster).agents.get(info.agent)
-    if agent is None:
-        return len(info.subs)
-    return sum(len(other.subs) for sid in agent.sessions if (other := w.sessions.get(sid)) is not None)
 
 
 def _add(w: World, room: Room, sub: Sub) -> None:
@@ -319,6 +316,9 @@ def _add(w: World, room: Room, sub: Sub) -> None:
     if info is None:
         info = w.sessions[sub.session] = SessionInfo(room.name)
     info.subs.add((room.name, sub.id))
+    if sub.owner is not None:
+        owned = w.part(Subscriptions).owned
+        owned[room.name, sub.owner] = owned.get((room.name, sub.owner), 0) + 1
     if sub.agent is not None:
         room.part(agents.Roster).waiting.setdefault(sub.agent, {})[sub.id] = sub.compiled.source
         _touch(w, room, ("agents", sub.agent))
@@ -335,6 +335,11 @@ def drop_sub(w: World, room: Room, sub_id: int) -> None:
     info = w.sessions.get(sub.session)
     if info is not None:
         info.subs.discard((room.name, sub_id))
+    if sub.owner is not None:
+        owned = w.part(Subscriptions).owned
+        left = owned.pop((room.name, sub.owner), 1) - 1
+        if left:
+            owned[room.name, sub.owner] = left
     if sub.agent is not None:
         waiting = room.part(agents.Roster).waiting
         mine = waiting.get(sub.agent)
@@ -350,7 +355,7 @@ def decide_subscribe(w: World, cmd: c.Subscribe, ctx: Context) -> Outcome:
         raise HubError(Code.BAD_REQUEST, "subscribe needs a session")
     compiled = compile_or_refuse(cmd.expr)
     rooms.check_room(cmd.room)
-    agents.reader(w, cmd)
+    reader = agents.reader(w, cmd)
     room = rooms.existing(w, cmd.room)
     for part in cmd.include:
         if part not in cel.ROOTS:
@@ -369,7 +374,10 @@ def decide_subscribe(w: World, cmd: c.Subscribe, ctx: Context) -> Outcome:
         sid = w.part(Subscriptions).last_id + 1
         out.stage(functools.partial(_bump, w, sid))
     else:
-        sid, add = plan_sub(w, room, ctx.session, compiled, cmd.include, agent, None, cmd.once, holds)
+        info = w.sessions.get(ctx.session)
+        attached = info.agent if info is not None and info.room == room.name else None
+        owner = agent or reader.name or attached  # who it counts against; None: an anonymous session
+        sid, add = plan_sub(w, room, ctx.session, compiled, cmd.include, agent, None, cmd.once, holds, owner)
         out.stage(add)
     out.reply(ctx, cmd.id, r.Subscribed(sub=sid, value=value, holds=holds))
     if holds:

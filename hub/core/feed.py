@@ -438,7 +438,7 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
             )
             return out
         shown = owner if owner in room.part(agents.Roster).agents else None  # presence `waiting`
-        sub_id, add = conditions.plan_sub(w, room, session, compiled, (), shown, cmd.id)
+        sub_id, add = conditions.plan_sub(w, room, session, compiled, (), shown, cmd.id, owner=shown)
     _take_over(w, room, cmd, out)  # only now: a refusal above leaves the old waiter armed
     if sub_id is not None:
         out.stage(add)

@@ -185,3 +185,6 @@ async def test_subscriptions_are_capped_per_connection_and_per_agent(tmp_path: P
             assert refused["code"] == "limit_exceeded"
             assert refused["detail"] == {"limit": 4, "what": "subscriptions per agent"}
             assert (await _ask(two, {"op": "status", "id": 31}))["type"] == "Ok"
+            async with connect(th.url) as three:  # not attached: the token it reads with is whose it is
+                frame = {"op": "subscribe", "id": 40, "expr": "true", "token": token}
+                assert (await _ask(three, frame))["detail"]["what"] == "subscriptions per agent"
