@@ -149,7 +149,7 @@ async def cli_wait(url: str, tmp: str, runs: int = 5) -> dict[str, float]:
     cmd = [exe] if exe else [sys.executable, "-m", "hub"]
     env = dict(os.environ, SYNAPSE_HUB=url, XDG_CONFIG_HOME=tmp)
     tx = await RawAgent(url, "wt-tx").open(attach=False)
-    probe = await RawAgent(url, "wt-b").open(attach=False)
+    probe = await RawAgent(url, "wt-probe").open(attach=False)
     from hub.protocol import commands as c
 
     arm, exits = [], []
@@ -162,7 +162,7 @@ async def cli_wait(url: str, tmp: str, runs: int = 5) -> dict[str, float]:
             "--name",
             "wt-rx",
             "--for",
-            "wt-b",
+            "wt-rx",  # its own messages: waiting for another agent's needs that agent's token
             "--directed-only",
             "--after",
             str(last),
@@ -173,16 +173,16 @@ async def cli_wait(url: str, tmp: str, runs: int = 5) -> dict[str, float]:
             stderr=asyncio.subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # armed = the hub lists the waiter on wt-b's presence
+        while time.monotonic() < deadline:  # armed = the hub lists the waiter on wt-rx's presence
             agents = (await probe.request(c.Agents(id=probe.next())))["agents"]
-            if any(a["name"] == "wt-b" and a.get("waiter") == "wt-rx" for a in agents):
+            if any(a["name"] == "wt-rx" and a.get("waiter") == "wt-rx" for a in agents):
                 break
             await asyncio.sleep(0.001)
         else:
             raise RuntimeError("the waiter never armed")
         arm.append((time.perf_counter() - t0) * 1000)
         t1 = time.perf_counter()
-        last = await tx.send("wt-b", "wake")
+        last = await tx.send("wt-rx", "wake")
         await proc.wait()
         exits.append((time.perf_counter() - t1) * 1000)
     await tx.close()
