@@ -126,6 +126,7 @@ async def pump(
     sem = asyncio.Semaphore(window)
     body = big_body()
     sent = 0
+    refused = [0]
     tasks: set[asyncio.Task[Any]] = set()
 
     async def one(to: str) -> None:
@@ -133,6 +134,10 @@ async def pump(
             await tx.request(
                 c.Send(id=tx.next(), room=tx.room, token=tx.token, name=tx.name, to=(to,), body=body)
             )
+        except HubError as exc:  # over the byte rate: the flood goes on regardless (the hub stops reading)
+            if exc.code != "rate_limited":
+                raise
+            refused[0] += 1
         finally:
             sem.release()
 
@@ -145,7 +150,7 @@ async def pump(
         if least and sent >= least:
             flags.ready.set()
     await asyncio.gather(*tasks)
-    return sent
+    return sent - refused[0]  # accepted
 
 
 async def abuse_big_bodies(url: str, p: dict[str, Any], flags: Flags) -> dict[str, Any]:

@@ -26,6 +26,11 @@ _HELP = {
     "sync": "normal: survives SIGKILL (SQLite WAL synchronous=NORMAL); full: fsync every group commit.",
     "snapshot_every": "Events between snapshots (0: never), so restart time stays flat.",
     "log_level": "debug, info, warning or error.",
+    "rate_per_agent": "Commands an agent acts with (sends, writes, claims...) per second, sustained; reads are free.",
+    "rate_burst": "Commands one agent may send at once before --rate-per-agent applies.",
+    "rate_bytes_per_agent": "Frame bytes of those commands per agent per second, sustained: one agent cannot "
+    "flood the hub with large bodies.",
+    "rate_bytes_burst": "Frame bytes one agent may send at once before --rate-bytes-per-agent applies.",
     "feed_window": "Messages per room kept in memory (older ones are read from the log); 0: all.",
     "feed_window_bytes": "Bytes of message bodies per room kept in memory; 0: no byte cap.",
     "outbox_frames": "Frames queued for one connection before it is closed as a slow consumer (1008).",

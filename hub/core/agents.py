@@ -220,23 +220,38 @@ def actor(w: World, cmd: Any, ctx: Context, out: Outcome) -> tuple[Room, Agent]:
             Code.FORBIDDEN, f"this session acts as {info.room}/{info.agent}, not {cmd.room}/{cmd.name}"
         )
     agent = acting_as(w, room, cmd.name, cmd.token, cmd.admin_token)  # the admin token may act as anyone
-    rate = w.config.rate_per_agent
-    if rate is not None:
-        buckets = w.part(Buckets).of
-        key = (room.name, agent.name)
-        bucket = buckets.get(key)
-        if bucket is not None:
-            bucket.check(ctx.now)
-        now, burst = ctx.now, w.config.rate_burst
-
-        def spend() -> None:
-            found = buckets.get(key)
-            if found is None:
-                found = buckets[key] = Bucket(rate, burst, now)
-            found.spend(now)
-
-        out.stage(spend)
+    key = (room.name, agent.name)
+    limits = w.part(Buckets)
+    if w.config.rate_per_agent is not None:
+        _charge(limits.of, key, w.config.rate_per_agent, w.config.rate_burst, "commands", 1, ctx.now, out)
+    if w.config.rate_bytes_per_agent is not None and ctx.size:
+        rate, burst = w.config.rate_bytes_per_agent, w.config.rate_bytes_burst
+        _charge(limits.bytes_of, key, rate, burst, "bytes", ctx.size, ctx.now, out)
     return room, agent
+
+
+def _charge(
+    buckets: dict[tuple[RoomName, AgentName], Bucket],
+    key: tuple[RoomName, AgentName],
+    rate: float,
+    burst: int,
+    unit: str,
+    cost: int,
+    now: float,
+    out: Outcome,
+) -> None:
+    """Refuse with `rate_limited` unless the agent's bucket holds `cost`; stage spending it."""
+    bucket = buckets.get(key)
+    if bucket is not None:
+        bucket.check(now, cost)
+
+    def spend() -> None:
+        found = buckets.get(key)
+        if found is None:
+            found = buckets[key] = Bucket(rate, burst, now, unit)
+        found.spend(now, cost)
+
+    out.stage(spend)
 
 
 # -- deciding -------------------------------------------------------------------------------------------

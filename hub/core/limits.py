@@ -9,11 +9,12 @@ __all__ = ["Bucket", "Buckets", "check_count"]
 
 
 class Bucket:
-    """A token bucket: `rate` per second sustained, up to `burst` at once."""
+    """A token bucket: `rate` per second sustained, up to `burst` at once (of commands, or of `unit`)."""
 
-    __slots__ = ("burst", "level", "rate", "stamp")
+    __slots__ = ("burst", "level", "rate", "stamp", "unit")
 
-    def __init__(self, rate: float, burst: int, now: float) -> None:
+    def __init__(self, rate: float, burst: int, now: float, unit: str = "commands") -> None:
+        self.unit = unit
         self.rate = rate
         self.burst = float(burst)
         self.level = float(burst)
@@ -23,14 +24,16 @@ class Bucket:
         elapsed = max(0.0, now - self.stamp)  # a wall clock stepped back refills nothing, and drains nothing
         return min(self.burst, self.level + elapsed * self.rate)
 
-    def check(self, now: float) -> None:
-        """Refuse with `rate_limited`, saying when a token will be there, unless one is (changes nothing)."""
+    def check(self, now: float, cost: float = 1.0) -> None:
+        """Refuse with `rate_limited`, saying when `cost` tokens will be there, unless they are (changes
+        nothing). A cost over the burst is charged as the burst: it waits for a full bucket."""
         level = self._level(now)
-        if level < 1.0:
-            retry = (1.0 - level) / self.rate
+        cost = min(cost, self.burst)
+        if level < cost:
+            retry = (cost - level) / self.rate
             raise HubError(
                 Code.RATE_LIMITED,
-                f"over {self.rate:g} commands/s; retry in {retry:.3f}s",
+                f"over {self.rate:g} {self.unit}/s; retry in {retry:.3f}s",
                 {"retry_after": retry},
             )
 
@@ -39,19 +42,20 @@ class Bucket:
         self.check(now)
         self.spend(now)
 
-    def spend(self, now: float) -> None:
-        """Take one token (staged: only a command that succeeds spends)."""
-        self.level = max(0.0, self._level(now) - 1.0)
+    def spend(self, now: float, cost: float = 1.0) -> None:
+        """Take `cost` tokens (staged: only a command that succeeds spends)."""
+        self.level = max(0.0, self._level(now) - min(cost, self.burst))
         self.stamp = now
 
 
 class Buckets:
-    """Hub-wide: one bucket per (room, agent)."""
+    """Hub-wide: per (room, agent), a bucket of commands and one of frame bytes."""
 
-    __slots__ = ("of",)
+    __slots__ = ("bytes_of", "of")
 
     def __init__(self) -> None:
         self.of: dict[tuple[RoomName, AgentName], Bucket] = {}
+        self.bytes_of: dict[tuple[RoomName, AgentName], Bucket] = {}
 
 
 def check_count(what: str, count: int, limit: int | None) -> None:

@@ -43,6 +43,7 @@ __all__ = ["Hub", "serve"]
 logger = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
+MAX_RATE_PAUSE = 1.0  # seconds a rate-limited session goes unread at most
 
 
 def _token() -> str:
@@ -261,9 +262,11 @@ class Hub:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
             cmd = decode_command(data)
             cmd_id = cmd.id
-            self.run(cmd, Context(self.clock(), session.id, self.secret))
+            self.run(cmd, Context(self.clock(), session.id, self.secret, len(data)))
         except HubError as exc:
             self._refused(session.id, cmd_id, exc)
+            if exc.code == Code.RATE_LIMITED:  # what it pipelined meanwhile waits in its socket, not here
+                session.pause = min(float(exc.detail.get("retry_after", 0.0)), MAX_RATE_PAUSE)
             if cmd_id is None and not session.tolerate_bad_frame(self.clock()):
                 session.close(SLOW_CONSUMER_CLOSE, "too many malformed frames; fix the client and reconnect")
 

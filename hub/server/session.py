@@ -44,6 +44,7 @@ class Session:
         "closing",
         "dispatch",
         "gone",
+        "pause",
         "id",
         "limit",
         "outbox",
@@ -71,6 +72,7 @@ class Session:
         self.outbox: deque[bytes] = deque()
         self.queued = 0  # bytes in the outbox
         self.bad_frames: Bucket | None = None  # frames no command could be read from, per second
+        self.pause = 0.0  # seconds to stop reading after a rate_limited refusal (the socket pushes back)
         self.blocked = False
         self.closing = False
         self.close_info: tuple[int, str] | None = None
@@ -165,6 +167,9 @@ class Session:
                 except Exception:  # a bug costs one session, never the hub
                     logger.exception("session.internal_error session=%s", self.id)
                     self.close(INTERNAL_ERROR_CLOSE, "internal error")
+                if self.pause:  # a client over its rate is not read until it may send again
+                    delay, self.pause = self.pause, 0.0
+                    await asyncio.sleep(delay)
         except ConnectionClosed:
             pass
         finally:

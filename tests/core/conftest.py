@@ -27,13 +27,14 @@ class Script:
         self.tokens: dict[tuple[str, str], str] = {}
         self._secrets = 0
         self._ids = 0
+        self.size = 0  # the frame size each command is said to have (the byte rate limit counts it)
 
     def secret(self) -> str:
         self._secrets += 1
         return f"tok-{self._secrets}"
 
     def ctx(self, session: int | None = 1) -> Context:
-        return Context(self.now, session, self.secret)  # type: ignore[arg-type]
+        return Context(self.now, session, self.secret, self.size)  # type: ignore[arg-type]
 
     def run(self, cmd: Any, session: int | None = 1) -> Outcome:
         out = self.machine.handle(cmd, self.ctx(session))

@@ -77,6 +77,29 @@ def test_rate_limit_off_with_none(script: Script) -> None:
         beat(script)
 
 
+def test_byte_rate_limit_counts_frame_bytes(script: Script) -> None:
+    """Frame bytes have a bucket of their own: past the burst a command is rate_limited saying when enough bytes
+    are back; a frame over the whole burst waits for a full bucket (never refused for ever)."""
+    s = type(script)(HubConfig(rate_per_agent=None, rate_bytes_per_agent=1_000, rate_bytes_burst=3_000))
+    s.join("alice")
+    s.size = 1_000
+    for _ in range(3):
+        beat(s)
+    err = s.refused("alice", c.Heartbeat(name="alice"), session=None)
+    assert err.code == Code.RATE_LIMITED and err.retryable and "1000 bytes/s" in err.message
+    assert err.detail["retry_after"] == pytest.approx(1.0)
+    s.now += 1.0
+    beat(s)
+    s.size = 10_000  # over the burst: charged as the burst
+    assert s.refused("alice", c.Heartbeat(name="alice"), session=None).detail["retry_after"] == pytest.approx(
+        3.0
+    )
+    s.now += 3.0
+    beat(s)
+    s.size = 0  # a command the shell gives no size is not counted
+    beat(s)
+
+
 def test_max_sessions_per_agent(limited: Script) -> None:
     """A third session for the same agent is limit_exceeded with the limit; closing one frees a slot."""
     limited.do("alice", c.Attach(name="alice"), session=1)

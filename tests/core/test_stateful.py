@@ -263,8 +263,11 @@ def picture(m: Machine) -> Any:
     return (
         bound,
         per_room,
-        (subs.last_id, sorted((k, sorted(v)) for k, v in subs.touched.items())) if subs else None,
+        (subs.last_id, sorted((k, sorted(v)) for k, v in subs.touched.items()), sorted(subs.owned.items()))
+        if subs
+        else None,
         sorted((k, b.level, b.stamp) for k, b in (buckets.of.items() if buckets else ())),
+        sorted((k, b.level, b.stamp) for k, b in (buckets.bytes_of.items() if buckets else ())),
         list(deadlines.heap) if deadlines else [],
     )
 

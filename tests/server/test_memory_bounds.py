@@ -188,3 +188,30 @@ async def test_subscriptions_are_capped_per_connection_and_per_agent(tmp_path: P
             async with connect(th.url) as three:  # not attached: the token it reads with is whose it is
                 frame = {"op": "subscribe", "id": 40, "expr": "true", "token": token}
                 assert (await _ask(three, frame))["detail"]["what"] == "subscriptions per agent"
+
+
+async def test_one_agent_cannot_flood_bytes_past_its_byte_rate(tmp_path: Path) -> None:
+    """Frame bytes per agent are rate limited apart from commands: 90 KB bodies pass up to the byte burst, then
+    `rate_limited` says when enough bytes are back, and the hub reads nothing more from that connection until
+    then (what it pipelined waits in its socket); a refused send is not in the feed; others go on meanwhile."""
+    for th in _hub(tmp_path, rate_bytes_per_agent=100_000, rate_bytes_burst=200_000, max_body_bytes=None):
+        async with connect(th.url) as ws, connect(th.url) as other:
+            token = (await _ask(ws, {"op": "join", "id": 1, "name": "flood"}))["result"]["token"]
+            frame = {"op": "send", "name": "flood", "token": token, "to": ["flood"], "body": "x" * 90_000}
+            kinds = [(await _ask(ws, {**frame, "id": 10 + i}))["type"] for i in range(2)]
+            assert kinds == ["Ok", "Ok"]
+            await ws.send(json.dumps({**frame, "id": 20}))  # over the burst
+            await ws.send(json.dumps({"op": "message.list", "id": 21, "token": token}))  # pipelined behind it
+            refused = json.loads(await asyncio.wait_for(ws.recv(), seconds(10_000)))
+            assert (
+                refused["id"] == 20 and refused["code"] == "rate_limited" and "bytes/s" in refused["message"]
+            )
+            pause = refused["detail"]["retry_after"]
+            assert 0 < pause <= 2.0
+            paused_at = asyncio.get_running_loop().time()
+            assert (await _ask(other, {"op": "status", "id": 1}))[
+                "type"
+            ] == "Ok"  # others are served meanwhile
+            listed = json.loads(await asyncio.wait_for(ws.recv(), seconds(10_000)))
+            assert asyncio.get_running_loop().time() - paused_at >= pause * 0.9  # read only after the pause
+            assert listed["id"] == 21 and len(listed["result"]["messages"]) == 2
