@@ -122,6 +122,8 @@ async def _finish_tasks() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    for _ in range(3):  # closed transports release their sockets in callbacks a loop pass or two later
+        await asyncio.sleep(0)
 
 
 class ManualClock:
