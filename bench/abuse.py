@@ -57,9 +57,7 @@ P99_TARGET_MS = 10.0
 PACE_S = 0.001  # the healthy agent's round trips start at most this often
 SLACK_MB = 32  # interpreter, allocator and SQLite cache headroom on top of each scenario's own budget
 BODY = 100_000  # bytes of a big body
-SUB_BUDGET_KB = (
-    4.0  # memory budget per live subscription (measured ≈ 3.8 KB, the compiled CEL program included)
-)
+SUB_BUDGET_KB = 4.0  # per live subscription (measured ≈ 3.8 KB, the compiled CEL program included)
 CONN_BUDGET_KB = 64.0  # memory budget per open (idle) connection
 SCENARIOS = ("baseline", "big-bodies", "stalled-reader", "subscriptions", "connections", "malformed")
 
@@ -125,11 +123,11 @@ async def pump(
     after `least`)."""
     sem = asyncio.Semaphore(window)
     body = big_body()
-    sent = 0
-    refused = [0]
+    sent = refused = 0
     tasks: set[asyncio.Task[Any]] = set()
 
     async def one(to: str) -> None:
+        nonlocal refused
         try:
             await tx.request(
                 c.Send(id=tx.next(), room=tx.room, token=tx.token, name=tx.name, to=(to,), body=body)
@@ -137,7 +135,7 @@ async def pump(
         except HubError as exc:  # over the byte rate: the flood goes on regardless (the hub stops reading)
             if exc.code != "rate_limited":
                 raise
-            refused[0] += 1
+            refused += 1
         finally:
             sem.release()
 
@@ -150,7 +148,7 @@ async def pump(
         if least and sent >= least:
             flags.ready.set()
     await asyncio.gather(*tasks)
-    return sent - refused[0]  # accepted
+    return sent - refused  # accepted
 
 
 async def abuse_big_bodies(url: str, p: dict[str, Any], flags: Flags) -> dict[str, Any]:

@@ -31,9 +31,8 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int | None = 262_144
     rate_per_agent: float | None = 2_000.0  # commands per second, sustained
     rate_burst: int = 4_000
-    rate_bytes_per_agent: float | None = (
-        16 << 20
-    )  # frame bytes per second, sustained (commands that change things)
+    # frame bytes per second of those commands, sustained, and at once
+    rate_bytes_per_agent: float | None = 16 << 20
     rate_bytes_burst: int = 64 << 20
     max_sessions_per_agent: int | None = 64
     outbox_frames: int = 10_000  # frames queued for one session before it counts as a slow consumer

@@ -108,9 +108,8 @@ class ThreadHub:
             return
         if self.hub is not None and not self.hub.stopped.is_set():
             self.call(self.hub.stop())
-        self.call(
-            _finish_tasks()
-        )  # a task left pending on a closed loop warns when collected, in any later test
+        # a task left pending on a closed loop warns when it is collected, in whichever test runs then
+        self.call(_finish_tasks())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

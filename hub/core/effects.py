@@ -34,7 +34,7 @@ class Context(msgspec.Struct, frozen=True):
     now: float
     session: SessionId | None = None
     secret: Callable[[], str] | None = None
-    size: int = 0  # the command's frame, in characters (what the byte rate limit counts)
+    size: int = 0  # the command's frame length (what the byte rate limit counts); 0: not counted
 
 
 class Start(msgspec.Struct, frozen=True):

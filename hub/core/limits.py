@@ -33,7 +33,7 @@ class Bucket:
             retry = (cost - level) / self.rate
             raise HubError(
                 Code.RATE_LIMITED,
-                f"over {self.rate:g} {self.unit}/s; retry in {retry:.3f}s",
+                f"over {self.rate:.15g} {self.unit}/s; retry in {retry:.3f}s",  # 16777216, not 1.67772e+07
                 {"retry_after": retry},
             )
 

@@ -5,9 +5,11 @@ and a healthy agent on another connection keeps getting its round trips answered
 Frames are pipelined: a batch of FRAMES is sent, then its replies are read, with a generous timeout (a hang
 fails the test, a slow machine does not). Hypothesis draws the frames, derandomized, in a fresh interpreter:
 hypothesis mixes in constants from every module loaded so far, so drawn in the test process the frames would
-change with the tests that ran before this one; drawn apart, they are the same on every run and machine. A frame the hub answers by closing the session on purpose (`join --force` or a token reset
-taking the fuzzing agent over, a slow consumer) is allowed: the frames cut off behind it are counted apart
-and the fuzzer reconnects.
+change with the tests that ran before this one; drawn apart, they are the same on every run and machine.
+
+A frame the hub answers by closing the session on purpose (`join --force` or a token reset taking the fuzzing
+agent over, a slow consumer) is allowed: the frames cut off behind it are counted apart and the fuzzer
+reconnects.
 """
 
 from __future__ import annotations
