@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 import click
 
 from hub.protocol.codec import encode, to_builtins
+from hub.protocol.errors import Code, HubError
 
 __all__ = ["clean", "emit", "emit_error", "fmt_time", "parse_value"]
 
@@ -47,8 +49,27 @@ def emit_error(as_json: bool, code: str, message: str, detail: dict[str, Any] | 
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value: JSON when it is valid JSON (`3`, `true`, `{"a":1}`), else the string."""
+    """A command-line value: JSON when it is valid JSON (`3`, `true`, `{"a":1}`), else the string.
+
+    `NaN` and `Infinity` are not JSON, so they are text; a number past a double (`1e400`) is `bad_request`, as
+    the hub refuses it: left to the encoder it would be sent as null.
+    """
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except ValueError:
         return text
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(number: str) -> float:
+    value = float(number)
+    if math.isinf(value):
+        raise HubError(
+            Code.BAD_REQUEST,
+            f"value: {clean(number[:40])} is past the largest number a double holds (numbers must be finite)",
+            {"field": "value", "reason": "range"},
+        )
+    return value

@@ -281,3 +281,19 @@ def test_mcp_answers_bad_lines_and_keeps_serving(hub: ThreadHub, env: dict[str, 
     assert json.loads(replies[4]["result"]["content"][0]["text"])["error"]["code"] == "bad_request"
     assert replies[5]["id"] == 3 and replies[5]["result"]["isError"] is False
     assert _feed(hub) == ["fine"]
+
+
+@pytest.mark.parametrize("value", ["1e400", "-1e400", '{"a": [1e999]}'])
+def test_a_number_past_a_double_is_refused_not_sent_as_null(cli: Cli, value: str) -> None:
+    """`state set k 1e400` was sent as null (the JSON encoder writes infinity so): it is bad_request, one line,
+    and nothing is written."""
+    r = cli("state", "set", "--name", "ada", "--", "k", value)  # `--`: "-1e400" is not an option
+    assert r.exit_code != 0 and r.stderr.startswith("bad_request: value: ") and "\n" not in r.stderr.strip()
+    assert cli("state", "get", "k").exit_code != 0  # never written
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_text(cli: Cli, text: str) -> None:
+    """Not JSON, so the value is the text itself, as for any other word."""
+    assert cli("state", "set", "--name", "ada", "--", "k", text).exit_code == 0
+    assert json.loads(cli("--json", "state", "get", "k").stdout)["value"] == text
