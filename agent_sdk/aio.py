@@ -12,6 +12,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from agent_sdk import verbs
 from agent_sdk.base import (
     DEFAULT_RETRIES,
     MESSAGE_TOO_BIG,
@@ -339,13 +340,15 @@ class Agent(BaseClient):
             HubError: `fenced` when `fence` (`{"WORK": epoch}`) names a claim this agent no longer holds at
                 that epoch: nothing is sent.
         """
-        result = await self.request(lambda: self.cmd_send(target, body, kind, reply_to, priority, fence))
-        return int(result["seq"])
+        return verbs.seq(
+            await self.request(lambda: self.cmd_send(target, body, kind, reply_to, priority, fence))
+        )
 
-    async def messages(self) -> AsyncIterator[Message]:
-        """Every message addressed to this agent from now on, in seq order, across reconnects."""
+    async def messages(self, timeout: float | None = None) -> AsyncIterator[Message]:
+        """Every message addressed to this agent from now on, in seq order, across reconnects; stops after
+        `timeout` idle seconds (None: when the agent closes)."""
         while True:
-            message = await self._queue.get()
+            message = await _next(self._queue, timeout)
             if message is None:
                 return
             yield message
@@ -369,8 +372,7 @@ class Agent(BaseClient):
 
     async def claim_message(self, seq: int) -> str:
         """Claim a message for this agent. Raises HubError `already_claimed` (detail: holder)."""
-        result = await self.request(lambda: self.mutation(c.ClaimMessage, seq=seq))
-        return str(result["holder"])
+        return verbs.holder(await self.request(lambda: self.mutation(c.ClaimMessage, seq=seq)))
 
     async def heartbeat(self, status: str | None = None) -> dict[str, Any]:
         """Say this agent is alive, optionally with a new status (active, busy, idle, done...)."""
@@ -421,6 +423,26 @@ class Agent(BaseClient):
         """
         await self.request(lambda: self.cmd_handoff(work, to, fence))
 
+    async def reoffer_claim(self, work: str, idle_seconds: float) -> dict[str, Any]:
+        """Free another agent's claim whose holder has no session and was idle that long (the supervisor's
+        verb). Raises HubError `conflict` (the holder is live or was active recently), `not_found`."""
+        return await self.request(  # type: ignore[no-any-return]
+            lambda: self.mutation(c.ReofferClaim, work=work, idle_seconds=idle_seconds)
+        )
+
+    async def reoffer_task(self, task: str, idle_seconds: float) -> dict[str, Any]:
+        """Put another agent's in-progress task back to ready when its holder has no session and was idle that
+        long (the supervisor's verb). Raises HubError `conflict` (not in progress, or the holder is live)."""
+        return await self.request(  # type: ignore[no-any-return]
+            lambda: self.mutation(c.ReofferTask, task=task, idle_seconds=idle_seconds)
+        )
+
+    async def intent(self, paths: list[str] | tuple[str, ...], note: str | None = None) -> dict[str, Any]:
+        """Declare advisory intent on paths (no lease); empty paths clear it."""
+        return await self.request(  # type: ignore[no-any-return]
+            lambda: self.mutation(c.DeclareIntent, paths=tuple(paths), note=note)
+        )
+
     async def claims(self) -> list[dict[str, Any]]:
         """The room's live claims."""
         return (await self.request(lambda: self.read(c.ListClaims)))["claims"]  # type: ignore[no-any-return]
@@ -429,10 +451,11 @@ class Agent(BaseClient):
         """The plan, live claims and declared intents."""
         return await self.request(lambda: self.read(c.Board))  # type: ignore[no-any-return]
 
-    async def notices(self) -> AsyncIterator[Notice]:
-        """News about this agent's own things: `claim.lapsed`, `claim.handed`..."""
+    async def notices(self, timeout: float | None = None) -> AsyncIterator[Notice]:
+        """News about this agent's own things (`claim.lapsed`, `claim.handed`...); stops after `timeout` idle
+        seconds (None: when the agent closes)."""
         while True:
-            notice = await self._notices.get()
+            notice = await _next(self._notices, timeout)
             if notice is None:
                 return
             yield notice
@@ -448,10 +471,7 @@ class Agent(BaseClient):
 
     async def eval(self, expr: str, branch: str | None = None) -> Any:
         """Evaluate CEL against the room. Raises HubError `bad_expression`; an evaluation error → bad_request."""
-        result = await self.request(lambda: StateCommands(self, branch).eval(expr))
-        if "error" in result:
-            raise HubError(Code.BAD_REQUEST, f"evaluation failed: {result['error']}", {"expression": expr})
-        return result["value"]
+        return verbs.evaluated(await self.request(lambda: StateCommands(self, branch).eval(expr)), expr)
 
     async def subscribe(
         self, expr: str, *, include: tuple[str, ...] = (), waiting: bool = False
@@ -532,10 +552,22 @@ class Agent(BaseClient):
         return AsyncTasks(self)
 
     async def agents(self) -> list[dict[str, Any]]:
+        """Presence of every agent in the room."""
         return (await self.request(lambda: self.read(c.Agents)))["agents"]  # type: ignore[no-any-return]
 
     async def status(self) -> dict[str, Any]:
+        """The hub's and the room's counters."""
         return await self.request(lambda: self.read(c.Status))  # type: ignore[no-any-return]
+
+
+async def _next(queue: asyncio.Queue[Any], timeout: float | None) -> Any:
+    """The next item of a stream's queue; None (the end) after `timeout` idle seconds."""
+    if timeout is None:
+        return await queue.get()
+    try:
+        return await asyncio.wait_for(queue.get(), timeout)
+    except TimeoutError:
+        return None
 
 
 class AsyncTasks:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from agent_sdk import credentials
+from agent_sdk import credentials, verbs
 from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, lost, result_of
+from agent_sdk.claims import SyncClaim
 from agent_sdk.wire import Closed, Socket
 from hub.protocol import commands as c
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Delivery, Error, Frame, Message, Ok, Wake
+from hub.protocol.frames import Delivery, Error, Frame, Message, Notice, Ok, Trigger, Wake
 
-__all__ = ["SyncAgent"]
+__all__ = ["SyncAgent", "SyncReplies", "SyncState", "SyncTasks", "StateReplies"]
 
 
 class SyncAgent(BaseClient):
-    """The same verbs as Agent, blocking. Use as a context manager.
+    """The same verbs as Agent (agent_sdk.verbs), with the same arguments and return values, blocking. Use as
+    a context manager. `replies` offers the same verbs returning the hub's whole replies (the CLI prints them).
 
     Raises:
         HubError: `unreachable` when the hub cannot be reached, `disconnected` when the connection drops,
@@ -30,6 +33,9 @@ class SyncAgent(BaseClient):
         self.connect_timeout = connect_timeout
         self.ws: Socket | None = None
         self.inbox: deque[Message] = deque()
+        self.notice_box: deque[Notice] = deque()
+        self._triggers: dict[int, deque[Trigger]] = {}  # live subscriptions (the hub's ids) → unread triggers
+        self._subscribing = False  # a subscribe is in flight: its first trigger may come before its reply
         self.implicit_join = True
 
     # -- connection ---------------------------------------------------------------------------
@@ -78,8 +84,7 @@ class SyncAgent(BaseClient):
         try:
             while True:
                 frame = self.decode(self.ws.recv(1.0))
-                if isinstance(frame, Delivery) and self.fresh(frame.message):
-                    self.inbox.append(frame.message)
+                self._keep(frame)
         except Closed as closed:
             return closed if closed.code is not None else None
         except (TimeoutError, HubError):
@@ -123,8 +128,20 @@ class SyncAgent(BaseClient):
                 return result_of(frame)
             if isinstance(frame, Error) and frame.id is None:
                 raise error_of(frame)
-            if isinstance(frame, Delivery) and self.fresh(frame.message):
+            self._keep(frame)
+
+    def _keep(self, frame: Frame) -> None:
+        """Keep a push that arrived while waiting for something else: a message, a trigger, a notice."""
+        if isinstance(frame, Delivery):
+            if self.fresh(frame.message):
                 self.inbox.append(frame.message)
+        elif isinstance(frame, Trigger):
+            if frame.sub in self._triggers:
+                self._triggers[frame.sub].append(frame)
+            elif self._subscribing:
+                self._triggers[frame.sub] = deque([frame])
+        elif isinstance(frame, Notice):
+            self.notice_box.append(frame)
 
     def act(self, build: Callable[[], c.BaseCommand]) -> Any:
         """Run a mutation as this agent, joining first when it never has (the token is then saved). With the
@@ -144,7 +161,12 @@ class SyncAgent(BaseClient):
         self.join()
         return self.request(build())
 
-    # -- verbs --------------------------------------------------------------------------------
+    # -- verbs (agent_sdk.verbs: the same as Agent's) -----------------------------------------------------
+
+    @property
+    def replies(self) -> SyncReplies:
+        """The same verbs returning the hub's whole replies (a send's `unread`, a claim's view...)."""
+        return SyncReplies(self)
 
     def first_join(self) -> None:
         """Join on first use; processes sharing the name (and token file) take turns, so only one joins."""
@@ -182,13 +204,27 @@ class SyncAgent(BaseClient):
         reply_to: int | None = None,
         priority: bool = False,
         fence: Mapping[str, int] | None = None,
-    ) -> dict[str, Any]:
-        """Send a message; the reply carries its `seq` (and `unknown` targets, if any).
+    ) -> int:
+        """Send a message to `name`, `a,b`, `room/*`, `room/name` or `all`; returns its seq once durable.
 
         Raises:
-            HubError: `fenced` when `fence` names a claim this agent no longer holds at that epoch.
+            HubError: `fenced` when `fence` (`{"WORK": epoch}`) names a claim this agent no longer holds at
+                that epoch: nothing is sent.
         """
-        return self.act(lambda: self.cmd_send(target, body, kind, reply_to, priority, fence))  # type: ignore[no-any-return]
+        return verbs.seq(
+            self.replies.send(target, body, kind=kind, reply_to=reply_to, priority=priority, fence=fence)
+        )
+
+    def messages(self, timeout: float | None = None) -> Iterator[Message]:
+        """Messages addressed to this agent, live (call `attach` first); stops after `timeout` idle seconds."""
+        while True:
+            while self.inbox:
+                yield self.inbox.popleft()
+            try:
+                frame = self._recv(timeout)
+            except TimeoutError:
+                return
+            self._keep(frame)
 
     def list_messages(
         self,
@@ -198,20 +234,20 @@ class SyncAgent(BaseClient):
         kind: str | None = None,
         unclaimed: bool = False,
         limit: int = 100,
-    ) -> dict[str, Any]:
-        cmd = self.read(c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit)
-        return self.request(cmd)  # type: ignore[no-any-return]
-
-    def claim_message(self, seq: int) -> dict[str, Any]:
-        """Claim a message; `already_claimed` (naming the holder) if someone was first."""
-        return self.act(  # type: ignore[no-any-return]
-            lambda: self.mutation(c.ClaimMessage, seq=seq)
+    ) -> list[dict[str, Any]]:
+        """Read the feed after a cursor: broadcasts, and the directed messages this agent sent or received."""
+        reply = self.replies.list_messages(
+            for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit
         )
+        return reply["messages"]  # type: ignore[no-any-return]
+
+    def claim_message(self, seq: int) -> str:
+        """Claim a message for this agent. Raises HubError `already_claimed` (detail: holder)."""
+        return verbs.holder(self.replies.claim_message(seq))
 
     def heartbeat(self, status: str | None = None) -> dict[str, Any]:
-        return self.act(  # type: ignore[no-any-return]
-            lambda: self.mutation(c.Heartbeat, status=status)
-        )
+        """Say this agent is alive, optionally with a new status (active, busy, idle, done...)."""
+        return self.replies.heartbeat(status)
 
     # -- claims -----------------------------------------------------------------------------------
 
@@ -223,62 +259,135 @@ class SyncAgent(BaseClient):
         ttl: float | None = None,
         checkpoint: str | None = None,
         renew: bool = False,
-    ) -> dict[str, Any]:
-        """Lease `work` on `paths`; the reply carries its fencing `epoch` (and `already_held` on a re-claim).
+    ) -> SyncClaim:
+        """Lease `work` on `paths`; the SyncClaim's `epoch` fences writes made under it: `fence=claim.fence`.
 
         Raises HubError `claim_overlap`, `conflict`, `bad_request`, `limit_exceeded`."""
-        return self.act(  # type: ignore[no-any-return]
-            lambda: self.mutation(
-                c.Claim, work=work, paths=tuple(paths), ttl=ttl, checkpoint=checkpoint, renew=renew
-            )
-        )
+        return SyncClaim(self, self.replies.claim(work, paths, ttl=ttl, checkpoint=checkpoint, renew=renew))
 
     def release(
         self, work: str, *, checkpoint: str | None = None, fence: Mapping[str, int] | None = None
-    ) -> dict[str, Any]:
+    ) -> None:
         """Release a claim. Raises HubError `forbidden` (another's), `not_found`, `fenced`."""
-        return self.act(lambda: self.cmd_release(work, checkpoint, fence))  # type: ignore[no-any-return]
+        self.replies.release(work, checkpoint=checkpoint, fence=fence)
 
-    def handoff(self, work: str, to: str, *, fence: Mapping[str, int] | None = None) -> dict[str, Any]:
+    def handoff(self, work: str, to: str, *, fence: Mapping[str, int] | None = None) -> None:
         """Hand a claim over; the new holder gets a new epoch. Raises HubError `forbidden`, `fenced`."""
-        return self.act(lambda: self.cmd_handoff(work, to, fence))  # type: ignore[no-any-return]
+        self.replies.handoff(work, to, fence=fence)
 
     def reoffer_claim(self, work: str, idle_seconds: float) -> dict[str, Any]:
         """Free another agent's claim whose holder has no session and was idle that long (the supervisor's
         verb). Raises HubError `conflict` (the holder is live or was active recently), `not_found`."""
-        return self.act(lambda: self.mutation(c.ReofferClaim, work=work, idle_seconds=idle_seconds))  # type: ignore[no-any-return]
+        return self.replies.reoffer_claim(work, idle_seconds)
 
     def reoffer_task(self, task: str, idle_seconds: float) -> dict[str, Any]:
         """Put another agent's in-progress task back to ready when its holder has no session and was idle that
         long (the supervisor's verb). Raises HubError `conflict` (not in progress, or the holder is live)."""
-        return self.act(lambda: self.mutation(c.ReofferTask, task=task, idle_seconds=idle_seconds))  # type: ignore[no-any-return]
+        return self.replies.reoffer_task(task, idle_seconds)
 
     def claims(self) -> list[dict[str, Any]]:
-        return self.request(self.read(c.ListClaims))["claims"]  # type: ignore[no-any-return]
+        """The room's live claims."""
+        return self.replies.claims()
 
     def intent(self, paths: list[str] | tuple[str, ...], note: str | None = None) -> dict[str, Any]:
         """Declare advisory intent on paths (no lease); empty paths clear it."""
-        return self.act(  # type: ignore[no-any-return]
-            lambda: self.mutation(c.DeclareIntent, paths=tuple(paths), note=note)
-        )
+        return self.replies.intent(paths, note)
 
     def board(self) -> dict[str, Any]:
-        return self.request(self.read(c.Board))  # type: ignore[no-any-return]
+        """The plan, live claims and declared intents."""
+        return self.replies.board()
+
+    def notices(self, timeout: float | None = None) -> Iterator[Notice]:
+        """News about this agent's own things (`claim.lapsed`, `claim.handed`...); stops after `timeout` idle
+        seconds."""
+        while True:
+            while self.notice_box:
+                yield self.notice_box.popleft()
+            try:
+                frame = self._recv(timeout)
+            except TimeoutError:
+                return
+            self._keep(frame)
 
     def state_at(self, branch: str | None = None) -> SyncState:
-        """Shared state, on the main line or a branch: get/set/init/cas/increment/batch/delete/view/list."""
+        """Shared state, on the main line or a branch."""
         return SyncState(self, branch)
 
     @property
     def state(self) -> SyncState:
+        """Shared state: get/set/init/cas/increment/batch/delete/view/list."""
         return SyncState(self)
 
     def eval(self, expr: str, branch: str | None = None) -> Any:
         """Evaluate CEL against the room. Raises HubError `bad_expression`; an evaluation error → bad_request."""
-        result = self.request(StateCommands(self, branch).eval(expr))
-        if "error" in result:
-            raise HubError(Code.BAD_REQUEST, f"evaluation failed: {result['error']}", {"expression": expr})
-        return result["value"]
+        return verbs.evaluated(self.request(StateCommands(self, branch).eval(expr)), expr)
+
+    def subscribe(
+        self, expr: str, *, include: tuple[str, ...] = (), waiting: bool = False
+    ) -> Iterator[Trigger]:
+        """A Trigger each time `expr` becomes true (at once if it already is), until the iterator is closed.
+
+        With `waiting=True` (as `wait_for` does) the agent's presence shows `waiting` on `expr` while the
+        subscription lives; a background subscription leaves presence alone.
+
+        Raises:
+            HubError: `bad_expression` at once for an expression that does not compile.
+        """
+        sub = self._subscribe(expr, include, waiting, once=False)
+        try:
+            while True:
+                yield self._trigger(sub, None)
+        finally:
+            self._unsubscribe(sub)
+
+    def wait_for(self, expr: str, timeout: float | None = None) -> Any:
+        """Block until `expr` is true (returns at once if it already is); returns its value.
+
+        Raises:
+            HubError: `timed_out`, `bad_expression`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sub = self._subscribe(expr, (), True, once=True)
+        try:
+            return self._trigger(sub, deadline).value
+        except TimeoutError:
+            self._unsubscribe(sub)
+            raise HubError(Code.TIMED_OUT, f"{expr!r} did not become true in {timeout}s") from None
+        finally:
+            self._triggers.pop(sub, None)
+
+    def _subscribe(self, expr: str, include: tuple[str, ...], waiting: bool, once: bool) -> int:
+        def build() -> c.Subscribe:
+            name = self.name if waiting else None
+            return self.read(c.Subscribe, expr=expr, name=name, include=tuple(include), once=once)  # type: ignore[no-any-return]
+
+        self._subscribing = True
+        try:
+            reply = self.act(build) if waiting else self.request(build())
+        finally:
+            self._subscribing = False
+        sub = int(reply["sub"])
+        self._triggers.setdefault(sub, deque())
+        return sub
+
+    def _trigger(self, sub: int, deadline: float | None) -> Trigger:
+        """The next trigger of subscription `sub`; TimeoutError once `deadline` (monotonic) has passed."""
+        queue = self._triggers[sub]
+        while not queue:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError
+            try:
+                frame = self._recv(left)
+            except TimeoutError:
+                continue
+            self._keep(frame)
+        return queue.popleft()
+
+    def _unsubscribe(self, sub: int) -> None:
+        if self._triggers.pop(sub, None) is not None and self.ws is not None and self.ws.closed is None:
+            with contextlib.suppress(HubError):
+                self.request(self.read(c.Unsubscribe, sub=sub))
 
     @property
     def tasks(self) -> SyncTasks:
@@ -286,10 +395,14 @@ class SyncAgent(BaseClient):
         return SyncTasks(self)
 
     def agents(self) -> list[dict[str, Any]]:
-        return self.request(self.read(c.Agents))["agents"]  # type: ignore[no-any-return]
+        """Presence of every agent in the room."""
+        return self.replies.agents()
 
     def status(self) -> dict[str, Any]:
-        return self.request(self.read(c.Status))  # type: ignore[no-any-return]
+        """The hub's and the room's counters."""
+        return self.replies.status()
+
+    # -- one waiter per connection (the CLI's `wait`) ---------------------------------------------
 
     def arm(
         self,
@@ -337,17 +450,116 @@ class SyncAgent(BaseClient):
             if isinstance(frame, Error):
                 raise error_of(frame)
 
-    def messages(self, timeout: float | None = None) -> Iterator[Message]:
-        """Messages addressed to this agent, live (call `attach` first); stops after `timeout` idle seconds."""
-        while True:
-            while self.inbox:
-                yield self.inbox.popleft()
-            try:
-                frame = self._recv(timeout)
-            except TimeoutError:
-                return
-            if isinstance(frame, Delivery) and self.fresh(frame.message):
-                yield frame.message
+
+class SyncReplies:
+    """SyncAgent's verbs returning the hub's whole replies (what the CLI prints, `--json`); anything else is
+    the agent's own (`replies.arm`, `replies.name`...)."""
+
+    def __init__(self, agent: SyncAgent) -> None:
+        self.agent = agent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.agent, name)
+
+    def send(
+        self,
+        target: str | list[str],
+        body: Any,
+        *,
+        kind: str = "message",
+        reply_to: int | None = None,
+        priority: bool = False,
+        fence: Mapping[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """The reply carries the message's `seq` (and `unknown` targets, `unread` counts)."""
+        a = self.agent
+        return a.act(lambda: a.cmd_send(target, body, kind, reply_to, priority, fence))  # type: ignore[no-any-return]
+
+    def list_messages(
+        self,
+        *,
+        for_: str | None = None,
+        after: int = 0,
+        kind: str | None = None,
+        unclaimed: bool = False,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        a = self.agent
+        cmd = a.read(c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit)
+        return a.request(cmd)  # type: ignore[no-any-return]
+
+    def claim_message(self, seq: int) -> dict[str, Any]:
+        a = self.agent
+        return a.act(lambda: a.mutation(c.ClaimMessage, seq=seq))  # type: ignore[no-any-return]
+
+    def heartbeat(self, status: str | None = None) -> dict[str, Any]:
+        a = self.agent
+        return a.act(lambda: a.mutation(c.Heartbeat, status=status))  # type: ignore[no-any-return]
+
+    def claim(
+        self,
+        work: str,
+        paths: list[str] | tuple[str, ...] = (),
+        *,
+        ttl: float | None = None,
+        checkpoint: str | None = None,
+        renew: bool = False,
+    ) -> dict[str, Any]:
+        """The claim's view: its fencing `epoch` (and `already_held` on a re-claim)."""
+        a = self.agent
+        return a.act(  # type: ignore[no-any-return]
+            lambda: a.mutation(
+                c.Claim, work=work, paths=tuple(paths), ttl=ttl, checkpoint=checkpoint, renew=renew
+            )
+        )
+
+    def release(
+        self, work: str, *, checkpoint: str | None = None, fence: Mapping[str, int] | None = None
+    ) -> dict[str, Any]:
+        a = self.agent
+        return a.act(lambda: a.cmd_release(work, checkpoint, fence))  # type: ignore[no-any-return]
+
+    def handoff(self, work: str, to: str, *, fence: Mapping[str, int] | None = None) -> dict[str, Any]:
+        a = self.agent
+        return a.act(lambda: a.cmd_handoff(work, to, fence))  # type: ignore[no-any-return]
+
+    def reoffer_claim(self, work: str, idle_seconds: float) -> dict[str, Any]:
+        a = self.agent
+        return a.act(lambda: a.mutation(c.ReofferClaim, work=work, idle_seconds=idle_seconds))  # type: ignore[no-any-return]
+
+    def reoffer_task(self, task: str, idle_seconds: float) -> dict[str, Any]:
+        a = self.agent
+        return a.act(lambda: a.mutation(c.ReofferTask, task=task, idle_seconds=idle_seconds))  # type: ignore[no-any-return]
+
+    def claims(self) -> list[dict[str, Any]]:
+        return self.agent.request(self.agent.read(c.ListClaims))["claims"]  # type: ignore[no-any-return]
+
+    def intent(self, paths: list[str] | tuple[str, ...], note: str | None = None) -> dict[str, Any]:
+        a = self.agent
+        return a.act(lambda: a.mutation(c.DeclareIntent, paths=tuple(paths), note=note))  # type: ignore[no-any-return]
+
+    def board(self) -> dict[str, Any]:
+        return self.agent.request(self.agent.read(c.Board))  # type: ignore[no-any-return]
+
+    def state_at(self, branch: str | None = None) -> StateReplies:
+        return StateReplies(self.agent, branch)
+
+    @property
+    def state(self) -> StateReplies:
+        return StateReplies(self.agent)
+
+    @property
+    def tasks(self) -> SyncTasks:
+        return SyncTasks(self.agent)
+
+    def eval(self, expr: str, branch: str | None = None) -> Any:
+        return self.agent.eval(expr, branch)
+
+    def agents(self) -> list[dict[str, Any]]:
+        return self.agent.request(self.agent.read(c.Agents))["agents"]  # type: ignore[no-any-return]
+
+    def status(self) -> dict[str, Any]:
+        return self.agent.request(self.agent.read(c.Status))  # type: ignore[no-any-return]
 
 
 class SyncTasks:
@@ -379,6 +591,60 @@ class SyncTasks:
 
 class SyncState:
     """`agent.state`, blocking. Every write takes `fence={"WORK": epoch}`.
+
+    Raises HubError `conflict` (detail `current`), `precondition_failed`, `already_exists`, `forbidden`
+    (another agent's scope), `bad_expression`, `fenced` (a fence on a claim no longer held at that epoch)."""
+
+    def __init__(self, agent: SyncAgent, branch: str | None = None) -> None:
+        self.agent = agent
+        self.build = StateReplies(agent, branch)
+
+    def get(self, key: str, *, scope: str = "_shared") -> dict[str, Any]:
+        return self.build.get(key, scope=scope)
+
+    def list(self, scope: str | None = None) -> list[dict[str, Any]]:
+        return self.build.list(scope)
+
+    def set(self, key: str, value: Any, **kw: Any) -> int:
+        """Write; returns the new version."""
+        return verbs.version(self.build.set(key, value, **kw))
+
+    def init(self, key: str, value: Any, *, scope: str = "_shared", **kw: Any) -> int:
+        return verbs.version(self.build.init(key, value, scope=scope, **kw))
+
+    def cas(self, key: str, version: int, value: Any, *, scope: str = "_shared", **kw: Any) -> int:
+        return self.set(key, value, scope=scope, if_version=version, **kw)
+
+    def increment(self, key: str, by: float = 1, *, scope: str = "_shared", **kw: Any) -> Any:
+        """Add atomically; returns the new value."""
+        return verbs.value(self.build.increment(key, by, scope=scope, **kw))
+
+    def batch(self, writes: list[Any], *, if_: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+        return self.build.batch(writes, if_=if_, **kw)
+
+    def delete(self, key: str, *, scope: str = "_shared", if_version: int | None = None, **kw: Any) -> None:
+        self.build.delete(key, scope=scope, if_version=if_version, **kw)
+
+    def view(self, key: str, expr: str) -> Any:
+        """Store a computed view; returns its current value."""
+        return verbs.value(self.build.view(key, expr))
+
+    def branch_create(self, branch: str, source: str | None = None) -> dict[str, Any]:
+        return self.build.branch_create(branch, source)
+
+    def branch_merge(self, branch: str) -> dict[str, Any]:
+        return self.build.branch_merge(branch)
+
+    def branch_diff(self, branch: str) -> dict[str, Any]:
+        return self.build.branch_diff(branch)
+
+    def branches(self) -> list[dict[str, Any]]:
+        """The room's branches."""
+        return self.build.branches()
+
+
+class StateReplies:
+    """`agent.replies.state`: the hub's whole replies (a write's `version`, `value`...). Every write takes `fence={"WORK": epoch}`.
 
     Raises HubError `conflict` (detail `current`), `precondition_failed`, `already_exists`, `forbidden`
     (another agent's scope), `bad_expression`, `fenced` (a fence on a claim no longer held at that epoch)."""

@@ -1,0 +1,164 @@
+"""The verb table: what Agent (async) and SyncAgent (blocking) both offer, with one name, one argument list and
+one return type per verb, and the shapers that turn a hub reply into that return value. `drift()` lists where
+a client departs from the table (tests/sdk/test_parity.py keeps it empty)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, NamedTuple
+
+__all__ = ["TRANSPORT", "VERBS", "Verb", "drift"]
+
+
+class Verb(NamedTuple):
+    """A verb's return annotation in Agent (what the coroutine returns, or the async iterator / handle) and
+    in SyncAgent when it differs only by blocking (an Iterator for an AsyncIterator, SyncClaim for Claim)."""
+
+    returns: str
+    sync_returns: str | None = None
+
+
+VERBS: dict[str, Verb] = {
+    # the agent
+    "join": Verb("str"),
+    "send": Verb("int"),
+    "messages": Verb("AsyncIterator[Message]", "Iterator[Message]"),
+    "list_messages": Verb("list[dict[str, Any]]"),
+    "claim_message": Verb("str"),
+    "heartbeat": Verb("dict[str, Any]"),
+    "claim": Verb("Claim", "SyncClaim"),
+    "release": Verb("None"),
+    "handoff": Verb("None"),
+    "reoffer_claim": Verb("dict[str, Any]"),
+    "reoffer_task": Verb("dict[str, Any]"),
+    "claims": Verb("list[dict[str, Any]]"),
+    "intent": Verb("dict[str, Any]"),
+    "board": Verb("dict[str, Any]"),
+    "notices": Verb("AsyncIterator[Notice]", "Iterator[Notice]"),
+    "state_at": Verb("AsyncState", "SyncState"),
+    "state": Verb("AsyncState", "SyncState"),
+    "eval": Verb("Any"),
+    "subscribe": Verb("AsyncIterator[Trigger]", "Iterator[Trigger]"),
+    "wait_for": Verb("Any"),
+    "tasks": Verb("AsyncTasks", "SyncTasks"),
+    "agents": Verb("list[dict[str, Any]]"),
+    "status": Verb("dict[str, Any]"),
+    # agent.state / agent.state_at(branch)
+    "state.get": Verb("dict[str, Any]"),
+    "state.list": Verb("list[dict[str, Any]]"),
+    "state.set": Verb("int"),
+    "state.init": Verb("int"),
+    "state.cas": Verb("int"),
+    "state.increment": Verb("Any"),
+    "state.batch": Verb("list[dict[str, Any]]"),
+    "state.delete": Verb("None"),
+    "state.view": Verb("Any"),
+    "state.branch_create": Verb("dict[str, Any]"),
+    "state.branch_merge": Verb("dict[str, Any]"),
+    "state.branch_diff": Verb("dict[str, Any]"),
+    "state.branches": Verb("list[dict[str, Any]]"),
+    # agent.tasks
+    "tasks.declare": Verb("dict[str, Any]"),
+    "tasks.claim": Verb("dict[str, Any]"),
+    "tasks.update": Verb("dict[str, Any]"),
+    "tasks.list": Verb("list[dict[str, Any]]"),
+    "tasks.show": Verb("dict[str, Any]"),
+}
+
+# Public names that are the transport's, not verbs (besides BaseClient's, shared by both): how each client
+# connects and moves frames. The blocking client also serves the CLI: one waiter per connection (`arm`,
+# `woken`), raw frames (`post`, `next_frame`), the hub's whole replies (`replies`), an explicit `attach`.
+TRANSPORT: dict[str, frozenset[str]] = {
+    "Agent": frozenset({"connect", "close", "request"}),
+    "SyncAgent": frozenset(
+        {"connect", "close", "request", "act", "post", "next_frame", "first_join", "attach", "arm", "woken"}
+        | {"replies"}
+    ),
+}
+
+
+# -- shapers: a hub reply → the verb's return value (both clients use these) ---------------------------------
+
+
+def seq(reply: dict[str, Any]) -> int:
+    return int(reply["seq"])
+
+
+def version(reply: dict[str, Any]) -> int:
+    return int(reply["version"])
+
+
+def holder(reply: dict[str, Any]) -> str:
+    return str(reply["holder"])
+
+
+def value(reply: dict[str, Any]) -> Any:
+    return reply["value"]
+
+
+def evaluated(reply: dict[str, Any], expr: str) -> Any:
+    """An eval's value; an evaluation error → HubError `bad_request`."""
+    if "error" in reply:
+        from hub.protocol.errors import Code, HubError
+
+        raise HubError(Code.BAD_REQUEST, f"evaluation failed: {reply['error']}", {"expression": expr})
+    return reply["value"]
+
+
+# -- parity --------------------------------------------------------------------------------------------------
+
+
+def _params(fn: Any) -> list[str]:
+    return [str(p) for name, p in inspect.signature(fn).parameters.items() if name != "self"]
+
+
+def _returns(fn: Any) -> str:
+    if isinstance(fn, property):
+        fn = fn.fget
+    annotation = inspect.signature(fn).return_annotation
+    return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+
+
+def _blocks(fn: Any) -> bool:
+    return not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn))
+
+
+def drift() -> list[str]:
+    """Every way Agent and SyncAgent (and their `state` and `tasks` namespaces) depart from the verb table or
+    from each other: a verb missing from one, a public method the table does not name, different parameters
+    (names, kinds, defaults, annotations) or a return annotation other than the table's. Empty: in step."""
+    from agent_sdk.aio import Agent, AsyncState, AsyncTasks
+    from agent_sdk.base import BaseClient
+    from agent_sdk.sync import SyncAgent, SyncState, SyncTasks
+
+    shared = {n for n in dir(BaseClient) if not n.startswith("_")}
+    pairs = {"": (Agent, SyncAgent), "state.": (AsyncState, SyncState), "tasks.": (AsyncTasks, SyncTasks)}
+    problems: list[str] = []
+    for prefix, (aio, blocking) in pairs.items():
+        named = {k[len(prefix) :] for k in VERBS if k.startswith(prefix) and "." not in k[len(prefix) :]}
+        for cls in (aio, blocking):
+            skip = shared | TRANSPORT.get(cls.__name__, frozenset()) if not prefix else {"agent", "build"}
+            public = {n for n in dir(cls) if not n.startswith("_")} - skip
+            problems += [f"{cls.__name__}.{n} is not in the verb table" for n in sorted(public - named)]
+            problems += [f"{cls.__name__} lacks {prefix}{n}" for n in sorted(named - set(dir(cls)))]
+        for name in sorted(named & set(dir(aio)) & set(dir(blocking))):
+            verb = VERBS[prefix + name]
+            a, s = inspect.getattr_static(aio, name), inspect.getattr_static(blocking, name)
+            if isinstance(a, property) != isinstance(s, property):
+                problems.append(f"{prefix}{name}: a property in one client only")
+            elif not isinstance(a, property) and _params(a) != _params(s):
+                problems.append(
+                    f"{prefix}{name}: parameters differ: ({', '.join(_params(a))}) in "
+                    f"{aio.__name__}, ({', '.join(_params(s))}) in {blocking.__name__}"
+                )
+            if not isinstance(a, property) and _blocks(a) == _blocks(s):
+                problems.append(f"{prefix}{name}: blocking in both clients, or awaitable in both")
+            elif not isinstance(a, property) and _blocks(a) and name != "state_at":
+                problems.append(
+                    f"{aio.__name__}.{name} blocks: it must be awaited (or iterated with async for)"
+                )
+            for cls, fn, want in ((aio, a, verb.returns), (blocking, s, verb.sync_returns or verb.returns)):
+                got = _returns(fn)
+                if got != want:
+                    problems.append(f"{cls.__name__}.{name} returns {got}, the table says {want}")
+    return problems
