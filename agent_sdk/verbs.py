@@ -65,6 +65,8 @@ VERBS: dict[str, Verb] = {
     "tasks.show": Verb("dict[str, Any]"),
 }
 
+HANDLES = frozenset({"SyncState", "SyncTasks"})  # a namespace object: neither awaited nor blocking
+
 # Public names that are the transport's, not verbs (besides BaseClient's, shared by both): how each client
 # connects and moves frames. The blocking client also serves the CLI: one waiter per connection (`arm`,
 # `woken`), raw frames (`post`, `next_frame`), the hub's whole replies (`replies`), an explicit `attach`.
@@ -151,11 +153,10 @@ def drift() -> list[str]:
                     f"{prefix}{name}: parameters differ: ({', '.join(_params(a))}) in "
                     f"{aio.__name__}, ({', '.join(_params(s))}) in {blocking.__name__}"
                 )
-            if not isinstance(a, property) and _blocks(a) == _blocks(s):
-                problems.append(f"{prefix}{name}: blocking in both clients, or awaitable in both")
-            elif not isinstance(a, property) and _blocks(a) and name != "state_at":
+            handle = isinstance(a, property) or verb.sync_returns in HANDLES  # made at once, in both
+            if not handle and (_blocks(a) or not _blocks(s)):
                 problems.append(
-                    f"{aio.__name__}.{name} blocks: it must be awaited (or iterated with async for)"
+                    f"{prefix}{name}: {aio.__name__}'s must be awaited, {blocking.__name__}'s block"
                 )
             for cls, fn, want in ((aio, a, verb.returns), (blocking, s, verb.sync_returns or verb.returns)):
                 got = _returns(fn)
