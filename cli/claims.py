@@ -98,7 +98,9 @@ def register(group: click.Group) -> None:
         all_paths = (*paths, *more_paths)
         if not all_paths and not renew:
             raise click.UsageError("give the scope: --paths P [P ...]")
-        v = client(ctx, need_name=True).claim(work, all_paths, ttl=ttl, checkpoint=checkpoint, renew=renew)
+        v = client(ctx, need_name=True).replies.claim(
+            work, all_paths, ttl=ttl, checkpoint=checkpoint, renew=renew
+        )
         text = render_claim(v)
         if v.get("already_held") and not renew:
             text += "\nalready held by you (the same epoch)"
@@ -114,7 +116,7 @@ def register(group: click.Group) -> None:
     @click.pass_context
     def release(ctx: click.Context, work: str, checkpoint: str | None, fence: dict[str, int]) -> None:
         """Release WORK, optionally leaving a checkpoint for whoever claims it next."""
-        v = client(ctx, need_name=True).release(work, checkpoint=checkpoint, fence=fence)
+        v = client(ctx, need_name=True).replies.release(work, checkpoint=checkpoint, fence=fence)
         emit(settings(ctx).json, v, f"released {clean(work)}")
 
     @group.command("handoff")
@@ -127,7 +129,7 @@ def register(group: click.Group) -> None:
     @click.pass_context
     def handoff(ctx: click.Context, work: str, to: str, fence: dict[str, int]) -> None:
         """Move your live claim WORK, with its checkpoint, to AGENT atomically (AGENT gets a new epoch)."""
-        v = client(ctx, need_name=True).handoff(work, to, fence=fence)
+        v = client(ctx, need_name=True).replies.handoff(work, to, fence=fence)
         emit(settings(ctx).json, v, f"handed {clean(work)} to {clean(to)}")
 
     @group.command("claims")

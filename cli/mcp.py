@@ -266,4 +266,4 @@ def register(group: click.Group) -> None:
         """Serve the hub's verbs as Model Context Protocol tools on stdio, acting as --name."""
         if not settings(ctx).name:
             raise click.UsageError("the tools act as an agent: give --name NAME (or set SYNAPSE_NAME)")
-        serve(lambda: client(ctx, need_name=True))
+        serve(lambda: client(ctx, need_name=True).replies)

@@ -74,7 +74,7 @@ def register(group: click.Group) -> None:
         """Send BODY (JSON if it parses, else text; `-` reads stdin) and print its seq once it is durable."""
         raw = _stdin_text() if body == ("-",) else " ".join(body)
         targets = [t for each in target for t in each.split(",") if t.strip()]
-        result = client(ctx, need_name=True).send(
+        result = client(ctx, need_name=True).replies.send(
             targets, parse_value(raw), kind=kind, reply_to=reply_to, priority=priority, fence=fence
         )
         for unknown in result.get("unknown", ()):
@@ -103,7 +103,7 @@ def register(group: click.Group) -> None:
         Directed messages are listed only to their sender and recipients: give --name (with --for NAME and
         no --name, the list is read as NAME).
         """
-        result = client(ctx, name=settings(ctx).name or for_).list_messages(
+        result = client(ctx, name=settings(ctx).name or for_).replies.list_messages(
             for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit
         )
         as_json = settings(ctx).json
@@ -118,5 +118,5 @@ def register(group: click.Group) -> None:
     @click.pass_context
     def message_claim(ctx: click.Context, seq: int) -> None:
         """Claim message SEQ atomically; a second claimer gets `already_claimed` naming the holder."""
-        result = client(ctx, need_name=True).claim_message(seq)
+        result = client(ctx, need_name=True).replies.claim_message(seq)
         emit(settings(ctx).json, result, f"claimed {seq}")

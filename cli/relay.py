@@ -117,7 +117,7 @@ def register(group: click.Group) -> None:
             agent.first_join()  # first use joins NAME (directed messages are readable only by it)
         appended = 0
         while True:
-            page = agent.list_messages(for_=for_, after=cursor, limit=PAGE)["messages"]
+            page = agent.list_messages(for_=for_, after=cursor, limit=PAGE)
             if not page:
                 break
             with open(file, "ab") as f:

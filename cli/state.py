@@ -32,7 +32,7 @@ def _entry(e: dict[str, Any]) -> str:
 def _state(ctx: click.Context, branch: str | None, need_name: bool = False) -> Any:
     """The state verbs on `branch` (the command's --branch, else the `state` group's, else the main line)."""
     branch = branch or ctx.find_root().meta.get("synapse.branch")
-    return client(ctx, need_name=need_name).state_at(branch)
+    return client(ctx, need_name=need_name).replies.state_at(branch)  # the whole replies: --json prints them
 
 
 def _group_branch(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

@@ -50,7 +50,7 @@ def env(hub: ThreadHub, client_env: dict[str, str]) -> dict[str, str]:
 
 def _feed(hub: ThreadHub) -> list[Any]:
     with SyncAgent("reader", hub=hub.url) as reader:
-        return [m["body"] for m in reader.list_messages(after=0)["messages"]]
+        return [m["body"] for m in reader.list_messages(after=0)]
 
 
 # -- invalid UTF-8 -------------------------------------------------------------------------------------------

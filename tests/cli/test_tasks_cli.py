@@ -208,7 +208,7 @@ def test_supervisor_reoffers_the_task_of_a_killed_worker(
     assert (t["status"], t["holder"]) == ("ready", None)
     assert t["notes"][-1]["note"].startswith("re-offered by supervisor: worker-1 idle")
     with SyncAgent(hub=hub.url) as reader:
-        said = reader.list_messages(kind="supervisor")["messages"]
+        said = reader.list_messages(kind="supervisor")
     assert said[0]["from"] == "supervisor" and said[0]["body"]["task"] == "build"
     assert (
         json.loads(cli("--json", "task", "claim", "build", "--name", "worker-2").stdout)["holder"]

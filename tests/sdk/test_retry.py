@@ -43,14 +43,14 @@ class Retries:
 
 def _bodies(hub: ThreadHub) -> list[Any]:
     with SyncAgent("reader", hub=hub.url, retries=50) as reader:
-        return [m["body"] for m in reader.list_messages(after=0, limit=1000)["messages"]]
+        return [m["body"] for m in reader.list_messages(after=0, limit=1000)]
 
 
 def test_sync_sender_without_throttle_gets_every_message_through(slow_hub: ThreadHub) -> None:
     """N sends back to back: each lands exactly once, in order; the waits honored the hub's retry_after."""
     said = Retries()
     with SyncAgent("alice", hub=slow_hub.url, on_retry=said) as alice:
-        seqs = [alice.send("*", i)["seq"] for i in range(N)]
+        seqs = [alice.send("*", i) for i in range(N)]
     assert seqs == sorted(set(seqs))
     assert _bodies(slow_hub) == list(range(N))
     assert said.seen, "the rate must have refused some sends"
@@ -118,7 +118,7 @@ def test_unavailable_is_retried_until_the_hub_takes_it(hub: ThreadHub) -> None:
         alice.join()
         hub.hub.draining = True  # what `stop` sets first: every command is refused with `unavailable`
         try:
-            seq = alice.send("*", "once")["seq"]
+            seq = alice.send("*", "once")
         finally:
             hub.hub.draining = False
     assert [(code, attempt) for code, _ra, _d, attempt, _r in said.seen] == [

@@ -124,8 +124,8 @@ async def test_claims_and_plan_survive_sigkill(
             assert final["carol-work"]["held_by"] == "session" and final["carol-work"]["expires"] is None
 
             with SyncAgent("erin", hub=url) as erin:
-                assert erin.claim("bob-work", ["src/bob"])["checkpoint"] == "bob: step 2"
-                assert erin.claim("dave-work", ["src/dave"])["checkpoint"] == "dave: half done"
+                assert erin.claim("bob-work", ["src/bob"]).checkpoint == "bob: step 2"
+                assert erin.claim("dave-work", ["src/dave"]).checkpoint == "dave: half done"
             with SyncAgent("alice", hub=url) as alice:  # only the task's holder may mark it done
                 alice.tasks.update("oauth", status="done")
             with SyncAgent("erin", hub=url) as erin:

@@ -38,11 +38,11 @@ def test_list_reads_behind_the_window(small: ThreadHub) -> None:
     room = small.hub.machine.world.rooms["default"]
     assert room.part(Feed).base > 0 and len(room.part(Feed).messages) < 300
     with SyncAgent("a", hub=small.url) as r:  # directed messages are listed to their sender
-        got = r.list_messages(after=0, limit=1000)["messages"]
+        got = r.list_messages(after=0, limit=1000)
         assert [m["seq"] for m in got] == list(range(1, 301))
-        for_b = r.list_messages(for_="b", after=5, limit=1000)["messages"]
+        for_b = r.list_messages(for_="b", after=5, limit=1000)
         assert [m["body"] for m in for_b] == [i for i in range(5, 300) if i % 3]
-        page = r.list_messages(after=10, limit=7)["messages"]
+        page = r.list_messages(after=10, limit=7)
         assert [m["seq"] for m in page] == list(range(11, 18))
 
 
@@ -50,11 +50,11 @@ def test_claim_and_reply_to_an_old_message(small: ThreadHub) -> None:
     """A message that left memory can still be claimed once and replied to."""
     _fill(small.url, 200)
     with SyncAgent("w", hub=small.url, save_token=False) as w:
-        assert w.claim_message(1)["holder"] == "w"
-        seq = w.send("a", "re", reply_to=2)["seq"]
+        assert w.claim_message(1) == "w"
+        seq = w.send("a", "re", reply_to=2)
         assert seq == 201
     with SyncAgent("a", hub=small.url) as a:
-        old = a.list_messages(after=0, limit=1)["messages"][0]
+        old = a.list_messages(after=0, limit=1)[0]
         assert old["claimed_by"] == "w"
 
 
@@ -88,7 +88,7 @@ def test_restart_keeps_the_window_and_the_log(small: ThreadHub, db_path: Path) -
     again = ThreadHub(hub_config(db_path, feed_window=WINDOW, rate_per_agent=None, snapshot_every=150))
     try:
         with SyncAgent("a", hub=again.url, token=token) as r:  # a new port: the saved token is not found
-            got = r.list_messages(after=0, limit=1000)["messages"]
+            got = r.list_messages(after=0, limit=1000)
             assert [m["seq"] for m in got] == list(range(1, 321))
     finally:
         again.stop()

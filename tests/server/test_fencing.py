@@ -46,7 +46,7 @@ def snapshot(agent: SyncAgent) -> dict[str, Any]:
     """What a stale write could have changed: every state entry, the feed's head, claims and the plan."""
     return {
         "state": agent.state.list(),
-        "head": agent.list_messages(after=0, limit=1)["head"],
+        "head": agent.replies.list_messages(after=0, limit=1)["head"],
         "claims": agent.claims(),
         "tasks": agent.tasks.list(),
     }
@@ -59,10 +59,10 @@ def test_a_holder_paused_past_its_ttl_is_fenced_and_changes_nothing(
     fences on her epoch (state set/init/cas/delete/batch, send, task update, release, handoff) is `fenced`, and
     the room is exactly as before; Bob's own fenced writes land."""
     with SyncAgent("alice", hub=timed_hub.url) as alice, SyncAgent("bob", hub=timed_hub.url) as bob:
-        mine = alice.claim("migrate", ["db/"], ttl=TTL)
+        mine = alice.replies.claim("migrate", ["db/"], ttl=TTL)
         assert (mine["holder"], mine["held_by"], mine["epoch"]) == ("alice", "ttl", 1)
         fence = {"migrate": mine["epoch"]}
-        assert alice.state.set("schema", "v1", fence=fence)["version"] == 1  # held: it lands
+        assert alice.state.set("schema", "v1", fence=fence) == 1  # held: it lands
         alice.state.set("doomed", 1)
         alice.tasks.declare("T", "migrate the schema")
         alice.tasks.claim("T")
@@ -71,7 +71,7 @@ def test_a_holder_paused_past_its_ttl_is_fenced_and_changes_nothing(
         err = refused(lambda: alice.state.set("schema", "v2", fence=fence))
         assert err.code == Code.FENCED and err.detail["current"] is None  # nobody holds it now
 
-        theirs = bob.claim("migrate", ["db/"], ttl=TTL)  # the lapse happens first, in the same step
+        theirs = bob.replies.claim("migrate", ["db/"], ttl=TTL)  # the lapse happens first, in the same step
         assert (theirs["holder"], theirs["epoch"], theirs.get("already_held")) == ("bob", 2, None)
         before = snapshot(bob)
 
@@ -99,8 +99,8 @@ def test_a_holder_paused_past_its_ttl_is_fenced_and_changes_nothing(
 
         # guessing the new epoch does not help: the fence names the writer too
         assert refused(lambda: alice.state.set("schema", "v2", fence={"migrate": 2})).code == Code.FENCED
-        assert bob.state.set("schema", "v2", fence={"migrate": 2})["version"] == 2
-        assert bob.send("alice", "v2 done", fence={"migrate": 2})["seq"] == before["head"] + 1
+        assert bob.state.set("schema", "v2", fence={"migrate": 2}) == 2
+        assert bob.send("alice", "v2 done", fence={"migrate": 2}) == before["head"] + 1
         bob.release("migrate", fence={"migrate": 2})
 
 
@@ -137,10 +137,10 @@ def test_several_fences_must_all_hold(timed_hub: ThreadHub) -> None:
     """A write fenced on two works lands only while its writer holds both at those epochs."""
     with SyncAgent("alice", hub=timed_hub.url) as alice, SyncAgent("bob", hub=timed_hub.url) as bob:
         bob.heartbeat()
-        a = alice.claim("a", ["src/a"])["epoch"]
+        a = alice.claim("a", ["src/a"]).epoch
         alice.tasks.declare("T", "t")
         t = alice.tasks.claim("T")["epoch"]
-        assert alice.state.set("k", 1, fence={"a": a, "task:T": t})["version"] == 1
+        assert alice.state.set("k", 1, fence={"a": a, "task:T": t}) == 1
         alice.handoff("a", "bob")
         err = refused(lambda: alice.state.set("k", 2, fence={"a": a, "task:T": t}))
         assert (err.code, err.detail["work"]) == (Code.FENCED, "a")
@@ -184,7 +184,7 @@ def test_epochs_never_repeat_across_restarts_lapses_and_reoffers(
 
     def grant(name: str, work: str = "w", **kw: Any) -> dict[str, Any]:
         with team(name) as agent:
-            view = agent.claim(work, ["src/w"], **kw)
+            view = agent.replies.claim(work, ["src/w"], **kw)
         seen[work].append(view["epoch"])
         return view
 
@@ -198,7 +198,7 @@ def test_epochs_never_repeat_across_restarts_lapses_and_reoffers(
         team(name).close()  # each joins once; its token outlives the hub's restarts
     grant("alice")
     with team("alice") as alice:
-        again = alice.claim("w", ["src/w"])
+        again = alice.replies.claim("w", ["src/w"])
         assert (again["epoch"], again["already_held"]) == (seen["w"][-1], True)
         alice.release("w")
         alice.tasks.declare("T", "the task")
@@ -210,7 +210,7 @@ def test_epochs_never_repeat_across_restarts_lapses_and_reoffers(
     with team("bob") as bob:
         (held,) = bob.claims()
         assert (held["holder"], held["epoch"]) == ("bob", seen["w"][-1])  # the live grant is back as it was
-        handed = bob.handoff("w", "carol")
+        handed = bob.replies.handoff("w", "carol")
         seen["w"].append(handed["epoch"])
     with team("alice") as alice:
         alice.tasks.update("T", status="ready", note="giving it back")

@@ -91,7 +91,7 @@ def test_the_feed_window_is_bounded_in_bytes(tmp_path: Path) -> None:
             feed = th.hub.machine.world.rooms["default"].part(Feed)
             assert feed.base > 0 and feed.bytes <= 125_000
             assert feed.bytes == sum(len(m.body) for m in feed.messages)
-            got = a.list_messages(after=0, limit=1000)["messages"]
+            got = a.list_messages(after=0, limit=1000)
             assert [m["body"]["i"] for m in got] == list(range(100))
 
 

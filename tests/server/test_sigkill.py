@@ -47,7 +47,7 @@ class Senders:
                 agent.join()
                 i = 0
                 while True:
-                    seq = int(agent.send(TARGETS[i % len(TARGETS)], {"from": name, "i": i})["seq"])
+                    seq = int(agent.send(TARGETS[i % len(TARGETS)], {"from": name, "i": i}))
                     self.acked[name].append((seq, i))
                     with self.cond:
                         self.count += 1
@@ -78,7 +78,7 @@ class Senders:
 def read_feed(agent: SyncAgent) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     while True:
-        page = agent.list_messages(after=out[-1]["seq"] if out else 0, limit=10_000)["messages"]
+        page = agent.list_messages(after=out[-1]["seq"] if out else 0, limit=10_000)
         out.extend(page)
         if len(page) < 10_000:
             return out

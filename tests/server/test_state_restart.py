@@ -98,7 +98,7 @@ def test_state_survives_sigkill_and_restart(hub_proc: HubProcess, db_path: Path)
         b.join()
         turn = b.state.get("turn")
         assert (turn["value"], turn["version"]) == (1, 2)
-        assert b.state.cas("turn", 2, 2)["version"] == 3
+        assert b.state.cas("turn", 2, 2) == 3
         assert b.state.get("task:next")["version"] == 4
         b.state.set("quorum", 9)
         assert b.eval("state._view.status") == "open:5"
@@ -125,7 +125,7 @@ class Incrementers:
             with SyncAgent(name, hub=self.url, save_token=False) as agent:
                 agent.join()
                 while True:
-                    value = agent.state.increment(f"count-{name}")["value"]
+                    value = agent.state.increment(f"count-{name}")
                     self.acked[name] = value
                     with self.cond:
                         self.count += 1

@@ -115,8 +115,8 @@ def test_the_hub_serves_wss_and_the_sdk_trusts_a_ca_file(
     """With a certificate the hub's URL is wss://; SyncAgent with `ca_file` sends and reads over TLS."""
     assert tls_hub.url.startswith("wss://127.0.0.1:")
     with SyncAgent("alice", hub=tls_hub.url, ca_file=str(certs[0])) as alice:
-        seq = alice.send("alice", "over tls")["seq"]
-        assert alice.list_messages()["messages"][-1]["seq"] == seq
+        seq = alice.send("alice", "over tls")
+        assert alice.list_messages()[-1]["seq"] == seq
 
 
 async def test_the_async_agent_streams_over_wss(tls_hub: ThreadHub, certs: tuple[Path, Path]) -> None:
