@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agent_sdk.claims import Claim, SyncClaim
 from hub.protocol.errors import Code, HubError
-from hub.protocol.frames import Message
+from hub.protocol.frames import Message, Notice, Trigger
 
 if TYPE_CHECKING:
     from agent_sdk.aio import Agent
     from agent_sdk.sync import SyncAgent
 
-__all__ = ["Agent", "Code", "HubError", "Message", "SyncAgent"]
+__all__ = ["Agent", "Claim", "Code", "HubError", "Message", "Notice", "SyncAgent", "SyncClaim", "Trigger"]
 
 
 def __getattr__(name: str) -> Any:

@@ -141,7 +141,7 @@ async def test_ttl_lapse_pushes_a_notice(hub: ThreadHub) -> None:
     ttl = seconds(1_000)
     with SyncAgent("alice", hub=hub.url, save_token=True) as one_shot:
         v = one_shot.claim("w", ["src/w"], ttl=ttl, checkpoint="cp")
-        assert v["held_by"] == "ttl"
+        assert v.held_by == "ttl"
     async with Agent("alice", hub=hub.url) as alice:
         notices = alice.notices()
         notice = await asyncio.wait_for(anext(notices), seconds(10_000))
@@ -156,7 +156,7 @@ async def test_renew_extends_a_ttl_claim(hub: ThreadHub) -> None:
     with SyncAgent("alice", hub=hub.url) as one_shot:
         first = one_shot.claim("w", ["a"], ttl=100)
         second = one_shot.claim("w", ttl=200, renew=True)
-    assert second["expires"] > first["expires"] and second["paths"] == ["a"]
+    assert second.expires > first.expires and second.paths == ["a"]
 
 
 WORKER = """

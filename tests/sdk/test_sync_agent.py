@@ -17,13 +17,14 @@ def _tokens_here(client_env, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_send_joins_implicitly(hub) -> None:
-    """The first send by a name that never joined joins it; the reply has the seq and unknown targets."""
+    """The first send by a name that never joined joins it and returns the seq; the whole reply (under
+    `replies`) also names the unknown targets."""
     with SyncAgent("alice", hub=hub.url) as alice:
         assert alice.token is None
-        result = alice.send("bob", "hi")
+        assert alice.send("bob", "hi") == 1
         assert alice.token is not None
-        assert result["seq"] == 1 and result["unknown"] == ["bob"]
-        assert alice.send(["bob", "carol"], {"n": 2}, kind="k", priority=True) == 2
+        result = alice.replies.send(["bob", "carol"], {"n": 2}, kind="k", priority=True)
+        assert result["seq"] == 2 and result["unknown"] == ["bob", "carol"]
 
 
 def test_attach_and_messages(hub) -> None:
@@ -69,7 +70,7 @@ def test_claim_message(hub) -> None:
     """claim_message: the first wins; the second gets already_claimed naming the holder."""
     with SyncAgent("alice", hub=hub.url) as alice, SyncAgent("bob", hub=hub.url) as bob:
         seq = alice.send("default/*", "job")
-        assert bob.claim_message(seq) == {"seq": seq, "holder": "bob"}
+        assert bob.claim_message(seq) == "bob"
         with pytest.raises(HubError) as err:
             alice.claim_message(seq)
         assert err.value.code == Code.ALREADY_CLAIMED and err.value.detail["holder"] == "bob"
@@ -82,8 +83,8 @@ def test_heartbeat_agents_status(hub) -> None:
         assert [(a["name"], a["status"]) for a in alice.agents()] == [("alice", "idle")]
         status = alice.status()
         assert status["agents"] == 1 and status["rooms"] == 1 and status["log_events"] >= 3
-        listed = alice.list_messages()
-        assert listed == {"messages": [], "head": 0}
+        assert alice.list_messages() == []
+        assert alice.replies.list_messages() == {"messages": [], "head": 0}
 
 
 def test_join_rotates(hub) -> None:
