@@ -1,7 +1,10 @@
 """Messages benchmark: round trip, 4→1 flood, fan-out, RSS with 200 agents, replay, CLI send/wait wall time.
 
-Run: `python bench/messages.py [--quick]`. Starts real hubs on 127.0.0.1 (ephemeral ports, durable SQLite
-log) and prints numbers and ratios against the targets; it asserts nothing.
+Run: `python bench/messages.py [--quick] [--sdk-only] [--repeat N] [--loop uvloop|asyncio]`. Starts real hubs
+on 127.0.0.1 (ephemeral ports, durable SQLite log) and prints numbers and ratios against the targets; it asserts
+nothing. The round trip and the flood run twice, side by side: through a lean raw websockets client
+(bench.common.RawAgent) and through the SDK's Agent; `--sdk-only` runs only those, `--repeat N` runs them N
+times (each on a fresh hub) and reports the medians.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HubProc, RawAgent, pct, rss_mb, table  # noqa: E402
+from bench.common import HubProc, RawAgent, median, pct, rss_mb, table  # noqa: E402
 
 TARGETS = {
     "round_trip_p50_ms": ("≤", 0.3),
     "flood_msgs_per_s": ("≥", 15_000),
+    "sdk_round_trip_overhead_ms": ("≤", 0.05),
+    "sdk_flood_ratio": ("≥", 0.9),
     "fanout20_deliveries_per_s": ("≥", 80_000),
     "wait_send_to_exit_ms": ("≤", 10),
     "wait_arm_ms": ("≤", 150),
@@ -54,6 +59,79 @@ async def round_trip(url: str, n: int) -> dict[str, float]:
     await a.close()
     await b.close()
     return {"round_trip_p50_ms": pct(times, 50), "round_trip_p99_ms": pct(times, 99)}
+
+
+async def sdk_round_trip(url: str, n: int) -> dict[str, float]:
+    """The round trip through the SDK: Agent.send, echoed by another Agent from its messages()."""
+    from agent_sdk import Agent
+
+    async with Agent("rt-a", hub=url, save_token=False) as a, Agent("rt-b", hub=url, save_token=False) as b:
+        echoes: set[asyncio.Task[int]] = set()
+
+        async def echo() -> None:
+            async for m in b.messages():
+                task = asyncio.ensure_future(b.send("rt-a", m.body))
+                echoes.add(task)
+                task.add_done_callback(echoes.discard)
+
+        task = asyncio.create_task(echo())
+        stream = a.messages()
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            await a.send("rt-b", i)
+            await anext(stream)
+            times.append((time.perf_counter() - t0) * 1000)
+        task.cancel()
+    return {"sdk_round_trip_p50_ms": pct(times, 50), "sdk_round_trip_p99_ms": pct(times, 99)}
+
+
+async def sdk_flood(url: str, senders: int, per_sender: int, window: int = 200) -> dict[str, float]:
+    """The 4→1 flood through the SDK: awaited Agent.send calls (`window` in flight per sender), the receiver
+    reading its messages()."""
+    from agent_sdk import Agent
+
+    rx = Agent("fl-rx", hub=url, save_token=False)
+    await rx.connect()
+    txs = [Agent(f"fl-tx{i}", hub=url, save_token=False, stream=False) for i in range(senders)]
+    for tx in txs:
+        await tx.connect()
+    total = senders * per_sender
+    received = 0
+    done = asyncio.Event()
+
+    async def drain() -> None:
+        nonlocal received
+        async for _m in rx.messages():
+            received += 1
+            if received == total:
+                done.set()
+                return
+
+    async def pump(tx: Agent) -> None:
+        sem = asyncio.Semaphore(window)
+
+        async def one(i: int) -> None:
+            try:
+                await tx.send("fl-rx", i)
+            finally:
+                sem.release()
+
+        tasks = []
+        for i in range(per_sender):
+            await sem.acquire()
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks)
+
+    reader = asyncio.create_task(drain())
+    t0 = time.perf_counter()
+    await asyncio.gather(*(pump(tx) for tx in txs))
+    await done.wait()
+    elapsed = time.perf_counter() - t0
+    await reader
+    for x in (rx, *txs):
+        await x.close()
+    return {"sdk_flood_msgs_per_s": total / elapsed}
 
 
 async def flood(url: str, senders: int, per_sender: int, window: int = 200) -> dict[str, float]:
@@ -249,11 +327,30 @@ async def on_hub(fn: Any, *args: Any, hub_args: tuple[str, ...] = ()) -> Any:
         return await fn(h.url, *args)
 
 
-async def main_async(quick: bool) -> dict[str, float]:
-    n = 300 if quick else 2000
-    r: dict[str, float] = {}
-    r.update(await on_hub(round_trip, n))
-    r.update(await on_hub(flood, 4, 1000 if quick else 5000))
+async def sdk_vs_raw(quick: bool, repeat: int) -> dict[str, float]:
+    """Round trip and 4→1 flood, raw and through the SDK, each on a fresh hub, `repeat` times: the medians."""
+    n, per_sender = (300, 1000) if quick else (2000, 5000)
+    runs: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        for fn, arg in ((round_trip, n), (sdk_round_trip, n)):
+            for key, value in (await on_hub(fn, arg)).items():
+                runs.setdefault(key, []).append(value)
+        for fn in (flood, sdk_flood):
+            for key, value in (await on_hub(fn, 4, per_sender)).items():
+                runs.setdefault(key, []).append(value)
+    r = {key: median(values) for key, values in runs.items()}
+    r["sdk_round_trip_overhead_ms"] = r["sdk_round_trip_p50_ms"] - r["round_trip_p50_ms"]
+    r["sdk_flood_ratio"] = r["sdk_flood_msgs_per_s"] / r["flood_msgs_per_s"]
+    if repeat > 1:
+        for key in ("round_trip_p50_ms", "sdk_round_trip_p50_ms", "flood_msgs_per_s", "sdk_flood_msgs_per_s"):
+            print(f"{key}: " + ", ".join(f"{v:,.3f}" for v in runs[key]), file=sys.stderr)
+    return r
+
+
+async def main_async(quick: bool, sdk_only: bool = False, repeat: int = 1) -> dict[str, float]:
+    r = await sdk_vs_raw(quick, repeat)
+    if sdk_only:
+        return r
     full = await on_hub(flood, 4, 500 if quick else 2000, hub_args=("--sync", "full"))
     r["flood_sync_full_msgs_per_s"] = full["flood_msgs_per_s"]
     r["fanout20_deliveries_per_s"] = await on_hub(fanout, 20, 200 if quick else 2000)
@@ -270,15 +367,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the benchmark)")
     parser.add_argument("--replay-events", type=int, default=None, help="log length for the replay run")
+    parser.add_argument("--sdk-only", action="store_true", help="only the round trip and flood, raw and SDK")
+    parser.add_argument("--repeat", type=int, default=1, help="run the raw/SDK pairs N times; report medians")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the client's loop")
     args = parser.parse_args()
-    try:
-        import uvloop  # type: ignore[import-not-found]
+    runner: Any = asyncio.run
+    if args.loop == "uvloop":
+        try:
+            import uvloop  # type: ignore[import-not-found]
 
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    results = runner(main_async(args.quick))
-    results.update(replay(args.replay_events or (50_000 if args.quick else 1_000_000)))
+            runner = uvloop.run
+        except ImportError:
+            print("uvloop is not installed: asyncio's loop", file=sys.stderr)
+    results = runner(main_async(args.quick, args.sdk_only, max(1, args.repeat)))
+    if not args.sdk_only:
+        results.update(replay(args.replay_events or (50_000 if args.quick else 1_000_000)))
     rows = []
     for key, value in results.items():
         target = TARGETS.get(key)
@@ -288,7 +391,7 @@ def main() -> None:
             ok = value <= goal if op == "≤" else value >= goal
             note = f"   target {op} {goal:g}  {'ok' if ok else 'MISSED'}  (ratio {value / goal:.2f})"
         rows.append((key, f"{value:,.3f}{note}"))
-    print("synapse-hub messages benchmark")
+    print(f"synapse-hub messages benchmark (client loop: {runner.__module__.split('.')[0]})")
     print(table(rows))
     print(json.dumps(results))
 

@@ -310,7 +310,7 @@ def test_other_waiter_names_are_independent(waiters: Waiters, alice: SyncAgent) 
 def test_cursor_file_from_relay(waiters: Waiters, alice: SyncAgent, tmp_path) -> None:
     """--cursor reads a relay cursor: a message after it wakes the waiter at once, even if sent before it started."""
     cursor = tmp_path / "bob.cursor"
-    cursor.write_text(f"{alice.send('bob', 'relayed already')['seq']}\n")
+    cursor.write_text(f"{alice.send('bob', 'relayed already')}\n")
     pending = alice.send("bob", "not relayed yet")
     proc = waiters.start(
         "--json", "--name", "bob-rx", "--for", "bob", "--cursor", str(cursor), "--timeout", "60"
