@@ -83,6 +83,7 @@ async def sdk_round_trip(url: str, n: int) -> dict[str, float]:
             await anext(stream)
             times.append((time.perf_counter() - t0) * 1000)
         task.cancel()
+        await asyncio.gather(task, *echoes, return_exceptions=True)
     return {"sdk_round_trip_p50_ms": pct(times, 50), "sdk_round_trip_p99_ms": pct(times, 99)}
 
 
