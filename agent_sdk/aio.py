@@ -276,12 +276,14 @@ class Agent(BaseClient):
             if exc.rcvd is not None and exc.rcvd.code == MESSAGE_TOO_BIG:
                 raise lost(exc.rcvd.code, exc.rcvd.reason) from None
             raise HubError(Code.DISCONNECTED, "the connection to the hub was lost") from None
+        timer = future.get_loop().call_later(timeout or self.request_timeout, _expire, future)  # no wait_for
         try:
-            return await asyncio.wait_for(future, timeout or self.request_timeout)
+            return await future
         except TimeoutError:
             self._pending.pop(cmd.id, None)
             raise HubError(Code.TIMED_OUT, "no reply from the hub in time") from None
         finally:
+            timer.cancel()
             self._sizes.pop(cmd.id, None)
 
     async def request(self, build: Callable[[], c.BaseCommand]) -> Any:
@@ -292,17 +294,28 @@ class Agent(BaseClient):
         """
 
         async def once() -> Any:
-            try:
-                await asyncio.wait_for(self.connected.wait(), self.request_timeout)
-            except TimeoutError:
-                raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
+            if not self.connected.is_set():  # (a wait_for per request would cost a task: only when needed)
+                try:
+                    await asyncio.wait_for(self.connected.wait(), self.request_timeout)
+                except TimeoutError:
+                    raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
             return await self._request(build())
 
+        if self.connected.is_set():  # the common case: one attempt, no retry loop around it
+            try:
+                return await self._request(build())
+            except HubError as exc:
+                delay = self.retry_delay(exc, 1)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+            return await self._retrying(once, first=2)
         return await self._retrying(once)
 
-    async def _retrying(self, send: Callable[[], Awaitable[Any]]) -> Any:
-        """Await `send()`, again after a backoff while the hub refuses it with a retryable code."""
-        attempt = 0
+    async def _retrying(self, send: Callable[[], Awaitable[Any]], first: int = 1) -> Any:
+        """Await `send()`, again after a backoff while the hub refuses it with a retryable code (`first`
+        counts this attempt: 2 after one refusal was waited out)."""
+        attempt = first - 1
         while True:
             try:
                 return await send()
@@ -558,6 +571,11 @@ class Agent(BaseClient):
     async def status(self) -> dict[str, Any]:
         """The hub's and the room's counters."""
         return await self.request(lambda: self.read(c.Status))  # type: ignore[no-any-return]
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 async def _next(queue: asyncio.Queue[Any], timeout: float | None) -> Any:
