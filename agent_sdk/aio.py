@@ -171,7 +171,15 @@ class Agent(BaseClient):
                 except HubError as exc:  # unreadable (too deep for this process): the request it answers
                     self._unmatched(exc)
                     continue
-                if isinstance(frame, Ok | Error) and frame.id is not None:
+                kind = type(frame)
+                if kind is Ok:  # the hot path first: a reply, resolved right here
+                    future = self._pending.pop(frame.id, None)  # type: ignore[union-attr]
+                    if future is not None and not future.done():
+                        future.set_result(frame.result)  # type: ignore[union-attr]
+                elif kind is Delivery:
+                    if self.fresh(frame.message):  # type: ignore[union-attr]
+                        self._queue.put_nowait(frame.message)  # type: ignore[union-attr]
+                elif isinstance(frame, Ok | Error) and frame.id is not None:
                     future = self._pending.pop(frame.id, None)
                     if future is not None and not future.done():
                         if isinstance(frame, Ok):
