@@ -15,8 +15,9 @@ import pytest
 import agent_sdk
 from agent_sdk import Agent, Claim, Code, HubError, SyncAgent, SyncClaim
 from agent_sdk.aio import AsyncState
+from agent_sdk.parity import drift
 from agent_sdk.sync import SyncState, SyncTasks
-from agent_sdk.verbs import VERBS, drift
+from agent_sdk.verbs import VERBS
 from hub.protocol import commands as c
 from hub.protocol.frames import Trigger
 from tests.conftest import ThreadHub, hub_config, seconds
