@@ -537,7 +537,7 @@ def react(w: World, out: Outcome) -> None:
     """
     subscriptions = w.part(Subscriptions)
     if _touch_now(w, subscriptions):
-        resolution = w.config.now_resolution
+        resolution = min(max(w.config.now_resolution, 0.001), 86_400.0)  # the CLI refuses others
         out.effects.append(ArmTimer((w.now // resolution + 1) * resolution))
     for _ in range(8):  # a waiter that wakes changes presence, which may wake others: settles fast
         touched, subscriptions.touched = subscriptions.touched, {}
