@@ -108,6 +108,18 @@ def test_seq_pipeline_and_epic(cli: Any) -> None:
     err = json.loads(r.stderr)["error"]
     assert (err["code"], err["blocked_by"]) == ("seq_blocked", ["tests"])
     assert "  blocked by: tests" in cli("task", "show", "image").stdout
+    listed = {
+        t["id"]: t["status"] for t in map(json.loads, cli("--json", "task", "list").stdout.splitlines())
+    }
+    assert (listed["tests"], listed["image"], listed["push"]) == ("ready", "seq_blocked", "seq_blocked")
+    blocked = [
+        json.loads(x)["id"] for x in cli("--json", "task", "list", "--status", "seq_blocked").stdout.split()
+    ]
+    assert blocked == ["image", "push"]
+    ready = [
+        json.loads(x)["id"] for x in cli("--json", "task", "list", "--status", "ready").stdout.splitlines()
+    ]
+    assert "image" not in ready and "tests" in ready
     cli("task", "declare", "auth", "--title", "Auth", "--epic", "--name", "lead")
     for child in ("jwt", "oauth"):
         cli("task", "declare", child, "--title", child, "--parent", "auth", "--name", "lead")
