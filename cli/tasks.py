@@ -100,7 +100,7 @@ def register(group: click.Group) -> None:
         t = client(ctx, need_name=True).tasks.update(
             task_id, status=status, etag=etag, title=title, note=note, fence=fence
         )
-        emit(settings(ctx).json, t, str(t["etag"]))
+        emit(settings(ctx).json, t, render_task(t))  # the task as `task show` heads it, etag included
 
     @task.command("list")
     @click.option(

@@ -46,7 +46,7 @@ def test_synapse_flow_depends_on(cli: Any) -> None:
     err = json.loads(r.stderr)["error"]
     assert (err["code"], err["open_dependencies"]) == ("not_ready", ["edit-api"])
     r = cli("task", "update", "edit-api", "--status", "done", "--name", "api-dev")
-    assert r.exit_code == 0 and r.stdout.strip() == "2"  # the new etag
+    assert r.exit_code == 0 and r.stdout.split()[:3] == ["done", "edit-api", "etag=2"]  # the task, new etag
     assert show(cli, "ship-api")["status"] == "ready"
     ready = [json.loads(line)["id"] for line in cli("--json", "task", "list", "--ready").stdout.splitlines()]
     assert ready == ["ship-api"]
@@ -60,7 +60,7 @@ def test_core_loop_with_etags(cli: Any) -> None:
     r = cli("task", "claim", "app-003", "--name", "b")
     assert r.exit_code == 1 and r.stderr.startswith("conflict: ") and "by a" in r.stderr
     r = cli("task", "update", "app-003", "--status", "done", "--etag", str(t["etag"]), "--name", "a")
-    assert r.exit_code == 0 and int(r.stdout) == t["etag"] + 1
+    assert r.exit_code == 0 and f"etag={t['etag'] + 1}" in r.stdout.split()
     r = cli(
         "--json", "task", "update", "app-003", "--status", "blocked", "--etag", str(t["etag"]), "--name", "b"
     )
