@@ -41,6 +41,8 @@ _HELP = {
     "max_subscriptions_per_agent": "Subscriptions and condition waiters one agent may hold over its connections.",
     "max_sessions_per_agent": "Connections one agent may attach at once.",
     "log_format": "text or json (one JSON object per line).",
+    "now_resolution": "Seconds between re-evaluations of conditions that read CEL `now` (one timer, only while "
+    "some condition reads it).",
 }
 
 
@@ -90,6 +92,9 @@ def register(group: click.Group) -> None:
         values.setdefault("db", default_db())
         if values.get("sync", "normal") not in ("normal", "full"):
             raise click.BadParameter("must be normal or full", param_hint="--sync")
+        resolution = values.get("now_resolution", 1.0)
+        if not 0.001 <= resolution <= 86_400:  # NaN fails too
+            raise click.BadParameter("must be between 0.001 and 86400 seconds", param_hint="--now-resolution")
         config = HubConfig(**values)
         problem = bind_problem(config)
         if problem is not None:

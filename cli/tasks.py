@@ -100,17 +100,20 @@ def register(group: click.Group) -> None:
         t = client(ctx, need_name=True).tasks.update(
             task_id, status=status, etag=etag, title=title, note=note, fence=fence
         )
-        emit(settings(ctx).json, t, str(t["etag"]))
+        emit(settings(ctx).json, t, render_task(t))  # the task as `task show` heads it, etag included
 
     @task.command("list")
-    @click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
+    @click.option(
+        "--status", type=click.Choice([*STATUSES, "seq_blocked"]), help="Only this (display) status."
+    )
     @click.option("--ready", is_flag=True, help="Only work that can be claimed now.")
     @click.option("--parent", metavar="P", help="Only the children of P.")
     @client_options
     @click.pass_context
     def list_(ctx: click.Context, status: str | None, ready: bool, parent: str | None) -> None:
         """The plan, ready work first (NDJSON with --json)."""
-        tasks = client(ctx).tasks.list(status, ready, parent)
+        asked = "ready" if status == "seq_blocked" else status  # seq_blocked: ready, behind a seq sibling
+        tasks = [t for t in client(ctx).tasks.list(asked, ready, parent) if status in (None, t["status"])]
         as_json = settings(ctx).json
         for t in tasks:
             emit(as_json, t, render_task(t))

@@ -25,6 +25,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_every: int = 50_000  # events between snapshots; 0 = never
     log_level: str = "info"
     log_format: str = "text"  # or "json"
+    now_resolution: float = 1.0  # seconds between re-evaluations of conditions that read CEL `now`
 
     # Limits (None switches a limit off)
     max_frame_bytes: int | None = 1_048_576

@@ -51,9 +51,9 @@ __all__ = [
 # * A condition holds only when it evaluates to exactly `True` (see `is_true`); errors and non-bool values
 #   never hold.
 # * Dialect (checked by our own parser before any engine sees the text, so all engines accept the same
-#   language): names are the five roots, comprehension variables and the type names; functions are the CEL
-#   standard library (no extensions); `!!x` / `--x` are rejected (native engines fold them away, turning
-#   `!!1` into 1); message construction, `.?` optional syntax and leading-dot names are rejected.
+#   language): names are the five roots, `now` (the shell's clock, a double), comprehension variables and
+#   the type names; functions are the CEL standard library (no extensions); `!!x` / `--x` are rejected
+#   (native engines fold them away, turning `!!1` into 1); message construction, `.?` optional syntax and leading-dot names are rejected.
 # * Performance: evaluate() with a plain mapping hands the engine only the slice of the context under
 #   Compiled.reads (new dicts along the constant paths, the original objects at their ends), so the cost
 #   does not grow with the room; this relies on Compiled.paths never missing a read (property-tested).
@@ -85,7 +85,7 @@ __all__ = [
 #   handed a whole 50-key room (cel-cpp ~40k, converting lazily), and 4x slower than cel-cpp on a sliced
 #   context when an expression reads a whole root.
 
-ROOTS: frozenset[str] = frozenset({"state", "agents", "messages", "claims", "tasks"})
+ROOTS: frozenset[str] = frozenset({"state", "agents", "messages", "claims", "tasks", "now"})
 MAX_EXPRESSION_LENGTH = 4096
 MAX_DEPTH = 24
 MAX_COMPREHENSION_DEPTH = 2

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from hub.core import agents, cel, rooms
-from hub.core.effects import Context, Outcome
+from hub.core.effects import ArmTimer, Context, Outcome
 from hub.core.limits import check_count
 from hub.core.world import Room, SessionInfo, World
 from hub.protocol import commands as c
@@ -150,9 +150,10 @@ class _Trie:
 class Conditions:
     """A room's live context (kept only while something reads it), its views and its subscriptions."""
 
-    __slots__ = ("by_path", "ctx", "evaluations", "subs", "view_index", "view_programs")
+    __slots__ = ("by_path", "ctx", "evaluations", "now_seen", "subs", "view_index", "view_programs")
 
     def __init__(self) -> None:
+        self.now_seen = 0.0  # the clock its now-readers were last evaluated at
         self.ctx: dict[str, Any] | None = None
         self.subs: dict[int, Sub] = {}
         self.by_path = _Trie()
@@ -177,8 +178,11 @@ class Subscriptions:
 
 
 def context_of(w: World, room: Room) -> dict[str, Any]:
-    """The CEL context of a room, built from scratch, views not resolved (`state._view` absent)."""
-    return {name: whole(w, room) for name, (whole, _) in w.roots.items()}
+    """The CEL context of a room, built from scratch, views not resolved (`state._view` absent); `now` is the
+    clock the shell last gave (seconds since the epoch)."""
+    ctx: dict[str, Any] = {name: whole(w, room) for name, (whole, _) in w.roots.items()}
+    ctx["now"] = w.now
+    return ctx
 
 
 def context(w: World, room: Room) -> dict[str, Any]:
@@ -188,6 +192,7 @@ def context(w: World, room: Room) -> dict[str, Any]:
         ctx = context_of(w, room)
         ctx["state"]["_view"] = resolve_views(cond.view_programs, ctx)
         cond.ctx = ctx
+    cond.ctx["now"] = w.now
     return cond.ctx
 
 
@@ -531,6 +536,9 @@ def react(w: World, out: Outcome) -> None:
     condition waiters disarmed) is a consequence of facts already decided, never a refusal.
     """
     subscriptions = w.part(Subscriptions)
+    if _touch_now(w, subscriptions):
+        resolution = min(max(w.config.now_resolution, 0.001), 86_400.0)  # the CLI refuses others
+        out.effects.append(ArmTimer((w.now // resolution + 1) * resolution))
     for _ in range(8):  # a waiter that wakes changes presence, which may wake others: settles fast
         touched, subscriptions.touched = subscriptions.touched, {}
         if not touched:
@@ -555,6 +563,26 @@ def react(w: World, out: Outcome) -> None:
                 if holds and not sub.held:
                     _fire(w, room, sub, value, out)
                 sub.held = holds
+
+
+def reads_now(cond: Conditions) -> bool:
+    """Whether a condition or a view of the room reads `now` (the CEL adapter reports the paths read)."""
+    return "now" in cond.by_path.children or "now" in cond.view_index.children
+
+
+def _touch_now(w: World, subscriptions: Subscriptions) -> bool:
+    """Mark `now` touched in rooms that read it where the clock moved; returns whether any room reads it
+    (the shell then keeps one timer at the next multiple of `now_resolution`; none when nobody reads it)."""
+    any_reads = False
+    for room_name, room in w.rooms.items():
+        cond = room.part(Conditions)
+        if cond.ctx is None or not reads_now(cond):
+            continue
+        any_reads = True
+        if cond.now_seen != w.now:
+            cond.now_seen = cond.ctx["now"] = w.now
+            subscriptions.touched.setdefault(room_name, set()).add(("now",))
+    return any_reads
 
 
 def _fire(w: World, room: Room, sub: Sub, value: Any, out: Outcome) -> None:

@@ -140,7 +140,9 @@ class Machine:
         return self.world.position
 
     def handle(self, cmd: Any, ctx: Context) -> Outcome:
-        """Decide one command: an Outcome, or HubError; nothing in the world changes either way."""
+        """Decide one command: an Outcome, or HubError; nothing in the world changes either way (but the
+        clock: CEL `now` is the time the shell gave with the latest command)."""
+        self.world.now = ctx.now
         return DECIDE[type(cmd)](self.world, cmd, ctx)
 
     def commit(self, out: Outcome) -> None:

@@ -470,6 +470,7 @@ def decide_eval(w: World, cmd: c.Eval, ctx: Context) -> Outcome:
     if room is None:
         context: dict[str, Any] = {name: {} for name in w.roots}
         context["messages"] = {"count": 0, "unclaimed": 0}
+        context["now"] = w.now
     else:
         context = context_for(w, room, room.part(State).branch(cmd.branch))
     try:

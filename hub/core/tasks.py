@@ -487,7 +487,11 @@ def listed(room: Room, status: str | None, ready: bool, parent: str | None) -> l
         and (parent is None or t.parent == parent)
     ]
     chosen.sort(key=lambda t: (t.status != "ready", _rank(t), t.created_at))
-    return [t.view() for t in chosen]
+    views = [t.view() for t in chosen]
+    for t, view in zip(chosen, views, strict=True):
+        if t.status == "ready" and plan.seq_blockers(t):
+            view.status = "seq_blocked"  # display only: ready, but an earlier seq sibling is still open
+    return views
 
 
 def tree(room: Room) -> list[str]:

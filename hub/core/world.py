@@ -64,7 +64,7 @@ Root = tuple[
 class World:
     """The hub's state as the rules see it: rooms, sessions, hub-wide parts, the log position."""
 
-    __slots__ = ("config", "parts", "position", "roots", "rooms", "sessions", "started_at")
+    __slots__ = ("config", "now", "parts", "position", "roots", "rooms", "sessions", "started_at")
 
     def __init__(self, config: HubConfig, roots: dict[str, Root] | None = None) -> None:
         self.config = config
@@ -72,6 +72,7 @@ class World:
         self.sessions: dict[SessionId, SessionInfo] = {}
         self.position = Position(0)
         self.started_at = 0.0
+        self.now = 0.0  # the clock as the shell last gave it (CEL `now`); never read from the system here
         self.parts: dict[type, Any] = {}
         self.roots: dict[str, Root] = roots or {}
 

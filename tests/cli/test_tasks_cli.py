@@ -46,7 +46,7 @@ def test_synapse_flow_depends_on(cli: Any) -> None:
     err = json.loads(r.stderr)["error"]
     assert (err["code"], err["open_dependencies"]) == ("not_ready", ["edit-api"])
     r = cli("task", "update", "edit-api", "--status", "done", "--name", "api-dev")
-    assert r.exit_code == 0 and r.stdout.strip() == "2"  # the new etag
+    assert r.exit_code == 0 and r.stdout.split()[:3] == ["done", "edit-api", "etag=2"]  # the task, new etag
     assert show(cli, "ship-api")["status"] == "ready"
     ready = [json.loads(line)["id"] for line in cli("--json", "task", "list", "--ready").stdout.splitlines()]
     assert ready == ["ship-api"]
@@ -60,7 +60,7 @@ def test_core_loop_with_etags(cli: Any) -> None:
     r = cli("task", "claim", "app-003", "--name", "b")
     assert r.exit_code == 1 and r.stderr.startswith("conflict: ") and "by a" in r.stderr
     r = cli("task", "update", "app-003", "--status", "done", "--etag", str(t["etag"]), "--name", "a")
-    assert r.exit_code == 0 and int(r.stdout) == t["etag"] + 1
+    assert r.exit_code == 0 and f"etag={t['etag'] + 1}" in r.stdout.split()
     r = cli(
         "--json", "task", "update", "app-003", "--status", "blocked", "--etag", str(t["etag"]), "--name", "b"
     )
@@ -108,6 +108,18 @@ def test_seq_pipeline_and_epic(cli: Any) -> None:
     err = json.loads(r.stderr)["error"]
     assert (err["code"], err["blocked_by"]) == ("seq_blocked", ["tests"])
     assert "  blocked by: tests" in cli("task", "show", "image").stdout
+    listed = {
+        t["id"]: t["status"] for t in map(json.loads, cli("--json", "task", "list").stdout.splitlines())
+    }
+    assert (listed["tests"], listed["image"], listed["push"]) == ("ready", "seq_blocked", "seq_blocked")
+    blocked = [
+        json.loads(x)["id"] for x in cli("--json", "task", "list", "--status", "seq_blocked").stdout.split()
+    ]
+    assert blocked == ["image", "push"]
+    ready = [
+        json.loads(x)["id"] for x in cli("--json", "task", "list", "--status", "ready").stdout.splitlines()
+    ]
+    assert "image" not in ready and "tests" in ready
     cli("task", "declare", "auth", "--title", "Auth", "--epic", "--name", "lead")
     for child in ("jwt", "oauth"):
         cli("task", "declare", child, "--title", child, "--parent", "auth", "--name", "lead")

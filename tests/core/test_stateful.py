@@ -314,6 +314,7 @@ def stale_contexts(m: Machine) -> list[str]:
         if cond is None or cond.ctx is None:
             continue
         fresh = conditions.context_of(w, room)
+        fresh["now"] = cond.ctx.get("now", w.now)  # the clock is set when read, not folded from events
         fresh["state"]["_view"] = conditions.resolve_views(cond.view_programs, fresh)
         if canon(cond.ctx) != canon(fresh):
             out.append(f"{name}: cached {cond.ctx!r} != fresh {fresh!r}")
