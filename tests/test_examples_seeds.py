@@ -1,0 +1,88 @@
+"""The seed-pattern examples (pipeline, watchdog, CAS counter, branches, staggered send) run in their --smoke
+mode to completion on a real hub they start themselves, and print what happened."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT, seconds
+
+
+def run(script: str, *args: str) -> list[str]:
+    """Run an example (give it `--smoke`, or its own sizes); its stdout lines, once it exited 0."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=seconds(120_000),
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+def test_pipeline() -> None:
+    """Three items go through the three stages in order; every item is moved on by exactly one processor."""
+    lines = run("pipeline.py", "--smoke")
+    published = [x for x in lines if x.startswith("publisher: ")]
+    assert len(published) == 3, lines
+    for i, (x, c) in enumerate(zip(published, "ABC", strict=True)):
+        assert re.fullmatch(rf"publisher: item {i} published \('DOCUMENT {c}' by processor-[12]\)", x), x
+    processed = [x for x in lines if x.endswith(" processed")]
+    assert sorted(x.split(": ")[1] for x in processed) == [
+        "item 0 processed",
+        "item 1 processed",
+        "item 2 processed",
+    ]
+    assert [x for x in lines if x.startswith("ingester: ")] == [
+        f"ingester: item {i} collected ('document {c}')" for i, c in enumerate("abc")
+    ]
+    last = re.fullmatch(
+        r"pipeline done: 3 items through 3 stages, each processed exactly once "
+        r"\(processor-1 (\d), processor-2 (\d); (\d+) late handover\(s\) refused\)",
+        lines[-1],
+    )
+    assert last is not None, lines[-1]
+    assert int(last[1]) + int(last[2]) == 3
+    assert int(last[3]) == sum("precondition_failed" in x for x in lines)
+
+
+def test_cas_counter() -> None:
+    """Three writers take five numbers each through a CAS loop: the counter ends at 15, each number once."""
+    lines = run("cas_counter.py", "--smoke")
+    assert sorted(x.split(":")[0] for x in lines[:3]) == ["agent-0", "agent-1", "agent-2"]
+    assert all(
+        re.fullmatch(r"agent-\d: took 5 tasks, lost \d+ CAS race\(s\) and retried", x) for x in lines[:3]
+    )
+    assert lines[-2] == "counter task:next = 15 (version 16); expected 15"
+    lost = sum(int(re.search(r"lost (\d+)", x)[1]) for x in lines[:3])  # type: ignore[index]
+    assert lines[-1] == f"tasks 0..14 each taken exactly once; {lost} races lost in all, no update lost"
+
+
+def test_cas_counter_more_writers() -> None:
+    """The sizes are flags: eight writers contend harder and still lose no update."""
+    lines = run("cas_counter.py", "--writers", "8", "--rounds", "4")
+    assert len([x for x in lines if x.startswith("agent-")]) == 8
+    assert lines[-2] == "counter task:next = 32 (version 33); expected 32"
+
+
+def test_branches() -> None:
+    """Isolated branches, aggregated; two merges land (the second skips the key both sides set alike); the
+    third is refused for the key changed on both sides and writes nothing."""
+    lines = run("branches.py", "--smoke")
+    assert lines[0] == "branches: agent-0 (2 changes), agent-1 (2 changes), agent-2 (2 changes)"
+    assert "main: status is still 'planning', no agent's result is there" in lines
+    assert [x for x in lines if re.fullmatch(r"agent-\d: Agent \d result", x)] == [
+        f"agent-{i}: Agent {i} result" for i in range(3)
+    ]
+    assert "diff agent-0: _shared.status: 'planning' -> 'done'" in lines
+    assert "merge agent-0: 2 key(s) brought over" in lines
+    assert "merge agent-1: 1 key(s) brought over" in lines
+    assert "diff agent-2: conflicts ['_shared.summary']" in lines
+    assert "merge agent-2: refused (conflict): changed on both sides: _shared.summary" in lines
+    assert lines[-1] == (
+        "main: 2 results merged, agent-2's result not (its merge wrote nothing), "
+        "summary \"lead's summary\", status 'done'"
+    )
