@@ -7,7 +7,9 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import ROOT, seconds
+import pytest
+
+from tests.conftest import ROOT, Cli, seconds
 
 
 def run(script: str, *args: str) -> list[str]:
@@ -86,3 +88,46 @@ def test_branches() -> None:
         "main: 2 results merged, agent-2's result not (its merge wrote nothing), "
         "summary \"lead's summary\", status 'done'"
     )
+
+
+WATCHDOG_TAIL = [
+    "worker-2: took task index-docs (epoch 2) and claim index-docs (epoch 2)",
+    "worker (late): state set index:result refused (fenced): worker does not hold 'task:index-docs' at epoch 1 "
+    "(worker-2 holds it at epoch 2)",
+    "worker (late): release index-docs refused (fenced): worker does not hold 'index-docs' at epoch 1 "
+    "(worker-2 holds it at epoch 2)",
+    "worker (late): send refused (fenced): worker does not hold 'task:index-docs' at epoch 1 "
+    "(worker-2 holds it at epoch 2)",
+    "worker-2: index:result written, task done, claim released",
+    "index:result = '42 pages' (version 1); task index-docs done",
+]
+
+
+def check_watchdog(lines: list[str], woken_by: str) -> None:
+    assert lines[:4] == [
+        "worker: took task index-docs (epoch 1) and claim index-docs (epoch 1)",
+        "worker: went silent",
+        f"watchdog: woken by {woken_by}",
+        "watchdog: re-offered task index-docs (now ready) and claim index-docs",
+    ], lines
+    assert [x for x in lines[4:] if "task update" not in x] == WATCHDOG_TAIL, lines
+    [update] = [x for x in lines if "task update" in x]
+    assert update.startswith("worker (late): task update index-docs done refused (") and (
+        "(fenced)" in update or "(forbidden)" in update
+    ), update
+
+
+def test_watchdog_offline() -> None:
+    """Without CEL `now`: the watchdog wakes when the silent worker is offline, re-offers its task and claim;
+    the replacement takes them at epoch 2 and every late write of the first worker is refused."""
+    check_watchdog(
+        run("watchdog.py", "--smoke", "--detect", "offline"), 'agents["worker"].status == "offline"'
+    )
+
+
+def test_watchdog_stale(cli: Cli) -> None:
+    """With CEL `now`: the watchdog waits in the hub until the worker has been silent over a second."""
+    probe = cli("--name", "probe", "eval", "now")
+    if probe.exit_code != 0:
+        pytest.skip(f"this hub has no CEL `now` yet (`synapse eval now`: {probe.output.strip()})")
+    check_watchdog(run("watchdog.py", "--smoke"), 'now - agents["worker"].last_heartbeat > 1.0')
