@@ -131,3 +131,20 @@ def test_watchdog_stale(cli: Cli) -> None:
     if probe.exit_code != 0:
         pytest.skip(f"this hub has no CEL `now` yet (`synapse eval now`: {probe.output.strip()})")
     check_watchdog(run("watchdog.py", "--smoke"), 'now - agents["worker"].last_heartbeat > 1.0')
+
+
+def test_staggered_send() -> None:
+    """Three `synapse wait` processes per round: paced directed sends wake each by its own message; one
+    `all` send wakes each (with --wake-jitter) by that message. The times are printed, never asserted."""
+    lines = run("staggered_send.py", "--smoke")
+    directed = [
+        re.fullmatch(r"directed: (r\d) woken by #(\d+) \(its own\) at \+\d+\.\d\d s", x) for x in lines[:3]
+    ]
+    assert [(m[1], m[2]) for m in directed if m] == [("r1", "1"), ("r2", "2"), ("r3", "3")], lines
+    assert lines[3].startswith("directed: wakes spread over ")
+    broadcast = [
+        re.fullmatch(r"broadcast: (r\d) woken by #(\d+) \(all\) at \+\d+\.\d\d s", x) for x in lines[4:7]
+    ]
+    assert [(m[1], m[2]) for m in broadcast if m] == [("r1", "4"), ("r2", "4"), ("r3", "4")], lines
+    assert lines[7].startswith("broadcast with --wake-jitter 0.5: wakes spread over ")
+    assert lines[-1] == "3 receivers, each woken exactly once per round, by the message meant for it"
