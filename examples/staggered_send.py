@@ -70,7 +70,8 @@ def spread(name: str, at: list[float]) -> str:
     )
 
 
-async def sender_side(sender: Agent, env: dict[str, str], names: list[str], window: float) -> None:
+async def sender_side(sender: Agent, env: dict[str, str], names: list[str], window: float) -> int:
+    """Returns the last seq sent."""
     waiters = await fleet(env, names, "--directed-only")
     gap = window / max(1, len(names) - 1)
     wakes = [asyncio.ensure_future(w.woke()) for w in waiters]  # each exit timed as it happens
@@ -85,10 +86,15 @@ async def sender_side(sender: Agent, env: dict[str, str], names: list[str], wind
         assert message["seq"] == seqs[name] and message["to"] == [name], (name, message)
         print(f"directed: {name} woken by #{message['seq']} (its own) at +{at - start:.2f} s")
     print(spread("directed", [at - start for _, at in woken]))
+    return max(seqs.values())
 
 
-async def receiver_side(sender: Agent, env: dict[str, str], names: list[str], jitter: float) -> None:
-    waiters = await fleet(env, names, "--wake-jitter", str(jitter))
+async def receiver_side(
+    sender: Agent, env: dict[str, str], names: list[str], jitter: float, after: int
+) -> None:
+    # Re-armed after the last message it saw (as a `--cursor` would): without it, a waiter started moments
+    # after the previous round's message could take that one as new.
+    waiters = await fleet(env, names, "--wake-jitter", str(jitter), "--after", str(after))
     wakes = [asyncio.ensure_future(w.woke()) for w in waiters]
     start = time.monotonic()
     seq = await sender.send("all", "prod is green")
@@ -107,8 +113,8 @@ async def run(url: str, env: dict[str, str], n: int, window: float, jitter: floa
         async with Agent(name, room=room, hub=url):
             pass
     async with Agent("release-bot", room=room, hub=url, save_token=False) as sender:
-        await sender_side(sender, env, names, window)
-        await receiver_side(sender, env, names, jitter)
+        last = await sender_side(sender, env, names, window)
+        await receiver_side(sender, env, names, jitter, last)
     print(f"{n} receivers, each woken exactly once per round, by the message meant for it")
 
 
