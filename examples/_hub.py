@@ -9,10 +9,10 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["hub_url", "synapse"]
+__all__ = ["hub_args", "hub_url", "synapse"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,15 +20,26 @@ ROOT = Path(__file__).resolve().parent.parent
 @contextlib.contextmanager
 def hub_url(description: str) -> Iterator[tuple[str, dict[str, str]]]:
     """Parse --hub; yield (url, env for `synapse` processes), starting a hub when none is given."""
+    with hub_args(description) as (url, env, _args):
+        yield url, env
+
+
+@contextlib.contextmanager
+def hub_args(
+    description: str, options: Callable[[argparse.ArgumentParser], None] | None = None
+) -> Iterator[tuple[str, dict[str, str], argparse.Namespace]]:
+    """As hub_url, with the example's own flags (`options` adds them) parsed too: yield (url, env, args)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--hub", help="a running hub's URL (default: start one on 127.0.0.1 with a temp log)")
+    if options is not None:
+        options(parser)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="synapse-example-")
     os.environ["XDG_CONFIG_HOME"] = tmp  # this script's own clients and its `synapse` processes share tokens
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if args.hub:
         env["SYNAPSE_HUB"] = args.hub
-        yield args.hub, env
+        yield args.hub, env, args
         return
     proc = subprocess.Popen(
         [
@@ -53,7 +64,7 @@ def hub_url(description: str) -> Iterator[tuple[str, dict[str, str]]]:
         if not match:
             raise SystemExit("the hub did not start")
         env["SYNAPSE_HUB"] = match.group(1)
-        yield match.group(1), env
+        yield match.group(1), env, args
     finally:
         proc.terminate()
         proc.wait(10)
