@@ -16,7 +16,9 @@ from pathlib import Path
 
 from tests.conftest import ROOT, ThreadHub
 
-FENCE = re.compile(r"(?:<!-- readme-test: skip (?P<skip>[^>]*)-->\s*\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)
+FENCE = re.compile(
+    r"(?:<!-- readme-test: skip (?P<skip>[^>]*)-->\s*\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S
+)
 EXIT = re.compile(r"\(exit (\d+)\)")
 LONG = re.compile(r"^synapse (--\S+ \S+ )*(hub\b|tail\b(?!.*--count)|supervisor\b|mcp\b)")
 TIMEOUT = 30.0
@@ -50,12 +52,21 @@ def run_sh(body: str, env: dict[str, str], cwd: Path) -> None:
         want = int(m.group(1)) if m else 0
         if cmd.endswith("&") and not cmd.endswith("&&"):
             proc = subprocess.Popen(
-                ["bash", "-c", cmd[:-1]], env=env, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                ["bash", "-c", cmd[:-1]],
+                env=env,
+                cwd=cwd,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             background.append((cmd, proc))
             continue
-        res = subprocess.run(["bash", "-c", cmd], env=env, cwd=cwd, text=True, capture_output=True, timeout=TIMEOUT)
-        assert res.returncode == want, f"{cmd!r}: exit {res.returncode}, want {want}\n{res.stdout}\n{res.stderr}"
+        res = subprocess.run(
+            ["bash", "-c", cmd], env=env, cwd=cwd, text=True, capture_output=True, timeout=TIMEOUT
+        )
+        assert res.returncode == want, (
+            f"{cmd!r}: exit {res.returncode}, want {want}\n{res.stdout}\n{res.stderr}"
+        )
     for cmd, proc in background:
         out, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, f"{cmd!r} (background): exit {proc.returncode}\n{out}\n{err}"
@@ -64,13 +75,16 @@ def run_sh(body: str, env: dict[str, str], cwd: Path) -> None:
 def run_py(body: str, env: dict[str, str], cwd: Path) -> None:
     script = cwd / "readme_snippet.py"
     script.write_text(body.replace("ws://127.0.0.1:8876", env["SYNAPSE_HUB"]))
-    res = subprocess.run([sys.executable, str(script)], env=env, cwd=cwd, text=True, capture_output=True, timeout=TIMEOUT)
+    res = subprocess.run(
+        [sys.executable, str(script)], env=env, cwd=cwd, text=True, capture_output=True, timeout=TIMEOUT
+    )
     assert res.returncode == 0, f"python block: exit {res.returncode}\n{res.stdout}\n{res.stderr}"
 
 
-def test_readme_blocks_run_in_order(hub: ThreadHub, tmp_path: Path) -> None:
-    env = dict(os.environ)
+def test_readme_blocks_run_in_order(hub: ThreadHub, db_path: Path, tmp_path: Path) -> None:
+    env = dict(os.environ)  # HOME and XDG_* already point into a temporary home (tests/conftest.py)
     env["SYNAPSE_HUB"] = hub.url
+    env["SYNAPSE_DB"] = str(db_path)  # backup, restore and log migrate default to the running hub's log
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(ROOT)
     ran = 0
