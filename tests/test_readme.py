@@ -24,8 +24,8 @@ LONG = re.compile(r"^synapse (--\S+ \S+ )*(hub\b|tail\b(?!.*--count)|supervisor\
 TIMEOUT = 30.0
 
 
-def blocks() -> list[tuple[str, str, str | None]]:
-    text = (ROOT / "README.md").read_text()
+def blocks(text: str) -> list[tuple[str, str, str | None]]:
+    """(language, body, skip reason or None) of each fenced block, in order."""
     return [(m["lang"], m["body"], m["skip"]) for m in FENCE.finditer(text)]
 
 
@@ -44,6 +44,21 @@ def split_comment(line: str) -> tuple[str, str]:
 
 def run_sh(body: str, env: dict[str, str], cwd: Path) -> None:
     background: list[tuple[str, subprocess.Popen[str]]] = []
+    try:
+        _run_lines(body, env, cwd, background)
+        for cmd, proc in background:
+            out, err = proc.communicate(timeout=TIMEOUT)
+            assert proc.returncode == 0, f"{cmd!r} (background): exit {proc.returncode}\n{out}\n{err}"
+    finally:
+        for _, proc in background:  # a failed line leaves no waiter behind
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+def _run_lines(
+    body: str, env: dict[str, str], cwd: Path, background: list[tuple[str, subprocess.Popen[str]]]
+) -> None:
     for raw in body.splitlines():
         cmd, comment = split_comment(raw.strip())
         if not cmd or LONG.match(cmd):
@@ -67,9 +82,6 @@ def run_sh(body: str, env: dict[str, str], cwd: Path) -> None:
         assert res.returncode == want, (
             f"{cmd!r}: exit {res.returncode}, want {want}\n{res.stdout}\n{res.stderr}"
         )
-    for cmd, proc in background:
-        out, err = proc.communicate(timeout=TIMEOUT)
-        assert proc.returncode == 0, f"{cmd!r} (background): exit {proc.returncode}\n{out}\n{err}"
 
 
 def run_py(body: str, env: dict[str, str], cwd: Path) -> None:
@@ -88,7 +100,7 @@ def test_readme_blocks_run_in_order(hub: ThreadHub, db_path: Path, tmp_path: Pat
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(ROOT)
     ran = 0
-    for lang, body, skip in blocks():
+    for lang, body, skip in blocks((ROOT / "README.md").read_text()):
         if skip is not None:
             continue
         if lang in ("sh", "bash", "console"):
@@ -99,3 +111,20 @@ def test_readme_blocks_run_in_order(hub: ThreadHub, db_path: Path, tmp_path: Pat
             continue
         ran += 1
     assert ran >= 5, f"only {ran} blocks ran: did the README's fences change?"
+
+
+def test_runner_fails_on_drift(tmp_path: Path) -> None:
+    """The runner is not a rubber stamp: a wrong exit code, in the foreground or background, fails it."""
+    env = dict(os.environ)
+    run_sh("true\nfalse  # refused (exit 1)\necho '# not a comment (exit 3)'\n", env, tmp_path)
+    for body in ("false\n", "true  # (exit 1)\n", "false &\n", "synapse-no-such-command\n"):
+        try:
+            run_sh(body, env, tmp_path)
+        except AssertionError:
+            continue
+        raise AssertionError(f"{body!r} passed")
+
+
+def test_blocks_and_skip_marker() -> None:
+    text = "x\n<!-- readme-test: skip installs -->\n```sh\npip install x\n```\n```python\nprint(1)\n```\n"
+    assert blocks(text) == [("sh", "pip install x\n", "installs "), ("python", "print(1)\n", None)]
