@@ -288,16 +288,19 @@ async def _state_increment(a: Any, k: dict[str, Any]) -> Any:
     return {"value": await _state(a, k).increment(k["key"], k.get("by", 1), **_kw(k, "scope", "fence"))}
 
 
+WRITE = {
+    "type": "object",
+    "properties": {"key": S, "value": ANY, "scope": SCOPE, "increment": B, "if_version": I},
+    "required": ["key"],
+    "additionalProperties": False,
+}
+
+
 @tool(
     "state_batch",
-    "Several writes, all or nothing, optionally gated by the CEL `if`. Each write is "
-    '{"key", "value", "scope"?, "if_version"?, "increment"?, "delete"?}.',
-    {
-        "writes": {"type": "array", "items": {"type": "object"}},
-        "if": S,
-        "fence": FENCE,
-        "branch": BRANCH,
-    },
+    "Several writes in one step, all or nothing, optionally gated by the CEL `if`. Each write is "
+    '{"key", "value", "scope"?, "if_version"?, "increment"?} (increment: add `value` to the number).',
+    {"writes": {"type": "array", "items": WRITE}, "if": S, "fence": FENCE, "branch": BRANCH},
     ("writes",),
 )
 async def _state_batch(a: Any, k: dict[str, Any]) -> Any:
@@ -475,10 +478,8 @@ class Bridge:
         entry = TOOLS.get(name)
         if entry is None:
             return _error("not_found", f"no tool {name!r}; tools/list names them"), True
-        missing = [r for r in entry[1]["required"] if r not in args]
-        unknown = sorted(set(args) - set(entry[1]["properties"]))
-        if missing or unknown:
-            why = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
+        why = _invalid(entry[1], args)
+        if why is not None:
             return _error("bad_request", f"{name}: {why} (see its inputSchema)"), True
         try:
             if name == "wait":
@@ -673,6 +674,35 @@ class Bridge:
             on_unsubscribe_resource=unsubscribe,
             on_subscriptions_listen=listen,
         )
+
+
+KINDS: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def _invalid(schema: dict[str, Any], args: dict[str, Any]) -> str | None:
+    """Why `args` do not fit the tool's schema at the top level (the hub checks what lies deeper), or None."""
+    props = schema["properties"]
+    missing = [r for r in schema["required"] if r not in args]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    unknown = sorted(set(args) - set(props))
+    if unknown:
+        return f"unknown argument {', '.join(unknown)[:200]}"
+    for key, value in args.items():
+        kind = props[key].get("type")
+        if kind is None:  # any JSON value
+            continue
+        wrong = isinstance(value, bool) and kind != "boolean"  # JSON true is no number
+        if wrong or not isinstance(value, KINDS[kind]):
+            return f"{key} must be of type {kind}"
+    return None
 
 
 def _error(code: str, message: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
