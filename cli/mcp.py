@@ -432,7 +432,7 @@ class Bridge:
         self.agent: Any = None
         self.lock = asyncio.Lock()
         self.waits = itertools.count(1)
-        self.watchers: dict[str, tuple[int, asyncio.Task[None]]] = {}  # uri → (subscribers, task)
+        self.watchers: dict[str, tuple[int, asyncio.Task[None] | None]] = {}  # uri → (subscribers, task)
         self.sessions: dict[str, set[Any]] = {}  # uri → sessions subscribed the handshake-era way
         from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 
@@ -464,7 +464,8 @@ class Bridge:
 
     async def close(self) -> None:
         for _count, task in self.watchers.values():
-            task.cancel()
+            if task is not None:
+                task.cancel()
         self.listen.close()
         if self.agent is not None:
             await self.agent.close()
@@ -544,14 +545,16 @@ class Bridge:
             raise MCPError(INVALID_PARAMS, f"no resource {uri!r}; resources/list names them")
         return encode(await RESOURCES[kind][1](await self.connected(), {})).decode()
 
-    def watch(self, uri: str) -> None:
-        count, task = self.watchers.get(uri, (0, None))  # type: ignore[assignment]
+    async def watch(self, uri: str) -> None:
+        """Announce changes of `uri` from now on: its content now is read before this returns, so a change
+        made after the subscription is acknowledged is never taken for the starting point."""
+        count, task = self.watchers.get(uri, (0, None))
         if task is None or task.done():
-            task = asyncio.get_running_loop().create_task(self._watch(uri))
+            task = asyncio.get_running_loop().create_task(self._watch(uri, await self._digest(uri)))
         self.watchers[uri] = (count + 1, task)
 
     def unwatch(self, uri: str) -> None:
-        count, task = self.watchers.get(uri, (0, None))  # type: ignore[assignment]
+        count, task = self.watchers.get(uri, (0, None))
         if count <= 1:
             self.watchers.pop(uri, None)
             if task is not None:
@@ -559,18 +562,23 @@ class Bridge:
         else:
             self.watchers[uri] = (count - 1, task)
 
-    async def _watch(self, uri: str) -> None:
+    async def _digest(self, uri: str) -> bytes | None:
+        from hub.protocol.errors import HubError
+
+        try:
+            return hashlib.sha256((await self.read(uri)).encode()).digest()
+        except HubError:  # the hub is away: nothing to compare until it is back
+            return None
+
+    async def _watch(self, uri: str, seen: bytes | None) -> None:
         """Read the resource every POLL seconds while someone listens; announce each change."""
         from mcp.server.subscriptions import ResourceUpdated
 
-        from hub.protocol.errors import HubError
-
-        seen: bytes | None = None
         while True:
-            try:
-                digest = hashlib.sha256((await self.read(uri)).encode()).digest()
-            except HubError:
-                digest = seen  # the hub is away: nothing to announce until it is back
+            await asyncio.sleep(POLL)
+            digest = await self._digest(uri)
+            if digest is None:
+                continue
             if seen is not None and digest != seen:
                 await self.bus.publish(ResourceUpdated(uri=uri))
                 for session in list(self.sessions.get(uri, ())):
@@ -579,7 +587,6 @@ class Bridge:
                     except Exception:  # a session that went away: forget it
                         self.sessions.get(uri, set()).discard(session)
             seen = digest
-            await asyncio.sleep(POLL)
 
     # -- the MCP server -----------------------------------------------------------------------------------
 
@@ -640,7 +647,7 @@ class Bridge:
             uri = str(params.uri)
             if self.kind_of(uri) is not None and ctx.session not in self.sessions.setdefault(uri, set()):
                 self.sessions[uri].add(ctx.session)
-                self.watch(uri)
+                await self.watch(uri)
             return types.EmptyResult()
 
         async def unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
@@ -651,10 +658,12 @@ class Bridge:
             return types.EmptyResult()
 
         async def listen(ctx: Any, params: types.SubscriptionsListenRequestParams) -> Any:
-            uris = [u for u in (params.notifications.resource_subscriptions or ()) if self.kind_of(u)]
-            for uri in uris:
-                self.watch(uri)
+            uris: list[str] = []
             try:
+                for uri in dict.fromkeys(params.notifications.resource_subscriptions or ()):
+                    if self.kind_of(uri) is not None:
+                        await self.watch(uri)
+                        uris.append(uri)
                 return await self.listen(ctx, params)
             finally:
                 for uri in uris:

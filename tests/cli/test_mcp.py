@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.types import ResourceUpdatedNotification, ServerNotification
+from mcp.types import ResourceUpdatedNotification
 from mcp.types.version import LATEST_PROTOCOL_VERSION
 
 from agent_sdk.aio import Agent
@@ -243,9 +243,7 @@ async def test_handshake_era_clients_subscribe_to_resources(
     updates: asyncio.Queue[str] = asyncio.Queue()
 
     async def on_message(message: Any) -> None:
-        if isinstance(message, ServerNotification) and isinstance(message.root, ResourceUpdatedNotification):
-            updates.put_nowait(str(message.root.params.uri))
-        elif isinstance(message, ResourceUpdatedNotification):
+        if isinstance(message, ResourceUpdatedNotification):
             updates.put_nowait(str(message.params.uri))
 
     async with (
@@ -279,8 +277,8 @@ async def test_the_documented_stdio_config_runs(hub: ThreadHub, client_env: dict
 
 
 def test_stdio_survives_bad_lines(hub: ThreadHub, client_env: dict[str, str]) -> None:
-    """Not UTF-8, not JSON, not an object, nested too deeply: the server answers or skips each, and the next
-    good request after the handshake is served."""
+    """Not UTF-8, not JSON, not an object, nested too deeply: the server skips each line (the SDK's stdio
+    transport), and the next good request is served; no traceback. (Moved here from test_bad_input_cli.py.)"""
     init = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -307,16 +305,26 @@ def test_stdio_survives_bad_lines(hub: ThreadHub, client_env: dict[str, str]) ->
             }
         ).encode(),
     ]
-    done = subprocess.run(
+    proc = subprocess.Popen(
         synapse_cmd("mcp", "--name", "assistant", "--hub", hub.url),
-        input=b"\n".join(lines) + b"\n",
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env=client_env,
-        timeout=120,
     )
-    assert b"Traceback" not in done.stderr, done.stderr[-3000:]
-    replies = [json.loads(line) for line in done.stdout.splitlines()]
-    answer = next(r for r in replies if r.get("id") == 2)
-    assert answer["result"]["isError"] is False and json.loads(answer["result"]["content"][0]["text"]) == {
-        "seq": 1
-    }
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(b"\n".join(lines) + b"\n")
+    proc.stdin.flush()  # and kept open: at end of input the server drops what is still in flight
+    replies = []
+    while not replies or replies[-1].get("id") != 2:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()[-3000:]
+        replies.append(json.loads(line))
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    stderr = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert b"Traceback" not in stderr, stderr[-3000:]
+    assert replies[-1]["result"]["isError"] is False
+    assert json.loads(replies[-1]["result"]["content"][0]["text"]) == {"seq": 1}
