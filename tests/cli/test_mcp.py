@@ -270,7 +270,13 @@ async def test_the_documented_stdio_config_runs(hub: ThreadHub, client_env: dict
     server = _documented_config()["mcpServers"]["synapse"]
     assert server["command"] == "synapse"
     env = {**client_env, **server.get("env", {}), "SYNAPSE_HUB": hub.url}
-    argv = [sys.executable, "-c", "from cli.main import main; main()", *server["args"]]
+    installed = Path(sys.executable).parent / server["command"]  # the venv's `synapse` script
+    launcher = (
+        [str(installed)]
+        if installed.exists()
+        else [sys.executable, "-c", "from cli.main import main; main()"]
+    )
+    argv = [*launcher, *server["args"]]
     async with Client(StdioServerParameters(command=argv[0], args=argv[1:], env=env)) as c:
         assert {"send", "wait", "state_get"} <= {t.name for t in (await c.list_tools()).tools}
         assert (await call(c, "send", {"target": "all", "body": "from the docs"}))["seq"] == 1
