@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import itertools
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -110,8 +109,9 @@ async def _message_claim(a: Any, k: dict[str, Any]) -> Any:
 @tool(
     "wait",
     "Block until a message for `for` (default: this agent) arrives after seq `after` (default: after this "
-    "call), or until the CEL `condition` is true (at once if it already is); returns what woke it. Gives up "
-    "with `timed_out` after `timeout` seconds. Other calls keep working while it waits.",
+    "call; `directed_only`: not broadcasts), or until the CEL `condition` is true (at once if it already "
+    "is), whichever comes first; returns what woke it. Gives up with `timed_out` after `timeout` seconds. "
+    "Other calls keep working while it waits.",
     {"for": S, "condition": S, "after": I, "directed_only": B, "timeout": N},
 )
 async def _wait(a: Any, k: dict[str, Any]) -> Any:
@@ -431,7 +431,6 @@ class Bridge:
         self.settings = s
         self.agent: Any = None
         self.lock = asyncio.Lock()
-        self.waits = itertools.count(1)
         self.watchers: dict[str, tuple[int, asyncio.Task[None] | None]] = {}  # uri → (subscribers, task)
         self.sessions: dict[str, set[Any]] = {}  # uri → sessions subscribed the handshake-era way
         from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
@@ -494,39 +493,53 @@ class Bridge:
             return _error("bad_request", f"{name}: invalid arguments: {exc}"[:500]), True
 
     async def wait(self, k: dict[str, Any]) -> Any:
-        """A message wait arms the hub's waiter on its own connection, in a thread (as `synapse wait`); a
-        condition-only wait is a subscription on the shared agent. Neither holds up another call."""
+        """The first of: a message for `for` after `after`, the CEL `condition` true. Both are subscriptions on
+        the shared session (dropped when the call ends or is cancelled), so a wait holds up no other call."""
+        from hub.protocol.errors import Code, HubError
+
+        agent = await self.connected()
         timeout = float(k["timeout"]) if k.get("timeout") is not None else WAIT_LIMIT
-        if k.get("for") is None and k.get("condition") is not None and k.get("after") is None:
-            value = await (await self.connected()).wait_for(k["condition"], timeout=timeout)
-            return {"woken_by": "condition", "condition": k["condition"], "value": value}
-        since = time.time()
-        waiter = f"{self.settings.name}-mcp-{next(self.waits)}"
-        return await asyncio.to_thread(self._wait_blocking, waiter, k, since, timeout)
-
-    def _wait_blocking(self, waiter: str, k: dict[str, Any], since: float, timeout: float) -> Any:
-        from agent_sdk.sync import SyncAgent
-        from hub.protocol.codec import to_builtins
-
-        s = self.settings
-        agent = SyncAgent(
-            s.name, token=s.token, admin_token=s.admin_token, invite=s.invite, **s.agent_options()
-        )
+        ways: list[Awaitable[Any]] = []
+        if k.get("for") is not None or k.get("condition") is None:
+            ways.append(self._next_message(agent, k.get("for") or self.settings.name, k))
+        if k.get("condition") is not None:
+            ways.append(self._condition(agent, k["condition"]))
+        tasks = [asyncio.ensure_future(w) for w in ways]
         try:
-            agent.arm(
-                waiter,
-                k.get("for") or s.name,
-                directed_only=bool(k.get("directed_only", False)),
-                after=k.get("after"),
-                since=None if k.get("after") is not None else since,
-                condition=k.get("condition"),
-            )
-            wake = agent.woken(timeout)
+            done, _pending = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            agent.close()
-        if wake.message is not None:
-            return {"woken_by": wake.reason, "message": to_builtins(wake.message)}
-        return {"woken_by": wake.reason, "condition": wake.condition, "value": to_builtins(wake.value)}
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if not done:
+            raise HubError(Code.TIMED_OUT, f"nothing woke the wait in {timeout}s")
+        return next(iter(done)).result()
+
+    @staticmethod
+    async def _condition(agent: Any, expr: str) -> Any:
+        return {"woken_by": "condition", "condition": expr, "value": await agent.wait_for(expr)}
+
+    @staticmethod
+    async def _next_message(agent: Any, for_: str, k: dict[str, Any]) -> Any:
+        """The first message addressed to `for_` after the cursor (default: the newest seq now): read the feed,
+        and if nothing fits, wait until the feed grows past what was read."""
+        directed_only = bool(k.get("directed_only", False))
+        cursor: int | None = k.get("after")
+        while True:
+            newest = int(await agent.eval("messages.count"))  # before the read: nothing slips between
+            if cursor is None:
+                cursor = newest
+            page = await agent.list_messages(for_=for_, after=cursor, limit=100)
+            for m in page:
+                if not directed_only or for_ in m["to"] or m.get("priority"):
+                    return {"woken_by": "message", "message": m}
+            if len(page) == 100:
+                cursor = page[-1]["seq"]
+                continue
+            cursor = max(cursor, newest)
+            async with contextlib.aclosing(agent.subscribe(f"messages.count > {cursor}")) as grew:
+                async for _trigger in grew:
+                    break
 
     # -- resources ----------------------------------------------------------------------------------------
 

@@ -104,6 +104,13 @@ async def test_every_tool_once(transport: str, hub: ThreadHub, client_env: dict[
         await bob.send("assistant", "ping")
         woke = await run("wait", {"for": "assistant", "after": seq, "timeout": 60})
         assert woke["message"]["body"] == "ping" and woke["message"]["from"] == "bob"
+        # directed_only skips broadcasts; a condition beside a message wait wakes whichever comes first
+        await bob.send("all", "to everyone")
+        ping = await bob.send("assistant", "only you")
+        woke = await run("wait", {"after": woke["message"]["seq"], "directed_only": True})
+        assert woke["message"]["seq"] == ping
+        woke = await run("wait", {"for": "assistant", "after": ping, "condition": "messages.count > 0"})
+        assert woke["woken_by"] == "condition"
 
         assert (await run("claim", {"work": "w", "paths": ["src/w"]}))["epoch"] == 1
         assert [cl["work"] for cl in (await run("claims"))["claims"]] == ["w"]
@@ -196,6 +203,8 @@ async def test_refusals_are_tool_errors_with_stable_codes(
         assert (await refused(c, "state_get", {"key": "absent"}))["code"] == "not_found"
         assert (await refused(c, "eval", {"expr": "1 +"}))["code"] == "bad_expression"
         assert (await refused(c, "wait", {"condition": "false", "timeout": 0.2}))["code"] == "timed_out"
+        assert (await refused(c, "wait", {"timeout": 0.2}))["code"] == "timed_out"  # no message for it
+        assert (await refused(c, "wait", {"condition": "nope(", "timeout": 5}))["code"] == "bad_expression"
 
         assert (await call(c, "claim", {"work": "w", "paths": ["src/w"]}))["epoch"] == 1
         assert (await call(c, "state_set", {"key": "k", "value": 1, "fence": {"w": 1}}))["version"] == 1
