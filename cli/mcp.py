@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import sys
@@ -493,53 +492,51 @@ class Bridge:
             return _error("bad_request", f"{name}: invalid arguments: {exc}"[:500]), True
 
     async def wait(self, k: dict[str, Any]) -> Any:
-        """The first of: a message for `for` after `after`, the CEL `condition` true. Both are subscriptions on
-        the shared session (dropped when the call ends or is cancelled), so a wait holds up no other call."""
+        """The first of: a message for `for` after `after`, the CEL `condition` true. One subscription on the
+        shared session at a time (dropped when the call ends or is cancelled): a wait holds up no other call."""
         from hub.protocol.errors import Code, HubError
 
         agent = await self.connected()
         timeout = float(k["timeout"]) if k.get("timeout") is not None else WAIT_LIMIT
-        ways: list[Awaitable[Any]] = []
-        if k.get("for") is not None or k.get("condition") is None:
-            ways.append(self._next_message(agent, k.get("for") or self.settings.name, k))
-        if k.get("condition") is not None:
-            ways.append(self._condition(agent, k["condition"]))
-        tasks = [asyncio.ensure_future(w) for w in ways]
         try:
-            done, _pending = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if not done:
-            raise HubError(Code.TIMED_OUT, f"nothing woke the wait in {timeout}s")
-        return next(iter(done)).result()
+            return await asyncio.wait_for(self._wake(agent, k), timeout)
+        except TimeoutError:
+            raise HubError(Code.TIMED_OUT, f"nothing woke the wait in {timeout}s") from None
 
-    @staticmethod
-    async def _condition(agent: Any, expr: str) -> Any:
-        return {"woken_by": "condition", "condition": expr, "value": await agent.wait_for(expr)}
-
-    @staticmethod
-    async def _next_message(agent: Any, for_: str, k: dict[str, Any]) -> Any:
-        """The first message addressed to `for_` after the cursor (default: the newest seq now): read the feed,
-        and if nothing fits, wait until the feed grows past what was read."""
+    async def _wake(self, agent: Any, k: dict[str, Any]) -> Any:
+        """Read the feed for a message addressed to `for` past the cursor (default: the newest seq now); if none
+        fits, wait until the feed grows past what was read (or the condition holds), and read again."""
+        condition: str | None = k.get("condition")
+        for_ = k.get("for") or (self.settings.name if condition is None else None)
         directed_only = bool(k.get("directed_only", False))
         cursor: int | None = k.get("after")
         while True:
-            newest = int(await agent.eval("messages.count"))  # before the read: nothing slips between
-            if cursor is None:
-                cursor = newest
-            page = await agent.list_messages(for_=for_, after=cursor, limit=100)
-            for m in page:
-                if not directed_only or for_ in m["to"] or m.get("priority"):
-                    return {"woken_by": "message", "message": m}
-            if len(page) == 100:
-                cursor = page[-1]["seq"]
+            grown = None
+            if for_ is not None:
+                newest = int(await agent.eval("messages.count"))  # before the read: nothing slips between
+                cursor = newest if cursor is None else cursor
+                page = await agent.list_messages(for_=for_, after=cursor, limit=100)
+                for m in page:
+                    if not directed_only or for_ in m["to"] or m.get("priority"):
+                        return {"woken_by": "message", "message": m}
+                if len(page) == 100:
+                    cursor = page[-1]["seq"]
+                    continue
+                cursor = max(cursor, newest)
+                grown = f"messages.count > {cursor}"
+            if condition is None:
+                await agent.wait_for(grown)
                 continue
-            cursor = max(cursor, newest)
-            async with contextlib.aclosing(agent.subscribe(f"messages.count > {cursor}")) as grew:
-                async for _trigger in grew:
-                    break
+            if grown is None:
+                return {
+                    "woken_by": "condition",
+                    "condition": condition,
+                    "value": await agent.wait_for(condition),
+                }
+            await agent.wait_for(f"({condition}) || {grown}")
+            value = await agent.eval(condition)
+            if value is True:
+                return {"woken_by": "condition", "condition": condition, "value": value}
 
     # -- resources ----------------------------------------------------------------------------------------
 

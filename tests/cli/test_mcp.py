@@ -165,11 +165,11 @@ async def test_a_pending_wait_delays_no_other_call(
     async with served(transport, hub, client_env) as c, Agent("bob", hub=hub.url, stream=False) as bob:
         await call(c, "state_set", {"key": "k", "value": "v"})
         after = (await call(c, "eval", {"expr": "messages.count"}))["value"]
-        message_wait = asyncio.ensure_future(call(c, "wait", {"for": "assistant", "after": after}))
         expr = "state._shared.go == true"
         condition_wait = asyncio.ensure_future(call(c, "wait", {"condition": expr}))
-        while not any(a.get("waiting_on") == expr for a in await bob.agents()):  # armed at the hub
-            await asyncio.wait_for(bob.wait_for(f"agents['assistant'].waiting_on == {json.dumps(expr)}"), 60)
+        armed = f"agents['assistant'].waiting_on == {json.dumps(expr)}"  # presence: armed at the hub
+        await asyncio.wait_for(bob.wait_for(armed), 60)
+        message_wait = asyncio.ensure_future(call(c, "wait", {"for": "assistant", "after": after}))
 
         started = time.perf_counter()
         got = await call(c, "state_get", {"key": "k"})
