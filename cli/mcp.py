@@ -17,7 +17,7 @@ from cli.main import Settings, client_options, settings
 __all__ = ["RESOURCES", "TOOLS", "Bridge", "register"]
 
 POLL = 0.5  # seconds between reads of a subscribed resource (a changed one is announced)
-WAIT_LIMIT = 3600.0  # the longest a `wait` call blocks without a timeout of its own
+WAIT_LIMIT = 3600.0  # the longest a `wait` call blocks (its `timeout`, if given, is capped at this)
 
 S = {"type": "string"}
 I = {"type": "integer"}  # noqa: E741
@@ -497,7 +497,7 @@ class Bridge:
         from hub.protocol.errors import Code, HubError
 
         agent = await self.connected()
-        timeout = float(k["timeout"]) if k.get("timeout") is not None else WAIT_LIMIT
+        timeout = min(max(float(k.get("timeout", WAIT_LIMIT)), 0.0), WAIT_LIMIT)  # also past a float's range
         try:
             return await asyncio.wait_for(self._wake(agent, k), timeout)
         except TimeoutError:

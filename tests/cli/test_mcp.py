@@ -204,6 +204,7 @@ async def test_refusals_are_tool_errors_with_stable_codes(
         assert (await refused(c, "eval", {"expr": "1 +"}))["code"] == "bad_expression"
         assert (await refused(c, "wait", {"condition": "false", "timeout": 0.2}))["code"] == "timed_out"
         assert (await refused(c, "wait", {"timeout": 0.2}))["code"] == "timed_out"  # no message for it
+        assert (await refused(c, "wait", {"condition": "false", "timeout": -1}))["code"] == "timed_out"
         assert (await refused(c, "wait", {"condition": "nope(", "timeout": 5}))["code"] == "bad_expression"
 
         assert (await call(c, "claim", {"work": "w", "paths": ["src/w"]}))["epoch"] == 1
