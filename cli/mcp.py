@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import click
@@ -442,7 +444,8 @@ class Bridge:
         return f"synapse://{self.settings.room}/"
 
     async def connected(self) -> Any:
-        """The agent, connected on first use and again after it was lost."""
+        """The agent, connected on first use (it reconnects by itself; a first connection that failed is tried
+        again on the next call)."""
         async with self.lock:
             if self.agent is None:
                 from agent_sdk.aio import Agent
@@ -485,8 +488,6 @@ class Bridge:
                 return await self.wait(args), False
             return await entry[2](await self.connected(), args), False
         except HubError as exc:
-            if str(exc.code) in ("disconnected", "unreachable") and name != "wait":
-                self.agent = None
             return _error(str(exc.code), exc.message, exc.detail), True
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # arguments of the wrong kind
             return _error("bad_request", f"{name}: invalid arguments: {exc}"[:500]), True
@@ -745,6 +746,19 @@ async def serve_http(bridge: Bridge, host: str, port: int) -> None:
 
     import uvicorn
 
+    class _Web(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """SIGTERM or SIGINT shuts down gracefully and exits 0 (uvicorn's own raises the signal again)."""
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
     server = bridge.server()
     app = server.streamable_http_app(host=host)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -754,7 +768,7 @@ async def serve_http(bridge: Bridge, host: str, port: int) -> None:
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    web = uvicorn.Server(config)
+    web = _Web(config)
 
     async def announce() -> None:
         while not web.started:

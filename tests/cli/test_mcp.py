@@ -45,9 +45,12 @@ async def served(transport: str, hub: ThreadHub, env: dict[str, str], **client: 
         assert found, f"no URL printed: {line!r}"
         async with Client(found.group(0), **client) as c:
             yield c
-    finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        assert proc.wait(timeout=30) == 0  # SIGTERM: a graceful exit
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
 
@@ -344,3 +347,17 @@ def test_stdio_survives_bad_lines(hub: ThreadHub, client_env: dict[str, str]) ->
     assert b"Traceback" not in stderr, stderr[-3000:]
     assert replies[-1]["result"]["isError"] is False
     assert json.loads(replies[-1]["result"]["content"][0]["text"]) == {"seq": 1}
+
+
+async def test_an_unreachable_hub_is_a_tool_error(client_env: dict[str, str]) -> None:
+    """With no hub to reach, a call is a tool error `unreachable` (the server stays up and says so again)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = synapse_cmd("mcp", "--name", "assistant", "--hub", f"ws://127.0.0.1:{port}", "--retries", "0")
+    async with Client(StdioServerParameters(command=argv[0], args=argv[1:], env=client_env)) as c:
+        assert len((await c.list_tools()).tools) == len(TOOLS)
+        for _ in range(2):
+            assert (await refused(c, "state_get", {"key": "k"}))["code"] == "unreachable"
