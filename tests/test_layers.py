@@ -46,7 +46,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "hub.server": {"hub.core", "hub.log", "hub.protocol", "hub.config", "hub.version"}
     | {"msgspec", "websockets", "prometheus_client", "uvloop"},
     "agent_sdk": {"hub.protocol", "msgspec", "websockets"},
-    "cli": {"agent_sdk", "hub.protocol", "hub.config", "hub.version", "msgspec", "click", "mcp", "uvloop"},
+    "cli": {"agent_sdk", "hub.protocol", "hub.config", "hub.version", "msgspec", "click", "mcp", "uvloop"}
+    | {"uvicorn"},  # cli/mcp.py: the ASGI server under `synapse mcp --http` (a dependency of mcp)
     "hub": {"hub.version", "hub.config", "hub.server"},  # hub/__init__: lazy exports only
     "hub.__main__": {"cli"},
     "hub.config": PURE_STDLIB | {"msgspec", "ipaddress"},

@@ -254,35 +254,6 @@ def test_migrate_from_a_missing_log_creates_nothing(tmp_path: Path, client_env: 
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("MISSING", "target"))) == []
 
 
-# -- mcp: bad lines on stdin ------------------------------------------------------------------------------------
-
-
-def test_mcp_answers_bad_lines_and_keeps_serving(hub: ThreadHub, env: dict[str, str]) -> None:
-    """Not UTF-8, not an object, nested too deeply, missing arguments, text that is not UTF-8: each gets a
-    JSON-RPC error (or a tool error), and the next good call works."""
-    call = {"jsonrpc": "2.0", "method": "tools/call"}
-    lines = [
-        b"\xff\xfe{}",
-        b"[1, 2]",
-        b"[" * 5000 + b"]" * 5000,
-        json.dumps({**call, "id": 1, "params": {"name": "send", "arguments": {}}}).encode(),
-        json.dumps(
-            {**call, "id": 2, "params": {"name": "send", "arguments": {"target": "*", "body": "\udcff"}}}
-        ).encode(),
-        json.dumps(
-            {**call, "id": 3, "params": {"name": "send", "arguments": {"target": "*", "body": "fine"}}}
-        ).encode(),
-    ]
-    r = run(env, "mcp", "--name", "assistant", stdin=b"\n".join(lines) + b"\n")
-    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr[-2000:]
-    replies = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [reply.get("error", {}).get("code") for reply in replies[:4]] == [-32700, -32600, -32700, -32602]
-    assert replies[4]["id"] == 2 and replies[4]["result"]["isError"] is True
-    assert json.loads(replies[4]["result"]["content"][0]["text"])["error"]["code"] == "bad_request"
-    assert replies[5]["id"] == 3 and replies[5]["result"]["isError"] is False
-    assert _feed(hub) == ["fine"]
-
-
 @pytest.mark.parametrize("value", ["1e400", "-1e400", '{"a": [1e999]}'])
 def test_a_number_past_a_double_is_refused_not_sent_as_null(cli: Cli, value: str) -> None:
     """`state set k 1e400` was sent as null (the JSON encoder writes infinity so): it is bad_request, one line,
