@@ -168,7 +168,7 @@ class Sniffer(ServerConnection):
         buf = self.sniffed
         buf += data
         probe = bytes(buf[:8])
-        if b"GET /v1/".startswith(probe):
+        if len(probe) < 8 and b"GET /v1/".startswith(probe):
             return  # not enough to tell yet
         assert self.raw_transport is not None and self.head_timer is not None
         self.head_timer.cancel()
@@ -237,8 +237,9 @@ class Http:
         if self.closed:
             return
         self.buf += data
-        if self.busy:
-            self.transport.pause_reading()
+        if self.busy:  # still read (a client that goes is seen going: its waiter is disarmed), up to a bound
+            if len(self.buf) > HEAD_LIMIT:
+                self.transport.pause_reading()
             return
         self._next()
 
@@ -319,7 +320,6 @@ class Http:
         del buf[: start + length]
         self._cancel_timer()
         self.busy = True
-        self.transport.pause_reading()
         self.keep = _keep_alive(version, headers)
         try:
             self._handle(method, target, headers, body)
