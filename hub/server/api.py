@@ -15,7 +15,7 @@ import math
 import typing
 from collections import deque
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import msgspec
@@ -30,9 +30,6 @@ from hub.protocol import commands, results
 from hub.protocol.codec import encode
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Error, Message, Notice, Trigger, Wake
-
-if TYPE_CHECKING:
-    from hub.server.hub import Hub
 
 __all__ = ["HEAD_LIMIT", "STATUS", "Api", "Sniffer", "openapi"]
 
@@ -116,7 +113,7 @@ class _Problem(Exception):
 class Api:
     """The hub's HTTP side: its open connections and what they need from the hub."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Any) -> None:  # hub.server.hub.Hub (not imported: no cycle)
         self.hub = hub
         self.connections: set[Http] = set()
         self._openapi: bytes | None = None
