@@ -31,6 +31,7 @@ from hub.protocol.frames import Error, Trigger, Wake
 from hub.protocol.types import SessionId
 from hub.server import http
 from hub.server.admission import Admission, raise_descriptor_limit
+from hub.server.api import Api
 from hub.server.fanout import Fanout
 from hub.server.metrics import Metrics, Readings
 from hub.server.older import read_page
@@ -94,6 +95,7 @@ class Hub:
         self.metrics = Metrics(self.readings)
         self._handover_scheduled = False
         self._last_snapshot = 0
+        self.api = Api(self)  # HTTP/1.1 on the same port: POST /v1/OP, /v1/wait, /v1/events
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -139,6 +141,7 @@ class Hub:
             ping_timeout=20,
             server_header=None,
             ssl=self.tls,
+            create_connection=self.api.factory,
         )
         self.ready = True
 
@@ -166,6 +169,7 @@ class Hub:
             await asyncio.sleep(0.01)
         for session in list(self.sessions.values()):
             session.close(GOING_AWAY, "hub shutting down")
+        self.api.close()
         if self.server is not None:
             try:
                 await asyncio.wait_for(self.server.wait_closed(), self.config.drain_seconds)
@@ -313,11 +317,14 @@ class Hub:
 
     # -- connections --------------------------------------------------------------------------
 
-    async def _connection(self, ws: ServerConnection) -> None:
+    def new_session_id(self) -> SessionId:
         self._next_session += 1
+        return SessionId(self._next_session)
+
+    async def _connection(self, ws: ServerConnection) -> None:
         config = self.config
         session = Session(
-            SessionId(self._next_session),
+            self.new_session_id(),
             ws,
             self.dispatch,
             self.gone,
@@ -344,6 +351,12 @@ class Hub:
             reason = self.admission.refusal(_address(connection))
             return None if reason is None else http.unavailable(reason)
         return http.respond(self.health, self.metrics.render, request)
+
+    def plain(self, request: Request) -> Response:
+        """A plain GET (/healthz, the dashboard...) asked on an HTTP API connection."""
+        response = http.respond(self.health, self.metrics.render, request)
+        assert response is not None
+        return response
 
     def health(self) -> http.Health:
         log_ok = self.failed is None and self.writer is not None
