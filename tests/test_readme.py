@@ -3,7 +3,7 @@
 Markers: `<!-- readme-test: skip REASON -->` before a block skips it; a line ending in `&` runs in the
 background (waited for at the end of its block); a trailing `(exit N)` in a line's comment declares its
 exit code; lines starting long-running commands (`synapse hub`, `tail` without `--count`, `supervisor`,
-`mcp`) are skipped.
+`mcp`) are skipped; `VAR=value` lines set VAR for the rest of their block. `http://127.0.0.1:8876` in a shell block (curl) is the test hub's address.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ FENCE = re.compile(
 )
 EXIT = re.compile(r"\(exit (\d+)\)")
 LONG = re.compile(r"^synapse (--\S+ \S+ )*(hub\b|tail\b(?!.*--count)|supervisor\b|mcp\b)")
+ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=\S")
 TIMEOUT = 30.0
 
 
@@ -44,6 +45,8 @@ def split_comment(line: str) -> tuple[str, str]:
 
 def run_sh(body: str, env: dict[str, str], cwd: Path) -> None:
     background: list[tuple[str, subprocess.Popen[str]]] = []
+    if hub := env.get("SYNAPSE_HUB"):
+        body = body.replace("http://127.0.0.1:8876", hub.replace("ws://", "http://", 1))
     try:
         _run_lines(body, env, cwd, background)
         for cmd, proc in background:
@@ -65,6 +68,18 @@ def _run_lines(
             continue
         m = EXIT.search(comment)
         want = int(m.group(1)) if m else 0
+        if assigned := ASSIGN.match(cmd):  # VAR=value: kept for the block's later lines, as a shell would
+            res = subprocess.run(
+                ["bash", "-c", f'{cmd}; printf %s "${assigned[1]}"'],
+                env=env,
+                cwd=cwd,
+                text=True,
+                capture_output=True,
+                timeout=TIMEOUT,
+            )
+            assert res.returncode == 0 and res.stdout, f"{cmd!r}: exit {res.returncode}\n{res.stderr}"
+            env = {**env, assigned[1]: res.stdout}
+            continue
         if cmd.endswith("&") and not cmd.endswith("&&"):
             proc = subprocess.Popen(
                 ["bash", "-c", cmd[:-1]],

@@ -271,11 +271,16 @@ async def test_handshake_era_clients_subscribe_to_resources(
         assert await asyncio.wait_for(updates.get(), 60) == "synapse://default/board"
 
 
-def _documented_config() -> dict[str, Any]:
-    text = (ROOT / "docs" / "mcp.md").read_text()
+def _documented_config(doc: str = "docs/mcp.md") -> dict[str, Any]:
+    text = (ROOT / doc).read_text()
     block = re.search(r"```json\n(.*?)```", text, re.S)
-    assert block, "docs/mcp.md has no ```json block"
+    assert block, f"{doc} has no ```json block"
     return json.loads(block.group(1))  # type: ignore[no-any-return]
+
+
+def test_the_readme_shows_the_documented_config() -> None:
+    """README's "Assistants (MCP)" block is the config docs/mcp.md explains (and the next test runs)."""
+    assert _documented_config("README.md") == _documented_config()
 
 
 async def test_the_documented_stdio_config_runs(hub: ThreadHub, client_env: dict[str, str]) -> None:
