@@ -494,31 +494,45 @@ class Http:
         return True
 
 
-class Exchange:
-    """One request as a hub session: its command goes in, its reply (or, for wait, its wake) comes out."""
+class _Session:
+    """What the hub needs of a session, for one HTTP request: an id, its connection's bad-frame budget."""
 
-    __slots__ = ("closing", "conn", "id", "pause", "retry_after", "tasks", "timeout", "timer")
+    __slots__ = ("closing", "conn", "id", "pause", "tasks")
 
-    def __init__(self, conn: Http, timeout: float | None) -> None:
+    def __init__(self, conn: Http) -> None:
         self.conn = conn
         self.id = conn.hub.new_session_id()
-        self.closing = False  # answered: later frames are dropped
+        self.closing = False  # answered or closed: later frames are dropped
         self.pause = 0.0
-        self.retry_after = 1.0
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def _register(self) -> None:
+        self.conn.exchange = self
+        self.conn.hub.sessions[self.id] = self  # type: ignore[assignment]
+
+    def tolerate_bad_frame(self, now: float) -> bool:
+        return self.conn.tolerate_bad_frame(now)
+
+    def _gone(self) -> None:
+        self.conn.hub.gone(self)  # type: ignore[arg-type]
+
+
+class Exchange(_Session):
+    """One request as a hub session: its command goes in, its reply (or, for wait, its wake) comes out."""
+
+    __slots__ = ("retry_after", "timeout", "timer")
+
+    def __init__(self, conn: Http, timeout: float | None) -> None:
+        super().__init__(conn)
+        self.retry_after = 1.0
         self.timeout = timeout  # a long-poll's (wait) seconds; None for one reply
         self.timer: asyncio.TimerHandle | None = None
 
     def start(self, frame: bytes) -> None:
-        conn = self.conn
-        conn.exchange = self
-        conn.hub.sessions[self.id] = self  # type: ignore[assignment]
+        self._register()
         if self.timeout is not None:
-            self.timer = conn.loop.call_later(self.timeout, self._timed_out)
-        conn.hub.dispatch(self, frame)  # type: ignore[arg-type]
-
-    def tolerate_bad_frame(self, now: float) -> bool:
-        return self.conn.tolerate_bad_frame(now)
+            self.timer = self.conn.loop.call_later(self.timeout, self._timed_out)
+        self.conn.hub.dispatch(self, frame)  # type: ignore[arg-type]
 
     def push(self, data: bytes) -> bool:
         if self.closing:
@@ -565,9 +579,6 @@ class Exchange:
             self.conn.exchange = None
             self.conn.reply(status, body, extra, close=close, pause=self.pause)
 
-    def _gone(self) -> None:
-        self.conn.hub.gone(self)  # type: ignore[arg-type]
-
     def dropped(self) -> None:
         """The client went before the answer: the session goes (a waiter is disarmed)."""
         if not self.closing:
@@ -577,17 +588,13 @@ class Exchange:
             self._gone()
 
 
-class Stream:
+class Stream(_Session):
     """`GET /v1/events`: a session attached as the token's agent, its messages and triggers as SSE."""
 
-    __slots__ = ("closing", "conn", "expect", "id", "keepalive", "open", "outbox", "pause", "queued", "tasks")
+    __slots__ = ("expect", "keepalive", "open", "outbox", "queued")
 
     def __init__(self, conn: Http, expect: int) -> None:
-        self.conn = conn
-        self.id = conn.hub.new_session_id()
-        self.closing = False
-        self.pause = 0.0
-        self.tasks: set[asyncio.Task[None]] = set()
+        super().__init__(conn)
         self.expect = expect  # replies (attach, subscribes) still to come before the stream opens
         self.open = False
         self.outbox: deque[bytes] = deque()
@@ -595,14 +602,9 @@ class Stream:
         self.keepalive: asyncio.TimerHandle | None = None
 
     def start(self, frames: list[bytes]) -> None:
-        conn = self.conn
-        conn.exchange = self
-        conn.hub.sessions[self.id] = self  # type: ignore[assignment]
+        self._register()
         for frame in frames:
-            conn.hub.dispatch(self, frame)  # type: ignore[arg-type]
-
-    def tolerate_bad_frame(self, now: float) -> bool:
-        return self.conn.tolerate_bad_frame(now)
+            self.conn.hub.dispatch(self, frame)  # type: ignore[arg-type]
 
     def push(self, data: bytes) -> bool:
         if self.closing:
@@ -685,9 +687,6 @@ class Stream:
             if self.keepalive is not None:
                 self.keepalive.cancel()
             self._gone()
-
-    def _gone(self) -> None:
-        self.conn.hub.gone(self)  # type: ignore[arg-type]
 
 
 def _error(frame: _Frame) -> bytes:

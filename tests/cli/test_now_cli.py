@@ -6,34 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
-
-import pytest
 
 from tests.cli.test_state_cli import doc, ok
 from tests.conftest import seconds, synapse_cmd
 
 Cli = Any
-
-
-@pytest.fixture
-def procs(hub: Any, client_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    env = {**client_env, "SYNAPSE_HUB": hub.url}
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            synapse_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=seconds(10_000))
 
 
 def test_eval_now_is_a_sane_double(cli: Cli) -> None:

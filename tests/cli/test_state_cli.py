@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from agent_sdk import SyncAgent
-from tests.conftest import seconds, synapse_cmd
+from tests.conftest import seconds
 
 Cli = Any  # tests/conftest.py's Cli
 
@@ -168,25 +165,6 @@ def test_branches(cli: Cli) -> None:
 
 
 # --------------------------------------------------------------------------- wait --condition as a process
-
-
-@pytest.fixture
-def procs(hub: Any, client_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    env = {**client_env, "SYNAPSE_HUB": hub.url}
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            synapse_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=seconds(10_000))
 
 
 def test_wait_condition_shows_waiting_and_wakes(cli: Cli, hub: Any, procs: Any) -> None:
