@@ -37,6 +37,11 @@ def register(group: click.Group) -> None:
         s = settings(ctx)
         emit(s.json, {"room": agent.room, "name": agent.name, "token": token}, token)
 
+    def waiting_on(a: dict[str, Any]) -> str:
+        if a.get("waiting_on"):
+            return str(a["waiting_on"])
+        return f"messages (waiter {a['waiter']})" if a.get("waiter") else "-"
+
     @group.command("agents")
     @client_options
     @click.pass_context
@@ -47,7 +52,7 @@ def register(group: click.Group) -> None:
         for a in listed:
             lines.append(
                 f"{clean(a['name']):20} {a['status']:8} {fmt_time(a['last_heartbeat']):19} "
-                f"{clean(a.get('role') or '-'):12} {clean(a.get('waiting_on') or '-')}"
+                f"{clean(a.get('role') or '-'):12} {clean(waiting_on(a))}"
             )
         emit(settings(ctx).json, listed, "\n".join(lines) if listed else "no agents in this room")
 

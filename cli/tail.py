@@ -100,6 +100,12 @@ def _summary(event: dict[str, Any]) -> str:
         return f"_view.{event.get('key')} := {_short(event.get('expr'), 60)}"
     if kind == "PresenceChanged":
         return str(event.get("status"))
+    if kind == PRESENCE_SHOWN:
+        if event.get("waiting_on"):
+            return f"waiting on {_short(event['waiting_on'], 60)}"
+        if event.get("waiter"):
+            return f"waiting: messages (waiter {event['waiter']})"
+        return str(event.get("status"))
     if kind == "IntentDeclared":
         return " ".join(event.get("paths") or []) or "(cleared)"
     for key in ("branch", "work", "task", "key"):
@@ -108,8 +114,31 @@ def _summary(event: dict[str, Any]) -> str:
     return ""
 
 
+PRESENCE_SHOWN = "PresenceShown"  # the kind shown for an `agent.presence` Notice (presence with no event)
+
+
+def presence_event(detail: dict[str, Any]) -> dict[str, Any]:
+    """An `agent.presence` Notice's presence record as an event-like dict, for `--kind`, `--agent` and `line`."""
+    return {
+        "type": PRESENCE_SHOWN,
+        "agent": detail.get("name"),
+        "status": detail.get("status"),
+        "waiting_on": detail.get("waiting_on"),
+        "waiter": detail.get("waiter"),
+    }
+
+
 def line(frame: dict[str, Any]) -> str:
-    """One readable line: time, position, room, agent, kind, summary (styled; click strips it off a TTY)."""
+    """One readable line: time, position, room, agent, kind, summary (styled; click strips it off a TTY).
+
+    An `agent.presence` Notice (an agent starts or stops waiting: no event, no position) shows as `PresenceShown`.
+    """
+    if frame.get("type") == "Notice":
+        frame = {
+            "position": "-",
+            "room": frame.get("room"),
+            "event": presence_event(frame.get("detail") or {}),
+        }
     event = frame.get("event") or {}
     kind = str(event.get("type", "?"))
     at = event.get("at")
@@ -184,7 +213,7 @@ class Follow:
         from agent_sdk.base import error_of
         from agent_sdk.sync import SyncAgent
         from hub.protocol.codec import to_builtins
-        from hub.protocol.frames import Error, EventFrame, Ok
+        from hub.protocol.frames import Error, EventFrame, Notice, Ok
 
         client = SyncAgent(  # with --name, its token: the tail then shows that agent's directed messages
             self.s.name, token=self.s.token, save_token=False, **self.s.agent_options()
@@ -210,6 +239,12 @@ class Follow:
                     data = to_builtins(frame)
                     if self.keep(data.get("event") or {}):
                         self.out(data)
+                        self.shown += 1
+                        if self.limit is not None and self.shown >= self.limit:
+                            return True
+                elif type(frame) is Notice and frame.kind == "agent.presence":
+                    if self.keep(presence_event(frame.detail)):
+                        self.out(to_builtins(frame))
                         self.shown += 1
                         if self.limit is not None and self.shown >= self.limit:
                             return True
@@ -269,7 +304,8 @@ def register(group: click.Group) -> None:
         """Follow the live event feed (every kind of event) of the room, or of every room.
 
         One line per event: time, log position, room, agent, kind, summary (NDJSON EventFrames with --json:
-        position, room, event). Survives hub restarts: it reconnects and resumes after the last event it
+        position, room, event). An agent that starts or stops waiting shows as PresenceShown (with --json: a
+        Notice of kind agent.presence, its presence in `detail`). Survives hub restarts: it reconnects and resumes after the last event it
         printed. `--agent` and `--kind` filter on this side; `--since` takes a position printed earlier.
         """
         s = settings(ctx)

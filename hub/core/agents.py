@@ -66,15 +66,16 @@ class Agent:
 
 
 class Roster:
-    """A room's agents, and the conditions each is shown waiting on (presence `waiting`)."""
+    """A room's agents, and the conditions and waiters each is shown waiting on (presence `waiting`)."""
 
-    __slots__ = ("agents", "waiting")
+    __slots__ = ("agents", "waiter", "waiting")
 
     def __init__(self) -> None:
         self.agents: dict[AgentName, Agent] = {}
         self.waiting: dict[
             AgentName, dict[int, str]
         ] = {}  # agent → its live subscriptions' sources, oldest first
+        self.waiter: dict[AgentName, AgentName] = {}  # agent → the name of its armed waiter
 
     def waiting_on(self, name: AgentName) -> str | None:
         subs = self.waiting.get(name)
@@ -112,6 +113,15 @@ class Waiter:
         self.for_ = for_
         self.directed_only = directed_only
         self.sub = sub  # the condition it also waits on
+
+
+class Shown:
+    """Hub-wide: the agents whose presence changed without an event (waiting), to push to tails at commit."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[RoomName, AgentName], None] = {}  # insertion-ordered set
 
 
 class Waiters:
@@ -367,7 +377,7 @@ def decide_heartbeat(w: World, cmd: c.Heartbeat, ctx: Context) -> Outcome:
     out.emit(e.PresenceChanged(room=room.name, at=ctx.now, agent=agent.name, status=status))
     roster = room.part(Roster)
     record = presence(roster, agent)
-    record.status = "waiting" if roster.waiting_on(agent.name) else status
+    record.status = "waiting" if roster.waiting_on(agent.name) or agent.name in roster.waiter else status
     record.last_heartbeat = max(agent.last_heartbeat, ctx.now)
     out.reply(ctx, cmd.id, record)
     return out
@@ -378,12 +388,7 @@ def decide_agents(w: World, cmd: c.Agents, ctx: Context) -> Outcome:
     listed: list[r.Presence] = []
     if room is not None:
         roster = room.part(Roster)
-        waiters = {wt.for_: wt.name for wt in room.part(Waiters).by_name.values() if wt.for_ is not None}
-        for agent in roster.agents.values():
-            record = presence(roster, agent)
-            if agent.name in waiters and agent.status != "offline":
-                record.waiter = waiters[agent.name]
-            listed.append(record)
+        listed.extend(presence(roster, agent) for agent in roster.agents.values())
     out = Outcome()
     out.reply(ctx, cmd.id, r.AgentList(room=cmd.room, agents=listed))
     return out
@@ -393,15 +398,17 @@ def decide_agents(w: World, cmd: c.Agents, ctx: Context) -> Outcome:
 
 
 def presence(roster: Roster, agent: Agent) -> r.Presence:
-    """The presence record clients see: `waiting` while a condition of its own is armed."""
+    """The presence record clients see: `waiting` while a condition or a waiter of its own is armed."""
     waiting = roster.waiting_on(agent.name)
+    waiter = roster.waiter.get(agent.name)
     return r.Presence(
         name=agent.name,
         role=agent.role,
-        status="waiting" if waiting else agent.status,
+        status="waiting" if waiting or waiter else agent.status,
         waiting_on=waiting,
         last_heartbeat=agent.last_heartbeat,
         sessions=len(agent.sessions),
+        waiter=waiter,
     )
 
 
@@ -417,7 +424,7 @@ def notify(room: Room, name: AgentName, kind: str, detail: Any) -> Deliver | Non
 def _root_entry(roster: Roster, agent: Agent) -> dict[str, Any]:
     waiting = roster.waiting_on(agent.name)
     return {
-        "status": "waiting" if waiting else agent.status,
+        "status": "waiting" if waiting or agent.name in roster.waiter else agent.status,
         "waiting_on": waiting,
         "last_heartbeat": agent.last_heartbeat,
         "role": agent.role,

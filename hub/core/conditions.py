@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from hub.core import agents, cel, rooms
-from hub.core.effects import ArmTimer, Context, Outcome
+from hub.core.effects import ArmTimer, Context, Outcome, ShowPresence
 from hub.core.limits import check_count
 from hub.core.world import Room, SessionInfo, World
 from hub.protocol import commands as c
@@ -326,7 +326,7 @@ def _add(w: World, room: Room, sub: Sub) -> None:
         owned[room.name, sub.owner] = owned.get((room.name, sub.owner), 0) + 1
     if sub.agent is not None:
         room.part(agents.Roster).waiting.setdefault(sub.agent, {})[sub.id] = sub.compiled.source
-        _touch(w, room, ("agents", sub.agent))
+        show(w, room, sub.agent)
 
 
 def drop_sub(w: World, room: Room, sub_id: int) -> None:
@@ -352,7 +352,7 @@ def drop_sub(w: World, room: Room, sub_id: int) -> None:
             mine.pop(sub.id, None)
             if not mine:
                 del waiting[sub.agent]
-        _touch(w, room, ("agents", sub.agent))
+        show(w, room, sub.agent)
 
 
 def decide_subscribe(w: World, cmd: c.Subscribe, ctx: Context) -> Outcome:
@@ -424,6 +424,28 @@ def _trigger_frame(
 
 
 # -- reacting to what changed -------------------------------------------------------------------------------
+
+
+def show(w: World, room: Room, agent: AgentName) -> None:
+    """An agent's presence changed without an event (it waits, or stops): conditions reading it are
+    re-evaluated, and its presence is pushed to tails when the command commits (`push_presence`)."""
+    _touch(w, room, ("agents", agent))
+    if agent in room.part(agents.Roster).agents:
+        w.part(agents.Shown).pending[room.name, agent] = None
+
+
+def push_presence(w: World, out: Outcome) -> None:
+    """The presence records `show` noted, as effects for the tails (after the reactions, so the latest)."""
+    pending = w.part(agents.Shown).pending
+    if not pending:
+        return
+    noted = list(pending)
+    pending.clear()
+    for room_name, name in noted:
+        room = w.rooms.get(room_name)
+        member = None if room is None else room.part(agents.Roster).agents.get(name)
+        if room is not None and member is not None:
+            out.effects.append(ShowPresence(room_name, agents.presence(room.part(agents.Roster), member)))
 
 
 def _touch(w: World, room: Room, path: Path) -> None:
@@ -602,12 +624,24 @@ def _fire(w: World, room: Room, sub: Sub, value: Any, out: Outcome) -> None:
 
 
 def disarm(w: World, room: Room, waiter: agents.Waiter) -> None:
-    """Remove an armed waiter and its condition (an apply-side change)."""
+    """Remove an armed waiter and its condition (an apply-side change); its owner stops showing it."""
     waiters = room.part(agents.Waiters).by_name
     if waiters.get(waiter.name) is waiter:
         del waiters[waiter.name]
+        roster = room.part(agents.Roster)
+        if roster.waiter.get(waiter.owner) == waiter.name:
+            del roster.waiter[waiter.owner]
+            show(w, room, waiter.owner)
     if waiter.sub is not None:
         drop_sub(w, room, waiter.sub)
     info = w.sessions.get(waiter.session)
     if info is not None and info.waiter == (room.name, waiter.name):
         info.waiter = None
+
+
+def arm(w: World, room: Room, waiter: agents.Waiter) -> None:
+    """Arm a waiter (an apply-side change); its owner shows `waiting` with the waiter's name."""
+    room.part(agents.Waiters).by_name[waiter.name] = waiter
+    if waiter.owner in room.part(agents.Roster).agents:
+        room.part(agents.Roster).waiter[waiter.owner] = waiter.name
+        show(w, room, waiter.owner)

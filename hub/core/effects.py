@@ -117,7 +117,14 @@ class FollowLog(msgspec.Struct, frozen=True):
     admin: bool = False  # the admin token: every message; otherwise only those `feed.visible` allows
 
 
-Effect = Reply | Deliver | CloseSession | ArmTimer | ReadLog | FollowLog
+class ShowPresence(msgspec.Struct, frozen=True):
+    """Push an agent's presence, changed without an event (it waits, or stops), to the tails of its room."""
+
+    room: str
+    presence: Any  # results.Presence
+
+
+Effect = Reply | Deliver | CloseSession | ArmTimer | ReadLog | FollowLog | ShowPresence
 
 
 class Outcome:

@@ -446,7 +446,7 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
     room_name = room.name
 
     def arm() -> None:
-        w.rooms[room_name].part(agents.Waiters).by_name[waiter.name] = waiter
+        conditions.arm(w, w.rooms[room_name], waiter)
         bound = w.sessions.get(session)
         if bound is None:
             bound = w.sessions[session] = SessionInfo(room_name)

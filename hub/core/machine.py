@@ -152,6 +152,7 @@ class Machine:
         for change in out.staged:
             change()
         conditions.react(self.world, out)
+        conditions.push_presence(self.world, out)
 
     def run(self, cmd: Any, ctx: Context) -> Outcome:
         """Decide and commit at once (core tests and tools: no log between the two)."""

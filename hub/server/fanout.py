@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from hub.core.effects import ArmTimer, CloseSession, Deliver, Effect, FollowLog, ReadLog, Reply
+from hub.core.effects import ArmTimer, CloseSession, Deliver, Effect, FollowLog, ReadLog, Reply, ShowPresence
 from hub.protocol.codec import encode
 from hub.protocol.frames import Ok
 from hub.protocol.types import SessionId
@@ -23,11 +23,13 @@ class Fanout:
         arm: Callable[[float], None],
         read: Callable[[ReadLog], None],
         follow: Callable[[FollowLog], None],
+        presence: Callable[[ShowPresence], list[Session]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.arm = arm  # a deadline for the timers
         self.read = read  # a page of older messages to read from the log
         self.follow = follow  # a tail to start
+        self.presence = presence  # a presence change for the tails
         self.submitted = 0  # the newest ticket handed to the log writer
         self.durable = 0  # the newest ticket the log writer has committed
         self.pending: deque[tuple[int, list[Effect]]] = deque()
@@ -93,3 +95,5 @@ class Fanout:
                     self.read(effect)
             elif type(effect) is FollowLog and effect.session in sessions:
                 self.follow(effect)
+            elif type(effect) is ShowPresence and self.presence is not None:
+                dirty.update(self.presence(effect))

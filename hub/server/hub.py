@@ -75,7 +75,7 @@ class Hub:
             config.max_connections, config.max_connections_per_address, raise_descriptor_limit()
         )
         self.timers = Timers(clock, self._tick)
-        self.fanout = Fanout(self.sessions, self.timers.arm, self._read_log, self._follow)
+        self.fanout = Fanout(self.sessions, self.timers.arm, self._read_log, self._follow, self._presence)
         self.writer: LogWriter | None = None
         self.server: Server | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -314,6 +314,9 @@ class Hub:
 
     def _follow(self, follow: Any) -> None:
         self.tails.start(follow)
+
+    def _presence(self, shown: Any) -> list[Session]:
+        return self.tails.presence(shown) if self.tails else []
 
     # -- connections --------------------------------------------------------------------------
 

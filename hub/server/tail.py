@@ -8,10 +8,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hub.core.effects import FollowLog
+from hub.core.effects import FollowLog, ShowPresence
 from hub.core.feed import visible
 from hub.log.store import EventLog, Row
-from hub.protocol.codec import decode_event, encode
+from hub.protocol.codec import decode_event, encode, to_builtins
+from hub.protocol.frames import Notice
 from hub.protocol.results import TailStarted
 from hub.protocol.types import SessionId
 from hub.server.session import Session
@@ -118,6 +119,21 @@ class Tails:
                 self._send(follower, rows, frames)
             else:
                 follower.waiting.extend(rows)
+
+    def presence(self, shown: ShowPresence) -> list[Session]:
+        """Presence changed without an event (an agent waits, or stops): an `agent.presence` Notice to every
+        tail of its room; returns the sessions to flush."""
+        data: bytes | None = None
+        pushed: list[Session] = []
+        for follower in list(self.followers.values()):
+            if follower.rooms and shown.room not in follower.rooms:
+                continue
+            if data is None:
+                detail = to_builtins(shown.presence)
+                data = encode(Notice(kind="agent.presence", room=shown.room, detail=detail))
+            if follower.session.push(data):
+                pushed.append(follower.session)
+        return pushed
 
     def _send(self, follower: _Follower, rows: list[Row], frames: list[bytes] | None = None) -> None:
         session = follower.session

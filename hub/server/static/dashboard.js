@@ -146,6 +146,8 @@
       for (const one of frame.events) onEvent(one);
     } else if (frame.type === "EventFrame") {
       onEvent(frame);
+    } else if (frame.type === "Notice" && frame.kind === "agent.presence") {
+      onPresence(frame);
     }
   }
 
@@ -201,19 +203,34 @@
 
   // -- the parts of the page, each loaded by read commands -------------------------------------------
 
-  async function loadAgents(gen) {
-    const result = await request("agents");
-    if (gen !== generation) return;
-    const tbody = $("agents").tBodies[0];
-    tbody.replaceChildren(...result.agents.map((a) => row([
+  function agentRow(a) {
+    const tr = row([
       el("span", "name", a.name),
       a.role,
       badge(a.status),
       a.waiting_on || (a.waiter ? "messages (waiter " + a.waiter + ")" : null),
       clock(a.last_heartbeat),
       a.sessions,
-    ])));
+    ]);
+    tr.dataset.agent = a.name;
+    return tr;
+  }
+
+  async function loadAgents(gen) {
+    const result = await request("agents");
+    if (gen !== generation) return;
+    const tbody = $("agents").tBodies[0];
+    tbody.replaceChildren(...result.agents.map(agentRow));
     setCount("agents-count", result.agents.length);
+  }
+
+  // A presence change with no event (an agent waits, or stops waiting): its row is replaced in place.
+  function onPresence(frame) {
+    if (frame.room !== room || !frame.detail) return;
+    const tbody = $("agents").tBodies[0];
+    const old = Array.from(tbody.rows).find((tr) => tr.dataset.agent === frame.detail.name);
+    if (old) tbody.replaceChild(agentRow(frame.detail), old);
+    else schedule("agents");
   }
 
   async function loadClaims(gen) {
