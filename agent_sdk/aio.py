@@ -11,6 +11,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.protocol import State
 
 from agent_sdk import verbs
 from agent_sdk.base import (
@@ -93,6 +94,7 @@ class Agent(BaseClient):
         self._early: dict[int, list[Trigger]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._flushing: ClientConnection | None = None  # a connection with frames queued for this loop turn
 
     async def __aenter__(self) -> Agent:
         await self.connect()
@@ -277,7 +279,8 @@ class Agent(BaseClient):
         self._pending[cmd.id] = future
         self._sizes[cmd.id] = len(data)
         try:
-            await self.ws.send(data, text=True)
+            if not self._post(self.ws, data):
+                await self.ws.send(data, text=True)
         except ConnectionClosed as exc:
             self._pending.pop(cmd.id, None)
             self._sizes.pop(cmd.id, None)
@@ -293,6 +296,39 @@ class Agent(BaseClient):
         finally:
             timer.cancel()
             self._sizes.pop(cmd.id, None)
+
+    def _post(self, ws: ClientConnection, data: bytes) -> bool:
+        """Frame `data` now and write it with the other frames of this loop turn (one write for a burst of
+        requests, where `ws.send` makes one per frame); False when `ws.send` must take it: the connection is
+        not open, its writes are paused (`send` waits for the drain) or a fragmented send is under way."""
+        if ws.protocol.state is not State.OPEN or ws.paused or getattr(ws, "send_in_progress", None):
+            return False
+        ws.protocol.send_text(data)
+        if self._flushing is not ws:
+            self._flushing = ws
+            asyncio.get_running_loop().call_soon(self._flush, ws)
+        return True
+
+    def _flush(self, ws: ClientConnection) -> None:
+        """Write the frames `_post` queued (a frame the reader flushed meanwhile went out with its, in order)."""
+        if self._flushing is ws:
+            self._flushing = None
+        chunks = ws.protocol.data_to_send()
+        if not chunks:
+            return
+        try:
+            if all(chunks):
+                ws.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            else:  # the protocol asks for an end of stream: websockets' own writer knows how
+                for chunk in chunks:
+                    if chunk:
+                        ws.transport.write(chunk)
+                    elif ws.transport.can_write_eof():
+                        ws.transport.write_eof()
+                    else:
+                        ws.transport.close()
+        except Exception:  # the transport is gone: the listener fails what is in flight
+            ws.transport.abort()
 
     async def request(self, build: Callable[[], c.BaseCommand]) -> Any:
         """Send a command once connected (waiting for a reconnect if one is under way).

@@ -159,8 +159,14 @@ class BaseClient:
 
     def frame(self, cmd: c.BaseCommand) -> bytes:
         """The command's bytes. Raises HubError `bad_request` for a value JSON cannot carry (text that is not
-        UTF-8, nesting too deep for this process), before anything is sent."""
-        return _encoded(cmd)
+        UTF-8, nesting too deep for this process), before anything is sent. A Send's body is encoded once,
+        inside the command; only when that fails is it encoded alone, to name the field at fault."""
+        try:
+            return encode(cmd)
+        except (UnicodeEncodeError, RecursionError, TypeError, ValueError, OverflowError):
+            if isinstance(cmd, c.Send) and not isinstance(cmd.body, msgspec.Raw):
+                _encoded(cmd.body, "body")
+            return _encoded(cmd)
 
     @staticmethod
     def decode(data: bytes | str) -> Frame:
@@ -260,7 +266,7 @@ class BaseClient:
             admin_token=self.admin_token,
             name=self.need_name(),
             to=targets(target),
-            body=msgspec.Raw(_encoded(body, "body")),
+            body=body,  # encoded with the command by `frame` (Send.body is raw JSON on the wire)
             kind=kind,
             reply_to=reply_to,
             priority=priority,
