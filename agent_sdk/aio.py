@@ -35,6 +35,8 @@ __all__ = ["Agent"]
 
 logger = logging.getLogger(__name__)
 
+_WRITE_BYTES = 65_536  # frames queued in one loop turn are written together up to this many bytes
+
 
 class Agent(BaseClient):
     """A long-running agent holding a session: `async with Agent("api-dev") as agent: ...`.
@@ -95,6 +97,7 @@ class Agent(BaseClient):
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
         self._flushing: ClientConnection | None = None  # a connection with frames queued for this loop turn
+        self._queued = 0  # bytes of the frames queued since the last write
 
     async def __aenter__(self) -> Agent:
         await self.connect()
@@ -304,13 +307,17 @@ class Agent(BaseClient):
         if ws.protocol.state is not State.OPEN or ws.paused or getattr(ws, "send_in_progress", None):
             return False
         ws.protocol.send_text(data)
-        if self._flushing is not ws:
+        self._queued += len(data)
+        if self._queued >= _WRITE_BYTES:  # a big burst goes out in slices, not as one copy of it all
+            self._flush(ws)
+        elif self._flushing is not ws:
             self._flushing = ws
             asyncio.get_running_loop().call_soon(self._flush, ws)
         return True
 
     def _flush(self, ws: ClientConnection) -> None:
         """Write the frames `_post` queued (a frame the reader flushed meanwhile went out with its, in order)."""
+        self._queued = 0
         if self._flushing is ws:
             self._flushing = None
         chunks = ws.protocol.data_to_send()
