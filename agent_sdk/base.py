@@ -64,6 +64,9 @@ def retry_after_of(value: Any) -> float:
 def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """`a,b` or a list → a tuple of addresses."""
     if isinstance(target, str):
+        if "," not in target:  # the common case, one address: no split, no generator
+            one = target.strip()
+            return (one,) if one else ()
         target = target.split(",")
     return tuple(t.strip() for t in target if t.strip())
 
@@ -95,7 +98,9 @@ def lost(code: int | None, reason: str) -> HubError:
 def fence_of(fence: Mapping[str, int] | None) -> dict[str, int]:
     """A write's fence: `{"WORK": epoch}` (a task: `{"task:ID": epoch}`); the hub refuses the write with
     `fenced` unless the writer still holds each at that epoch (CLI.md "Fencing")."""
-    return {str(work): int(epoch) for work, epoch in (fence or {}).items()}
+    if not fence:
+        return {}
+    return {str(work): int(epoch) for work, epoch in fence.items()}
 
 
 def error_of(frame: Error) -> HubError:
