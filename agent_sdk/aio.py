@@ -312,7 +312,7 @@ class Agent(BaseClient):
             self._flush(ws)
         elif self._flushing is not ws:
             self._flushing = ws
-            asyncio.get_running_loop().call_soon(self._flush, ws)
+            ws.loop.call_soon(self._flush, ws)
         return True
 
     def _flush(self, ws: ClientConnection) -> None:
@@ -411,8 +411,9 @@ class Agent(BaseClient):
     async def messages(self, timeout: float | None = None) -> AsyncIterator[Message]:
         """Every message addressed to this agent from now on, in seq order, across reconnects; stops after
         `timeout` idle seconds (None: when the agent closes)."""
-        while True:
-            message = await _next(self._queue, timeout)
+        queue = self._queue
+        while True:  # what is already queued is taken without a coroutine each
+            message = queue.get_nowait() if queue.qsize() else await _next(queue, timeout)
             if message is None:
                 return
             yield message
