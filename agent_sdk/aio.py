@@ -9,6 +9,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import State
@@ -28,6 +29,7 @@ from agent_sdk.base import (
 )
 from agent_sdk.claims import Claim
 from hub.protocol import commands as c
+from hub.protocol.codec import decode_frame
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Delivery, Error, Message, Notice, Ok, Trigger, Wake
 
@@ -172,9 +174,12 @@ class Agent(BaseClient):
         try:
             async for data in ws:
                 try:
-                    frame = self.decode(data)
-                except HubError as exc:  # unreadable (too deep for this process): the request it answers
-                    self._unmatched(exc)
+                    frame = decode_frame(data)
+                except (RecursionError, msgspec.DecodeError, UnicodeError):  # unreadable (too deep for
+                    try:  # this process): the request it answers gets why, as `decode` words it
+                        self.decode(data)
+                    except HubError as exc:
+                        self._unmatched(exc)
                     continue
                 kind = type(frame)
                 if kind is Ok:  # the hot path first: a reply, resolved right here
