@@ -9,8 +9,10 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.protocol import State
 
 from agent_sdk import verbs
 from agent_sdk.base import (
@@ -27,12 +29,15 @@ from agent_sdk.base import (
 )
 from agent_sdk.claims import Claim
 from hub.protocol import commands as c
+from hub.protocol.codec import decode_frame
 from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Delivery, Error, Message, Notice, Ok, Trigger, Wake
 
 __all__ = ["Agent"]
 
 logger = logging.getLogger(__name__)
+
+_WRITE_BYTES = 65_536  # frames queued in one loop turn are written together up to this many bytes
 
 
 class Agent(BaseClient):
@@ -93,6 +98,8 @@ class Agent(BaseClient):
         self._early: dict[int, list[Trigger]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._flushing: ClientConnection | None = None  # a connection with frames queued for this loop turn
+        self._queued = 0  # bytes of the frames queued since the last write
 
     async def __aenter__(self) -> Agent:
         await self.connect()
@@ -167,9 +174,12 @@ class Agent(BaseClient):
         try:
             async for data in ws:
                 try:
-                    frame = self.decode(data)
-                except HubError as exc:  # unreadable (too deep for this process): the request it answers
-                    self._unmatched(exc)
+                    frame = decode_frame(data)
+                except (RecursionError, msgspec.DecodeError, UnicodeError):  # unreadable (too deep for
+                    try:  # this process): the request it answers gets why, as `decode` words it
+                        self.decode(data)
+                    except HubError as exc:
+                        self._unmatched(exc)
                     continue
                 kind = type(frame)
                 if kind is Ok:  # the hot path first: a reply, resolved right here
@@ -277,7 +287,8 @@ class Agent(BaseClient):
         self._pending[cmd.id] = future
         self._sizes[cmd.id] = len(data)
         try:
-            await self.ws.send(data, text=True)
+            if not self._post(self.ws, data):
+                await self.ws.send(data, text=True)
         except ConnectionClosed as exc:
             self._pending.pop(cmd.id, None)
             self._sizes.pop(cmd.id, None)
@@ -293,6 +304,43 @@ class Agent(BaseClient):
         finally:
             timer.cancel()
             self._sizes.pop(cmd.id, None)
+
+    def _post(self, ws: ClientConnection, data: bytes) -> bool:
+        """Frame `data` now and write it with the other frames of this loop turn (one write for a burst of
+        requests, where `ws.send` makes one per frame); False when `ws.send` must take it: the connection is
+        not open, its writes are paused (`send` waits for the drain) or a fragmented send is under way."""
+        if ws.protocol.state is not State.OPEN or ws.paused or getattr(ws, "send_in_progress", None):
+            return False
+        ws.protocol.send_text(data)
+        self._queued += len(data)
+        if self._queued >= _WRITE_BYTES:  # a big burst goes out in slices, not as one copy of it all
+            self._flush(ws)
+        elif self._flushing is not ws:
+            self._flushing = ws
+            ws.loop.call_soon(self._flush, ws)
+        return True
+
+    def _flush(self, ws: ClientConnection) -> None:
+        """Write the frames `_post` queued (a frame the reader flushed meanwhile went out with its, in order)."""
+        self._queued = 0
+        if self._flushing is ws:
+            self._flushing = None
+        chunks = ws.protocol.data_to_send()
+        if not chunks:
+            return
+        try:
+            if all(chunks):
+                ws.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            else:  # the protocol asks for an end of stream: websockets' own writer knows how
+                for chunk in chunks:
+                    if chunk:
+                        ws.transport.write(chunk)
+                    elif ws.transport.can_write_eof():
+                        ws.transport.write_eof()
+                    else:
+                        ws.transport.close()
+        except Exception:  # the transport is gone: the listener fails what is in flight
+            ws.transport.abort()
 
     async def request(self, build: Callable[[], c.BaseCommand]) -> Any:
         """Send a command once connected (waiting for a reconnect if one is under way).
@@ -368,8 +416,9 @@ class Agent(BaseClient):
     async def messages(self, timeout: float | None = None) -> AsyncIterator[Message]:
         """Every message addressed to this agent from now on, in seq order, across reconnects; stops after
         `timeout` idle seconds (None: when the agent closes)."""
-        while True:
-            message = await _next(self._queue, timeout)
+        queue = self._queue
+        while True:  # what is already queued is taken without a coroutine each
+            message = queue.get_nowait() if queue.qsize() else await _next(queue, timeout)
             if message is None:
                 return
             yield message

@@ -64,6 +64,9 @@ def retry_after_of(value: Any) -> float:
 def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """`a,b` or a list → a tuple of addresses."""
     if isinstance(target, str):
+        if "," not in target:  # the common case, one address: no split, no generator
+            one = target.strip()
+            return (one,) if one else ()
         target = target.split(",")
     return tuple(t.strip() for t in target if t.strip())
 
@@ -95,7 +98,9 @@ def lost(code: int | None, reason: str) -> HubError:
 def fence_of(fence: Mapping[str, int] | None) -> dict[str, int]:
     """A write's fence: `{"WORK": epoch}` (a task: `{"task:ID": epoch}`); the hub refuses the write with
     `fenced` unless the writer still holds each at that epoch (CLI.md "Fencing")."""
-    return {str(work): int(epoch) for work, epoch in (fence or {}).items()}
+    if not fence:
+        return {}
+    return {str(work): int(epoch) for work, epoch in fence.items()}
 
 
 def error_of(frame: Error) -> HubError:
@@ -159,8 +164,14 @@ class BaseClient:
 
     def frame(self, cmd: c.BaseCommand) -> bytes:
         """The command's bytes. Raises HubError `bad_request` for a value JSON cannot carry (text that is not
-        UTF-8, nesting too deep for this process), before anything is sent."""
-        return _encoded(cmd)
+        UTF-8, nesting too deep for this process), before anything is sent. A Send's body is encoded once,
+        inside the command; only when that fails is it encoded alone, to name the field at fault."""
+        try:
+            return encode(cmd)
+        except (UnicodeEncodeError, RecursionError, TypeError, ValueError, OverflowError):
+            if isinstance(cmd, c.Send) and not isinstance(cmd.body, msgspec.Raw):
+                _encoded(cmd.body, "body")
+            return _encoded(cmd)
 
     @staticmethod
     def decode(data: bytes | str) -> Frame:
@@ -260,7 +271,7 @@ class BaseClient:
             admin_token=self.admin_token,
             name=self.need_name(),
             to=targets(target),
-            body=msgspec.Raw(_encoded(body, "body")),
+            body=body,  # encoded with the command by `frame` (Send.body is raw JSON on the wire)
             kind=kind,
             reply_to=reply_to,
             priority=priority,

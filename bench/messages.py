@@ -345,6 +345,9 @@ async def sdk_vs_raw(quick: bool, repeat: int) -> dict[str, float]:
     if repeat > 1:
         for key in ("round_trip_p50_ms", "sdk_round_trip_p50_ms", "flood_msgs_per_s", "sdk_flood_msgs_per_s"):
             print(f"{key}: " + ", ".join(f"{v:,.3f}" for v in runs[key]), file=sys.stderr)
+        pairs = zip(runs["sdk_flood_msgs_per_s"], runs["flood_msgs_per_s"], strict=True)
+        # each run's own ratio: its raw and SDK floods ran back to back, so under the same load
+        print("sdk_flood_ratio per run: " + ", ".join(f"{s / r:.3f}" for s, r in pairs), file=sys.stderr)
     return r
 
 

@@ -190,3 +190,41 @@ async def test_messages_ends_after_close(hub) -> None:
     await agent.close()
     with pytest.raises(StopAsyncIteration):
         await next_message(stream)
+
+
+async def test_a_burst_of_sends_is_delivered_whole(hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 sends of 100 KB at once, more than the socket takes, so writes pause mid-burst and the later frames
+    wait for the drain (through `ws.send`) behind the ones written in slices: each send returns the seq its own
+    body got, and bob's stream has every one once, in seq order."""
+    paths = {True: 0, False: 0}  # frames written in slices / left to ws.send (it waits for the drain)
+    post = Agent._post
+
+    def counted(self: Agent, ws, data: bytes) -> bool:
+        took = post(self, ws, data)
+        paths[took] += 1
+        return took
+
+    monkeypatch.setattr(Agent, "_post", counted)
+    async with Agent("alice", hub=hub.url) as alice, Agent("bob", hub=hub.url) as bob:
+        stream = bob.messages()
+        pad = "x" * 100_000
+        seqs = await asyncio.gather(*(alice.send("bob", {"i": i, "pad": pad}) for i in range(200)))
+        assert sorted(seqs) == list(range(1, 201))
+        got = [await next_message(stream) for _ in range(200)]
+        assert [m.seq for m in got] == list(range(1, 201))
+        assert {m.seq: m.body["i"] for m in got} == {seq: i for i, seq in enumerate(seqs)}
+    assert paths[True] > 0 and paths[False] > 0, paths
+
+
+async def test_a_body_json_cannot_carry_is_refused_naming_it(hub) -> None:
+    """A body that is not valid UTF-8 or not JSON at all is refused `bad_request` naming the body; nothing is
+    sent, and the connection serves the next send."""
+    async with Agent("alice", hub=hub.url) as alice:
+        with pytest.raises(HubError) as bad_text:
+            await alice.send("alice", {"text": "\ud800"})
+        assert bad_text.value.code == Code.BAD_REQUEST
+        assert bad_text.value.detail == {"reason": "not_utf8", "field": "body"}
+        with pytest.raises(HubError) as not_json:
+            await alice.send("alice", [object()])
+        assert not_json.value.code == Code.BAD_REQUEST and not_json.value.detail == {"field": "body"}
+        assert await alice.send("alice", "fine") == 1
