@@ -57,10 +57,13 @@ __all__ = [
     "MAX_SEGMENTS",
     "MAX_SEGMENT_CHARS",
     "MAX_WILDCARDS",
+    "MAX_PATH_CHARS",
     "BadScope",
     "Budget",
     "ScopeIndex",
     "TooCostly",
+    "concrete",
+    "covers",
     "normalize",
     "overlapping",
     "overlaps",
@@ -72,6 +75,7 @@ MAX_SEGMENT_CHARS = 255  # a file name (NAME_MAX); a glob segment too
 MAX_WILDCARDS = 32  # `*`, `?` and `[...]` in one segment
 MAX_CLASS_CHARS = 64  # the body of one `[...]`
 MAX_CHECK_STEPS = 200_000  # steps of one Budget: about 0.1 s of matching at the worst
+MAX_PATH_CHARS = 4096  # a concrete path (a file a commit touches, PATH_MAX), checked by `concrete`
 
 K = TypeVar("K", bound=Hashable)
 
@@ -514,6 +518,88 @@ def overlapping(
     return [(x.text, y.text) for x in _unique(paths_a) for y in eb if _overlap(x, y, 0, budget)]
 
 
+# --------------------------------------------------------------------------- concrete paths (the git guard)
+#
+# A concrete path names one file a commit touches. Its characters are taken literally (`*`, `?` and `[`
+# are characters of a file name here), and an entry covers it when the entry matches some prefix of it
+# segment by segment, a `**` standing for any number of segments: the entry `src` covers `src/a.py`, but
+# `src/api` does not cover a file `src` (they overlap as scopes, yet the file is not inside the entry).
+
+
+def concrete(path: str) -> tuple[str, ...]:
+    """The segments of a concrete path relative to the repository root, taken literally.
+
+    Raises BadScope unless it is a relative path of segments other than "", "." and "..", without control
+    characters, of at most MAX_PATH_CHARS characters and segments of at most MAX_SEGMENT_CHARS.
+    """
+    if not isinstance(path, str):
+        raise BadScope(repr(path), "not a string")
+    if not path:
+        raise BadScope(path, "empty path")
+    if len(path) > MAX_PATH_CHARS:
+        raise BadScope(path, f"longer than {MAX_PATH_CHARS} characters")
+    if _CONTROL.search(path):
+        raise BadScope(path, "control character")
+    if path[0] == "/":
+        raise BadScope(path, "absolute path")
+    segs = tuple(path.split("/"))
+    for seg in segs:
+        if seg in ("", ".", ".."):
+            why = f"a {seg!r} segment" if seg else "an empty segment"
+            raise BadScope(path, f"not a plain relative path ({why})")
+        if len(seg) > MAX_SEGMENT_CHARS:
+            raise BadScope(path, f"a segment longer than {MAX_SEGMENT_CHARS} characters")
+    return segs
+
+
+@lru_cache(maxsize=1 << 14)
+def _lit_glob(lit: str, pattern: str) -> bool:
+    return _match(lit, _glob(pattern))
+
+
+def _matches(lit: str, pattern: str, budget: Budget | None) -> bool:
+    """True iff the concrete segment (taken literally) matches the glob segment `pattern`."""
+    if budget is not None:
+        budget.spend(2 * (len(lit) + len(pattern)) + 1)  # as _seg_meet: cached or not
+    return _lit_glob(lit, pattern)
+
+
+def _covers(e: _Entry, segs: Sequence[str], start: int, budget: Budget | None) -> bool:
+    """True iff entry `e` covers the concrete path `segs`, its first `start` segments (all literal) being
+    the path's: an NFA over e's positions, one row per path segment (bit i: e's first i segments matched)."""
+    if not e.sat:
+        return False
+    kinds, pats, n = e.kinds, e.segs, len(e.segs)
+    stars = 0
+    for i, k in enumerate(kinds):
+        if k == _STARS:
+            stars |= 1 << i
+    done = 1 << n
+    row = _skip(1 << start, stars)  # no two `**` are adjacent and none is last: one skip closes a row
+    for seg in segs[start:]:
+        if row & done:
+            return True  # a prefix matched: the entry covers everything below it
+        nxt = row & stars  # a `**` takes this segment and stays
+        rest = row & ~stars
+        while rest:
+            low = rest & -rest
+            rest ^= low
+            i = low.bit_length() - 1
+            if budget is not None:
+                budget.spend(1)
+            if pats[i] == seg if kinds[i] == _LIT else _matches(seg, pats[i], budget):
+                nxt |= low << 1
+        row = _skip(nxt, stars)
+        if not row:
+            return False
+    return bool(row & done)
+
+
+def covers(entry: str, path: str) -> bool:
+    """True iff the scope entry covers the concrete path (see `concrete`); BadScope for a bad path."""
+    return _covers(_compile(entry), concrete(path), 0, None)
+
+
 # --------------------------------------------------------------------------- index
 
 
@@ -583,6 +669,28 @@ class ScopeIndex(Generic[K]):
                 if node.groups or node.children:
                     break
                 del path[depth - 1].children[e.segs[depth - 1]]
+
+    def covering(self, segs: Sequence[str], budget: Budget | None = None) -> list[tuple[K, str]]:
+        """(key, entry) for every entry that covers the concrete path `segs` (from `concrete`).
+
+        Walks down the trie along the path's own segments: literal entries met on the way cover it, and an
+        entry with a glob or `**` after its literal prefix is matched from there. Raises TooCostly if
+        `budget` runs out.
+        """
+        out: list[tuple[K, str]] = []
+        node, d = self._root, 0
+        while True:
+            if budget is not None:
+                budget.spend(1)
+            for nxt, group in node.groups.items():
+                if nxt == "":  # literal entries equal to the node path: a prefix of the path
+                    out.extend(group)
+                elif nxt == _DSTAR or (d < len(segs) and _matches(segs[d], nxt, budget)):
+                    out.extend(kt for kt, e in group.items() if _covers(e, segs, d, budget))
+            child = node.children.get(segs[d]) if d < len(segs) else None
+            if child is None:
+                return out
+            node, d = child, d + 1
 
     def conflicts(
         self, paths: Sequence[str], exclude: K | None = None, budget: Budget | None = None

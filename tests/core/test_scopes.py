@@ -27,6 +27,8 @@ from hub.core.scopes import (
     Budget,
     ScopeIndex,
     TooCostly,
+    concrete,
+    covers,
     normalize,
     overlapping,
     overlaps,
@@ -630,3 +632,78 @@ def test_budget_spent_depends_on_the_scopes_only() -> None:
     _scope_lines(lambda: None)  # clears the caches
     cold = spent()
     assert spent() == cold and 0 < cold < 500
+
+
+# --------------------------------------------------------------------------- concrete paths (the git guard)
+
+
+@pytest.mark.parametrize(
+    ("entry", "path", "expected"),
+    [
+        ("src", "src/a.py", True),
+        ("src/api", "src", False),  # the scopes overlap, but the file `src` is not inside `src/api`
+        ("**/x", "a/b", False),  # overlaps `a/b` as a scope (`a/b/x`), covers no file `a/b`
+        ("**/x", "a/x/y", True),
+        ("**/x", "x", True),
+        (".", "any/where", True),
+        ("src/*.py", "src/a.py", True),
+        ("src/*.py", "src/a/b.py", False),
+        ("src/**/t/*.py", "src/t/a.py", True),
+        ("src/**/t/*.py", "src/x/y/t/a.pyc", False),
+        ("*", "a*b", True),  # a concrete path is taken literally
+        ("a[b]", "a[b]", False),  # the entry is a glob matching `ab`, not the file named `a[b]`
+        ("a[b]", "ab", True),
+        ("[.]", "x", False),  # covers nothing
+    ],
+)
+def test_covers_table(entry: str, path: str, expected: bool) -> None:
+    """An entry covers a file when it matches a prefix of the file's path, segment by segment."""
+    assert covers(entry, path) is expected
+
+
+@pytest.mark.parametrize(
+    "path", ["", "/a", "a//b", "./a", "a/../b", "a/", "a\nb", "x" * 4097, "a/" + "b" * 256]
+)
+def test_concrete_rejects(path: str) -> None:
+    """A concrete path is relative and plain, with no control characters, within the length limits."""
+    with pytest.raises(BadScope):
+        concrete(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(patterns())
+def test_covers_matches_oracle(a: str) -> None:
+    """covers agrees with the brute-force oracle on every path of the universe."""
+    assert {p for p in UNIVERSE if covers(a, p)} == _covered(a)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 9), st.lists(index_patterns, min_size=1, max_size=3), max_size=10),
+    st.lists(st.sampled_from(["a", "b", "ab", "x.py", "a.", "c"]), min_size=1, max_size=5),
+)
+def test_index_covering_matches_brute_force(claims: dict[int, list[str]], segs: list[str]) -> None:
+    """ScopeIndex.covering returns exactly the entries that cover the path, by brute force."""
+    idx: ScopeIndex[int] = ScopeIndex()
+    for key, paths in claims.items():
+        idx.add(key, paths)
+    path = "/".join(segs)
+    expected = [
+        (key, e)
+        for key, paths in claims.items()
+        for e in dict.fromkeys(normalize(p) for p in paths)
+        if covers(e, path)
+    ]
+    assert Counter(idx.covering(concrete(path), Budget())) == Counter(expected)
+
+
+def test_covering_runs_on_a_budget() -> None:
+    """Many glob entries against a deep path run out of a small budget; an ordinary check costs little."""
+    idx: ScopeIndex[int] = ScopeIndex()
+    idx.add(1, [f"**/{'*a' * 16}{k}" for k in range(200)])
+    deep = concrete("/".join(["a" * 200] * 20))
+    with pytest.raises(TooCostly):
+        idx.covering(deep, Budget(10_000))
+    idx.add(2, ["src/api", "docs/*.md"])
+    budget = Budget(MAX_CHECK_STEPS)
+    assert idx.covering(concrete("docs/guide.md"), budget) == [(2, "docs/*.md")]
