@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from hub.core import agents, fences
+from hub.core import agents, fences, rooms
 from hub.core.effects import ArmTimer, Context, Outcome, Tick
-from hub.core.scopes import BadScope, Budget, ScopeIndex, TooCostly, normalize, overlapping
+from hub.core.scopes import BadScope, Budget, ScopeIndex, TooCostly, concrete, normalize, overlapping
 from hub.core.world import Room, World
 from hub.protocol import commands as c
 from hub.protocol import events as e
@@ -20,6 +20,7 @@ from hub.protocol.types import AgentName, RoomName, SessionId
 from hub.protocol.values import check_name
 
 __all__ = [
+    "MAX_CHECK_PATHS",
     "MAX_PATHS",
     "Claims",
     "Deadlines",
@@ -35,6 +36,7 @@ __all__ = [
     "board",
     "check_checkpoint",
     "check_paths",
+    "decide_check",
     "decide_claim",
     "decide_handoff",
     "decide_intent",
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 MAX_PATHS = 256
+MAX_CHECK_PATHS = 10_000  # paths per `guard.check`; `synapse guard check` sends more in several
 MAX_CHECKPOINT = 65_536
 MAX_WORK = 200
 
@@ -391,6 +394,70 @@ def decide_list(w: World, cmd: c.ListClaims, ctx: Context) -> Outcome:
     listed = [] if room is None else [h.view() for h in sorted(room.part(Claims).live.values(), key=_by_work)]
     out = Outcome()
     out.reply(ctx, cmd.id, r.ClaimList(claims=listed))
+    return out
+
+
+# -- the git guard -------------------------------------------------------------------------------------------
+
+
+def decide_check(w: World, cmd: c.CheckPaths, ctx: Context) -> Outcome:
+    """Which of the files `name`'s live claims cover, and who holds each other one (the git guard).
+
+    A read that needs `name`'s token (or the admin token): the guard checks a commit as its real committer.
+    A claim past its expiry covers nothing, as for overlaps. The whole check runs on one Budget: past it
+    `limit_exceeded` (the CLI then sends fewer paths at a time).
+    """
+    room = rooms.existing(w, cmd.room)
+    agent = agents.acting_as(w, room, cmd.name, cmd.token, cmd.admin_token)
+    if len(cmd.paths) > MAX_CHECK_PATHS:
+        raise HubError(
+            Code.LIMIT_EXCEEDED,
+            f"at most {MAX_CHECK_PATHS} paths per check",
+            {"limit": MAX_CHECK_PATHS, "what": "paths"},
+        )
+    parsed: list[tuple[str, ...]] = []
+    for i, path in enumerate(cmd.paths):
+        try:
+            parsed.append(concrete(path))
+        except BadScope as exc:
+            raise HubError(
+                Code.BAD_REQUEST, str(exc), {"field": f"paths[{i}]", "path": exc.path, "reason": exc.reason}
+            ) from None
+    claims = room.part(Claims)
+    budget = Budget()
+    checked: list[r.PathHeld] = []
+    try:
+        for path, segs in zip(cmd.paths, parsed, strict=True):
+            mine: str | None = None
+            other: tuple[str, str] | None = None
+            for work, _entry in claims.index.covering(segs, budget):
+                held = claims.live[work]
+                if held.expired(ctx.now):
+                    continue
+                if held.holder == agent.name:
+                    mine = work if mine is None else min(mine, work)
+                elif other is None or (held.holder, work) < other:
+                    other = (held.holder, work)
+            if mine is not None:
+                checked.append(r.PathHeld(path=path, held=True, holder=agent.name, work=mine))
+            else:
+                checked.append(
+                    r.PathHeld(
+                        path=path,
+                        held=False,
+                        holder=other[0] if other is not None else None,
+                        work=other[1] if other is not None else None,
+                    )
+                )
+    except TooCostly as exc:
+        raise HubError(
+            Code.LIMIT_EXCEEDED,
+            f"checking these paths against the live claims takes more than {exc.limit} steps; "
+            "send fewer at a time",
+            {"limit": exc.limit, "what": "path check steps"},
+        ) from None
+    out = Outcome()
+    out.reply(ctx, cmd.id, r.PathsChecked(name=agent.name, paths=checked))
     return out
 
 

@@ -54,6 +54,7 @@ DECIDE: dict[type, Decider] = {
     c.ReofferClaim: claims.decide_reoffer,
     c.ListClaims: claims.decide_list,
     c.DeclareIntent: claims.decide_intent,
+    c.CheckPaths: claims.decide_check,  # the git guard
     Tick: claims.decide_tick,
     c.Board: board.decide_board,
     c.DeclareTask: tasks.decide_declare,

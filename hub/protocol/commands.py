@@ -11,6 +11,7 @@ from hub.protocol.values import INT_MAX, INT_MIN
 
 __all__ = [
     "BatchState",
+    "CheckPaths",
     "CreateBranch",
     "DefineView",
     "DeleteState",
@@ -441,6 +442,18 @@ class ListRooms(BaseCommand, tag="room.list", frozen=True):
     """Every room with its counts (needs the admin token when the hub has one)."""
 
 
+# -- the git guard -------------------------------------------------------------------------------------------
+
+
+class CheckPaths(BaseCommand, tag="guard.check", frozen=True):
+    """Which of `paths` (files relative to the repository root, taken literally) `name`'s live claims cover,
+    and who holds each of the others: the git guard's check, in one round trip. A read: nothing changes,
+    but it needs `name`'s token (or the admin token), so that a commit is checked as its real committer."""
+
+    name: AgentName
+    paths: tuple[str, ...]
+
+
 Command = (
     Join
     | Attach
@@ -483,4 +496,5 @@ Command = (
     | ReofferClaim
     | ReofferTask
     | ResetToken
+    | CheckPaths
 )

@@ -37,6 +37,8 @@ __all__ = [
     "Merged",
     "MessageClaim",
     "MessageList",
+    "PathHeld",
+    "PathsChecked",
     "Presence",
     "RoomInfo",
     "RoomList",
@@ -309,3 +311,23 @@ class RoomList(Result):
 class TailStarted(Result):
     position: int
     after: int
+
+
+# -- the git guard -------------------------------------------------------------------------------------------
+
+
+class PathHeld(Result):
+    """One path of a `guard.check`: `held` by the checked agent, else the live claim that covers it (`holder`
+    and `work`), both None when no live claim does ("unclaimed")."""
+
+    path: str
+    held: bool
+    holder: str | None
+    work: str | None
+
+
+class PathsChecked(Result):
+    """The answer to `guard.check`, one PathHeld per path given, in the same order."""
+
+    name: AgentName
+    paths: list[PathHeld]

@@ -665,3 +665,70 @@ def test_reoffer_refuses_a_recent_or_connected_holder(script: Script) -> None:
     assert err.code == Code.CONFLICT and "live session" in err.message
     err = script.refused("sup", c.ReofferClaim(name="sup", work="nope", idle_seconds=1), session=CLI)
     assert err.code == Code.NOT_FOUND
+
+
+# --------------------------------------------------------------------------- the git guard (guard.check)
+
+
+def check(script: Script, name: str, *paths: str) -> list[tuple[str, bool, str | None, str | None]]:
+    """`name` checks `paths`: (path, held, holder, work) per path, in order."""
+    got = reply(script.do(name, c.CheckPaths(name=name, paths=paths), session=CLI))
+    assert got["name"] == name
+    return [(p["path"], p["held"], p["holder"], p["work"]) for p in got["paths"]]
+
+
+def test_check_says_who_holds_each_path(script: Script) -> None:
+    """Each file is held by the checker, by another agent (named, with the work), or by nobody; nothing is
+    emitted."""
+    script.join("alice", "bob")
+    claim(script, "alice", "api", "src/api", "docs/*.md")
+    claim(script, "bob", "ui", "src/ui")
+    before = len(script.events)
+    assert check(script, "alice", "src/api/x.py", "src/ui/app.ts", "README.md", "docs/a.md", "src") == [
+        ("src/api/x.py", True, "alice", "api"),
+        ("src/ui/app.ts", False, "bob", "ui"),
+        ("README.md", False, None, None),
+        ("docs/a.md", True, "alice", "api"),
+        ("src", False, None, None),  # a file `src` is inside neither claim, though both scopes overlap it
+    ]
+    assert len(script.events) == before
+
+
+def test_check_ignores_claims_past_their_expiry(script: Script) -> None:
+    """A claim past its TTL covers nothing, even before it has lapsed."""
+    script.join("alice")
+    claim(script, "alice", "api", "src", ttl=10)
+    script.now += 11
+    assert check(script, "alice", "src/a.py") == [("src/a.py", False, None, None)]
+
+
+def test_check_needs_the_names_token(script: Script) -> None:
+    """Checking as another agent with one's own token is `forbidden`; without a token `unauthorized`."""
+    script.join("alice", "bob")
+    err = script.refused("bob", c.CheckPaths(name="alice", paths=("a",)))
+    assert err.code == Code.FORBIDDEN
+    err = script.refused(None, c.CheckPaths(name="alice", paths=("a",)))
+    assert err.code == Code.UNAUTHORIZED
+    err = script.refused(None, c.CheckPaths(name="alice", paths=("a",), room="nowhere"))
+    assert err.code == Code.NOT_FOUND
+
+
+@pytest.mark.parametrize("bad", ["", "/etc/passwd", "a/../b", "./a", "a//b", "a\tb", "x" * 4097])
+def test_check_refuses_a_bad_path(script: Script, bad: str) -> None:
+    """A path that is not a plain relative file path is `bad_request` naming it; nothing is checked."""
+    script.join("alice")
+    err = script.refused("alice", c.CheckPaths(name="alice", paths=("ok.py", bad)))
+    assert err.code == Code.BAD_REQUEST and err.detail["field"] == "paths[1]" and err.detail["path"] == bad
+
+
+def test_check_is_bounded(script: Script) -> None:
+    """More than MAX_CHECK_PATHS paths is `limit_exceeded`; so is a check that runs out of steps."""
+    from hub.core.claims import MAX_CHECK_PATHS
+
+    script.join("alice", "bob")
+    err = script.refused("alice", c.CheckPaths(name="alice", paths=("a",) * (MAX_CHECK_PATHS + 1)))
+    assert err.code == Code.LIMIT_EXCEEDED and err.detail["limit"] == MAX_CHECK_PATHS
+    claim(script, "bob", "globs", *(f"**/{'*a' * 16}{k}" for k in range(200)))
+    deep = "/".join(["a" * 200] * 20)
+    err = script.refused("alice", c.CheckPaths(name="alice", paths=(deep,) * 50))
+    assert err.code == Code.LIMIT_EXCEEDED and err.detail["limit"] == MAX_CHECK_STEPS

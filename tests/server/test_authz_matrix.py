@@ -164,6 +164,7 @@ ROWS: dict[type, Row] = {
     c.ReofferClaim: Row(lambda x: c.ReofferClaim(**x.act(work="w", idle_seconds=0)), *ACT),
     c.ReofferTask: Row(lambda x: c.ReofferTask(**x.act(task="t", idle_seconds=0)), *ACT),
     c.ResetToken: Row(lambda x: c.ResetToken(**x.read(name="alice")), "ok U U U U U", "U U U U U U"),
+    c.CheckPaths: Row(lambda x: c.CheckPaths(**x.act(paths=("src/w/a.py",))), *ACT),  # the git guard
 }
 # Notes on the rows:
 # - `other` on Claim gets `conflict`: the work is alice's. On the re-offers it gets `ok`: re-offering an idle
