@@ -517,6 +517,21 @@ class Agent(BaseClient):
         """The room's live claims."""
         return (await self.request(lambda: self.read(c.ListClaims)))["claims"]  # type: ignore[no-any-return]
 
+    # -- the git guard ------------------------------------------------------------------------------------
+
+    async def check_paths(self, paths: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+        """Which of `paths` (files relative to the repository root, taken literally) this agent's live claims
+        cover, and who holds each of the others (the git guard's check): one dict per path, in order, with
+        `path`, `held`, and `holder` / `work` of the covering claim (both None: unclaimed).
+
+        Raises:
+            HubError: `unauthorized` / `forbidden` without this agent's token, `not_found` for an unknown
+                agent or room, `bad_request` for a path that is not a plain relative one, `limit_exceeded`
+                for more than 10,000 paths or a check that takes too many steps (send fewer at a time).
+        """
+        reply = await self.request(lambda: self.mutation(c.CheckPaths, paths=tuple(paths)))
+        return reply["paths"]  # type: ignore[no-any-return]
+
     async def board(self) -> dict[str, Any]:
         """The plan, live claims and declared intents."""
         return await self.request(lambda: self.read(c.Board))  # type: ignore[no-any-return]

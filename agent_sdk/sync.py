@@ -289,6 +289,20 @@ class SyncAgent(BaseClient):
         """The room's live claims."""
         return self.replies.claims()
 
+    # -- the git guard ------------------------------------------------------------------------------------
+
+    def check_paths(self, paths: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+        """Which of `paths` (files relative to the repository root, taken literally) this agent's live claims
+        cover, and who holds each of the others (the git guard's check): one dict per path, in order, with
+        `path`, `held`, and `holder` / `work` of the covering claim (both None: unclaimed).
+
+        Raises:
+            HubError: `unauthorized` / `forbidden` without this agent's token, `not_found` for an unknown
+                agent or room, `bad_request` for a path that is not a plain relative one, `limit_exceeded`
+                for more than 10,000 paths or a check that takes too many steps (send fewer at a time).
+        """
+        return self.replies.check_paths(paths)["paths"]  # type: ignore[no-any-return]
+
     def intent(self, paths: list[str] | tuple[str, ...], note: str | None = None) -> dict[str, Any]:
         """Declare advisory intent on paths (no lease); empty paths clear it."""
         return self.replies.intent(paths, note)
@@ -533,6 +547,10 @@ class SyncReplies:
 
     def claims(self) -> list[dict[str, Any]]:
         return self.agent.request(self.agent.read(c.ListClaims))["claims"]  # type: ignore[no-any-return]
+
+    def check_paths(self, paths: list[str] | tuple[str, ...]) -> dict[str, Any]:
+        """The whole `guard.check` reply: the checked `name` and one entry per path."""
+        return self.agent.request(self.agent.mutation(c.CheckPaths, paths=tuple(paths)))  # type: ignore[no-any-return]
 
     def intent(self, paths: list[str] | tuple[str, ...], note: str | None = None) -> dict[str, Any]:
         a = self.agent

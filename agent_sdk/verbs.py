@@ -31,6 +31,7 @@ VERBS: dict[str, Verb] = {
     "reoffer_claim": Verb("dict[str, Any]"),
     "reoffer_task": Verb("dict[str, Any]"),
     "claims": Verb("list[dict[str, Any]]"),
+    "check_paths": Verb("list[dict[str, Any]]"),  # the git guard
     "intent": Verb("dict[str, Any]"),
     "board": Verb("dict[str, Any]"),
     "notices": Verb("AsyncIterator[Notice]", "Iterator[Notice]"),

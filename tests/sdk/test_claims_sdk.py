@@ -250,3 +250,26 @@ async def test_claim_epoch_fences_async_writes(hub: ThreadHub) -> None:
         task = await bob.tasks.claim("T")
         done = await bob.tasks.update("T", status="done", fence={"task:T": task["epoch"], "api": 2})
         assert done["status"] == "done"
+
+
+# -- the git guard ----------------------------------------------------------------------------------------------
+
+
+async def test_check_paths_says_who_holds_each_file(hub: ThreadHub) -> None:
+    """Agent.check_paths and SyncAgent.check_paths give the same answer: mine, another's (named), unclaimed."""
+    async with Agent("alice", hub=hub.url) as alice, Agent("bob", hub=hub.url) as bob:
+        await alice.claim("api", paths=["src/api"])
+        await bob.claim("ui", paths=["src/ui/**/*.ts"])
+        files = ["src/api/x.py", "src/ui/a/b.ts", "src/ui/a/b.css", "README.md"]
+        got = await alice.check_paths(files)
+        assert [(p["path"], p["held"], p["holder"], p["work"]) for p in got] == [
+            ("src/api/x.py", True, "alice", "api"),
+            ("src/ui/a/b.ts", False, "bob", "ui"),
+            ("src/ui/a/b.css", False, None, None),
+            ("README.md", False, None, None),
+        ]
+        with SyncAgent("alice", hub=hub.url, token=alice.token) as sync:
+            assert await asyncio.to_thread(sync.check_paths, files) == got
+        with pytest.raises(HubError) as info:
+            await alice.check_paths(["../outside"])
+        assert info.value.code == Code.BAD_REQUEST
