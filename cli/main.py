@@ -339,6 +339,7 @@ _MODULES = {
     "handoff": "claims",
     "claims": "claims",
     "presence": "claims",
+    "guard": "guard",
     "task": "tasks",
     "supervisor": "tasks",
     "board": "board",
