@@ -12,8 +12,9 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -25,6 +26,7 @@ from hub.protocol.errors import Code, HubError
 __all__ = ["ALLOW_UNREACHABLE_ENV", "HOOK_MARK", "hook_text", "register"]
 
 HOOK_MARK = "# synapse-guard: written by `synapse guard install`"  # our own hook: replaced without --force
+F = TypeVar("F", bound=Callable[..., Any])
 ALLOW_UNREACHABLE_ENV = "SYNAPSE_GUARD_ALLOW_UNREACHABLE"
 CHUNK_PATHS = 1_000  # paths per request (the hub takes up to 10,000; a smaller batch answers sooner)
 CHUNK_CHARS = 256_000  # characters of paths per request, well under the hub's frame limit
@@ -154,6 +156,16 @@ def _allow_unreachable(flag: bool) -> bool:
     return flag or os.environ.get(ALLOW_UNREACHABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _repo_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--repo",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("."),
+        show_default=True,
+        help=help,
+    )
+
+
 def register(group: click.Group) -> None:
     @group.group("guard")
     def guard() -> None:
@@ -165,13 +177,7 @@ def register(group: click.Group) -> None:
         """
 
     @guard.command("install")
-    @click.option(
-        "--repo",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("."),
-        show_default=True,
-        help="A directory of the git repository to guard (any one inside its working tree).",
-    )
+    @_repo_option("A directory of the git repository to guard (any one inside its working tree).")
     @click.option(
         "--force",
         is_flag=True,
@@ -202,13 +208,7 @@ def register(group: click.Group) -> None:
         is_flag=True,
         help="Check the paths staged for the next commit (the default when no PATH is given).",
     )
-    @click.option(
-        "--repo",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("."),
-        show_default=True,
-        help="A directory of the git repository (for --staged).",
-    )
+    @_repo_option("A directory of the git repository (for --staged).")
     @click.option(
         "--allow-unreachable",
         is_flag=True,

@@ -95,6 +95,10 @@ def test_every_wire_op_answers_over_http(admin_hub: ThreadHub) -> None:
     call(alice, "claim", {"name": "alice", "work": "w2", "paths": ["lib/**"], "ttl": 600})
     call(bob, "claim.reoffer", {"name": "bob", "work": "w2", "idle_seconds": 0, "admin_token": ADMIN}, None)
     call(alice, "claims", {})
+    checked = call(
+        alice, "guard.check", {"name": "alice", "paths": ["lib/a.py", "src/b.py"]}
+    )  # the git guard
+    assert [(p["path"], p["held"]) for p in checked["paths"]] == [("lib/a.py", False), ("src/b.py", False)]
     call(alice, "board.intent", {"name": "alice", "paths": ["docs/**"], "note": "n"})
     call(alice, "board", {})
     call(alice, "task.declare", {"name": "alice", "task": "t1", "title": "T"})
