@@ -112,11 +112,27 @@ def _install(repo: Path, force: bool, hub: str, room: str) -> dict[str, Any]:
     return result
 
 
+def _changed(top: Path, *against: str) -> list[str]:
+    out = _git(top, "diff", "--cached", "--name-only", "--no-renames", "-z", *against, "--")
+    return [os.fsdecode(p) for p in out.split(b"\0") if p]
+
+
 def staged_paths(top: Path) -> list[str]:
     """Every path the commit being made touches: added, modified, deleted, type-changed, and both sides of
-    a rename (git's rename detection off, a rename is a deletion and an addition)."""
-    out = _git(top, "diff", "--cached", "--name-only", "--no-renames", "-z", "--")
-    return [os.fsdecode(p) for p in out.split(b"\0") if p]
+    a rename (git's rename detection off, a rename is a deletion and an addition).
+
+    Concluding a merge, a path counts only if the staged version differs from every parent's: one equal to
+    a merged branch's came with that branch (its own commits were checked); the rest is the committer's.
+    """
+    paths = _changed(top)
+    merging = Path(
+        os.fsdecode(_git(top, "rev-parse", "--path-format=absolute", "--git-path", "MERGE_HEAD").strip())
+    )
+    if paths and merging.is_file():
+        for parent in merging.read_text(encoding="ascii", errors="replace").split():
+            theirs = set(_changed(top, parent))
+            paths = [p for p in paths if p in theirs]
+    return paths
 
 
 def _unsendable(path: str) -> str | None:

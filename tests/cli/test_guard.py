@@ -280,3 +280,40 @@ def test_install_outside_a_repository_is_a_usage_error(tmp_path: Path, cli: Cli)
     plain.mkdir()
     r = cli("guard", "install", "--repo", str(plain))
     assert r.exit_code == 2 and "not a git repository" in r.stderr.lower()
+
+
+def test_a_partial_commit_checks_only_what_it_commits(guarded: Repo) -> None:
+    """`git commit PATH` commits PATH only (git's temporary index): bob's staged file stays out of it."""
+    guarded.write("src/a/x.py")
+    guarded.write("src/b/y.py")
+    guarded.git("add", "-A", check=True)
+    done = guarded.git("commit", "-q", "-m", "only mine", "src/a/x.py", SYNAPSE_NAME="alice")
+    assert done.returncode == 0, done.stderr
+    done = guarded.git("commit", "-q", "-a", "-m", "the rest", SYNAPSE_NAME="alice")
+    assert done.returncode != 0 and "src/b/y.py: held by bob" in done.stderr
+
+
+def test_concluding_a_merge_checks_only_the_committers_own_changes(guarded: Repo, cli: Cli) -> None:
+    """A path merged in unchanged from a parent came with that branch; a conflict's resolution (it differs
+    from every parent) is the committer's and needs a claim."""
+    guarded.write("src/b/y.py", "one\n")
+    guarded.write("shared.txt", "base\n")
+    guarded.git("add", "-A", check=True)
+    guarded.git("commit", "-q", "--no-verify", "-m", "seed", check=True)
+    guarded.git("checkout", "-q", "-b", "bobs", check=True)
+    guarded.write("src/b/y.py", "two\n")
+    guarded.write("shared.txt", "bob's\n")
+    guarded.git("commit", "-q", "--no-verify", "-am", "bob", check=True)
+    guarded.git("checkout", "-q", "main", check=True)
+    guarded.write("shared.txt", "alice's\n")
+    guarded.git("commit", "-q", "--no-verify", "-am", "alice", check=True)
+    assert guarded.git("merge", "-q", "bobs").returncode != 0  # conflict in shared.txt
+    guarded.write("shared.txt", "both\n")
+    guarded.git("add", "shared.txt", check=True)
+    done = guarded.git("commit", "-q", "--no-edit", SYNAPSE_NAME="alice")
+    assert done.returncode != 0
+    assert "shared.txt: unclaimed" in done.stderr and "src/b/y.py" not in done.stderr
+    assert cli("claim", "merge", "--paths", "shared.txt", "--name", "alice").exit_code == 0
+    done = guarded.git("commit", "-q", "--no-edit", SYNAPSE_NAME="alice")
+    assert done.returncode == 0, done.stderr
+    assert guarded.commits() == 4
