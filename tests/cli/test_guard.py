@@ -317,3 +317,21 @@ def test_concluding_a_merge_checks_only_the_committers_own_changes(guarded: Repo
     done = guarded.git("commit", "-q", "--no-edit", SYNAPSE_NAME="alice")
     assert done.returncode == 0, done.stderr
     assert guarded.commits() == 4
+
+
+def test_a_batch_too_costly_for_one_request_is_split(cli: Cli, hub: ThreadHub) -> None:
+    """When the hub finds a batch too costly to decide at once (`limit_exceeded`), the CLI halves it until
+    each part fits, and still answers every path."""
+    from agent_sdk import Code, HubError, SyncAgent
+
+    globs = [f"lib/**/{'*a' * 16}{k}" for k in range(10)]
+    assert cli("claim", "globs", "--paths", *globs, "--name", "bob").exit_code == 0
+    assert cli("join", "alice").exit_code == 0
+    paths = [f"lib/{k}/" + "/".join(["a" * 200 + "b"] * 4) for k in range(20)]
+    with SyncAgent("alice", hub=hub.url) as alice, pytest.raises(HubError) as info:
+        alice.check_paths(paths)
+    assert info.value.code == Code.LIMIT_EXCEEDED
+    r = cli("guard", "check", *paths, "--name", "alice", "--json")
+    assert r.exit_code == 1, r.output
+    got = json.loads(r.stdout)["paths"]
+    assert [(p["path"], p["held"], p["holder"]) for p in got] == [(p, False, None) for p in paths]
