@@ -560,7 +560,13 @@ class Agent(BaseClient):
         if waiting:
             self._waiting_subs = getattr(self, "_waiting_subs", set()) | {local}
         try:
-            await self._register(local)
+            if not self.connected.is_set():  # reconnecting: the re-attach registers it (unless it was
+                try:  # already past its subscriptions when this one was added: then it is done below)
+                    await asyncio.wait_for(self.connected.wait(), self.request_timeout)
+                except TimeoutError:
+                    raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
+            if local not in self._sub_ids.values():
+                await self._register(local)
             while True:
                 trigger = await queue.get()
                 if trigger is None:
