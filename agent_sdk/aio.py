@@ -292,6 +292,8 @@ class Agent(BaseClient):
         except ConnectionClosed as exc:
             self._pending.pop(cmd.id, None)
             self._sizes.pop(cmd.id, None)
+            if future.done():  # the listener failed it first: read it here, or asyncio logs it as lost
+                future.exception()
             if exc.rcvd is not None and exc.rcvd.code == MESSAGE_TOO_BIG:
                 raise lost(exc.rcvd.code, exc.rcvd.reason) from None
             raise HubError(Code.DISCONNECTED, "the connection to the hub was lost") from None
