@@ -63,6 +63,9 @@ class ChaosConfig:
     claim_grace: float = 5.0
     snapshot_every: int = 1000
     settle_timeout: float = 60.0  # how long the final drain may wait for a wake or a resumed stream
+    rate: float = 0.0  # operations per second per SDK agent (0: as fast as replies come; the soak paces)
+    task_ids: int = 0  # task ids per agent, reused (0: always new; the soak keeps the plan bounded)
+    hub_args: tuple[str, ...] = ()  # more `synapse hub` flags
 
 
 class ChaosHub:
@@ -198,6 +201,7 @@ class Run:
             "1000000",
             "--rate-burst",
             "1000000",
+            *cfg.hub_args,
         )
         self.ledger = Ledger()
         self.ledger.cli_needed = min(1, cfg.cli_workers)
@@ -254,6 +258,8 @@ class Run:
         L = self.ledger
         while not self.stop.is_set():
             await L.room()
+            if self.cfg.rate:
+                await asyncio.sleep(1 / self.cfg.rate)
             n += 1
             roll = rng.random()
             if (
@@ -306,7 +312,7 @@ class Run:
             elif roll < 0.62:  # the plan: declare, claim a task anyone declared, finish one of mine
                 action = rng.random()
                 if action < 0.3 or not L.tasks:
-                    task = f"T-{name}-{n}"
+                    task = f"T-{name}-{n % self.cfg.task_ids if self.cfg.task_ids else n}"
                     L.tasks.append(task)
                     await self.op("task.declare", lambda task=task: agent.tasks.declare(task, f"task {task}"))
                 elif action < 0.7 or not etags:
