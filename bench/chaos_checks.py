@@ -37,6 +37,7 @@ class Ledger:
     acked: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     doubt: Counter[str] = field(default_factory=Counter)
+    unreachable: Counter[str] = field(default_factory=Counter)  # never sent: no connection
     unexpected: list[str] = field(default_factory=list)
     sends: dict[str, int] = field(default_factory=dict)  # body id → acknowledged seq
     attempted_sends: set[str] = field(default_factory=set)
@@ -69,6 +70,8 @@ class Ledger:
             self.refused[kind] += 1
         elif outcome == "doubt":
             self.doubt[kind] += 1
+        elif outcome == "unreachable":
+            self.unreachable[kind] += 1
         else:
             self.unexpected.append(f"{kind}: {detail}")
 

@@ -33,7 +33,8 @@ __all__ = ["ChaosConfig", "ChaosHub", "Ledger", "Report", "run_chaos"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOM = "default"
-DOUBT = frozenset({Code.DISCONNECTED, Code.TIMED_OUT, Code.UNREACHABLE})  # the reply never came
+DOUBT = frozenset({Code.DISCONNECTED, Code.TIMED_OUT})  # sent, and the reply never came: landed once or not
+# `unreachable`: never sent (no connection, or none came back in time): counted apart, nothing landed
 # refusals that mean the driver itself sent something wrong: any of them fails the run
 UNEXPECTED = frozenset(
     {
@@ -141,6 +142,7 @@ class Report:
     acked: Counter[str]
     refused: Counter[str]
     doubt: Counter[str]
+    unreachable: Counter[str]
     lost: int
     duplicated: int
     violations: list[str]
@@ -161,10 +163,10 @@ class Report:
             f"{max(self.restarts, default=0):.2f} s",
             f"acknowledged operations: {sum(self.acked.values())}",
         ]
-        for kind in sorted(set(self.acked) | set(self.refused) | set(self.doubt)):
+        for kind in sorted(set(self.acked) | set(self.refused) | set(self.doubt) | set(self.unreachable)):
             out.append(
                 f"  {kind:<16} acked {self.acked[kind]:>6}  refused {self.refused[kind]:>5}  "
-                f"in doubt {self.doubt[kind]:>3}"
+                f"in doubt {self.doubt[kind]:>3}  unreachable {self.unreachable[kind]:>3}"
             )
         out += [
             f"in doubt: {sum(self.doubt.values())} (landed once: {self.landed_in_doubt}, twice: never allowed)",
@@ -239,6 +241,9 @@ class Run:
             if exc.code in DOUBT:
                 await self.ledger.note(kind, "doubt")
                 return "doubt", exc
+            if exc.code == Code.UNREACHABLE:
+                await self.ledger.note(kind, "unreachable")
+                return "refused", exc
             if exc.code in UNEXPECTED:
                 await self.ledger.note(kind, "unexpected", f"{exc.code}: {exc.message}")
             else:
@@ -394,7 +399,7 @@ class Run:
             try:
                 await agent.wait_for(f"state._shared.ring{i} >= {r}")
             except HubError as exc:
-                if exc.code in DOUBT:  # its subscribe was in flight at a kill: arm it again
+                if exc.code in DOUBT or exc.code == Code.UNREACHABLE:  # in flight at a kill: arm it again
                     continue
                 raise
             wakes.append(r)
@@ -436,10 +441,13 @@ class Run:
         if code == 0:
             await self.ledger.note(kind, "acked")
             return "acked", doc
+        error = (doc or {}).get("error", {}) if isinstance(doc, dict) else {}
+        if code == 4 and error.get("code") == Code.UNREACHABLE:  # started while the hub was down
+            await self.ledger.note(kind, "unreachable")
+            return "refused", doc
         if code == 4:
             await self.ledger.note(kind, "doubt")
             return "doubt", doc
-        error = (doc or {}).get("error", {}) if isinstance(doc, dict) else {}
         if code in (1, 5) and error.get("code") not in {str(c) for c in UNEXPECTED}:
             await self.ledger.note(kind, "refused")
             return "refused", doc
@@ -641,6 +649,7 @@ class Run:
             acked=L.acked,
             refused=L.refused,
             doubt=L.doubt,
+            unreachable=L.unreachable,
             lost=verdict.lost,
             duplicated=verdict.duplicated,
             violations=v,
