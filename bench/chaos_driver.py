@@ -29,10 +29,9 @@ from typing import Any
 from agent_sdk import Agent, Code, HubError
 from bench.chaos_checks import CLI_WAITER, COUNTERS, LEAVER_WORK, Ledger, check_ledger, compare_live, read_log
 
-__all__ = ["ChaosConfig", "ChaosHub", "Ledger", "Report", "run_chaos"]
+__all__ = ["ChaosConfig", "ChaosHub", "Report", "Run", "run_chaos"]
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOM = "default"
 DOUBT = frozenset({Code.DISCONNECTED, Code.TIMED_OUT})  # sent, and the reply never came: landed once or not
 # `unreachable`: never sent (no connection, or none came back in time): counted apart, nothing landed
 # refusals that mean the driver itself sent something wrong: any of them fails the run
