@@ -292,6 +292,8 @@ class Agent(BaseClient):
         except ConnectionClosed as exc:
             self._pending.pop(cmd.id, None)
             self._sizes.pop(cmd.id, None)
+            if future.done():  # the listener failed it first: read it here, or asyncio logs it as lost
+                future.exception()
             if exc.rcvd is not None and exc.rcvd.code == MESSAGE_TOO_BIG:
                 raise lost(exc.rcvd.code, exc.rcvd.reason) from None
             raise HubError(Code.DISCONNECTED, "the connection to the hub was lost") from None
@@ -575,7 +577,13 @@ class Agent(BaseClient):
         if waiting:
             self._waiting_subs = getattr(self, "_waiting_subs", set()) | {local}
         try:
-            await self._register(local)
+            if not self.connected.is_set():  # reconnecting: the re-attach registers it (unless it was
+                try:  # already past its subscriptions when this one was added: then it is done below)
+                    await asyncio.wait_for(self.connected.wait(), self.request_timeout)
+                except TimeoutError:
+                    raise HubError(Code.UNREACHABLE, f"not connected to the hub at {self.hub}") from None
+            if local not in self._sub_ids.values():
+                await self._register(local)
             while True:
                 trigger = await queue.get()
                 if trigger is None:

@@ -29,10 +29,13 @@ class Counts(msgspec.Struct, kw_only=True):
     claims: int
     subscriptions: int
     messages: int
+    feed_messages: int = 0  # messages held in memory (each room's feed window), not in the log only
+    feed_bytes: int = 0  # and their bodies' bytes
 
 
 def counts(w: World) -> Counts:
     rosters = [room.part(Roster).agents for room in w.rooms.values()]
+    feeds = [room.part(Feed) for room in w.rooms.values()]
     return Counts(
         rooms=len(w.rooms),
         agents=sum(len(agents) for agents in rosters),
@@ -40,7 +43,9 @@ def counts(w: World) -> Counts:
         sessions=len(w.sessions),
         claims=sum(len(room.part(Claims).live) for room in w.rooms.values()),
         subscriptions=sum(len(room.part(Conditions).subs) for room in w.rooms.values()),
-        messages=sum(room.part(Feed).seq for room in w.rooms.values()),
+        messages=sum(feed.seq for feed in feeds),
+        feed_messages=sum(len(feed.messages) for feed in feeds),
+        feed_bytes=sum(feed.bytes for feed in feeds),
     )
 
 

@@ -1,16 +1,19 @@
 """Metrics: one prometheus_client registry per Hub (two hubs in one process keep separate numbers).
 
 Counters that need the hot path (commits, errors, triggers) are bumped where they happen; everything that is a
-plain reading of the hub's state (connections, agents online, live claims, queue depth, messages) is read at
-scrape time by a collector, so it costs nothing between scrapes.
+plain reading of the hub's state (connections, agents online, live claims, queue depth, messages, the feed held
+in memory, the loop's tasks) is read at scrape time by a collector, so it costs nothing between scrapes. The
+process's own figures (`process_resident_memory_bytes`, `process_open_fds`, ...) come from prometheus_client's
+ProcessCollector: what bench/soak.py watches for drift.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 
 import msgspec
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from hub.core.status import Counts
@@ -51,6 +54,8 @@ class Metrics:
             registry=r,
         )
         r.register(_Collector(read))
+        # process_resident_memory_bytes, process_open_fds, ... (read from /proc; nothing where there is none)
+        ProcessCollector(registry=r)
 
     def durable(self, rows: int, seconds: float) -> None:
         """One group commit of `rows` events took `seconds` (called from the log writer thread)."""
@@ -114,6 +119,11 @@ class _Collector:
         yield _gauge(
             "synapse_fanout_queue_depth", "Effects waiting for their batch to commit", now.fanout_depth
         )
+        yield _gauge(
+            "synapse_feed_messages", "Messages held in memory in the rooms' feed windows", n.feed_messages
+        )
+        yield _gauge("synapse_feed_bytes", "Body bytes of the messages held in memory", n.feed_bytes)
+        yield _gauge("synapse_asyncio_tasks", "Tasks alive on the hub's event loop", _tasks())
         messages = CounterMetricFamily(
             "synapse_messages", "Messages sent, over the log's whole life (rate() gives messages/s)"
         )
@@ -122,6 +132,14 @@ class _Collector:
         delivered = CounterMetricFamily("synapse_deliveries", "Frames pushed to sessions by the fan-out")
         delivered.add_metric([], now.delivered)
         yield delivered
+
+
+def _tasks() -> int:
+    """The loop's live tasks (scrapes run on the hub's loop; 0 if read from elsewhere)."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return 0
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -88,3 +88,25 @@ async def test_stream_continues_across_sigkill_and_restart(hub_process: HubProce
     finally:
         hub_process.kill()
         close_pipes(hub_process)
+
+
+async def test_wait_for_armed_while_reconnecting_waits_for_the_session(hub_process: HubProcess) -> None:
+    """A wait_for (a subscription) started while the Agent is reconnecting is registered once it is back and
+    is woken, instead of failing at once with `disconnected` (a caller retrying that would spin)."""
+    port, url = hub_process.port, hub_process.url
+    try:
+        async with Agent("waiter", hub=url) as waiter:
+            hub_process.kill()
+            await until(lambda: not waiter.connected.is_set(), what="the waiter to notice the hub is gone")
+            close_pipes(hub_process)
+            armed = asyncio.create_task(waiter.wait_for("state._shared.bell == 1", timeout=seconds(30_000)))
+            await asyncio.sleep(0)  # it runs up to its wait for the session
+            assert not armed.done(), armed
+            hub_process.start(port=port)
+            await until(waiter.connected.is_set, what="the waiter to reconnect")
+            async with Agent("ringer", hub=url) as ringer:
+                await ringer.state.set("bell", 1)
+            assert await armed is True
+    finally:
+        hub_process.kill()
+        close_pipes(hub_process)

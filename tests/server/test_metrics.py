@@ -99,3 +99,23 @@ def test_two_hubs_in_one_process_keep_their_own_numbers(tmp_path: Path) -> None:
     finally:
         one.stop()
         two.stop()
+
+
+def test_soak_gauges_process_loop_and_feed_held_in_memory(tmp_path: Path) -> None:
+    """RSS, open fds, the loop's tasks and the feed held in memory are on /metrics; the feed gauge stops at
+    --feed-window however many messages are sent (what bench/soak.py watches for drift)."""
+    th = ThreadHub(hub_config(tmp_path / "log.db", feed_window=4))
+    try:
+        with SyncAgent("a", hub=th.url) as a:
+            a.send("a", "x" * 100)
+            one = scrape(th)
+            assert one["synapse_feed_messages"] == 1 and one["synapse_feed_bytes"] >= 100
+            for i in range(9):
+                a.send("a", i)
+            now = scrape(th)
+        assert now["synapse_feed_messages"] == 4 and now["synapse_messages_total"] == 10
+        assert now["process_resident_memory_bytes"] > 10_000_000
+        assert now["process_open_fds"] >= 3
+        assert now["synapse_asyncio_tasks"] >= 1  # read on the hub's loop: its server task at least
+    finally:
+        th.stop()
