@@ -20,7 +20,7 @@ from hub.log import private
 from hub.log.schema import SCHEMA_VERSION, events, meta, metadata, snapshots
 from hub.protocol.errors import Code, HubError
 
-__all__ = ["EventLog", "LogError", "Row", "Snapshot", "db_url"]
+__all__ = ["EventLog", "LogError", "LogTaken", "Row", "Snapshot", "db_url", "why_unwritable"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,25 @@ class LogError(HubError):
 
     def __init__(self, message: str) -> None:
         super().__init__(Code.UNAVAILABLE, message)
+
+
+class LogTaken(LogError):
+    """Another hub owns the log (it took the ownership lock while this one's session was gone)."""
+
+
+def why_unwritable(message: str) -> str:
+    """Why a write failed, in a few words an operator can act on: the disk is full, the log is read-only,
+    the database is unreachable, or the driver's own words."""
+    low = message.lower()
+    if "disk is full" in low or "no space left" in low or "disk full" in low or "could not extend" in low:
+        return "the log's disk is full"
+    if "readonly" in low or "read-only" in low or "read only" in low:
+        return "the log is read-only"
+    if "disk i/o error" in low:
+        return "the log's disk failed a write (full, read-only or failing)"
+    if any(word in low for word in ("connect", "terminat", "server closed", "shutdown", "lost", "broken")):
+        return "the log's database is unreachable"
+    return "the log is not writable"
 
 
 def db_url(db: str) -> str:
@@ -268,6 +287,20 @@ class EventLog:
             self._write_failed(exc)
             raise LogError(f"cannot append to the log: {_why(exc)}") from None
 
+    def probe(self, at: float) -> None:
+        """Commit one small write that changes no event or snapshot (the meta row `probe`): whether the log
+        takes writes again after a failed commit. On PostgreSQL a lost session is opened again here and the
+        ownership lock re-taken first (LogTaken if another hub holds it now)."""
+        row = {"key": "probe", "value": repr(at)}
+        try:
+            conn = self._write_conn()
+            with conn.begin():
+                conn.execute(delete(meta).where(meta.c.key == "probe"))
+                conn.execute(insert(meta).values(**row))
+        except self._errors as exc:
+            self._write_failed(exc)
+            raise LogError(f"cannot write to the log: {_why(exc)}") from None
+
     def save_snapshot(self, seq: int, version: int, data: bytes) -> None:
         """Store a snapshot taken after event `seq`, keeping only the newest few."""
         try:
@@ -418,12 +451,12 @@ class EventLog:
             engine.dispose()
 
 
-def _in_use(pid: str | None, host: str | None) -> LogError:
+def _in_use(pid: str | None, host: str | None) -> LogTaken:
     who = ""
     if pid:
         elsewhere = f" on {host}" if host and host != socket.gethostname() else ""
         who = f" (pid {pid}{elsewhere})"
-    return LogError(f"another hub is using this log{who}")
+    return LogTaken(f"another hub is using this log{who}")
 
 
 def _pg_holder(conn: Connection, key: tuple[int, int]) -> tuple[str | None, str | None]:
