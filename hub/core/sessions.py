@@ -67,9 +67,13 @@ def carry(old: World, new: World) -> None:
 
     Bindings, streams, waiters, subscriptions and spent rates are never in the log, so a rebuild alone would
     forget them while their sessions stay open. A session whose SessionOpened did not reach the log (its
-    attach was refused) stays unbound; what belongs to a room the log does not have is dropped.
+    attach was refused) stays unbound; what belongs to a room the log does not have is dropped. A world
+    whose last start is not the old one's (the start itself was refused) takes nothing: the sessions it
+    lists are the previous run's, and nothing was bound since; the shell starts the hub again once it can.
     """
     new.now = old.now
+    if new.started_at != old.started_at:
+        return
     if Buckets in old.parts:
         new.parts[Buckets] = old.parts[Buckets]
     new.part(Subscriptions).last_id = old.part(Subscriptions).last_id

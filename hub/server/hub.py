@@ -88,6 +88,8 @@ class Hub:
         self._gone_later: set[SessionId] = set()  # sessions that ended while degraded: told to the core later
         self._probe: asyncio.TimerHandle | None = None
         self._probing: asyncio.Task[None] | None = None
+        self._start_position = 0
+        self._start_owed = False  # this run's HubStarted was refused: run Start again once the log takes it
         self.stopped = asyncio.Event()
         self.started_at = clock()
         self.replayed = 0
@@ -141,6 +143,7 @@ class Hub:
         self.writer = LogWriter(self.log, self._durable_from_thread, self._failed_from_thread)
         self.writer.start()
         self.run(Start(), Context(self.clock()))
+        self._start_position = self.machine.position  # a failed commit before it is durable owes a Start
         max_frame = self.config.max_frame_bytes
         self.server = await ws_serve(
             self._connection,
@@ -463,6 +466,7 @@ class Hub:
         cause = self.degraded.enter(exc.message)
         self.metrics.log_failures.labels(cause).inc()
         logger.error("log.degraded cause=%r error=%r", cause, exc.message)
+        self._start_owed = self.durable_position < self._start_position
         self._rows = []
         self._inflight.clear()
         rejected = self.fanout.reject(str(Code.UNAVAILABLE), f"{self.degraded.reason}; not done, retry")
@@ -543,6 +547,10 @@ class Hub:
         seconds = self.degraded.leave()
         self.writer.resume()
         logger.info("log.recovered seconds=%.3f", seconds)
+        if self._start_owed:  # the hub's own start never reached the log: record it now, first
+            self._start_owed = False
+            self._internal(Start(), Context(self.clock()))
+            self._start_position = self.machine.position
         gone, self._gone_later = sorted(self._gone_later), set()
         for sid in gone:
             if sid not in self.sessions:
