@@ -286,10 +286,10 @@ class Hub:
                 )
             if self.draining or self.failed is not None:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
-            if self.degraded.stale:
-                raise self.degraded.refusal()
             cmd = decode_command(data)
             cmd_id = cmd.id
+            if self.degraded.stale:  # the answer names the command: refused, not malformed
+                raise self.degraded.refusal()
             self.run(cmd, Context(self.clock(), session.id, self.secret, len(data)))
         except HubError as exc:
             self._refused(session.id, cmd_id, exc)

@@ -3,15 +3,17 @@ and raw wire clients closed after each test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import FS_BYTES, Wire
+from tests.faults.rig import FS_BYTES, Cluster, Wire, pg_bindir
 
 
 def _mount_problem() -> str | None:
@@ -59,3 +61,36 @@ def wires() -> Iterator[Callable[[str], Wire]]:
     yield make
     for wire in made:
         wire.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A PostgreSQL cluster of this module's own (initdb, start; stopped and removed after)."""
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb): the lost-database cases need a server of their own"
+        )
+    user = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        for name in ("synapseci", "postgres", "nobody"):
+            if subprocess.run(["id", "-u", name], capture_output=True).returncode == 0:
+                user = name
+                break
+        if user is None or shutil.which("runuser") is None:
+            pytest.skip("as root, PostgreSQL needs an unprivileged user and runuser")
+    where = Path(tempfile.mkdtemp(prefix="synapse-faults-pg."))  # outside pytest's 0700 folders
+    if user is not None:
+        shutil.chown(where, user)
+    pg = Cluster(bindir, where, user)
+    try:
+        pg.init()
+        pg.start()
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot start a PostgreSQL cluster here: {exc}")
+    try:
+        yield pg
+    finally:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            pg.kill()
+        shutil.rmtree(where, ignore_errors=True)

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -162,3 +163,83 @@ class Wire:
     def join(self, name: str) -> Wire:
         self.token = self.call("join", name=name)["token"]
         return self
+
+
+class Cluster:
+    """A throwaway PostgreSQL cluster of our own on a free loopback port, to stop and start at will (the
+    server .ci/run starts is shared: no test may stop it). As root it runs as an unprivileged user."""
+
+    def __init__(self, bindir: Path, where: Path, user: str | None) -> None:
+        self.bindir = bindir
+        self.data = where / "data"
+        self.where = where
+        self.user = user
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql+psycopg://synapse@127.0.0.1:{self.port}/postgres"
+        self.running = False
+
+    def _run(self, *argv: str) -> None:
+        cmd = [str(self.bindir / argv[0]), *argv[1:]]
+        if self.user is not None:
+            cmd = ["runuser", "-u", self.user, "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds(60_000))
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    def init(self) -> None:
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "synapse",
+            "--auth=trust",
+            "--no-locale",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.where} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.where / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        )
+        self.running = True
+
+    def start_if_stopped(self) -> None:
+        if not self.running:
+            self.start()
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.running = False
+
+    def kill(self) -> None:
+        """Stop it at once, as a crash would (no checkpoint, every session cut)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self.running = False
+
+
+def pg_bindir() -> Path | None:
+    """The newest PostgreSQL server binaries: on PATH, or where Debian puts them."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    dirs = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    return next((d for d in reversed(dirs) if (d / "initdb").exists()), None)
