@@ -28,6 +28,7 @@ Row = tuple[int, str, str, bytes, float]  # (seq, room, type, data, at)
 Snapshot = tuple[int, int, bytes]  # (seq, version, data)
 KEEP_SNAPSHOTS = 2
 FILL_CHUNK = 5_000  # rows per executemany while filling an empty log
+PROBE_BYTES = 256 << 10  # headroom a probe must find before a degraded hub takes writes again
 
 # PostgreSQL appends with binary COPY: 2-4x the rows per second of executemany at group-commit batch sizes
 _COPY = "COPY events (seq, room, type, data, at) FROM STDIN (FORMAT BINARY)"
@@ -288,15 +289,17 @@ class EventLog:
             raise LogError(f"cannot append to the log: {_why(exc)}") from None
 
     def probe(self, at: float) -> None:
-        """Commit one small write that changes no event or snapshot (the meta row `probe`): whether the log
-        takes writes again after a failed commit. On PostgreSQL a lost session is opened again here and the
-        ownership lock re-taken first (LogTaken if another hub holds it now)."""
-        row = {"key": "probe", "value": repr(at)}
+        """Whether the log takes writes again after a failed commit: commit PROBE_BYTES into the meta row
+        `probe`, then shrink it again (no event or snapshot changes). A tiny write could fit in room a failed
+        commit left behind while the disk is still full; this one needs real headroom, and the pages it frees
+        stay in the file for the next batches. On PostgreSQL a lost session is opened again first and the
+        ownership lock re-taken (LogTaken if another hub holds it now)."""
         try:
             conn = self._write_conn()
-            with conn.begin():
-                conn.execute(delete(meta).where(meta.c.key == "probe"))
-                conn.execute(insert(meta).values(**row))
+            for value in (repr(at) + " " + "." * PROBE_BYTES, repr(at)):
+                with conn.begin():
+                    conn.execute(delete(meta).where(meta.c.key == "probe"))
+                    conn.execute(insert(meta).values(key="probe", value=value))
         except self._errors as exc:
             self._write_failed(exc)
             raise LogError(f"cannot write to the log: {_why(exc)}") from None
