@@ -15,6 +15,7 @@ __all__ = ["LogWriter"]
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+_RESUME = object()
 
 
 class LogWriter:
@@ -86,9 +87,9 @@ class LogWriter:
         return self._failed
 
     def resume(self) -> None:
-        """Commit again: the caller has rejected what was dropped and rebuilt its memory from the log."""
-        with self._count:
-            self._failed = False
+        """Commit again what is submitted from now on: the caller has rejected what was dropped and rebuilt its
+        memory from the log. A marker in the queue, so whatever was queued before it is still dropped."""
+        self._put(_RESUME)
 
     def stop(self) -> None:
         """Commit what is queued, then end the thread."""
@@ -106,6 +107,11 @@ class LogWriter:
             while True:
                 if item is _STOP:
                     stop = True
+                elif item is _RESUME:
+                    self._commit(pending, ticket)  # queued before the resume: still dropped
+                    pending, ticket = [], -1
+                    with self._count:
+                        self._failed = False
                 elif isinstance(item, tuple) and item[0] == "snapshot":
                     self._commit(pending, ticket)
                     pending, ticket = [], -1
