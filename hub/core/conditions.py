@@ -329,6 +329,13 @@ def _add(w: World, room: Room, sub: Sub) -> None:
         show(w, room, sub.agent)
 
 
+def adopt(w: World, room: Room, sub: Sub) -> None:
+    """Carry a live subscription onto a world rebuilt from the log (`sessions.carry`); whether it holds is
+    read again there, so its next trigger is an edge of durable state, not of what the log refused."""
+    sub.held = cel.is_true(value_of(sub.compiled, context(w, room)))
+    _add(w, room, sub)
+
+
 def drop_sub(w: World, room: Room, sub_id: int) -> None:
     """Remove a subscription (an apply-side change: never raises)."""
     cond = room.part(Conditions)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from hub.core import claims, conditions
-from hub.core.agents import Waiters
+from hub.core.agents import Roster, Waiters
+from hub.core.conditions import Conditions, Subscriptions
 from hub.core.effects import ArmTimer, Context, Outcome, SessionGone, Start
 from hub.core.feed import Streams
-from hub.core.world import World
+from hub.core.limits import Buckets
+from hub.core.world import SessionInfo, World
 from hub.protocol import events as e
 from hub.protocol.types import RoomName
 
-__all__ = ["decide_gone", "decide_start"]
+__all__ = ["carry", "decide_gone", "decide_start"]
 
 
 def decide_start(w: World, cmd: Start, ctx: Context) -> Outcome:
@@ -58,3 +60,53 @@ def decide_gone(w: World, cmd: SessionGone, ctx: Context) -> Outcome:
         claims.orphan(w, room, info.agent, session, ctx.now, out)
         out.emit(e.SessionClosed(room=room.name, at=ctx.now, agent=info.agent, session=session))
     return out
+
+
+def carry(old: World, new: World) -> None:
+    """Move the live sessions' ephemeral state onto a world rebuilt from the log after a failed commit.
+
+    Bindings, streams, waiters, subscriptions and spent rates are never in the log, so a rebuild alone would
+    forget them while their sessions stay open. A session whose SessionOpened did not reach the log (its
+    attach was refused) stays unbound; what belongs to a room the log does not have is dropped. A world
+    whose last start is not the old one's (the start itself was refused) takes nothing: the sessions it
+    lists are the previous run's, and nothing was bound since; the shell starts the hub again once it can.
+    """
+    new.now = old.now
+    if new.started_at != old.started_at:
+        return
+    if Buckets in old.parts:
+        new.parts[Buckets] = old.parts[Buckets]
+    new.part(Subscriptions).last_id = old.part(Subscriptions).last_id
+    for sid, info in old.sessions.items():
+        fresh = new.sessions[sid] = SessionInfo(info.room)
+        room = new.rooms.get(info.room)
+        if info.agent is None or room is None:
+            continue
+        agent = room.part(Roster).agents.get(info.agent)
+        if agent is None or sid not in agent.sessions:
+            continue
+        fresh.agent = info.agent
+        if info.stream:
+            fresh.stream = True
+            room.part(Streams).of.setdefault(info.agent, set()).add(sid)
+    for room in new.rooms.values():  # ended while its SessionClosed waited in the refused batch: still bound,
+        for agent in room.part(Roster).agents.values():  # so the shell's SessionGone can close it
+            for sid in agent.sessions:
+                if sid not in new.sessions:
+                    bound = new.sessions[sid] = SessionInfo(room.name)
+                    bound.agent = agent.name
+    for name, old_room in old.rooms.items():
+        room = new.rooms.get(name)
+        if room is None:
+            continue
+        cond = old_room.parts.get(Conditions)
+        for sub in list(cond.subs.values()) if cond is not None else ():
+            if sub.session in new.sessions:
+                conditions.adopt(new, room, sub)
+        waiters = old_room.parts.get(Waiters)
+        for waiter in list(waiters.by_name.values()) if waiters is not None else ():
+            live = new.sessions.get(waiter.session)
+            if live is None:
+                continue
+            conditions.arm(new, room, waiter)
+            live.waiter = (room.name, waiter.name)

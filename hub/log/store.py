@@ -20,7 +20,7 @@ from hub.log import private
 from hub.log.schema import SCHEMA_VERSION, events, meta, metadata, snapshots
 from hub.protocol.errors import Code, HubError
 
-__all__ = ["EventLog", "LogError", "Row", "Snapshot", "db_url"]
+__all__ = ["EventLog", "LogError", "LogTaken", "Row", "Snapshot", "db_url", "why_unwritable"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ Row = tuple[int, str, str, bytes, float]  # (seq, room, type, data, at)
 Snapshot = tuple[int, int, bytes]  # (seq, version, data)
 KEEP_SNAPSHOTS = 2
 FILL_CHUNK = 5_000  # rows per executemany while filling an empty log
+PROBE_BYTES = 256 << 10  # headroom a probe must find before a degraded hub takes writes again
 
 # PostgreSQL appends with binary COPY: 2-4x the rows per second of executemany at group-commit batch sizes
 _COPY = "COPY events (seq, room, type, data, at) FROM STDIN (FORMAT BINARY)"
@@ -50,6 +51,25 @@ class LogError(HubError):
 
     def __init__(self, message: str) -> None:
         super().__init__(Code.UNAVAILABLE, message)
+
+
+class LogTaken(LogError):
+    """Another hub owns the log (it took the ownership lock while this one's session was gone)."""
+
+
+def why_unwritable(message: str) -> str:
+    """Why a write failed, in a few words an operator can act on: the disk is full, the log is read-only,
+    the database is unreachable, or the driver's own words."""
+    low = message.lower()
+    if "disk is full" in low or "no space left" in low or "disk full" in low or "could not extend" in low:
+        return "the log's disk is full"
+    if "readonly" in low or "read-only" in low or "read only" in low:
+        return "the log is read-only"
+    if "disk i/o error" in low:
+        return "the log's disk failed a write (full, read-only or failing)"
+    if any(word in low for word in ("connect", "terminat", "server closed", "shutdown", "lost", "broken")):
+        return "the log's database is unreachable"
+    return "the log is not writable"
 
 
 def db_url(db: str) -> str:
@@ -268,6 +288,22 @@ class EventLog:
             self._write_failed(exc)
             raise LogError(f"cannot append to the log: {_why(exc)}") from None
 
+    def probe(self, at: float) -> None:
+        """Whether the log takes writes again after a failed commit: commit PROBE_BYTES into the meta row
+        `probe`, then shrink it again (no event or snapshot changes). A tiny write could fit in room a failed
+        commit left behind while the disk is still full; this one needs real headroom, and the pages it frees
+        stay in the file for the next batches. On PostgreSQL a lost session is opened again first and the
+        ownership lock re-taken (LogTaken if another hub holds it now)."""
+        try:
+            conn = self._write_conn()
+            for value in (repr(at) + " " + "." * PROBE_BYTES, repr(at)):
+                with conn.begin():
+                    conn.execute(delete(meta).where(meta.c.key == "probe"))
+                    conn.execute(insert(meta).values(key="probe", value=value))
+        except self._errors as exc:
+            self._write_failed(exc)
+            raise LogError(f"cannot write to the log: {_why(exc)}") from None
+
     def save_snapshot(self, seq: int, version: int, data: bytes) -> None:
         """Store a snapshot taken after event `seq`, keeping only the newest few."""
         try:
@@ -418,12 +454,12 @@ class EventLog:
             engine.dispose()
 
 
-def _in_use(pid: str | None, host: str | None) -> LogError:
+def _in_use(pid: str | None, host: str | None) -> LogTaken:
     who = ""
     if pid:
         elsewhere = f" on {host}" if host and host != socket.gethostname() else ""
         who = f" (pid {pid}{elsewhere})"
-    return LogError(f"another hub is using this log{who}")
+    return LogTaken(f"another hub is using this log{who}")
 
 
 def _pg_holder(conn: Connection, key: tuple[int, int]) -> tuple[str | None, str | None]:

@@ -15,13 +15,16 @@ __all__ = ["LogWriter"]
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+_RESUME = object()
 
 
 class LogWriter:
     """Drain the queue, INSERT everything waiting in one transaction, COMMIT, report the last ticket.
 
     `on_durable(ticket)` runs in the writer thread after a commit; the caller hops to its loop.
-    `on_failure(exc)` runs once if a commit fails; the writer then stops (replay restores the hub).
+    `on_failure(exc)` runs once when a commit fails; from then on the writer drops (never commits) every
+    batch and snapshot it is given, so nothing decided after the failure reaches the log behind the caller's
+    back, until the caller has made its memory equal the log again and calls `resume()`.
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class LogWriter:
             0  # items queued or in the thread's hands; only when 0 may the caller commit inline
         )
         self._count = threading.Lock()
+        self._failed = False  # a commit failed: drop everything until resume()
 
     def start(self) -> None:
         self._thread.start()
@@ -61,10 +65,15 @@ class LogWriter:
         the thread, so commits stay in submission order and a burst still groups. Returns the commit's seconds.
         """
         with self._count:
-            if self._outstanding:
+            if self._outstanding or self._failed:
                 return None
         started = time.perf_counter()
-        self.log.append(rows)
+        try:
+            self.log.append(rows)
+        except BaseException:
+            with self._count:
+                self._failed = True  # what the caller submits next is dropped until it resumes us
+            raise
         self.batches += 1
         self.rows += len(rows)
         return time.perf_counter() - started
@@ -72,6 +81,15 @@ class LogWriter:
     def snapshot(self, seq: int, version: int, data: bytes) -> None:
         """Queue a snapshot; it is written after every batch submitted before it."""
         self._put(("snapshot", seq, version, data))
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
+
+    def resume(self) -> None:
+        """Commit again what is submitted from now on: the caller has rejected what was dropped and rebuilt its
+        memory from the log. A marker in the queue, so whatever was queued before it is still dropped."""
+        self._put(_RESUME)
 
     def stop(self) -> None:
         """Commit what is queued, then end the thread."""
@@ -89,14 +107,19 @@ class LogWriter:
             while True:
                 if item is _STOP:
                     stop = True
-                elif isinstance(item, tuple) and item[0] == "snapshot":
-                    if not self._commit(pending, ticket):
-                        return
+                elif item is _RESUME:
+                    self._commit(pending, ticket)  # queued before the resume: still dropped
                     pending, ticket = [], -1
-                    try:
-                        self.log.save_snapshot(item[1], item[2], item[3])
-                    except Exception as exc:  # a snapshot is a cache: losing one costs only replay time
-                        logger.warning("snapshot.failed seq=%s error=%s", item[1], exc)
+                    with self._count:
+                        self._failed = False
+                elif isinstance(item, tuple) and item[0] == "snapshot":
+                    self._commit(pending, ticket)
+                    pending, ticket = [], -1
+                    if not self._failed:
+                        try:
+                            self.log.save_snapshot(item[1], item[2], item[3])
+                        except Exception as exc:  # a snapshot is a cache: losing one costs only replay time
+                            logger.warning("snapshot.failed seq=%s error=%s", item[1], exc)
                 else:
                     batch: tuple[int, list[Row]] = item  # type: ignore[assignment]
                     ticket = batch[0]
@@ -106,24 +129,28 @@ class LogWriter:
                     taken += 1
                 except queue.Empty:
                     break
-            done = self._commit(pending, ticket)
+            self._commit(pending, ticket)
             with self._count:
                 self._outstanding -= taken
-            if not done or stop:
+            if stop:
                 return
 
-    def _commit(self, rows: list[Row], ticket: int) -> bool:
+    def _commit(self, rows: list[Row], ticket: int) -> None:
         if ticket < 0:
-            return True
+            return
+        if self._failed:
+            logger.debug("log.dropped rows=%d ticket=%d", len(rows), ticket)
+            return
         started = time.perf_counter()
         try:
             if rows:
                 self.log.append(rows)
         except BaseException as exc:
             logger.error("log.commit_failed rows=%d error=%s", len(rows), exc)
+            with self._count:
+                self._failed = True
             self.on_failure(exc)
-            return False
+            return
         self.batches += 1
         self.rows += len(rows)
         self.on_durable(ticket, len(rows), time.perf_counter() - started)
-        return True

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from hub.core.effects import ArmTimer, CloseSession, Deliver, Effect, FollowLog, ReadLog, Reply, ShowPresence
 from hub.protocol.codec import encode
-from hub.protocol.frames import Ok
+from hub.protocol.frames import Error, Ok
 from hub.protocol.types import SessionId
 from hub.server.session import Session
 
@@ -63,6 +63,27 @@ class Fanout:
             self.release(pending.popleft()[1])
         self.flush()
 
+    def reject(self, code: str, message: str) -> int:
+        """The log refused the batches these effects wait for (hub.server.degraded): answer each command among
+        them with `code` instead (a wake, a read or a refusal could show what never became durable), drop the
+        rest; from now on effects go out at once. Returns the effects rejected."""
+        pending, self.pending = self.pending, deque()
+        self.durable = self.submitted
+        out: list[Effect] = []
+        count = 0
+        for _ticket, effects in pending:
+            count += len(effects)
+            for effect in effects:
+                answer = _answered(effect)
+                if answer is not None:
+                    session, cmd_id = answer
+                    out.append(Deliver((session,), Error(id=cmd_id, code=code, message=message)))
+                elif type(effect) is ArmTimer:
+                    out.append(effect)
+        self.release(out)
+        self.flush()
+        return count
+
     def flush(self) -> None:
         dirty = self.dirty
         while dirty:
@@ -97,3 +118,18 @@ class Fanout:
                 self.follow(effect)
             elif type(effect) is ShowPresence and self.presence is not None:
                 dirty.update(self.presence(effect))
+
+
+def _answered(effect: Effect) -> tuple[SessionId, int] | None:
+    """The (session, command id) an effect answers, if it answers one."""
+    if type(effect) is Reply:
+        return effect.session, effect.id
+    if type(effect) is Deliver:
+        cmd_id = getattr(effect.frame, "id", None)
+        if cmd_id is not None and len(effect.sessions) == 1:
+            return effect.sessions[0], cmd_id
+    elif type(effect) is ReadLog:
+        return effect.session, effect.command.id
+    elif type(effect) is FollowLog:
+        return effect.session, effect.id
+    return None

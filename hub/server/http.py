@@ -66,6 +66,7 @@ class Health(msgspec.Struct, kw_only=True):
     draining: bool
     replayed: int
     position: int
+    degraded: str | None = None  # why the log refuses writes (the hub then refuses them too, serves reads)
 
 
 def is_upgrade(request: Request) -> bool:
@@ -100,6 +101,7 @@ def respond(health: Callable[[], Health], metrics: Callable[[], bytes], request:
             "draining": h.draining,
             "replayed": h.replayed,
             "position": h.position,
+            "degraded": h.degraded,
         }
         status = HTTPStatus.OK if h.ready else HTTPStatus.SERVICE_UNAVAILABLE
         return _response(status, encode(body) + b"\n", "application/json")

@@ -19,10 +19,11 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
 from hub.config import HubConfig, bind_problem
+from hub.core import sessions as core_sessions
 from hub.core import snapshot, status
 from hub.core.effects import Context, Deliver, LogRead, Outcome, ReadLog, Reply, SessionGone, Start, Tick
 from hub.core.machine import Machine
-from hub.log.store import EventLog, Row
+from hub.log.store import EventLog, LogError, LogTaken, Row
 from hub.log.writer import LogWriter
 from hub.protocol.codec import decode_command, decode_event, encode
 from hub.protocol.errors import Code, HubError
@@ -32,6 +33,7 @@ from hub.protocol.types import SessionId
 from hub.server import http
 from hub.server.admission import Admission, raise_descriptor_limit
 from hub.server.api import Api
+from hub.server.degraded import Degraded
 from hub.server.fanout import Fanout
 from hub.server.metrics import Metrics, Readings
 from hub.server.older import read_page
@@ -82,6 +84,12 @@ class Hub:
         self.ready = False
         self.draining = False
         self.failed: BaseException | None = None
+        self.degraded = Degraded()  # the log refuses writes: refuse them too, serve reads, probe it
+        self._gone_later: set[SessionId] = set()  # sessions that ended while degraded: told to the core later
+        self._probe: asyncio.TimerHandle | None = None
+        self._probing: asyncio.Task[None] | None = None
+        self._start_position = 0
+        self._start_owed = False  # this run's HubStarted was refused: run Start again once the log takes it
         self.stopped = asyncio.Event()
         self.started_at = clock()
         self.replayed = 0
@@ -102,25 +110,31 @@ class Hub:
     def restore(self) -> None:
         """Fold the newest snapshot and every event after it back into the machine."""
         started = time.perf_counter()
-        found = self.log.load_snapshot([snapshot.SNAPSHOT_VERSION])
+        self.machine, found, count = self._fold_log()
         if found is not None:
-            self.machine = snapshot.load(found[2], self.config)
-            self._last_snapshot = found[0]
-        apply = self.machine.apply
-        count = 0
-        for _seq, _room, _type, data, _at in self.log.scan(self.machine.position):
-            apply(decode_event(data))
-            count += 1
+            self._last_snapshot = found
         self.replayed = count
         self.durable_position = self.machine.position
         self.replay_seconds = time.perf_counter() - started
         logger.info(
             "hub.restored position=%d snapshot=%s replayed=%d seconds=%.3f",
             self.machine.position,
-            found[0] if found else None,
+            found,
             count,
             self.replay_seconds,
         )
+
+    def _fold_log(self) -> tuple[Machine, int | None, int]:
+        """A machine folded from the newest snapshot and every event after it: (machine, its snapshot's
+        position, events replayed). Start-up and a rebuild after a failed commit take this one path."""
+        found = self.log.load_snapshot([snapshot.SNAPSHOT_VERSION])
+        machine = Machine(self.config) if found is None else snapshot.load(found[2], self.config)
+        apply = machine.apply
+        count = 0
+        for _seq, _room, _type, data, _at in self.log.scan(machine.position):
+            apply(decode_event(data))
+            count += 1
+        return machine, None if found is None else found[0], count
 
     async def start(self) -> None:
         """Restore, start the log writer, then accept connections."""
@@ -129,6 +143,7 @@ class Hub:
         self.writer = LogWriter(self.log, self._durable_from_thread, self._failed_from_thread)
         self.writer.start()
         self.run(Start(), Context(self.clock()))
+        self._start_position = self.machine.position  # a failed commit before it is durable owes a Start
         max_frame = self.config.max_frame_bytes
         self.server = await ws_serve(
             self._connection,
@@ -164,6 +179,8 @@ class Hub:
         if self.server is not None:
             self.server.close(close_connections=False)
         self.timers.cancel()
+        if self._probe is not None:
+            self._probe.cancel()
         deadline = self.clock() + self.config.drain_seconds
         while self.fanout.pending and self.clock() < deadline and self.failed is None:
             await asyncio.sleep(0.01)
@@ -175,6 +192,8 @@ class Hub:
                 await asyncio.wait_for(self.server.wait_closed(), self.config.drain_seconds)
             except TimeoutError:
                 logger.warning("hub.drain_timeout sessions=%d", len(self.sessions))
+        if self._probing is not None and not self._probing.done():
+            await asyncio.wait({self._probing})  # one small commit in a worker thread: never left behind
         if self.writer is not None:
             self._hand_over()
             await asyncio.get_running_loop().run_in_executor(None, self.writer.stop)
@@ -188,6 +207,8 @@ class Hub:
         """Decide a command, encode its events (one the log cannot take refuses it: nothing applied),
         commit them to the machine, and submit them to the log; raises HubError for a refusal."""
         outcome = self.machine.handle(cmd, ctx)
+        if outcome.events and self.degraded:  # the log refuses writes: so do we, before anything is applied
+            raise self.degraded.refusal()
         rows = self._rows_of(outcome.events)
         self.machine.commit(outcome)
         self.submit(rows, outcome)
@@ -239,8 +260,9 @@ class Hub:
             if self._inline:  # an idle writer and a cheap commit: do it here, skipping two thread hops
                 try:
                     seconds = self.writer.commit_now(rows)
-                except Exception as exc:
-                    self._failed(exc)
+                except Exception as exc:  # the writer is marked failed; the loop rejects what waits on it
+                    assert self.loop is not None
+                    self.loop.call_soon(self._failed, exc)
                     return
                 if seconds is not None:
                     self.metrics.durable(len(rows), seconds)
@@ -266,6 +288,8 @@ class Hub:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
             cmd = decode_command(data)
             cmd_id = cmd.id
+            if self.degraded.stale:  # the answer names the command: refused, not malformed
+                raise self.degraded.refusal()
             self.run(cmd, Context(self.clock(), session.id, self.secret, len(data)))
         except HubError as exc:
             self._refused(session.id, cmd_id, exc)
@@ -283,14 +307,29 @@ class Hub:
         """A command of the shell's own (Tick, SessionGone, LogRead): a refusal is logged, or sent back."""
         if self.failed is not None or self.stopped.is_set():
             return
+        if self.degraded.stale:  # memory may hold what the log lost: nothing is decided until it is rebuilt
+            if type(cmd) is LogRead:
+                self._refused(cmd.request.session, cmd.request.command.id, self.degraded.refusal())
+            else:
+                self._defer(cmd)
+            return
         try:
             self.run(cmd, ctx)
         except HubError as exc:
+            if self.degraded and exc.code == Code.UNAVAILABLE and type(cmd) is not LogRead:
+                self._defer(cmd)
+                return
             request = cmd.request if type(cmd) is LogRead else None
             if request is not None:
                 self._refused(request.session, request.command.id, exc)
             else:
                 logger.warning("hub.internal_refused command=%s code=%s", type(cmd).__name__, exc.code)
+
+    def _defer(self, cmd: Any) -> None:
+        """An internal command that needs the log while it refuses writes: a session's end is told to the
+        core once it takes them (a bounded set: sessions the core knows); a Tick runs again then anyway."""
+        if type(cmd) is SessionGone:
+            self._gone_later.add(cmd.session)
 
     def _tick(self, now: float) -> None:
         """A deadline the core asked for has come (claims lapse by the hub's clock)."""
@@ -362,7 +401,7 @@ class Hub:
         return response
 
     def health(self) -> http.Health:
-        log_ok = self.failed is None and self.writer is not None
+        log_ok = self.failed is None and self.writer is not None and not self.degraded
         return http.Health(
             alive=self.failed is None,
             ready=self.ready and log_ok and not self.draining,
@@ -371,12 +410,13 @@ class Hub:
             draining=self.draining,
             replayed=self.replayed,
             position=self.machine.position,
+            degraded=self.degraded.reason,
         )
 
     def readings(self) -> Readings:
         return Readings(
             up=self.failed is None,
-            ready=self.ready and self.failed is None and not self.draining,
+            ready=self.ready and self.failed is None and not self.draining and not self.degraded,
             uptime=self.clock() - self.started_at,
             replay_seconds=self.replay_seconds,
             replayed=self.replayed,
@@ -386,6 +426,7 @@ class Hub:
             fanout_depth=self.fanout.depth,
             delivered=self.fanout.delivered,
             counts=status.counts(self.machine.world),
+            degraded=bool(self.degraded),
         )
 
     # -- from the log writer thread ---------------------------------------------------------------
@@ -414,13 +455,107 @@ class Hub:
         self.loop.call_soon_threadsafe(self._failed, exc)
 
     def _failed(self, exc: BaseException) -> None:
-        """A failed commit stops the hub: nothing unacknowledged is claimed, replay restores the rest."""
+        """A commit failed. The log's own refusal (a full disk, a read-only file, a lost database) degrades the
+        hub (hub.server.degraded); anything else, or another hub owning the log now, stops it: nothing
+        unacknowledged is claimed, replay restores the rest."""
+        if self.degraded or self.stopped.is_set():
+            return
+        if not isinstance(exc, LogError) or isinstance(exc, LogTaken) or self.draining:
+            self._stop_failed(exc)
+            return
+        cause = self.degraded.enter(exc.message)
+        self.metrics.log_failures.labels(cause).inc()
+        logger.error("log.degraded cause=%r error=%r", cause, exc.message)
+        self._start_owed = self.durable_position < self._start_position
+        self._rows = []
+        self._inflight.clear()
+        rejected = self.fanout.reject(str(Code.UNAVAILABLE), f"{self.degraded.reason}; not done, retry")
+        rebuilt = self._rebuild()
+        logger.warning("log.rejected effects=%d rebuilt=%s", rejected, rebuilt)
+        self._probe_later()
+
+    def _stop_failed(self, exc: BaseException) -> None:
+        """Stop serving: every session is closed (1011) and the process exits 1."""
         logger.error("hub.log_failed error=%s", exc)
         self.failed = exc
+        self.ready = False
+        if self._probe is not None:
+            self._probe.cancel()
         for session in list(self.sessions.values()):
             session.close(1011, "the hub's log is not writable")
         self.log.close()
         self.stopped.set()
+
+    def _rebuild(self) -> bool:
+        """Make memory equal the log again: fold it afresh and carry the live sessions' ephemeral state over.
+        False when the log cannot be read now (the hub then refuses everything until it can)."""
+        started = time.perf_counter()
+        try:
+            machine, _found, count = self._fold_log()
+        except LogError as exc:
+            self.degraded.stale = True
+            logger.warning("log.rebuild_failed error=%r", exc.message)
+            return False
+        core_sessions.carry(self.machine.world, machine.world)
+        self.machine = machine
+        self.degraded.stale = False
+        self.durable_position = machine.position
+        self._last_snapshot = min(self._last_snapshot, machine.position)
+        # sessions that ended while their SessionClosed waited in the refused batch
+        self._gone_later.update(sid for sid in machine.world.sessions if sid not in self.sessions)
+        logger.info(
+            "hub.rebuilt position=%d replayed=%d seconds=%.3f",
+            machine.position,
+            count,
+            time.perf_counter() - started,
+        )
+        return True
+
+    def _probe_later(self) -> None:
+        if self.draining or self.stopped.is_set():
+            return
+        assert self.loop is not None
+        self._probe = self.loop.call_later(self.degraded.next_delay(), self._start_probe)
+
+    def _start_probe(self) -> None:
+        self._probe = None
+        self._probing = asyncio.ensure_future(self._probe_log())
+
+    async def _probe_log(self) -> None:
+        """Try one small commit; on success (and a rebuild, if one is owed) take writes again."""
+        assert self.loop is not None
+        try:
+            await self.loop.run_in_executor(None, self.log.probe, self.clock())
+        except LogTaken as exc:  # another hub took the log while ours was gone: stop acknowledging anything
+            if not self.stopped.is_set():
+                self._stop_failed(exc)
+            return
+        except LogError as exc:
+            logger.info("log.probe_failed error=%r", exc.message)
+            self._probe_later()
+            return
+        if self.draining or self.stopped.is_set() or not self.degraded:
+            return
+        if self.degraded.stale and not self._rebuild():
+            self._probe_later()
+            return
+        self._recover()
+
+    def _recover(self) -> None:
+        """The log took a write: resume the writer, tell the core what it missed, accept writes."""
+        assert self.writer is not None
+        seconds = self.degraded.leave()
+        self.writer.resume()
+        logger.info("log.recovered seconds=%.3f", seconds)
+        if self._start_owed:  # the hub's own start never reached the log: record it now, first
+            self._start_owed = False
+            self._internal(Start(), Context(self.clock()))
+            self._start_position = self.machine.position
+        gone, self._gone_later = sorted(self._gone_later), set()
+        for sid in gone:
+            if sid not in self.sessions:
+                self._internal(SessionGone(sid), Context(self.clock(), sid))
+        self._tick(self.clock())
 
 
 def _size(data: bytes | str) -> int:

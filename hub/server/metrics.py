@@ -53,6 +53,12 @@ class Metrics:
             "Conditions that became true and were pushed (subscription triggers and condition wakes)",
             registry=r,
         )
+        self.log_failures = Counter(
+            "synapse_log_failures",
+            "Commits the log refused (a full disk, a read-only file, a lost database): each one degrades the hub",
+            ["reason"],
+            registry=r,
+        )
         r.register(_Collector(read))
         # process_resident_memory_bytes, process_open_fds, ... (read from /proc; nothing where there is none)
         ProcessCollector(registry=r)
@@ -81,6 +87,7 @@ class Readings(msgspec.Struct, kw_only=True):
     fanout_depth: int
     delivered: int
     counts: Counts
+    degraded: bool = False  # the log refuses writes (hub.server.degraded)
 
 
 class _Collector:
@@ -105,6 +112,11 @@ class _Collector:
             "synapse_replayed_events", "Events the last start replayed after its snapshot", now.replayed
         )
         yield _gauge("synapse_log_position", "Position of the newest durable event", now.position)
+        yield _gauge(
+            "synapse_log_degraded",
+            "1 while the log refuses writes: the hub refuses writes with `unavailable`, serves reads",
+            now.degraded,
+        )
         yield _gauge("synapse_connections", "Open WebSocket sessions", now.connections)
         yield _gauge("synapse_tails", "Sessions following the event feed (tails, dashboards)", now.tails)
         yield _gauge("synapse_rooms", "Rooms (created, or with agents or messages)", n.rooms)

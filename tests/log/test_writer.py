@@ -171,7 +171,7 @@ def drop_events(path: Path) -> None:
 
 def test_a_failing_commit_calls_on_failure_once(log: EventLog, path: Path) -> None:
     """When the database refuses a commit, on_failure runs once with a LogError, nothing is reported durable
-    and the writer stops taking work."""
+    and what is submitted after it is dropped, never committed."""
     drop_events(path)  # from another connection: the writer's INSERT now fails for real
     rec = Recorder()
     writer = LogWriter(log, rec.on_durable, rec.on_failure)
@@ -184,6 +184,34 @@ def test_a_failing_commit_calls_on_failure_once(log: EventLog, path: Path) -> No
     assert len(rec.failures) == 1 and isinstance(rec.failures[0], LogError)
     assert rec.durable == []
     assert not writer._thread.is_alive()
+
+
+def test_after_a_failure_nothing_is_committed_until_resume(
+    log: EventLog, path: Path, reader: EventLog
+) -> None:
+    """A failed writer drops batches and snapshots (the hub rejects them and rebuilds from the log); once the
+    log takes writes again and the caller resumes it, it commits and reports again."""
+    from sqlalchemy import create_engine
+
+    from hub.log.schema import metadata
+
+    rec = Recorder()
+    writer = LogWriter(log, rec.on_durable, rec.on_failure)
+    writer.start()
+    drop_events(path)
+    writer.submit(0, [row(1)])
+    assert rec.failed.wait(WAIT) and writer.failed
+    writer.submit(1, [row(2)])
+    writer.snapshot(2, 1, b"never")
+    engine = create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)  # the log takes writes again
+    engine.dispose()
+    assert writer.commit_now([row(1)]) is None  # still failed: the caller must resume it first
+    writer.resume()  # what was queued before this is dropped, whenever the thread gets to it
+    writer.submit(2, [row(1)])
+    writer.stop()
+    assert len(rec.failures) == 1 and rec.durable == [(2, 1)]
+    assert reader.last_seq() == 1 and reader.load_snapshot(None) is None
 
 
 def test_failure_after_success_reports_only_what_was_durable(log: EventLog, path: Path) -> None:
