@@ -54,7 +54,7 @@ DECIDE: dict[type, Decider] = {
     c.ReofferClaim: claims.decide_reoffer,
     c.ListClaims: claims.decide_list,
     c.DeclareIntent: claims.decide_intent,
-    Tick: claims.decide_tick,
+    Tick: sessions.decide_tick,
     c.Board: board.decide_board,
     c.DeclareTask: tasks.decide_declare,
     c.ClaimTask: tasks.decide_claim,

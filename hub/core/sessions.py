@@ -1,16 +1,17 @@
-"""Sessions: a hub (re)start and a session's end, with what follows for presence, claims and waiters."""
+"""Sessions: a hub (re)start, a session's end and the hub's timer, with what follows for presence, claims and
+waiters."""
 
 from __future__ import annotations
 
-from hub.core import claims, conditions
+from hub.core import claims, conditions, feed
 from hub.core.agents import Waiters
-from hub.core.effects import ArmTimer, Context, Outcome, SessionGone, Start
+from hub.core.effects import ArmTimer, Context, Outcome, SessionGone, Start, Tick
 from hub.core.feed import Streams
 from hub.core.world import World
 from hub.protocol import events as e
 from hub.protocol.types import RoomName
 
-__all__ = ["decide_gone", "decide_start"]
+__all__ = ["decide_gone", "decide_start", "decide_tick"]
 
 
 def decide_start(w: World, cmd: Start, ctx: Context) -> Outcome:
@@ -20,6 +21,16 @@ def decide_start(w: World, cmd: Start, ctx: Context) -> Outcome:
     out.emit(e.HubStarted(room=RoomName(""), at=ctx.now))
     if earliest is not None:
         out.effects.append(ArmTimer(earliest))
+    return out
+
+
+def decide_tick(w: World, cmd: Tick, ctx: Context) -> Outcome:
+    """A deadline came: claims past their TTL or grace lapse, deferred wakes that are due wake; the timer is
+    armed again for the earliest deadline left (the shell keeps only one)."""
+    out = claims.decide_tick(w, cmd, ctx)
+    later = feed.wake_due(w, ctx.now, out)
+    if later is not None:
+        out.effects.append(ArmTimer(later))
     return out
 
 

@@ -64,6 +64,8 @@ __all__ = [
 # is refused at decode time with `bad_request` naming the field (hub.protocol.codec), before anything decides.
 _I64 = msgspec.Meta(ge=INT_MIN, le=INT_MAX)
 Int = Annotated[int, _I64]
+MAX_GOVERNOR_SECONDS = 60.0  # the longest `settle` or `stagger` a wake may be deferred by
+Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_GOVERNOR_SECONDS)]
 
 PresenceStatus = Literal["active", "busy", "waiting", "idle", "done", "offline"]
 
@@ -118,6 +120,7 @@ class Send(BaseCommand, tag="send", frozen=True):
     reply_to: Annotated[Seq, _I64] | None = None
     priority: bool = False
     fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
+    stagger: Seconds = 0.0  # a `*`/`all` send's wakes spread over this many seconds (wake governor)
 
 
 class ListMessages(BaseCommand, tag="message.list", frozen=True):
@@ -160,6 +163,9 @@ class Wait(BaseCommand, tag="wait", frozen=True):
     directed_only: bool = False
     after: Annotated[Cursor, _I64] | None = None  # a negative cursor reads from the start, as 0 does
     since: float | None = None
+    settle: Seconds = (
+        0.0  # after the first message, wait up to this long for the burst to end (wake governor)
+    )
 
 
 class Status(BaseCommand, tag="status", frozen=True):
