@@ -511,7 +511,7 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
     if old is not None and old.owner != owner and not admin:
         raise HubError(Code.FORBIDDEN, f"waiter {cmd.waiter!r} is {old.owner}'s", {"holder": old.owner})
     info = w.sessions.get(session)
-    if info is not None and info.waiter is not None:
+    if info is not None and info.waiter is not None and info.waiter != (room.name, cmd.waiter):
         raise HubError(Code.BAD_REQUEST, "this session already has an armed waiter", {"field": "waiter"})
     feed = room.part(Feed)
     out = Outcome()
@@ -528,7 +528,7 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
         if found:
             due = found[0].at + settle  # a burst that began before the wait settles from its first message
             if due <= ctx.now or len(found) >= WAKE_CAP:
-                _take_over(w, room, cmd, out)
+                _take_over(w, room, cmd, session, out)
                 out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
                 out.deliver((session,), _wake(cmd.id, found))
                 return out
@@ -537,7 +537,7 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
     if compiled is not None:
         value = conditions.value_of(compiled, conditions.context(w, room))
         if value is True:  # level-triggered: already true wakes at once, so a turn is never missed
-            _take_over(w, room, cmd, out)
+            _take_over(w, room, cmd, session, out)
             out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
             out.deliver(
                 (session,), Wake(id=cmd.id, reason="condition", condition=compiled.source, value=value)
@@ -545,7 +545,7 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
             return out
         shown = owner if owner in room.part(agents.Roster).agents else None  # presence `waiting`
         sub_id, add = conditions.plan_sub(w, room, session, compiled, (), shown, cmd.id, owner=shown)
-    _take_over(w, room, cmd, out)  # only now: a refusal above leaves the old waiter armed
+    _take_over(w, room, cmd, session, out)  # only now: a refusal above leaves the old waiter armed
     if sub_id is not None:
         out.stage(add)
     waiter = agents.Waiter(session, cmd.id, cmd.waiter, owner, cmd.for_, cmd.directed_only, sub_id, settle)
@@ -580,12 +580,15 @@ def _waiting(feed: Feed, after: int, cmd: c.Wait, found: list[Message]) -> list[
     return found
 
 
-def _take_over(w: World, room: Room, cmd: c.Wait, out: Outcome) -> None:
-    """The waiter of the same name, if any, is disarmed, told, and its session closed."""
+def _take_over(w: World, room: Room, cmd: c.Wait, session: SessionId, out: Outcome) -> None:
+    """The waiter of the same name, if any, is disarmed, told, and its session closed; one armed on this same
+    session (its client gave up waiting on it, a timeout) is only replaced."""
     old = room.part(agents.Waiters).by_name.get(cmd.waiter)
     if old is None:
         return
     out.stage(_disarming(w, room, old))
+    if old.session == session:
+        return
     out.refuse(old.session, old.id, Code.TAKEN_OVER, f"waiter {cmd.waiter!r} was taken over")
     out.effects.append(CloseSession(old.session, TAKEN_OVER_CLOSE, "taken over by a newer waiter"))
 
@@ -622,7 +625,7 @@ def decide_log_read(w: World, cmd: LogRead, ctx: Context) -> Outcome:
     who = agents.reader(w, read)
     passed = [to_message(feed, m) for m in cmd.messages if _passes(feed, m, read, who.name, who.admin)]
     if type(read) is c.Wait and passed:  # older messages than the window: the burst settled long ago
-        _take_over(w, room, read, out)
+        _take_over(w, room, read, request.session, out)
         out.reply(rctx, read.id, r.Armed(armed=feed.seq))
         out.deliver((request.session,), _wake(read.id, _waiting(feed, cmd.reached, read, passed)))
         return out
