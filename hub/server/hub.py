@@ -19,7 +19,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
 from hub.config import HubConfig, bind_problem
-from hub.core import snapshot, status
+from hub.core import governor, snapshot, status
 from hub.core.effects import Context, Deliver, LogRead, Outcome, ReadLog, Reply, SessionGone, Start, Tick
 from hub.core.machine import Machine
 from hub.log.store import EventLog, Row
@@ -222,11 +222,18 @@ class Hub:
         self.fanout.hold(outcome.effects)
 
     def _count_triggers(self, outcome: Outcome) -> None:
-        """Conditions that became true in this outcome (a number for /metrics)."""
+        """Conditions that became true in this outcome, and message wakes with what each handed over (numbers
+        for /metrics)."""
         for effect in outcome.effects:
             if type(effect) is Deliver:
                 frame = effect.frame
-                if type(frame) is Trigger or (type(frame) is Wake and frame.reason == "condition"):
+                if type(frame) is Wake:
+                    if frame.reason == "condition":
+                        self.metrics.triggers.inc()
+                    else:
+                        self.metrics.wakes.inc()
+                        self.metrics.wake_messages.observe(len(frame.messages) or 1)
+                elif type(frame) is Trigger:
                     self.metrics.triggers.inc()
 
     def _hand_over(self) -> None:
@@ -276,6 +283,8 @@ class Hub:
 
     def _refused(self, sid: SessionId, cmd_id: int | None, exc: HubError) -> None:
         self.metrics.errors.labels(str(exc.code)).inc()
+        if exc.code == Code.RATE_LIMITED and "loop" in exc.detail:
+            self.metrics.loops_broken.inc()
         frame = Error(id=cmd_id, code=str(exc.code), message=exc.message, detail=exc.detail)
         self.fanout.hold([Deliver((sid,), frame)])
 
@@ -386,6 +395,7 @@ class Hub:
             fanout_depth=self.fanout.depth,
             delivered=self.fanout.delivered,
             counts=status.counts(self.machine.world),
+            deferred_wakes=self.machine.world.part(governor.Deferred).count,
         )
 
     # -- from the log writer thread ---------------------------------------------------------------
