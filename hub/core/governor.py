@@ -53,9 +53,10 @@ class Deferred:
 class Pair:
     """Two agents' recent wakes of each other: who woke whom last, and when the direction flipped."""
 
-    __slots__ = ("flips", "last")
+    __slots__ = ("at", "flips", "last")
 
     def __init__(self, limit: int) -> None:
+        self.at = 0.0  # when the pair's latest wake was
         self.last: bool | None = None  # whether the lesser name woke the other, at the pair's latest wake
         self.flips: deque[float] = deque(maxlen=limit + 1)  # more is never needed to decide
 
@@ -144,8 +145,9 @@ def check_loop(
 def count_wake(
     loops: Loops, limit: int, room: RoomName, sender: AgentName, partner: AgentName, now: float
 ) -> None:
-    """Count a wake of `partner` by `sender` (a staged change); old flips and, past MAX_PAIRS, the least
-    recently active pairs are forgotten, so the counters stay bounded."""
+    """Count a wake of `partner` by `sender` (a staged change). Pairs quiet for LOOP_WINDOW are forgotten (they
+    can loop no more than a new pair), and past MAX_PAIRS the least recently active ones: the counters stay
+    bounded."""
     if limit <= 0 or sender == partner:
         return
     key, forward = _key(room, sender, partner)
@@ -155,7 +157,10 @@ def count_wake(
         pair = Pair(limit)
     if pair.last is not None and pair.last != forward:
         pair.flips.append(now)
-    pair.last = forward
+    pair.last, pair.at = forward, now
     pairs[key] = pair
-    while len(pairs) > MAX_PAIRS:
-        del pairs[next(iter(pairs))]
+    while pairs:  # least recently active first: stop at the first pair still within the window
+        oldest = next(iter(pairs))
+        if len(pairs) <= MAX_PAIRS and now - pairs[oldest].at < LOOP_WINDOW:
+            break
+        del pairs[oldest]

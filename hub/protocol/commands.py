@@ -152,9 +152,11 @@ class Agents(BaseCommand, tag="agents", frozen=True):
 
 
 class Wait(BaseCommand, tag="wait", frozen=True):
-    """Arm a waiter: woken by the first message for `for_` with seq > `after` (or sent at or after `since`).
+    """Arm a waiter: woken by the first message for `for_` with seq > `after` (or sent at or after `since`); the
+    wake hands over every message waiting for it (at most frames.WAKE_CAP), after `settle` seconds if given.
 
-    One live waiter per (room, waiter): a newer one takes the name over and the older is closed.
+    One live waiter per (room, waiter): a newer one takes the name over and the older is closed (one armed on
+    the same session is only replaced).
     """
 
     waiter: AgentName

@@ -261,7 +261,8 @@ def test_the_loop_limit_is_off_by_default(script: Script) -> None:
 
 
 def test_the_loop_counters_are_bounded() -> None:
-    """Past MAX_PAIRS pairs the least recently active is forgotten; a pair keeps at most limit + 1 flips."""
+    """Past MAX_PAIRS pairs the least recently active is forgotten, and so is any pair quiet for a minute; a pair
+    keeps at most limit + 1 flips."""
     loops = governor.Loops()
     for i in range(governor.MAX_PAIRS + 50):
         governor.count_wake(loops, 2, "r", "a", f"b{i}", 0.0)  # type: ignore[arg-type]
@@ -270,6 +271,8 @@ def test_the_loop_counters_are_bounded() -> None:
     for i in range(100):
         governor.count_wake(loops, 2, "r", "x" if i % 2 else "y", "z" if i % 2 else "x", float(i))  # type: ignore[arg-type]
     assert all(len(p.flips) <= 3 for p in loops.pairs.values())
+    governor.count_wake(loops, 2, "r", "p", "q", 1_000.0)  # type: ignore[arg-type]
+    assert list(loops.pairs) == [("r", "p", "q")]  # every other pair was quiet for a minute: forgotten
 
 
 def test_stagger_offsets_are_even_and_deterministic() -> None:
