@@ -69,8 +69,14 @@ def register(group: click.Group) -> None:
         "cursor_file",
         type=click.Path(dir_okay=False, path_type=Path),
         metavar="FILE",
-        help="Like --after, reading the seq from a `synapse relay` cursor file; after a wake the file holds the "
-        "seq of the last message handed over, so the next `wait --cursor FILE` starts past them.",
+        help="Like --after, reading the seq from a `synapse relay` cursor file (relay moves it on).",
+    )
+    @click.option(
+        "--advance",
+        is_flag=True,
+        help="With --cursor: after a wake, move the cursor file past the last message handed over, so the next "
+        "`wait --cursor FILE --advance` starts after them (a wait loop without relay; with relay, let relay "
+        "move it, or relay skips what wait printed).",
     )
     @click.option(
         "--settle",
@@ -91,6 +97,7 @@ def register(group: click.Group) -> None:
         timeout: float | None,
         after: int | None,
         cursor_file: Path | None,
+        advance: bool,
         settle: float,
     ) -> None:
         """Block until a message addressed to NAME arrives (or EXPR is true); print what woke it, exit 0.
@@ -110,6 +117,8 @@ def register(group: click.Group) -> None:
         s = settings(ctx)
         if not s.name:
             raise click.UsageError("give the waiter a name: --name WAITER (or set SYNAPSE_NAME)")
+        if advance and cursor_file is None:
+            raise click.UsageError("--advance moves a --cursor FILE: give one")
         if cursor_file is not None:
             after = read_cursor(cursor_file)
         agent = client(ctx, name=for_ or s.name)  # waiting for NAME's messages is acting as NAME
@@ -135,7 +144,7 @@ def register(group: click.Group) -> None:
             messages = to_builtins(handed)
             payload = {"woken_by": wake.reason, "message": messages[0], "messages": messages}
             emit(s.json, payload, "\n".join(render(m) for m in messages))
-            if cursor_file is not None:
+            if advance and cursor_file is not None:
                 write_cursor(cursor_file, max(read_cursor(cursor_file), handed[-1].seq))
         else:
             payload = {"woken_by": wake.reason, "condition": wake.condition, "value": to_builtins(wake.value)}

@@ -45,12 +45,15 @@ def test_wait_hands_over_a_burst_in_one_wake(
     waiters: Waiters, agents: dict[str, SyncAgent], tmp_path: Path
 ) -> None:
     """Ten messages sent before the wait: one `synapse wait` prints all ten (one line each, oldest first) and
-    exits; the cursor file then holds the last one's seq, so the next wait hands over only what came after."""
+    exits; with --advance the cursor file then holds the last one's seq, so the next wait hands over only what
+    came after (without --advance the file is relay's to move, and stays)."""
     alice = agents["alice"]
     seqs = [alice.send("bob", f"m{i}") for i in range(10)]
     cursor = tmp_path / "bob.cursor"
     code, out, err = finish(
-        waiters.start("--name", "bob-rx", "--for", "bob", "--cursor", str(cursor), "--timeout", "60")
+        waiters.start(
+            "--name", "bob-rx", "--for", "bob", "--cursor", str(cursor), "--advance", "--timeout", "60"
+        )
     )
     assert code == 0, err
     lines = out.splitlines()
@@ -59,13 +62,23 @@ def test_wait_hands_over_a_burst_in_one_wake(
     assert int(cursor.read_text()) == seqs[-1]
     later = alice.send("bob", "later")
     code, out, err = finish(
-        waiters.start("--json", "--name", "bob-rx", "--for", "bob", "--cursor", str(cursor))
+        waiters.start("--json", "--name", "bob-rx", "--for", "bob", "--cursor", str(cursor), "--advance")
     )
     assert code == 0, err
     [line] = out.splitlines()
     doc = json.loads(line)
     assert [m["seq"] for m in doc["messages"]] == [later] and doc["message"] == doc["messages"][0]
     assert int(cursor.read_text()) == later
+    code, out, err = finish(
+        waiters.start("--name", "bob-rx", "--for", "bob", "--cursor", str(cursor), "--timeout", "0.5")
+    )
+    assert code == 3 and out == "", err  # nothing after the cursor: it times out
+    alice.send("bob", "last")
+    code, out, err = finish(
+        waiters.start("--name", "bob-rx", "--for", "bob", "--cursor", str(cursor), "--timeout", "60")
+    )
+    assert code == 0 and out.rstrip().endswith(": last"), err
+    assert int(cursor.read_text()) == later  # read only without --advance
 
 
 def test_json_wake_carries_message_and_messages(waiters: Waiters, agents: dict[str, SyncAgent]) -> None:
