@@ -627,7 +627,9 @@ def decide_log_read(w: World, cmd: LogRead, ctx: Context) -> Outcome:
     if type(read) is c.Wait and passed:  # older messages than the window: the burst settled long ago
         _take_over(w, room, read, request.session, out)
         out.reply(rctx, read.id, r.Armed(armed=feed.seq))
-        out.deliver((request.session,), _wake(read.id, _waiting(feed, cmd.reached, read, passed)))
+        # what the window holds follows on only when the log was read up to it: a gap would be skipped
+        found = _waiting(feed, cmd.reached, read, passed) if cmd.reached >= feed.base else passed[:WAKE_CAP]
+        out.deliver((request.session,), _wake(read.id, found))
         return out
     if type(read) is c.Attach:
         for message in passed:
