@@ -206,6 +206,7 @@ def test_stagger_spreads_a_broadcasts_wakes(
 
 
 def test_send_stagger_out_of_range_is_a_usage_error(cli: Cli, agents: dict[str, SyncAgent]) -> None:
+    """--stagger and --settle outside 0..60 are usage errors (exit 2) naming the flag."""
     r = cli("send", "--name", "alice", "-t", "*", "--stagger", "61", "x")
     assert r.exit_code == 2 and "--stagger" in r.output
     r = cli("wait", "--name", "w", "--for", "alice", "--settle", "-1")
@@ -259,6 +260,7 @@ def test_loop_limit_refuses_the_send_that_continues_a_loop(
 
 
 def test_loop_limit_is_a_hub_flag(cli: Cli) -> None:
+    """`synapse hub --help` explains --loop-limit."""
     r = cli("hub", "--help")
     assert "--loop-limit" in r.output and "loop" in r.output
 

@@ -208,6 +208,7 @@ def test_a_reply_without_targets_answers_only_the_sender(script: Script) -> None
 
 
 def test_a_send_with_no_target_and_nothing_to_answer_is_refused(script: Script) -> None:
+    """No target and no --reply-to: `bad_request` on `to`, as before."""
     script.join("alice")
     err = script.refused("alice", c.Send(name="alice", to=()))
     assert err.code == Code.BAD_REQUEST and err.detail["field"] == "to"
@@ -276,6 +277,7 @@ def test_the_loop_counters_are_bounded() -> None:
 
 
 def test_stagger_offsets_are_even_and_deterministic() -> None:
+    """The i-th of n waiters wakes stagger·i/n seconds after the send; no stagger or one waiter: all at once."""
     assert governor.stagger_offsets(4, 2.0) == [0.0, 0.5, 1.0, 1.5]
     assert governor.stagger_offsets(1, 9.0) == [0.0]
     assert governor.stagger_offsets(3, 0.0) == [0.0, 0.0, 0.0]

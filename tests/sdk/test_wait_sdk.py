@@ -38,6 +38,7 @@ async def test_wait_times_out_and_can_wait_again(hub) -> None:
 
 
 async def test_settle_out_of_range_is_refused(hub) -> None:
+    """A settle over 60 s is refused at the hub's edge with `bad_request` naming the field."""
     async with Agent("bob", hub=hub.url) as bob:
         with pytest.raises(HubError) as info:
             await bob.wait(settle=61, timeout=seconds(10_000))
