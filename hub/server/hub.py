@@ -219,6 +219,8 @@ class Hub:
             if every and self.machine.position - self._last_snapshot >= every:
                 self._hand_over()
                 self._snapshot()
+        elif len(outcome.effects) > 1 or (outcome.effects and type(outcome.effects[0]) is Deliver):
+            self._count_triggers(outcome)  # no events, yet a wake may be here (a Tick's, a wait's at once)
         self.fanout.hold(outcome.effects)
 
     def _count_triggers(self, outcome: Outcome) -> None:

@@ -176,6 +176,13 @@ def test_settle_collects_a_burst_into_one_wake(
     code, out, err = finish(proc)
     assert code == 0, err
     assert [int(line.split()[0][1:]) for line in out.splitlines()] == seqs
+    metrics = _metrics(timed_hub)
+    for line in (
+        "synapse_wakes_total 1.0",
+        "synapse_wake_messages_sum 6.0",
+        "synapse_wakes_deferred_total 1.0",
+    ):
+        assert line in metrics.splitlines(), line
 
 
 def test_stagger_spreads_a_broadcasts_wakes(
