@@ -404,15 +404,17 @@ class Agent(BaseClient):
         reply_to: int | None = None,
         priority: bool = False,
         fence: Mapping[str, int] | None = None,
+        stagger: float = 0.0,
     ) -> int:
         """Send a message to `name`, `a,b`, `room/*`, `room/name` or `all`; returns its seq once durable.
+        `stagger` spreads a `*`/`all` send's wakes over that many seconds (0..60).
 
         Raises:
             HubError: `fenced` when `fence` (`{"WORK": epoch}`) names a claim this agent no longer holds at
                 that epoch: nothing is sent.
         """
         return verbs.seq(
-            await self.request(lambda: self.cmd_send(target, body, kind, reply_to, priority, fence))
+            await self.request(lambda: self.cmd_send(target, body, kind, reply_to, priority, fence, stagger))
         )
 
     async def messages(self, timeout: float | None = None) -> AsyncIterator[Message]:
@@ -619,6 +621,44 @@ class Agent(BaseClient):
         self._sub_ids[hub_id] = local
         for trigger in self._early.pop(hub_id, ()):
             self._subs[local][2].put_nowait(trigger)
+
+    async def wait(
+        self,
+        *,
+        after: int | None = None,
+        settle: float = 0.0,
+        directed_only: bool = False,
+        timeout: float | None = None,
+    ) -> list[Message]:
+        """Block until messages addressed to this agent arrive after seq `after` (None: from now); returns every
+        one the wake hands over, oldest first, at most 100 (a burst costs one turn, not one per message).
+        `settle` (0..60 s) waits that long after the first message for the burst to end. The waiter is named
+        after the agent: a newer wait with its name takes over.
+
+        Raises:
+            HubError: `timed_out`, `taken_over`, `bad_request` (a settle out of range).
+        """
+        name = self.need_name()
+        woken: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        ids: list[int] = []
+
+        def build() -> c.BaseCommand:
+            cmd = self.read(
+                c.Wait, waiter=name, for_=name, directed_only=directed_only, after=after, settle=settle
+            )
+            ids.append(cmd.id)
+            self._pending[-cmd.id] = woken  # the listener resolves it with the Wake frame
+            return cmd  # type: ignore[no-any-return]
+
+        try:
+            await self.request(build)
+            wake = await asyncio.wait_for(asyncio.shield(woken), timeout)
+        except TimeoutError:
+            raise HubError(Code.TIMED_OUT, f"nothing woke the waiter in {timeout}s") from None
+        finally:
+            for id_ in ids:
+                self._pending.pop(-id_, None)
+        return verbs.handed(wake)
 
     async def wait_for(self, expr: str, timeout: float | None = None) -> Any:
         """Block until `expr` is true (returns at once if it already is); returns its value.

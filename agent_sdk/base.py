@@ -263,6 +263,7 @@ class BaseClient:
         reply_to: int | None,
         priority: bool,
         fence: Mapping[str, int] | None = None,
+        stagger: float = 0.0,
     ) -> c.Send:
         return c.Send(
             id=self.next_id(),
@@ -276,6 +277,7 @@ class BaseClient:
             reply_to=reply_to,
             priority=priority,
             fence=fence_of(fence),
+            stagger=stagger,
         )
 
     def cmd_release(

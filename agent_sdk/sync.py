@@ -204,15 +204,19 @@ class SyncAgent(BaseClient):
         reply_to: int | None = None,
         priority: bool = False,
         fence: Mapping[str, int] | None = None,
+        stagger: float = 0.0,
     ) -> int:
         """Send a message to `name`, `a,b`, `room/*`, `room/name` or `all`; returns its seq once durable.
+        `stagger` spreads a `*`/`all` send's wakes over that many seconds (0..60).
 
         Raises:
             HubError: `fenced` when `fence` (`{"WORK": epoch}`) names a claim this agent no longer holds at
                 that epoch: nothing is sent.
         """
         return verbs.seq(
-            self.replies.send(target, body, kind=kind, reply_to=reply_to, priority=priority, fence=fence)
+            self.replies.send(
+                target, body, kind=kind, reply_to=reply_to, priority=priority, fence=fence, stagger=stagger
+            )
         )
 
     def messages(self, timeout: float | None = None) -> Iterator[Message]:
@@ -354,6 +358,26 @@ class SyncAgent(BaseClient):
         finally:
             self._unsubscribe(sub)
 
+    def wait(
+        self,
+        *,
+        after: int | None = None,
+        settle: float = 0.0,
+        directed_only: bool = False,
+        timeout: float | None = None,
+    ) -> list[Message]:
+        """Block until messages addressed to this agent arrive after seq `after` (None: from now); returns every
+        one the wake hands over, oldest first, at most 100 (a burst costs one turn, not one per message).
+        `settle` (0..60 s) waits that long after the first message for the burst to end. The waiter is named
+        after the agent: a newer wait with its name takes over.
+
+        Raises:
+            HubError: `timed_out`, `taken_over`, `bad_request` (a settle out of range).
+        """
+        name = self.need_name()
+        self.arm(name, name, directed_only=directed_only, after=after, settle=settle)
+        return verbs.handed(self.woken(timeout))
+
     def wait_for(self, expr: str, timeout: float | None = None) -> Any:
         """Block until `expr` is true (returns at once if it already is); returns its value.
 
@@ -427,6 +451,7 @@ class SyncAgent(BaseClient):
         after: int | None = None,
         since: float | None = None,
         condition: str | None = None,
+        settle: float = 0.0,
     ) -> int:
         """Arm a waiter on this connection, acting as this agent (joining first if it never has); returns the
         seq it is armed after. Then call `woken`. Only an agent's own token waits for its messages (`for_`).
@@ -442,6 +467,7 @@ class SyncAgent(BaseClient):
                 directed_only=directed_only,
                 after=after,
                 since=since,
+                settle=settle,
             )
             self._wait_id = cmd.id
             return cmd  # type: ignore[no-any-return]
@@ -463,6 +489,7 @@ class SyncAgent(BaseClient):
                 return frame
             if isinstance(frame, Error):
                 raise error_of(frame)
+            self._keep(frame)
 
 
 class SyncReplies:
@@ -484,10 +511,11 @@ class SyncReplies:
         reply_to: int | None = None,
         priority: bool = False,
         fence: Mapping[str, int] | None = None,
+        stagger: float = 0.0,
     ) -> dict[str, Any]:
         """The reply carries the message's `seq` (and `unknown` targets, `unread` counts)."""
         a = self.agent
-        return a.act(lambda: a.cmd_send(target, body, kind, reply_to, priority, fence))  # type: ignore[no-any-return]
+        return a.act(lambda: a.cmd_send(target, body, kind, reply_to, priority, fence, stagger))  # type: ignore[no-any-return]
 
     def list_messages(
         self,

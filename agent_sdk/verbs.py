@@ -39,6 +39,7 @@ VERBS: dict[str, Verb] = {
     "state": Verb("AsyncState", "SyncState"),
     "eval": Verb("Any"),
     "subscribe": Verb("AsyncIterator[Trigger]", "Iterator[Trigger]"),
+    "wait": Verb("list[Message]"),
     "wait_for": Verb("Any"),
     "tasks": Verb("AsyncTasks", "SyncTasks"),
     "agents": Verb("list[dict[str, Any]]"),
@@ -80,6 +81,13 @@ TRANSPORT: dict[str, frozenset[str]] = {
 
 
 # -- shapers: a hub reply → the verb's return value (both clients use these) ---------------------------------
+
+
+def handed(wake: Any) -> list[Any]:
+    """The messages a Wake frame hands over (`messages`; only `message` from a hub before the wake governor)."""
+    if wake.messages:
+        return list(wake.messages)
+    return [] if wake.message is None else [wake.message]
 
 
 def seq(reply: dict[str, Any]) -> int:

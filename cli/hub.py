@@ -41,6 +41,9 @@ _HELP = {
     "max_subscriptions_per_agent": "Subscriptions and condition waiters one agent may hold over its connections.",
     "max_sessions_per_agent": "Connections one agent may attach at once.",
     "log_format": "text or json (one JSON object per line).",
+    "loop_limit": "Wake governor: refuse (rate_limited) a send that would wake an agent which, with the sender, has "
+    "woken the other back and forth more than N times in the last minute (a wake loop); a one-way stream is never "
+    "a loop. 0: off.",
     "now_resolution": "Seconds between re-evaluations of conditions that read CEL `now` (one timer, only while "
     "some condition reads it).",
 }
@@ -95,6 +98,8 @@ def register(group: click.Group) -> None:
         resolution = values.get("now_resolution", 1.0)
         if not 0.001 <= resolution <= 86_400:  # NaN fails too
             raise click.BadParameter("must be between 0.001 and 86400 seconds", param_hint="--now-resolution")
+        if values.get("loop_limit", 0) < 0:
+            raise click.BadParameter("must be 0 (off) or more", param_hint="--loop-limit")
         config = HubConfig(**values)
         problem = bind_problem(config)
         if problem is not None:

@@ -111,7 +111,8 @@ async def _message_claim(a: Any, k: dict[str, Any]) -> Any:
     "wait",
     "Block until a message for `for` (default: this agent) arrives after seq `after` (default: after this "
     "call; `directed_only`: not broadcasts), or until the CEL `condition` is true (at once if it already "
-    "is), whichever comes first; returns what woke it. Gives up with `timed_out` after `timeout` seconds. "
+    "is), whichever comes first; returns what woke it (a message wake: `messages`, every one waiting, up to "
+    "100, and `message`, the first). Gives up with `timed_out` after `timeout` seconds. "
     "Other calls keep working while it waits.",
     {"for": S, "condition": S, "after": I, "directed_only": B, "timeout": N},
 )
@@ -493,7 +494,7 @@ class Bridge:
             return _error("bad_request", f"{name}: invalid arguments: {exc}"[:500]), True
 
     async def wait(self, k: dict[str, Any]) -> Any:
-        """The first of: a message for `for` after `after`, the CEL `condition` true. One subscription on the
+        """The first of: messages for `for` after `after` (all those waiting), the CEL `condition` true. One subscription on the
         shared session at a time (dropped when the call ends or is cancelled): a wait holds up no other call."""
         from hub.protocol.errors import Code, HubError
 
@@ -517,9 +518,9 @@ class Bridge:
                 newest = int(await agent.eval("messages.count"))  # before the read: nothing slips between
                 cursor = newest if cursor is None else cursor
                 page = await agent.list_messages(for_=for_, after=cursor, limit=100)
-                for m in page:
-                    if not directed_only or for_ in m["to"] or m.get("priority"):
-                        return {"woken_by": "message", "message": m}
+                found = [m for m in page if not directed_only or for_ in m["to"] or m.get("priority")]
+                if found:  # every message waiting (up to a page): one turn reads the whole burst
+                    return {"woken_by": "message", "message": found[0], "messages": found}
                 if len(page) == 100:
                     cursor = page[-1]["seq"]
                     continue

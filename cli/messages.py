@@ -50,14 +50,22 @@ def register(group: click.Group) -> None:
     @click.option(
         "--target",
         "-t",
-        required=True,
         metavar="T",
-        help="name, a,b, room/*, room/name or all (repeatable).",
+        help="name, a,b, room/*, room/name or all (repeatable); with --reply-to and no --target, the reply goes "
+        "to the answered message's sender only.",
         multiple=True,
     )
     @click.option("--kind", default="message", show_default=True, help="What sort of message.")
     @click.option("--reply-to", type=int, metavar="SEQ", help="The message this answers.")
     @click.option("--priority", is_flag=True, help="Wake even --directed-only waiters (use sparingly).")
+    @click.option(
+        "--stagger",
+        type=click.FloatRange(0, 60),
+        default=0.0,
+        metavar="S",
+        help="Spread a `*`/`all` send's wakes over S seconds (0..60), one waiter after another in name order, "
+        "instead of waking every waiting agent at once [default: 0].",
+    )
     @click.argument("body", nargs=-1, required=True)
     @fence_option
     @client_options
@@ -68,14 +76,23 @@ def register(group: click.Group) -> None:
         kind: str,
         reply_to: int | None,
         priority: bool,
+        stagger: float,
         body: tuple[str, ...],
         fence: dict[str, int],
     ) -> None:
         """Send BODY (JSON if it parses, else text; `-` reads stdin) and print its seq once it is durable."""
         raw = _stdin_text() if body == ("-",) else " ".join(body)
         targets = [t for each in target for t in each.split(",") if t.strip()]
+        if not targets and reply_to is None:
+            raise click.UsageError("give --target T (or --reply-to SEQ to answer its sender)")
         result = client(ctx, need_name=True).replies.send(
-            targets, parse_value(raw), kind=kind, reply_to=reply_to, priority=priority, fence=fence
+            targets,
+            parse_value(raw),
+            kind=kind,
+            reply_to=reply_to,
+            priority=priority,
+            fence=fence,
+            stagger=stagger,
         )
         for unknown in result.get("unknown", ()):
             click.echo(

@@ -12,8 +12,9 @@ import click
 from cli.main import client, client_options, settings
 from cli.messages import render
 from cli.output import clean, emit
-from cli.relay import read_cursor
+from cli.relay import read_cursor, write_cursor
 from hub.protocol.codec import encode, to_builtins
+from hub.protocol.commands import MAX_GOVERNOR_SECONDS
 
 __all__ = ["register"]
 
@@ -68,7 +69,22 @@ def register(group: click.Group) -> None:
         "cursor_file",
         type=click.Path(dir_okay=False, path_type=Path),
         metavar="FILE",
-        help="Like --after, reading the seq from a `synapse relay` cursor file.",
+        help="Like --after, reading the seq from a `synapse relay` cursor file (relay moves it on).",
+    )
+    @click.option(
+        "--advance",
+        is_flag=True,
+        help="With --cursor: after a wake, move the cursor file past the last message handed over, so the next "
+        "`wait --cursor FILE --advance` starts after them (a wait loop without relay; with relay, let relay "
+        "move it, or relay skips what wait printed).",
+    )
+    @click.option(
+        "--settle",
+        type=click.FloatRange(0, MAX_GOVERNOR_SECONDS),
+        default=0.0,
+        metavar="S",
+        help="After the first message, wait up to S seconds (0..60) for the burst to end, then hand over "
+        "everything that arrived: one wake for the burst [default: 0, no added latency].",
     )
     @client_options
     @click.pass_context
@@ -81,8 +97,13 @@ def register(group: click.Group) -> None:
         timeout: float | None,
         after: int | None,
         cursor_file: Path | None,
+        advance: bool,
+        settle: float,
     ) -> None:
         """Block until a message addressed to NAME arrives (or EXPR is true); print what woke it, exit 0.
+
+        A wake hands over every message waiting for NAME (oldest first, at most 100): one line each, so a
+        burst costs one turn; --json prints `messages` (all of them) and `message` (the first).
 
         A --condition that is already true wakes it at once, so a turn-taking loop never misses its turn; while
         it waits, the agent named --name (if it is one) shows as `waiting` with `waiting_on` = EXPR.
@@ -96,6 +117,8 @@ def register(group: click.Group) -> None:
         s = settings(ctx)
         if not s.name:
             raise click.UsageError("give the waiter a name: --name WAITER (or set SYNAPSE_NAME)")
+        if advance and cursor_file is None:
+            raise click.UsageError("--advance moves a --cursor FILE: give one")
         if cursor_file is not None:
             after = read_cursor(cursor_file)
         agent = client(ctx, name=for_ or s.name)  # waiting for NAME's messages is acting as NAME
@@ -106,16 +129,23 @@ def register(group: click.Group) -> None:
             after=after,
             since=None if after is not None else STARTED,
             condition=condition,
+            settle=settle,
         )
         wake = agent.woken(timeout)
+        from agent_sdk import verbs  # here: `synapse --help` does not import the SDK
+
         message = wake.message
-        broadcast = message is not None and for_ not in message.to
+        handed = verbs.handed(wake)
+        broadcast = bool(handed) and all(for_ not in m.to for m in handed)
         jitter = wake_jitter if wake_jitter is not None else (BROADCAST_JITTER if broadcast else 0.0)
         if jitter:
             time.sleep(random.uniform(0, jitter))
         if message is not None:
-            payload = {"woken_by": wake.reason, "message": to_builtins(message)}
-            emit(s.json, payload, render(payload["message"]))
+            messages = to_builtins(handed)
+            payload = {"woken_by": wake.reason, "message": messages[0], "messages": messages}
+            emit(s.json, payload, "\n".join(render(m) for m in messages))
+            if advance and cursor_file is not None:
+                write_cursor(cursor_file, max(read_cursor(cursor_file), handed[-1].seq))
         else:
             payload = {"woken_by": wake.reason, "condition": wake.condition, "value": to_builtins(wake.value)}
             emit(s.json, payload, f"{clean(wake.condition)} → {clean(encode(payload['value']).decode())}")

@@ -94,7 +94,7 @@ class Tokens:
 class Waiter:
     """An armed waiter of agent `owner` (ephemeral: it lives only as long as its session)."""
 
-    __slots__ = ("directed_only", "for_", "id", "name", "owner", "session", "sub")
+    __slots__ = ("directed_only", "due", "for_", "id", "name", "owner", "pending", "session", "settle", "sub")
 
     def __init__(
         self,
@@ -105,6 +105,7 @@ class Waiter:
         for_: AgentName | None,
         directed_only: bool,
         sub: int | None,
+        settle: float = 0.0,
     ) -> None:
         self.session = session
         self.id = cmd_id
@@ -113,6 +114,9 @@ class Waiter:
         self.for_ = for_
         self.directed_only = directed_only
         self.sub = sub  # the condition it also waits on
+        self.settle = settle  # seconds to collect a burst after the first message (wake governor)
+        self.due: float | None = None  # a deferred wake is due then (settle or stagger), collecting `pending`
+        self.pending: list[Any] = []  # the messages (frames.Message) that deferred wake hands over
 
 
 class Shown:

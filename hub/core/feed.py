@@ -8,17 +8,18 @@ from typing import Any
 
 import msgspec
 
-from hub.core import agents, claims, conditions, fences, rooms
-from hub.core.effects import CloseSession, Context, FollowLog, LogRead, Outcome, ReadLog
+from hub.core import agents, claims, conditions, fences, governor, rooms
+from hub.core.effects import ArmTimer, CloseSession, Context, FollowLog, LogRead, Outcome, ReadLog
 from hub.core.limits import check_count
 from hub.core.world import Room, SessionInfo, World, hash_token
 from hub.protocol import commands as c
 from hub.protocol import events as e
 from hub.protocol import results as r
+from hub.protocol.commands import MAX_GOVERNOR_SECONDS
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import MessageSent
-from hub.protocol.frames import Delivery, Message, Wake
-from hub.protocol.types import Address, AgentName, Cursor, Seq, SessionId
+from hub.protocol.frames import WAKE_CAP, Delivery, Message, Wake
+from hub.protocol.types import Address, AgentName, Cursor, RoomName, Seq, SessionId
 from hub.protocol.values import check_body
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "root",
     "to_message",
     "visible",
+    "wake_due",
 ]
 
 MARK = 1024  # every MARK-th message's log position is kept, so reading old messages skips most of the log
@@ -205,7 +207,9 @@ def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
     feed = room.part(Feed)
     if cmd.reply_to is not None:
         feed.has(cmd.reply_to)
-    split = rooms.split_targets(room.name, cmd.to, w.rooms)
+    stagger = governor.check_seconds(cmd.stagger, "stagger", MAX_GOVERNOR_SECONDS)
+    to = cmd.to or _reply_target(feed, cmd.reply_to)
+    split = rooms.split_targets(room.name, to, w.rooms)
     for dest in split:
         rooms.existing(w, dest)
     seqs: dict[str, int] = {}
@@ -230,7 +234,7 @@ def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
         )
         out.emit(event)
         seqs[dest] = event.seq
-        _push(w, target, event, out)
+        _push(w, target, event, out, stagger, ctx.now)
     own = seqs.get(room.name)
     out.reply(
         ctx,
@@ -240,8 +244,27 @@ def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
     return out
 
 
-def _push(w: World, room: Room, event: MessageSent, out: Outcome) -> None:
-    """Deliver a new message to the streams and waiters it is addressed to, and to no one else."""
+def _reply_target(feed: Feed, reply_to: int | None) -> tuple[Address, ...]:
+    """A send with no target answers `reply_to`'s sender only: a reply to a broadcast wakes its sender, not
+    the room, unless the reply names wider targets itself (wake governor)."""
+    if reply_to is None:
+        return ()  # split_targets refuses it: a message needs at least one target
+    if reply_to <= feed.base:
+        raise HubError(
+            Code.BAD_REQUEST,
+            f"message {reply_to} is no longer in memory: give the reply's target",
+            {"field": "to", "reason": "empty"},
+        )
+    return (feed.messages[reply_to - feed.base - 1].sender,)
+
+
+def _push(w: World, room: Room, event: MessageSent, out: Outcome, stagger: float, now: float) -> None:
+    """Deliver a new message to the streams and waiters it is addressed to, and to no one else.
+
+    A waiter is woken at once unless the wake governor defers it (its `settle`, the send's `stagger` over a
+    `*`/`all` send's waiters in name order); a waiter whose wake is deferred collects the message instead. A
+    wake that would continue a loop between two agents past `loop_limit` refuses the send.
+    """
     streams = room.part(Streams).of
     sessions: tuple[SessionId, ...] = ()
     if streams:
@@ -270,13 +293,90 @@ def _push(w: World, room: Room, event: MessageSent, out: Outcome) -> None:
         return
     message = to_message(room.part(Feed), event)
     out.deliver(sessions, Delivery(message=message))
-    for waiter in woken:
-        out.stage(_disarming(w, room, waiter))
-        out.deliver((waiter.session,), Wake(id=waiter.id, reason="message", message=message))
+    if not woken:
+        return
+    group = rooms.GROUP in event.to or rooms.ALL in event.to
+    if group and stagger > 0.0:
+        woken.sort(key=lambda wt: wt.name)
+    offsets = governor.stagger_offsets(len(woken), stagger if group else 0.0)
+    limit = w.config.loop_limit
+    loops = w.part(governor.Loops)
+    local = "/" not in event.sender  # the loop limit counts pairs of one room's agents
+    for waiter, offset in zip(woken, offsets, strict=True):
+        if waiter.due is not None:  # a deferred wake is collecting: the message joins it
+            if len(waiter.pending) + 1 >= WAKE_CAP:  # full: wake now with what it holds
+                out.stage(_disarming(w, room, waiter))
+                out.deliver((waiter.session,), _wake(waiter.id, [*waiter.pending, message]))
+            else:
+                out.stage(_collecting(waiter, message))
+            continue
+        if local and limit > 0 and waiter.for_ is not None:
+            waker = AgentName(event.sender)
+            governor.check_loop(loops, limit, room.name, waker, waiter.for_, now)
+            out.stage(_counting(loops, limit, room.name, waker, waiter.for_, now))
+        delay = max(waiter.settle, offset)
+        if delay <= 0.0:
+            out.stage(_disarming(w, room, waiter))
+            out.deliver((waiter.session,), _wake(waiter.id, [message]))
+        else:
+            out.stage(_deferring(w, room, waiter, now + delay, [message]))
+            out.effects.append(ArmTimer(now + delay))
+
+
+def _wake(wait_id: int, messages: list[Message]) -> Wake:
+    """A message wake handing over `messages` (oldest first, at most WAKE_CAP); `message` is the first."""
+    return Wake(id=wait_id, reason="message", message=messages[0], messages=messages)
 
 
 def _disarming(w: World, room: Room, waiter: agents.Waiter) -> Any:
     return lambda: conditions.disarm(w, room, waiter)
+
+
+def _collecting(waiter: agents.Waiter, message: Message) -> Any:
+    return lambda: waiter.pending.append(message)
+
+
+def _counting(
+    loops: governor.Loops, limit: int, room: RoomName, sender: AgentName, partner: AgentName, now: float
+) -> Any:
+    return lambda: governor.count_wake(loops, limit, room, sender, partner, now)
+
+
+def _deferring(w: World, room: Room, waiter: agents.Waiter, due: float, pending: list[Message]) -> Any:
+    """Defer a waiter's wake to `due`, handing over `pending` and whatever else arrives until then."""
+    room_name = room.name
+
+    def defer() -> None:
+        waiter.due, waiter.pending = due, pending
+        governor.schedule(w.part(governor.Deferred), due, room_name, waiter.name, waiter.session)
+
+    return defer
+
+
+def wake_due(w: World, now: float, out: Outcome) -> float | None:
+    """Wake the waiters whose deferred wake (settle, stagger) is due, each with every message it collected.
+
+    Returns the next deferred wake after `now`, if any.
+    """
+    deferred = w.part(governor.Deferred)
+    found, later = governor.due(deferred, now)
+    if not found:
+        return later
+    out.stage(lambda: governor.pop_due(deferred, now))
+    for at, _, room_name, name, session in found:
+        room = w.rooms.get(room_name)
+        waiter = None if room is None else room.part(agents.Waiters).by_name.get(name)
+        if (
+            room is None
+            or waiter is None
+            or waiter.session != session
+            or waiter.due != at
+            or not waiter.pending
+        ):
+            continue  # stale: woken early, disarmed or taken over since
+        out.stage(_disarming(w, room, waiter))
+        out.deliver((session,), _wake(waiter.id, list(waiter.pending)))
+    return later
 
 
 def decide_list(w: World, cmd: c.ListMessages, ctx: Context) -> Outcome:
@@ -395,6 +495,7 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
         raise HubError(Code.BAD_REQUEST, "wait needs `for`, `condition` or both", {"field": "for"})
     if cmd.for_ is not None:
         rooms.check_name(cmd.for_, "for")
+    settle = governor.check_seconds(cmd.settle, "settle", MAX_GOVERNOR_SECONDS)
     compiled = conditions.compile_or_refuse(cmd.condition) if cmd.condition is not None else None
     room = rooms.existing(w, cmd.room)
     admin = w.is_admin(cmd.admin_token)
@@ -410,10 +511,12 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
     if old is not None and old.owner != owner and not admin:
         raise HubError(Code.FORBIDDEN, f"waiter {cmd.waiter!r} is {old.owner}'s", {"holder": old.owner})
     info = w.sessions.get(session)
-    if info is not None and info.waiter is not None:
+    if info is not None and info.waiter is not None and info.waiter != (room.name, cmd.waiter):
         raise HubError(Code.BAD_REQUEST, "this session already has an armed waiter", {"field": "waiter"})
     feed = room.part(Feed)
     out = Outcome()
+    pending: list[Message] = []
+    due = 0.0
     if cmd.for_ is not None:
         if cmd.since is None and cmd.after is not None:
             read = _behind(w, room, session, cmd.after, cmd)
@@ -421,17 +524,20 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
                 out.effects.append(read)
                 return out
         after = feed.seq if cmd.after is None else max(cmd.after, 0)
-        for event in matching(feed, after if cmd.since is None else -1, cmd.for_, None, False, cmd.since):
-            if addressed(event, cmd.for_, cmd.directed_only):
-                _take_over(w, room, cmd, out)
+        found = _waiting(feed, after if cmd.since is None else -1, cmd, [])
+        if found:
+            due = found[0].at + settle  # a burst that began before the wait settles from its first message
+            if due <= ctx.now or len(found) >= WAKE_CAP:
+                _take_over(w, room, cmd, session, out)
                 out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
-                out.deliver((session,), Wake(id=cmd.id, reason="message", message=to_message(feed, event)))
+                out.deliver((session,), _wake(cmd.id, found))
                 return out
+            pending = found
     sub_id = None
     if compiled is not None:
         value = conditions.value_of(compiled, conditions.context(w, room))
         if value is True:  # level-triggered: already true wakes at once, so a turn is never missed
-            _take_over(w, room, cmd, out)
+            _take_over(w, room, cmd, session, out)
             out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
             out.deliver(
                 (session,), Wake(id=cmd.id, reason="condition", condition=compiled.source, value=value)
@@ -439,10 +545,10 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
             return out
         shown = owner if owner in room.part(agents.Roster).agents else None  # presence `waiting`
         sub_id, add = conditions.plan_sub(w, room, session, compiled, (), shown, cmd.id, owner=shown)
-    _take_over(w, room, cmd, out)  # only now: a refusal above leaves the old waiter armed
+    _take_over(w, room, cmd, session, out)  # only now: a refusal above leaves the old waiter armed
     if sub_id is not None:
         out.stage(add)
-    waiter = agents.Waiter(session, cmd.id, cmd.waiter, owner, cmd.for_, cmd.directed_only, sub_id)
+    waiter = agents.Waiter(session, cmd.id, cmd.waiter, owner, cmd.for_, cmd.directed_only, sub_id, settle)
     room_name = room.name
 
     def arm() -> None:
@@ -453,16 +559,36 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
         bound.waiter = (room_name, waiter.name)
 
     out.stage(arm)
+    if pending:  # messages are waiting and the burst they began is still settling
+        out.stage(_deferring(w, room, waiter, due, pending))
+        out.effects.append(ArmTimer(due))
     out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
     return out
 
 
-def _take_over(w: World, room: Room, cmd: c.Wait, out: Outcome) -> None:
-    """The waiter of the same name, if any, is disarmed, told, and its session closed."""
+def _waiting(feed: Feed, after: int, cmd: c.Wait, found: list[Message]) -> list[Message]:
+    """`found` (read from the log) and then the messages in memory after `after` that wake `cmd`'s waiter,
+    oldest first, at most WAKE_CAP: everything one wake hands over."""
+    found = found[:WAKE_CAP]
+    if cmd.for_ is None or len(found) >= WAKE_CAP:
+        return found
+    for event in matching(feed, after, cmd.for_, None, False, cmd.since):
+        if addressed(event, cmd.for_, cmd.directed_only):
+            found.append(to_message(feed, event))
+            if len(found) >= WAKE_CAP:
+                break
+    return found
+
+
+def _take_over(w: World, room: Room, cmd: c.Wait, session: SessionId, out: Outcome) -> None:
+    """The waiter of the same name, if any, is disarmed, told, and its session closed; one armed on this same
+    session (its client gave up waiting on it, a timeout) is only replaced."""
     old = room.part(agents.Waiters).by_name.get(cmd.waiter)
     if old is None:
         return
     out.stage(_disarming(w, room, old))
+    if old.session == session:
+        return
     out.refuse(old.session, old.id, Code.TAKEN_OVER, f"waiter {cmd.waiter!r} was taken over")
     out.effects.append(CloseSession(old.session, TAKEN_OVER_CLOSE, "taken over by a newer waiter"))
 
@@ -498,10 +624,12 @@ def decide_log_read(w: World, cmd: LogRead, ctx: Context) -> Outcome:
     out = Outcome()
     who = agents.reader(w, read)
     passed = [to_message(feed, m) for m in cmd.messages if _passes(feed, m, read, who.name, who.admin)]
-    if type(read) is c.Wait and passed:
-        _take_over(w, room, read, out)
+    if type(read) is c.Wait and passed:  # older messages than the window: the burst settled long ago
+        _take_over(w, room, read, request.session, out)
         out.reply(rctx, read.id, r.Armed(armed=feed.seq))
-        out.deliver((request.session,), Wake(id=read.id, reason="message", message=passed[0]))
+        # what the window holds follows on only when the log was read up to it: a gap would be skipped
+        found = _waiting(feed, cmd.reached, read, passed) if cmd.reached >= feed.base else passed[:WAKE_CAP]
+        out.deliver((request.session,), _wake(read.id, found))
         return out
     if type(read) is c.Attach:
         for message in passed:

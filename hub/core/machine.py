@@ -55,7 +55,7 @@ DECIDE: dict[type, Decider] = {
     c.ListClaims: claims.decide_list,
     c.DeclareIntent: claims.decide_intent,
     c.CheckPaths: claims.decide_check,  # the git guard
-    Tick: claims.decide_tick,
+    Tick: sessions.decide_tick,
     c.Board: board.decide_board,
     c.DeclareTask: tasks.decide_declare,
     c.ClaimTask: tasks.decide_claim,

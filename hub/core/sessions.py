@@ -1,18 +1,19 @@
-"""Sessions: a hub (re)start and a session's end, with what follows for presence, claims and waiters."""
+"""Sessions: a hub (re)start, a session's end and the hub's timer, with what follows for presence, claims and
+waiters."""
 
 from __future__ import annotations
 
-from hub.core import claims, conditions
+from hub.core import claims, conditions, feed, governor
 from hub.core.agents import Roster, Waiters
 from hub.core.conditions import Conditions, Subscriptions
-from hub.core.effects import ArmTimer, Context, Outcome, SessionGone, Start
+from hub.core.effects import ArmTimer, Context, Outcome, SessionGone, Start, Tick
 from hub.core.feed import Streams
 from hub.core.limits import Buckets
 from hub.core.world import SessionInfo, World
 from hub.protocol import events as e
 from hub.protocol.types import RoomName
 
-__all__ = ["carry", "decide_gone", "decide_start"]
+__all__ = ["carry", "decide_gone", "decide_start", "decide_tick"]
 
 
 def decide_start(w: World, cmd: Start, ctx: Context) -> Outcome:
@@ -22,6 +23,16 @@ def decide_start(w: World, cmd: Start, ctx: Context) -> Outcome:
     out.emit(e.HubStarted(room=RoomName(""), at=ctx.now))
     if earliest is not None:
         out.effects.append(ArmTimer(earliest))
+    return out
+
+
+def decide_tick(w: World, cmd: Tick, ctx: Context) -> Outcome:
+    """A deadline came: claims past their TTL or grace lapse, deferred wakes that are due wake; the timer is
+    armed again for the earliest deadline left (the shell keeps only one)."""
+    out = claims.decide_tick(w, cmd, ctx)
+    later = feed.wake_due(w, ctx.now, out)
+    if later is not None:
+        out.effects.append(ArmTimer(later))
     return out
 
 
@@ -74,8 +85,9 @@ def carry(old: World, new: World) -> None:
     new.now = old.now
     if new.started_at != old.started_at:
         return
-    if Buckets in old.parts:
-        new.parts[Buckets] = old.parts[Buckets]
+    for part in (Buckets, governor.Deferred, governor.Loops):  # rates spent, deferred wakes, loop counters
+        if part in old.parts:
+            new.parts[part] = old.parts[part]
     new.part(Subscriptions).last_id = old.part(Subscriptions).last_id
     for sid, info in old.sessions.items():
         fresh = new.sessions[sid] = SessionInfo(info.room)

@@ -65,6 +65,8 @@ __all__ = [
 # is refused at decode time with `bad_request` naming the field (hub.protocol.codec), before anything decides.
 _I64 = msgspec.Meta(ge=INT_MIN, le=INT_MAX)
 Int = Annotated[int, _I64]
+MAX_GOVERNOR_SECONDS = 60.0  # the longest `settle` or `stagger` a wake may be deferred by
+Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_GOVERNOR_SECONDS)]
 
 PresenceStatus = Literal["active", "busy", "waiting", "idle", "done", "offline"]
 
@@ -119,6 +121,7 @@ class Send(BaseCommand, tag="send", frozen=True):
     reply_to: Annotated[Seq, _I64] | None = None
     priority: bool = False
     fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
+    stagger: Seconds = 0.0  # a `*`/`all` send's wakes spread over this many seconds (wake governor)
 
 
 class ListMessages(BaseCommand, tag="message.list", frozen=True):
@@ -150,9 +153,11 @@ class Agents(BaseCommand, tag="agents", frozen=True):
 
 
 class Wait(BaseCommand, tag="wait", frozen=True):
-    """Arm a waiter: woken by the first message for `for_` with seq > `after` (or sent at or after `since`).
+    """Arm a waiter: woken by the first message for `for_` with seq > `after` (or sent at or after `since`); the
+    wake hands over every message waiting for it (at most frames.WAKE_CAP), after `settle` seconds if given.
 
-    One live waiter per (room, waiter): a newer one takes the name over and the older is closed.
+    One live waiter per (room, waiter): a newer one takes the name over and the older is closed (one armed on
+    the same session is only replaced).
     """
 
     waiter: AgentName
@@ -161,6 +166,9 @@ class Wait(BaseCommand, tag="wait", frozen=True):
     directed_only: bool = False
     after: Annotated[Cursor, _I64] | None = None  # a negative cursor reads from the start, as 0 does
     since: float | None = None
+    settle: Seconds = (
+        0.0  # after the first message, wait up to this long for the burst to end (wake governor)
+    )
 
 
 class Status(BaseCommand, tag="status", frozen=True):

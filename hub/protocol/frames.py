@@ -18,8 +18,11 @@ __all__ = [
     "Notice",
     "Ok",
     "Trigger",
+    "WAKE_CAP",
     "Wake",
 ]
+
+WAKE_CAP = 100  # messages one wake hands over at most; the rest wait for the next wait (its cursor moves)
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -60,13 +63,18 @@ class Delivery(msgspec.Struct, tag=True, kw_only=True):
 
 
 class Wake(msgspec.Struct, tag=True, kw_only=True, omit_defaults=True):
-    """What woke an armed waiter (`id` is the wait command's); the waiter is disarmed."""
+    """What woke an armed waiter (`id` is the wait command's); the waiter is disarmed.
+
+    A message wake hands over every message waiting for the waiter, oldest first, at most WAKE_CAP
+    (`messages`); `message` is the first of them (what older clients read).
+    """
 
     id: int
     reason: str  # "message" or "condition"
     message: Message | None = None
     condition: str | None = None
     value: Any = None
+    messages: list[Message] = []
 
 
 class Trigger(msgspec.Struct, tag=True, kw_only=True, omit_defaults=True):

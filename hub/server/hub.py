@@ -19,8 +19,8 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
 from hub.config import HubConfig, bind_problem
+from hub.core import governor, snapshot, status
 from hub.core import sessions as core_sessions
-from hub.core import snapshot, status
 from hub.core.effects import Context, Deliver, LogRead, Outcome, ReadLog, Reply, SessionGone, Start, Tick
 from hub.core.machine import Machine
 from hub.log.store import EventLog, LogError, LogTaken, Row
@@ -240,14 +240,23 @@ class Hub:
             if every and self.machine.position - self._last_snapshot >= every:
                 self._hand_over()
                 self._snapshot()
+        elif len(outcome.effects) > 1 or (outcome.effects and type(outcome.effects[0]) is Deliver):
+            self._count_triggers(outcome)  # no events, yet a wake may be here (a Tick's, a wait's at once)
         self.fanout.hold(outcome.effects)
 
     def _count_triggers(self, outcome: Outcome) -> None:
-        """Conditions that became true in this outcome (a number for /metrics)."""
+        """Conditions that became true in this outcome, and message wakes with what each handed over (numbers
+        for /metrics)."""
         for effect in outcome.effects:
             if type(effect) is Deliver:
                 frame = effect.frame
-                if type(frame) is Trigger or (type(frame) is Wake and frame.reason == "condition"):
+                if type(frame) is Wake:
+                    if frame.reason == "condition":
+                        self.metrics.triggers.inc()
+                    else:
+                        self.metrics.wakes.inc()
+                        self.metrics.wake_messages.observe(len(frame.messages) or 1)
+                elif type(frame) is Trigger:
                     self.metrics.triggers.inc()
 
     def _hand_over(self) -> None:
@@ -300,6 +309,8 @@ class Hub:
 
     def _refused(self, sid: SessionId, cmd_id: int | None, exc: HubError) -> None:
         self.metrics.errors.labels(str(exc.code)).inc()
+        if exc.code == Code.RATE_LIMITED and "loop" in exc.detail:
+            self.metrics.loops_broken.inc()
         frame = Error(id=cmd_id, code=str(exc.code), message=exc.message, detail=exc.detail)
         self.fanout.hold([Deliver((sid,), frame)])
 
@@ -427,6 +438,7 @@ class Hub:
             delivered=self.fanout.delivered,
             counts=status.counts(self.machine.world),
             degraded=bool(self.degraded),
+            deferred_wakes=self.machine.world.part(governor.Deferred).count,
         )
 
     # -- from the log writer thread ---------------------------------------------------------------

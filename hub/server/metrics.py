@@ -24,6 +24,7 @@ __all__ = ["CONTENT_TYPE", "Metrics", "Readings"]
 # The classic text format every Prometheus reads (our names are plain ASCII, so the body fits it exactly).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000)
+WAKE_BUCKETS = (1, 2, 5, 10, 20, 50, 100)  # messages one wake hands over (at most WAKE_CAP, 100)
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -51,6 +52,22 @@ class Metrics:
         self.triggers = Counter(
             "synapse_condition_triggers",
             "Conditions that became true and were pushed (subscription triggers and condition wakes)",
+            registry=r,
+        )
+        self.wakes = Counter(
+            "synapse_wakes",
+            "Waiters woken by messages (each wake one turn of a turn-based agent)",
+            registry=r,
+        )
+        self.wake_messages = Histogram(
+            "synapse_wake_messages",
+            "Messages handed over per message wake (a burst read in one turn)",
+            buckets=WAKE_BUCKETS,
+            registry=r,
+        )
+        self.loops_broken = Counter(
+            "synapse_wake_loops_broken",
+            "Sends refused by --loop-limit: two agents waking each other too often (rate_limited)",
             registry=r,
         )
         self.log_failures = Counter(
@@ -88,6 +105,7 @@ class Readings(msgspec.Struct, kw_only=True):
     delivered: int
     counts: Counts
     degraded: bool = False  # the log refuses writes (hub.server.degraded)
+    deferred_wakes: int = 0
 
 
 class _Collector:
@@ -144,6 +162,11 @@ class _Collector:
         delivered = CounterMetricFamily("synapse_deliveries", "Frames pushed to sessions by the fan-out")
         delivered.add_metric([], now.delivered)
         yield delivered
+        deferred = CounterMetricFamily(
+            "synapse_wakes_deferred", "Wakes the wake governor deferred (wait --settle, send --stagger)"
+        )
+        deferred.add_metric([], now.deferred_wakes)
+        yield deferred
 
 
 def _tasks() -> int:

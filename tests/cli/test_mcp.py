@@ -110,6 +110,8 @@ async def test_every_tool_once(transport: str, hub: ThreadHub, client_env: dict[
         # directed_only skips broadcasts; a condition beside a message wait wakes whichever comes first
         await bob.send("all", "to everyone")
         ping = await bob.send("assistant", "only you")
+        burst = await run("wait", {"after": woke["message"]["seq"]})  # one wake hands over both
+        assert [m["body"] for m in burst["messages"]] == ["to everyone", "only you"]
         woke = await run("wait", {"after": woke["message"]["seq"], "directed_only": True})
         assert woke["message"]["seq"] == ping
         woke = await run("wait", {"for": "assistant", "after": ping, "condition": "messages.count > 0"})

@@ -62,7 +62,9 @@ def _for(t: mi.Type) -> st.SearchStrategy[Any]:
         high = t.le if t.le is not None else (t.lt - 1 if t.lt is not None else 2**63 - 1)
         return st.integers(min_value=low, max_value=high)
     if isinstance(t, mi.FloatType):
-        return FLOATS
+        if t.ge is None and t.le is None:
+            return FLOATS
+        return st.floats(min_value=t.ge, max_value=t.le, allow_nan=False, allow_infinity=False)
     if isinstance(t, mi.NoneType):
         return st.none()
     if isinstance(t, mi.LiteralType):

@@ -79,6 +79,9 @@ def test_wait_with_an_old_cursor_wakes_at_once(small: ThreadHub) -> None:
         w.arm("c-rx", "c", after=0)
         wake = w.woken(seconds(5000))
         assert wake.message is not None and wake.message.seq == 1
+        # it hands over what it missed, oldest first and without a gap (from the log, then the window)
+        handed = [m.seq for m in wake.messages]
+        assert handed == list(range(1, 201, 3))[: len(handed)] and len(handed) > 1
 
 
 def test_restart_keeps_the_window_and_the_log(small: ThreadHub, db_path: Path) -> None:
