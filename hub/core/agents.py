@@ -94,7 +94,7 @@ class Tokens:
 class Waiter:
     """An armed waiter of agent `owner` (ephemeral: it lives only as long as its session)."""
 
-    __slots__ = ("directed_only", "for_", "id", "name", "owner", "session", "sub")
+    __slots__ = ("after", "at", "directed_only", "for_", "id", "name", "owner", "session", "sub")
 
     def __init__(
         self,
@@ -105,6 +105,8 @@ class Waiter:
         for_: AgentName | None,
         directed_only: bool,
         sub: int | None,
+        at: float | None = None,
+        after: int = 0,
     ) -> None:
         self.session = session
         self.id = cmd_id
@@ -113,6 +115,8 @@ class Waiter:
         self.for_ = for_
         self.directed_only = directed_only
         self.sub = sub  # the condition it also waits on
+        self.at = at  # when it was armed (`synapse why wait`)
+        self.after = after  # the feed's seq when it was armed: a message after it for `for_` wakes it
 
 
 class Shown:
