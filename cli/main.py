@@ -352,6 +352,7 @@ _MODULES = {
     "backup": "ops",
     "restore": "ops",
     "log": "ops",
+    "why": "why",
 }
 
 
