@@ -37,11 +37,21 @@ def _task_line(link: dict[str, Any]) -> str:
     return text
 
 
+def _head(got: dict[str, Any]) -> str:
+    status, holder = got["status"], got.get("holder")
+    if got["ready"]:
+        return "ready to claim"
+    if status == "in_progress":
+        return f"in progress, held by {clean(holder)}"
+    if status in ("done", "cancelled"):
+        return clean(status)
+    if status == "ready":
+        return "ready in the plan, but blocked by what is below"
+    return f"not ready ({clean(status)})"
+
+
 def _task_text(got: dict[str, Any]) -> str:
-    head = f"task {clean(got['task'])}: " + (
-        "ready to claim" if got["ready"] else f"not ready ({clean(got['status'])})"
-    )
-    lines = [head]
+    lines = [f"task {clean(got['task'])}: {_head(got)}"]
     stack = [(b, 1) for b in reversed(got["chain"].get("blockers", []))]
     while stack:
         link, depth = stack.pop()
@@ -49,7 +59,7 @@ def _task_text(got: dict[str, Any]) -> str:
         stack.extend((b, depth + 1) for b in reversed(link.get("blockers", [])))
     if got.get("truncated"):
         lines.append("  ... (the chain goes on; shown up to its bound)")
-    if not got["ready"]:
+    if not got["ready"] and got["status"] not in ("done", "cancelled"):
         acts = ", ".join(clean(a) for a in got["actionable"]) or "none (blocked, missing or done tasks only)"
         lines.append(f"actionable now: {acts}")
     return "\n".join(lines)

@@ -241,9 +241,9 @@ def _part(source: str, depth: int, context: dict[str, Any]) -> r.ConditionPart:
 
 
 def _blame(outline: list[cel.SubExpression], parts: list[r.ConditionPart]) -> str | None:
-    """Mark the sub-expressions that keep the whole from holding, from the top down: the first operand of
-    `&&` that is not true, the first of `||` (all are false), the operand of `!`; a relation is where it
-    stops (its operands are the values it read). The innermost one marked is returned."""
+    """Mark the sub-expressions that keep the whole from holding, from the top down, and return the innermost
+    single one: through `&&` its first operand that is not true; at `||` every operand (none is true: all are
+    marked, the `||` is the answer); a `!` or a relation is the answer itself (its operands are what it read)."""
     kids: dict[int, list[int]] = {}
     for i, sub in enumerate(outline):
         if sub.parent is not None:
@@ -254,11 +254,11 @@ def _blame(outline: list[cel.SubExpression], parts: list[r.ConditionPart]) -> st
         parts[at].blame = True
         last = parts[at].expr
         op, below = outline[at].op, kids.get(at, [])
-        if op == "&&" or op == "||":
+        if op == "&&":
             at = next((k for k in below if parts[k].value is not True), None)
-        elif op == "!_" and below:
-            parts[below[0]].blame = True
-            last = parts[below[0]].expr
+        elif op == "||" and below:
+            for k in below:
+                parts[k].blame = True
             at = None
         else:
             at = None

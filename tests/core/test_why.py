@@ -283,3 +283,21 @@ def test_history_of_older_events_shows_op_unknown(team: Script) -> None:
     )
     got, _ = history(team, c.StateHistory(key="k"))
     assert got["versions"][0]["op"] is None and got["versions"][0]["by"] == "alice"
+
+
+def test_condition_blame_through_or_and_not(team: Script) -> None:
+    """At `||` every operand is marked (none is true) and the `||` is the answer; a `!` is its own answer,
+    its true operand is not marked."""
+    team.do("lead", c.SetState(name="lead", key="n", value=1), session=None)
+    got = why(team, c.WhyCondition(expr="state._shared.n > 5 || !(state._shared.n == 1)"))
+    marks = {p["expr"]: p.get("blame", False) for p in got["parts"]}
+    assert marks == {
+        "state._shared.n > 5 || !(state._shared.n == 1)": True,
+        "state._shared.n > 5": True,
+        "state._shared.n": False,
+        "!(state._shared.n == 1)": True,
+        "(state._shared.n == 1)": False,
+    }
+    assert got["false_part"] == "state._shared.n > 5 || !(state._shared.n == 1)"
+    got = why(team, c.WhyCondition(expr="true && !(state._shared.n == 1)"))
+    assert got["false_part"] == "!(state._shared.n == 1)"
