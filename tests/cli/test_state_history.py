@@ -13,6 +13,7 @@ from hub.config import HubConfig
 from hub.protocol.errors import HubError
 from tests.cli.test_state_cli import doc, ok, refused
 from tests.conftest import Cli, ThreadHub, hub_config
+from tests.server.http_api import join
 
 
 def test_history_newest_first_with_writer_and_op(cli: Cli) -> None:
@@ -90,3 +91,23 @@ def test_history_refusals(hub: Any, cli: Cli) -> None:
 def test_history_help_says_what_it_costs(cli: Cli) -> None:
     text = " ".join(ok(cli("state", "history", "--help")).split())
     assert "--limit" in text and "Read from the hub's event log" in text and "pages of 5000" in text
+
+
+def test_history_and_why_over_http(hub: Any) -> None:
+    """POST /v1/state.history reads the log like the WebSocket read; /v1/why.task answers the same JSON."""
+    assert hub.hub is not None
+    alice = join(hub.hub.port, "alice")
+    try:
+        alice.ok("state.set", {"name": "alice", "key": "k", "value": 1})
+        alice.ok("state.set", {"name": "alice", "key": "k", "value": 2})
+        got = alice.ok("state.history", {"key": "k"})
+        assert [(v["version"], v["value"], v["op"]) for v in got["versions"]] == [
+            (2, 2, "state.set"),
+            (1, 1, "state.set"),
+        ]
+        alice.ok("task.declare", {"name": "alice", "task": "a", "title": "a"})
+        assert alice.ok("why.task", {"task": "a"})["ready"] is True
+        status, error = alice.call("why.claim", {"work": "nope"})
+        assert status == 404 and error["error"]["code"] == "not_found"
+    finally:
+        alice.close()
