@@ -26,6 +26,7 @@ from agent_sdk.base import (
     lost,
     result_of,
     retry_after_of,
+    why_command,
 )
 from agent_sdk.claims import Claim
 from hub.protocol import commands as c
@@ -558,6 +559,15 @@ class Agent(BaseClient):
         """Shared state: get/set/init/cas/increment/batch/delete/view/list."""
         return AsyncState(self)
 
+    async def why(self, kind: str, what: str) -> dict[str, Any]:
+        """Why something is stuck: `kind` is `task` (ID), `claim` (WORK), `wait` (WAITER) or `condition` (a CEL
+        expression); the hub's explanation (see `synapse why --help`). Reads only.
+
+        Raises:
+            HubError: `not_found` (no such task, live claim or armed waiter), `bad_expression`, `bad_request`.
+        """
+        return await self.request(lambda: why_command(self, kind, what))  # type: ignore[no-any-return]
+
     async def eval(self, expr: str, branch: str | None = None) -> Any:
         """Evaluate CEL against the room. Raises HubError `bad_expression`; an evaluation error → bad_request."""
         return verbs.evaluated(await self.request(lambda: StateCommands(self, branch).eval(expr)), expr)
@@ -756,6 +766,10 @@ class AsyncState:
 
     async def list(self, scope: str | None = None) -> list[dict[str, Any]]:
         return (await self.agent.request(lambda: self.build.list(scope)))["entries"]  # type: ignore[no-any-return]
+
+    async def history(self, key: str, *, scope: str = "_shared", limit: int = 20) -> dict[str, Any]:
+        """KEY's versions newest first, read from the hub's log: {"versions": [...], "complete": bool}."""
+        return await self.agent.request(lambda: self.build.history(key, scope=scope, limit=limit))  # type: ignore[no-any-return]
 
     async def set(self, key: str, value: Any, **kw: Any) -> int:
         """Write; returns the new version."""

@@ -440,6 +440,10 @@ class StateCommands:
     def list(self, scope: str | None = None) -> c.ListState:
         return self.client.read(c.ListState, scope=scope, branch=self.branch)
 
+    def history(self, key: str, *, scope: str = "_shared", limit: int = 20) -> c.StateHistory:
+        """The main line's versions of a key (a branch's writes are not in it)."""
+        return self.client.read(c.StateHistory, key=key, scope=scope, limit=limit)
+
     def eval(self, expr: str) -> c.Eval:
         return self.client.read(c.Eval, expr=expr, branch=self.branch)
 
@@ -463,3 +467,29 @@ def result_of(frame: Ok | Error) -> Any:
 
 
 __all__ += ["StateCommands", "TaskCommands", "result_of"]
+
+
+# -- explanations (`why`) ------------------------------------------------------------------------------------
+
+WHY: dict[str, tuple[type[Any], str]] = {
+    "task": (c.WhyTask, "task"),
+    "claim": (c.WhyClaim, "work"),
+    "wait": (c.WhyWait, "waiter"),
+    "condition": (c.WhyCondition, "expr"),
+}
+
+
+def why_command(client: BaseClient, kind: str, what: str) -> Any:
+    """The `why.KIND` read for `what` (a task id, a claim's work, a waiter's name, a CEL expression)."""
+    found = WHY.get(kind)
+    if found is None:
+        raise HubError(
+            Code.BAD_REQUEST,
+            f"why explains a task, claim, wait or condition, not {kind!r}",
+            {"field": "kind", "reason": "choice"},
+        )
+    cls, field = found
+    return client.read(cls, **{field: what})
+
+
+__all__ += ["WHY", "why_command"]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from agent_sdk import credentials, verbs
-from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, lost, result_of
+from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, lost, result_of, why_command
 from agent_sdk.claims import SyncClaim
 from agent_sdk.wire import Closed, Socket
 from hub.protocol import commands as c
@@ -336,6 +336,15 @@ class SyncAgent(BaseClient):
         """Shared state: get/set/init/cas/increment/batch/delete/view/list."""
         return SyncState(self)
 
+    def why(self, kind: str, what: str) -> dict[str, Any]:
+        """Why something is stuck: `kind` is `task` (ID), `claim` (WORK), `wait` (WAITER) or `condition` (a CEL
+        expression); the hub's explanation (see `synapse why --help`). Reads only.
+
+        Raises:
+            HubError: `not_found` (no such task, live claim or armed waiter), `bad_expression`, `bad_request`.
+        """
+        return self.replies.why(kind, what)
+
     def eval(self, expr: str, branch: str | None = None) -> Any:
         """Evaluate CEL against the room. Raises HubError `bad_expression`; an evaluation error → bad_request."""
         return verbs.evaluated(self.request(StateCommands(self, branch).eval(expr)), expr)
@@ -587,6 +596,9 @@ class SyncReplies:
     def board(self) -> dict[str, Any]:
         return self.agent.request(self.agent.read(c.Board))  # type: ignore[no-any-return]
 
+    def why(self, kind: str, what: str) -> dict[str, Any]:
+        return self.agent.request(why_command(self.agent, kind, what))  # type: ignore[no-any-return]
+
     def state_at(self, branch: str | None = None) -> StateReplies:
         return StateReplies(self.agent, branch)
 
@@ -651,6 +663,10 @@ class SyncState:
     def list(self, scope: str | None = None) -> list[dict[str, Any]]:
         return self.build.list(scope)
 
+    def history(self, key: str, *, scope: str = "_shared", limit: int = 20) -> dict[str, Any]:
+        """KEY's versions newest first, read from the hub's log: {"versions": [...], "complete": bool}."""
+        return self.build.history(key, scope=scope, limit=limit)
+
     def set(self, key: str, value: Any, **kw: Any) -> int:
         """Write; returns the new version."""
         return verbs.version(self.build.set(key, value, **kw))
@@ -704,6 +720,9 @@ class StateReplies:
 
     def list(self, scope: str | None = None) -> list[dict[str, Any]]:
         return self.agent.request(self.build.list(scope))["entries"]  # type: ignore[no-any-return]
+
+    def history(self, key: str, *, scope: str = "_shared", limit: int = 20) -> dict[str, Any]:
+        return self.agent.request(self.build.history(key, scope=scope, limit=limit))  # type: ignore[no-any-return]
 
     def set(self, key: str, value: Any, **kw: Any) -> dict[str, Any]:
         return self.agent.act(lambda: self.build.set(key, value, **kw))  # type: ignore[no-any-return]

@@ -44,6 +44,9 @@ VERBS: dict[str, Verb] = {
     "tasks": Verb("AsyncTasks", "SyncTasks"),
     "agents": Verb("list[dict[str, Any]]"),
     "status": Verb("dict[str, Any]"),
+    # explanations (`synapse why`, `synapse state history`)
+    "why": Verb("dict[str, Any]"),
+    "state.history": Verb("dict[str, Any]"),
     # agent.state / agent.state_at(branch)
     "state.get": Verb("dict[str, Any]"),
     "state.list": Verb("list[dict[str, Any]]"),

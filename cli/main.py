@@ -353,6 +353,7 @@ _MODULES = {
     "backup": "ops",
     "restore": "ops",
     "log": "ops",
+    "why": "why",
 }
 
 

@@ -405,6 +405,37 @@ async def _status(a: Any, k: dict[str, Any]) -> Any:
     return await a.status()
 
 
+# -- explanations (`synapse why`, `synapse state history`) ------------------------------------------------------
+
+
+@tool(
+    "why",
+    "Explain why something is stuck, before guessing. `kind` task: whether task `what` (an id) is ready and, "
+    "if not, the chain of open dependencies and seq siblings blocking it with each one's status and holder, "
+    "down to `actionable` (the tasks someone can act on now: claim a ready one, or ask its holder). claim: "
+    "who holds claim `what` (a work name), since when, lease (session, grace or ttl), expiry, last renewal "
+    "and heartbeat, epoch, paths. wait: what the armed waiter `what` waits on, since when, whose it is. "
+    "condition: the CEL expression `what` with each sub-expression's value; `false_part` names the one that "
+    "keeps it false. Reads only. Errors: not_found, bad_expression.",
+    {"kind": {"type": "string", "enum": ["task", "claim", "wait", "condition"]}, "what": S},
+    ("kind", "what"),
+)
+async def _why(a: Any, k: dict[str, Any]) -> Any:
+    return await a.why(k["kind"], k["what"])
+
+
+@tool(
+    "state_history",
+    "Every version of state entry `key`, newest first: version, value (or deleted), who wrote it (`by`), when "
+    "(`at`) and the command (`op`); read from the hub's log, so it costs a scan back to the oldest version "
+    "returned. `limit` 1..1000 (default 20); `complete` says whether the first version was reached.",
+    {"key": S, "scope": SCOPE, "limit": {"type": "integer", "minimum": 1, "maximum": 1000}},
+    ("key",),
+)
+async def _state_history(a: Any, k: dict[str, Any]) -> Any:
+    return await a.state.history(k["key"], **_kw(k, "scope", "limit"))
+
+
 # -- resources ------------------------------------------------------------------------------------------------
 
 RESOURCES: dict[str, tuple[str, Call]] = {

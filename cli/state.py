@@ -1,4 +1,4 @@
-"""`synapse state get|set|init|cas|delete|batch|view|list`, `synapse eval`, `synapse branch ...`."""
+"""`synapse state get|set|init|cas|delete|batch|view|list|history`, `synapse eval`, `synapse branch ...`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from cli.claims import fence_option
 from cli.main import client, client_options, settings
-from cli.output import clean, emit, parse_value
+from cli.output import clean, emit, fmt_time, parse_value
 from hub.protocol.codec import encode
 
 __all__ = ["register"]
@@ -224,6 +224,40 @@ def register(group: click.Group) -> None:
             emit(as_json, e, _entry(e))
         if not entries and not as_json:
             click.echo("no entries", err=True)
+
+    # -- explanations: `state history` (issue 14) ----------------------------------------------------
+
+    @state.command("history")
+    @click.argument("key")
+    @_SCOPE
+    @click.option(
+        "--limit",
+        type=click.IntRange(1, 1000),
+        default=20,
+        show_default=True,
+        help="Versions to show, newest first (at most 1000).",
+    )
+    @client_options
+    @click.pass_context
+    def history(ctx: click.Context, key: str, scope: str, limit: int) -> None:
+        """Every version of KEY on the main line, newest first: version, time, writer, the command that
+        wrote it (`?` for events logged before it was recorded) and the value, or `(deleted)`.
+
+        Read from the hub's event log, not from memory, so it survives restarts. Cost: the hub reads the
+        room's state events back from the log, off its event loop in pages of 5000, until it has --limit
+        versions or reaches KEY's first one; a key last written long ago in a busy room reads more.
+        """
+        got = client(ctx).replies.state.history(key, scope=scope, limit=limit)
+        lines = [
+            f"{clean(got['scope'])}.{clean(got['key'])}: {len(got['versions'])} version(s), newest first"
+            + ("" if got["complete"] else " (older ones not shown)")
+        ]
+        for v in got["versions"]:
+            shown = "(deleted)" if v["deleted"] else clean(_show(v["value"]))
+            lines.append(
+                f"  v{v['version']}  {fmt_time(v['at'])}  {clean(v['by'])}  {clean(v.get('op') or '?')}  {shown}"
+            )
+        emit(settings(ctx).json, got, "\n".join(lines))
 
     @group.command("eval")
     @click.argument("expr")

@@ -94,7 +94,20 @@ class Tokens:
 class Waiter:
     """An armed waiter of agent `owner` (ephemeral: it lives only as long as its session)."""
 
-    __slots__ = ("directed_only", "due", "for_", "id", "name", "owner", "pending", "session", "settle", "sub")
+    __slots__ = (
+        "after",
+        "at",
+        "directed_only",
+        "due",
+        "for_",
+        "id",
+        "name",
+        "owner",
+        "pending",
+        "session",
+        "settle",
+        "sub",
+    )
 
     def __init__(
         self,
@@ -106,6 +119,8 @@ class Waiter:
         directed_only: bool,
         sub: int | None,
         settle: float = 0.0,
+        at: float | None = None,
+        after: int = 0,
     ) -> None:
         self.session = session
         self.id = cmd_id
@@ -117,6 +132,8 @@ class Waiter:
         self.settle = settle  # seconds to collect a burst after the first message (wake governor)
         self.due: float | None = None  # a deferred wake is due then (settle or stagger), collecting `pending`
         self.pending: list[Any] = []  # the messages (frames.Message) that deferred wake hands over
+        self.at = at  # when it was armed (`synapse why wait`)
+        self.after = after  # the feed's seq when it was armed: a message after it for `for_` wakes it
 
 
 class Shown:

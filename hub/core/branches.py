@@ -118,7 +118,13 @@ def decide_merge(w: World, cmd: c.MergeBranch, ctx: Context) -> Outcome:
             if theirs is not None:
                 out.emit(
                     e.StateDeleted(
-                        room=room.name, at=ctx.now, scope=scope, key=key, by=agent.name, branch=branch.source
+                        room=room.name,
+                        at=ctx.now,
+                        scope=scope,
+                        key=key,
+                        by=agent.name,
+                        branch=branch.source,
+                        op="branch.merge",
                     )
                 )
             continue
@@ -132,6 +138,7 @@ def decide_merge(w: World, cmd: c.MergeBranch, ctx: Context) -> Outcome:
                 version=st.version(scope, key, source) + 1,
                 by=agent.name,
                 branch=branch.source,
+                op="branch.merge",
             )
         )
     out.reply(ctx, cmd.id, r.Merged(branch=branch.name, merged=len(writes)))

@@ -7,7 +7,7 @@ import datetime as _dt
 import importlib
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 __all__ = [
     "MAX_COMPREHENSION_DEPTH",
@@ -29,7 +29,9 @@ __all__ = [
     "compile",
     "evaluate",
     "is_true",
+    "outline",
     "paths",
+    "SubExpression",
 ]
 
 # Semantics (identical for every engine; NATIVE and REFERENCE are differential-tested against each other):
@@ -574,6 +576,74 @@ def _analyze(src: str) -> frozenset[tuple[str, ...]]:
 def paths(expr: str) -> frozenset[tuple[str, ...]]:
     """The context paths `expr` reads (see Compiled.paths), without compiling it for an engine."""
     return _analyze(expr)
+
+
+# ------------------------------------------------------------------------ sub-expressions (`synapse why`)
+
+
+class SubExpression(NamedTuple):
+    """One sub-expression of an outline: its source text, nesting depth, its parent's index in the outline,
+    and its operator when it combines or compares others (`&&`, `||`, `!_`, a relation; None: a leaf)."""
+
+    source: str
+    depth: int
+    parent: int | None
+    op: str | None
+
+
+class _Outliner(_Parser):
+    """The parser, noting the source span of each operand it builds (for `outline`)."""
+
+    def __init__(self, src: str) -> None:
+        super().__init__(src)
+        self.spans: dict[int, tuple[int, int]] = {}
+
+    def _spanning(self, sub: Callable[[], _Node]) -> Callable[[], _Node]:
+        def run() -> _Node:
+            first = self.tok.pos
+            node = sub()
+            last = self.toks[self.i - 1]
+            self.spans[id(node)] = (first, last.pos + len(last.text))
+            return node
+
+        return run
+
+    def logical(self, op: str, sub: Callable[[], _Node]) -> _Node:
+        return super().logical(op, self._spanning(sub))
+
+    def binary(self, ops: frozenset[str] | tuple[str, ...], sub: Callable[[], _Node]) -> _Node:
+        return super().binary(ops, self._spanning(sub))
+
+    def member(self) -> _Node:
+        return self._spanning(super().member)()
+
+
+_COMBINERS = frozenset({"&&", "||", "!_"})
+
+
+def outline(expr: str, limit: int) -> tuple[list[SubExpression], bool]:
+    """The sub-expressions of `expr` down through `&&`, `||`, `!` and the non-literal operands of relations
+    (not into calls or comprehensions, whose variables would be unbound), depth first, at most `limit`;
+    each one's source compiles on its own. The flag says whether some were left out. Raise BadExpression."""
+    _analyze(expr)
+    parser = _Outliner(expr)
+    root = parser.parse()
+    whole = (0, len(expr))
+    parts: list[SubExpression] = []
+    stack: list[tuple[_Node, int, int | None]] = [(root, 0, None)]
+    while stack:
+        if len(parts) >= limit:
+            return parts, True
+        node, depth, parent = stack.pop()
+        first, end = whole if parent is None else parser.spans.get(id(node), whole)
+        op = node.value if node.kind == "op" and (node.value in _COMBINERS or node.value in _RELOPS) else None
+        parts.append(SubExpression(expr[first:end].strip(), depth, parent, op))
+        if op is None:
+            continue
+        kids = node.kids if op in _COMBINERS else tuple(k for k in node.kids if k.kind != "lit")
+        here = len(parts) - 1
+        stack.extend((kid, depth + 1, here) for kid in reversed(kids) if id(kid) in parser.spans)
+    return parts, False
 
 
 # ------------------------------------------------------------------------------------------- engines

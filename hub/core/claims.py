@@ -70,6 +70,7 @@ class Held:
         "granted_at",
         "holder",
         "paths",
+        "renewed_at",
         "session",
         "work",
     )
@@ -84,6 +85,7 @@ class Held:
         self.bound = event.session is not None
         self.checkpoint = event.checkpoint
         self.granted_at = event.at
+        self.renewed_at: float | None = None  # the last renewal, re-binding or handoff
 
     def expired(self, now: float) -> bool:
         """Past its TTL or grace: it blocks nothing and lapses at the next look (a Tick or any claim verb)."""
@@ -693,6 +695,7 @@ def apply_renewed(w: World, ev: e.ClaimRenewed) -> None:
     held = claims.live[ev.work]
     held.expires = ev.expires
     held.bound = ev.session is not None
+    held.renewed_at = ev.at
     claims.bind(held, ev.session)
     fences.take(room, held.work, held.holder, held.epoch, held.expires)
     _deadline(w, ev.room, held)
@@ -738,6 +741,7 @@ def apply_handed(w: World, ev: e.ClaimHandedOff) -> None:
     held = claims.live[ev.work]
     held.holder = ev.to
     held.expires = ev.expires
+    held.renewed_at = ev.at
     held.bound = ev.session is not None
     held.epoch = fences.take(room, ev.work, ev.to, ev.epoch, ev.expires)
     claims.bind(held, ev.session)

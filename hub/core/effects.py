@@ -18,8 +18,10 @@ __all__ = [
     "Deliver",
     "Effect",
     "FollowLog",
+    "HistoryRead",
     "LogRead",
     "Outcome",
+    "ReadHistory",
     "ReadLog",
     "Reply",
     "SessionGone",
@@ -105,6 +107,31 @@ class LogRead(msgspec.Struct, frozen=True):
     position: int
 
 
+class ReadHistory(msgspec.Struct, frozen=True):
+    """Ask the shell to read one page of a room's state events (StateWritten, StateDeleted, ViewDefined) at
+    log positions below `before`, newest first, and hand it back as `HistoryRead` (`synapse state history`).
+
+    `command` is the read it serves; `version` the key's version above what is read; `found` what earlier
+    pages already matched.
+    """
+
+    session: SessionId
+    room: str
+    before: int
+    version: int
+    command: Any
+    found: tuple[Any, ...] = ()
+
+
+class HistoryRead(msgspec.Struct, frozen=True):
+    """Internal: one page the shell read for `request`, newest first, as (position, event); `position` is the
+    lowest position it read (0: the log's start was reached)."""
+
+    request: ReadHistory
+    events: tuple[tuple[int, Any], ...]
+    position: int
+
+
 class FollowLog(msgspec.Struct, frozen=True):
     """Ask the shell to stream the durable event feed to `session` from `after` (rooms empty: every room)."""
 
@@ -124,7 +151,7 @@ class ShowPresence(msgspec.Struct, frozen=True):
     presence: Any  # results.Presence
 
 
-Effect = Reply | Deliver | CloseSession | ArmTimer | ReadLog | FollowLog | ShowPresence
+Effect = Reply | Deliver | CloseSession | ArmTimer | ReadLog | FollowLog | ShowPresence | ReadHistory
 
 
 class Outcome:

@@ -548,7 +548,18 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
     _take_over(w, room, cmd, session, out)  # only now: a refusal above leaves the old waiter armed
     if sub_id is not None:
         out.stage(add)
-    waiter = agents.Waiter(session, cmd.id, cmd.waiter, owner, cmd.for_, cmd.directed_only, sub_id, settle)
+    waiter = agents.Waiter(
+        session,
+        cmd.id,
+        cmd.waiter,
+        owner,
+        cmd.for_,
+        cmd.directed_only,
+        sub_id,
+        settle,
+        at=ctx.now,
+        after=feed.seq,
+    )
     room_name = room.name
 
     def arm() -> None:

@@ -24,8 +24,9 @@ from hub.core import (
     state,
     status,
     tasks,
+    why,
 )
-from hub.core.effects import Context, LogRead, Outcome, SessionGone, Start, Tick
+from hub.core.effects import Context, HistoryRead, LogRead, Outcome, SessionGone, Start, Tick
 from hub.core.world import Root, World
 from hub.protocol import commands as c
 from hub.protocol import events as e
@@ -83,6 +84,13 @@ DECIDE: dict[type, Decider] = {
     c.Status: status.decide_status,
     Start: sessions.decide_start,
     SessionGone: sessions.decide_gone,
+    # explanations (reads: no events)
+    c.WhyTask: why.decide_task,
+    c.WhyClaim: why.decide_claim,
+    c.WhyWait: why.decide_wait,
+    c.WhyCondition: why.decide_condition,
+    c.StateHistory: why.decide_history,
+    HistoryRead: why.decide_history_read,
 }
 
 APPLY: dict[type, tuple[Fold, ...]] = {

@@ -47,6 +47,7 @@ class HeldRecord(msgspec.Struct, array_like=True, gc=False):
     checkpoint: str | None
     granted_at: float
     epoch: int
+    renewed_at: float | None = None  # last: snapshots written before it decode without it
 
 
 class IntentRecord(msgspec.Struct, array_like=True, gc=False):
@@ -156,7 +157,16 @@ def _room(room: Room) -> RoomRecord:
         marks=feed.marks,
         claims=[
             HeldRecord(
-                h.work, h.holder, h.paths, h.expires, h.session, h.bound, h.checkpoint, h.granted_at, h.epoch
+                h.work,
+                h.holder,
+                h.paths,
+                h.expires,
+                h.session,
+                h.bound,
+                h.checkpoint,
+                h.granted_at,
+                h.epoch,
+                h.renewed_at,
             )
             for h in claims.live.values()
         ],
@@ -263,6 +273,7 @@ def _load_room(w: World, room: Room, record: RoomRecord) -> None:
             h.epoch,
         )
         held.bound = h.bound
+        held.renewed_at = h.renewed_at
         fences.take(room, h.work, h.holder, h.epoch, h.expires)
         claims.live[h.work] = held
         claims.bind(held, h.session)

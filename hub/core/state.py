@@ -276,6 +276,7 @@ def _write(
     increment: bool,
     if_version: int | None,
     planned: dict[Spot, tuple[Entry | None, int]] | None = None,
+    op: str = "state.set",
 ) -> StateWritten:
     """Decide one write; `planned` carries the earlier writes of the same batch."""
     scope, key = write.scope, write.key
@@ -300,6 +301,7 @@ def _write(
         version=version,
         by=agent.name,
         branch=None if branch is None else branch.name,
+        op=op,
     )
 
 
@@ -333,7 +335,7 @@ def decide_init(w: World, cmd: c.InitState, ctx: Context) -> Outcome:
             f"{cmd.scope}.{cmd.key} exists",
             {"current": current.plain(cmd.scope, cmd.key)},
         )
-    written = _write(w, room, agent, ctx.now, branch, cmd, False, None)
+    written = _write(w, room, agent, ctx.now, branch, cmd, False, None, op="state.init")
     out.emit(written)
     out.reply(ctx, cmd.id, _written(written))
     return out
@@ -368,6 +370,7 @@ def decide_delete(w: World, cmd: c.DeleteState, ctx: Context) -> Outcome:
             key=cmd.key,
             by=agent.name,
             branch=None if branch is None else branch.name,
+            op="state.delete",
         )
     )
     out.reply(ctx, cmd.id, r.Deleted(scope=cmd.scope, key=cmd.key, deleted=True, version=current.version))
@@ -386,7 +389,7 @@ def decide_batch(w: World, cmd: c.BatchState, ctx: Context) -> Outcome:
         conditions.evaluate_gate(cmd.if_, context_for(w, room, branch))
     planned: dict[Spot, tuple[Entry | None, int]] = {}
     writes = [  # every write decided before any is emitted: all or nothing
-        _write(w, room, agent, ctx.now, branch, each, each.increment, each.if_version, planned)
+        _write(w, room, agent, ctx.now, branch, each, each.increment, each.if_version, planned, "state.batch")
         for each in cmd.writes
     ]
     out.events.extend(writes)

@@ -400,6 +400,20 @@ class EventLog:
         except SQLAlchemyError as exc:
             raise LogError(f"cannot read the log: {_why(exc)}") from None
 
+    def read_back(self, before: int, limit: int, room: str, types: Sequence[str]) -> list[Row]:
+        """Events of `room` of the given types at positions below `before`, newest first, at most `limit`."""
+        query = (
+            select(events.c.seq, events.c.room, events.c.type, events.c.data, events.c.at)
+            .where(events.c.seq < before, events.c.room == room, events.c.type.in_(list(types)))
+            .order_by(events.c.seq.desc())
+            .limit(limit)
+        )
+        try:
+            with self.engine.connect() as conn:
+                return [(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in conn.execute(query)]
+        except SQLAlchemyError as exc:
+            raise LogError(f"cannot read the log: {_why(exc)}") from None
+
     def scan(self, after: int = 0, chunk: int = 20_000, upto: int | None = None) -> Iterator[Row]:
         """Every event after `after` (up to `upto`), in chunks so memory stays flat."""
         while True:

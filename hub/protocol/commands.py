@@ -59,6 +59,12 @@ __all__ = [
     "Send",
     "Status",
     "Wait",
+    # explanations
+    "StateHistory",
+    "WhyClaim",
+    "WhyCondition",
+    "WhyTask",
+    "WhyWait",
 ]
 
 # Every integer on the wire is signed 64-bit, as the log, the snapshot and every client keep it: a larger one
@@ -462,6 +468,41 @@ class CheckPaths(BaseCommand, tag="guard.check", frozen=True):
     paths: tuple[str, ...]
 
 
+# -- explanations (`synapse why ...`, `synapse state history`): reads, no events ----------------------------
+
+
+class WhyTask(BaseCommand, tag="why.task", frozen=True):
+    """Why a task is not ready: its open dependencies and blocking seq siblings, down to actionable tasks."""
+
+    task: str
+
+
+class WhyClaim(BaseCommand, tag="why.claim", frozen=True):
+    """Who holds a claim, since when, by what lease (session or TTL), until when, at which epoch."""
+
+    work: str
+
+
+class WhyWait(BaseCommand, tag="why.wait", frozen=True):
+    """What an armed waiter waits on, since when, for whom, and what would wake it now."""
+
+    waiter: AgentName
+
+
+class WhyCondition(BaseCommand, tag="why.condition", frozen=True):
+    """A CEL expression's value with the value of each of its sub-expressions, and the one that is false."""
+
+    expr: str
+
+
+class StateHistory(BaseCommand, tag="state.history", frozen=True):
+    """Every version of a key, newest first, read from the log (not kept in memory): `limit` ≤ 1000."""
+
+    key: str
+    scope: str = "_shared"
+    limit: Int = 20
+
+
 Command = (
     Join
     | Attach
@@ -505,4 +546,9 @@ Command = (
     | ReofferTask
     | ResetToken
     | CheckPaths
+    | WhyTask
+    | WhyClaim
+    | WhyWait
+    | WhyCondition
+    | StateHistory
 )

@@ -192,6 +192,7 @@ class StateWritten(BaseEvent, frozen=True):
     version: int
     by: AgentName
     branch: str | None = None
+    op: str | None = None  # the command that wrote it (`state.set`, `state.batch`...); None in older logs
 
 
 class StateDeleted(BaseEvent, frozen=True):
@@ -201,6 +202,7 @@ class StateDeleted(BaseEvent, frozen=True):
     key: str
     by: AgentName
     branch: str | None = None
+    op: str | None = None  # the command that deleted it (`state.delete`, `branch.merge`); None in older logs
 
 
 class ViewDefined(BaseEvent, frozen=True):

@@ -51,6 +51,15 @@ __all__ = [
     "TaskView",
     "Unsubscribed",
     "Writes",
+    # explanations
+    "ClaimWhy",
+    "ConditionPart",
+    "ConditionWhy",
+    "KeyHistory",
+    "KeyVersion",
+    "TaskLink",
+    "TaskWhy",
+    "WaitWhy",
 ]
 
 
@@ -331,3 +340,105 @@ class PathsChecked(Result):
 
     name: AgentName
     paths: list[PathHeld]
+
+
+# -- explanations (`synapse why ...`, `synapse state history`) ---------------------------------------------
+
+
+class TaskLink(Result):
+    """One task in a `why task` chain: `reason` says how it blocks the task above it (`depends_on`, `seq`,
+    `child` of an epic; `task` for the one asked about); `blockers` are what keeps it from being ready."""
+
+    id: str
+    status: str
+    holder: AgentName | None
+    reason: str
+    title: str | None = None
+    actionable: bool = False  # nothing blocks it: ready to claim, or in progress with its holder
+    missing: bool = False  # depended on but never declared
+    repeated: bool = False  # already shown higher up the chain (its blockers are not repeated)
+    blockers: list[TaskLink] = []
+
+
+class TaskWhy(Result):
+    task: str
+    ready: bool
+    status: str
+    holder: AgentName | None
+    chain: TaskLink
+    actionable: list[str]  # the first tasks someone can act on now, deepest in the chain
+    truncated: bool = False  # the chain stopped at its bound
+
+
+class ClaimWhy(Result):
+    """A live claim explained: `lease` is `session` (bound to a live session), `grace` (its session dropped:
+    it lapses at `expires` unless the holder comes back) or `ttl` (it lapses at `expires` unless renewed)."""
+
+    work: str
+    holder: AgentName
+    paths: list[str]
+    lease: str
+    since: float
+    expires: float | None
+    epoch: int
+    renewed_at: float | None  # the last renewal or re-binding (None: never renewed since granted)
+    last_heartbeat: float | None  # the holder's last sign of life
+    holder_status: str | None
+    holder_sessions: int
+    checkpoint: str | None = None
+
+
+class WaitWhy(Result):
+    """An armed waiter: woken by a message for `for` (after seq `armed`) or by `condition` turning true.
+    `waking` counts messages already there that would wake it (0 for an armed waiter but while it settles)."""
+
+    waiter: AgentName
+    owner: AgentName
+    for_: AgentName | None = msgspec.field(name="for")
+    directed_only: bool
+    since: float | None
+    armed: int
+    waking: int
+    condition: str | None = None
+    value: Any = None
+    error: str | None = None
+
+
+class ConditionPart(Result):
+    """One sub-expression: its text, nesting depth, the value it read (or its evaluation error), and whether
+    it is on the path that makes the whole expression not true (`blame`)."""
+
+    expr: str
+    depth: int
+    value: Any = None
+    error: str | None = None
+    blame: bool = False
+
+
+class ConditionWhy(Result):
+    expr: str
+    holds: bool
+    value: Any = None
+    error: str | None = None
+    parts: list[ConditionPart] = []
+    false_part: str | None = None  # the innermost sub-expression that keeps it from holding
+    truncated: bool = False  # more sub-expressions than shown
+
+
+class KeyVersion(Result):
+    """One version of a key as the log recorded it: `op` is the command that wrote it (None: an older log)."""
+
+    version: int
+    value: Any
+    deleted: bool
+    by: str
+    at: float
+    op: str | None
+    position: int  # the event's position in the log
+
+
+class KeyHistory(Result):
+    scope: str
+    key: str
+    versions: list[KeyVersion]
+    complete: bool  # the oldest version shown is the key's first one

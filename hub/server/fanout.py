@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from hub.core.effects import ArmTimer, CloseSession, Deliver, Effect, FollowLog, ReadLog, Reply, ShowPresence
+from hub.core.effects import (
+    ArmTimer,
+    CloseSession,
+    Deliver,
+    Effect,
+    FollowLog,
+    ReadHistory,
+    ReadLog,
+    Reply,
+    ShowPresence,
+)
 from hub.protocol.codec import encode
 from hub.protocol.frames import Error, Ok
 from hub.protocol.types import SessionId
@@ -21,13 +31,13 @@ class Fanout:
         self,
         sessions: dict[SessionId, Session],
         arm: Callable[[float], None],
-        read: Callable[[ReadLog], None],
+        read: Callable[[ReadLog | ReadHistory], None],
         follow: Callable[[FollowLog], None],
         presence: Callable[[ShowPresence], list[Session]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.arm = arm  # a deadline for the timers
-        self.read = read  # a page of older messages to read from the log
+        self.read = read  # a page of older messages (or of a key's history) to read from the log
         self.follow = follow  # a tail to start
         self.presence = presence  # a presence change for the tails
         self.submitted = 0  # the newest ticket handed to the log writer
@@ -111,7 +121,7 @@ class Fanout:
                     session.close(effect.code, effect.reason)
             elif type(effect) is ArmTimer:
                 self.arm(effect.at)
-            elif type(effect) is ReadLog:
+            elif type(effect) is ReadLog or type(effect) is ReadHistory:
                 if effect.session in sessions:
                     self.read(effect)
             elif type(effect) is FollowLog and effect.session in sessions:

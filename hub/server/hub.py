@@ -21,7 +21,19 @@ from websockets.http11 import Request, Response
 from hub.config import HubConfig, bind_problem
 from hub.core import governor, snapshot, status
 from hub.core import sessions as core_sessions
-from hub.core.effects import Context, Deliver, LogRead, Outcome, ReadLog, Reply, SessionGone, Start, Tick
+from hub.core.effects import (
+    Context,
+    Deliver,
+    HistoryRead,
+    LogRead,
+    Outcome,
+    ReadHistory,
+    ReadLog,
+    Reply,
+    SessionGone,
+    Start,
+    Tick,
+)
 from hub.core.machine import Machine
 from hub.log.store import EventLog, LogError, LogTaken, Row
 from hub.log.writer import LogWriter
@@ -36,7 +48,7 @@ from hub.server.api import Api
 from hub.server.degraded import Degraded
 from hub.server.fanout import Fanout
 from hub.server.metrics import Metrics, Readings
-from hub.server.older import read_page
+from hub.server.older import read_history, read_page
 from hub.server.session import SLOW_CONSUMER_CLOSE, Session
 from hub.server.tail import Tails
 from hub.server.timers import Timers
@@ -327,10 +339,10 @@ class Hub:
         try:
             self.run(cmd, ctx)
         except HubError as exc:
-            if self.degraded and exc.code == Code.UNAVAILABLE and type(cmd) is not LogRead:
+            if self.degraded and exc.code == Code.UNAVAILABLE and type(cmd) not in (LogRead, HistoryRead):
                 self._defer(cmd)
                 return
-            request = cmd.request if type(cmd) is LogRead else None
+            request = cmd.request if type(cmd) is LogRead or type(cmd) is HistoryRead else None
             if request is not None:
                 self._refused(request.session, request.command.id, exc)
             else:
@@ -347,8 +359,8 @@ class Hub:
         if not self.draining:
             self._internal(Tick(), Context(now))
 
-    def _read_log(self, request: ReadLog) -> None:
-        """Read one page of older messages off the loop, then hand it to the core."""
+    def _read_log(self, request: ReadLog | ReadHistory) -> None:
+        """Read one page of older messages (or of a key's history) off the loop, then hand it to the core."""
         session = self.sessions.get(request.session)
         if session is None:
             return
@@ -356,9 +368,13 @@ class Hub:
         session.tasks.add(task)
         task.add_done_callback(session.tasks.discard)
 
-    async def _read_page(self, request: ReadLog) -> None:
+    async def _read_page(self, request: ReadLog | ReadHistory) -> None:
         assert self.loop is not None
-        page = await self.loop.run_in_executor(None, read_page, self.log, request)
+        page: LogRead | HistoryRead
+        if type(request) is ReadHistory:
+            page = await self.loop.run_in_executor(None, read_history, self.log, request)
+        else:
+            page = await self.loop.run_in_executor(None, read_page, self.log, request)
         if request.session in self.sessions:
             self._internal(page, Context(self.clock(), request.session, self.secret))
 

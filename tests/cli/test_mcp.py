@@ -158,6 +158,12 @@ async def test_every_tool_once(transport: str, hub: ThreadHub, client_env: dict[
 
         assert "assistant" in {a["name"] for a in (await run("agents"))["agents"]}
         assert "version" in json.dumps(await run("status"))
+
+        # explanations
+        why = await run("why", {"kind": "condition", "what": "state._shared.a == 1 && true"})
+        assert why["holds"] is False and why["false_part"] == "state._shared.a == 1"
+        versions = (await run("state_history", {"key": "a", "limit": 2}))["versions"]
+        assert [(v["version"], v["value"]) for v in versions] == [(3, 5), (2, 2)]
     assert set(called) == set(TOOLS)
 
 

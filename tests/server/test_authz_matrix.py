@@ -166,6 +166,16 @@ ROWS: dict[type, Row] = {
     c.ResetToken: Row(lambda x: c.ResetToken(**x.read(name="alice")), "ok U U U U U", "U U U U U U"),
     c.CheckPaths: Row(lambda x: c.CheckPaths(**x.act(paths=("src/w/a.py",))), *ACT),  # the git guard
 }
+# Explanations (`synapse why`, `synapse state history`): reads, with the read rules.
+ROWS.update(
+    {
+        c.WhyTask: Row(lambda x: c.WhyTask(**x.read(task="t")), *READ),
+        c.WhyClaim: Row(lambda x: c.WhyClaim(**x.read(work="w")), *READ),
+        c.WhyWait: Row(lambda x: c.WhyWait(**x.read(waiter="alice-w")), *READ),
+        c.WhyCondition: Row(lambda x: c.WhyCondition(**x.read(expr="1 + 1 == 2")), *READ),
+        c.StateHistory: Row(lambda x: c.StateHistory(**x.read(key="k", scope="alice")), *READ),
+    }
+)
 # Notes on the rows:
 # - `other` on Claim gets `conflict`: the work is alice's. On the re-offers it gets `ok`: re-offering an idle
 #   holder's (no session) work is the supervisor's verb, open to every member; fencing stops the old holder.

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agent_sdk import SyncAgent
 from hub.protocol.commands import Command
 from hub.server import api
 from tests.conftest import HubProcess, ThreadHub, hub_config, seconds
@@ -128,6 +129,18 @@ def test_every_wire_op_answers_over_http(admin_hub: ThreadHub) -> None:
     call(alice, "branch.diff", {"branch": "b1"})
     call(alice, "branch.merge", {"name": "alice", "branch": "b1"})
     call(alice, "tail", {"after": 0, "rooms": ["default"]})
+    # explanations: reads (a waiter to explain is armed on a WebSocket: an HTTP wait ends with its request)
+    call(alice, "claim", {"name": "alice", "work": "w3", "paths": ["why/**"], "ttl": 600})
+    assert call(alice, "why.claim", {"work": "w3"})["holder"] == "alice"
+    assert call(alice, "why.task", {"task": "t1"})["task"] == "t1"
+    assert (
+        call(alice, "why.condition", {"expr": "state.k == 1"})["holds"] is False
+    )  # `state.k`: no such scope
+    with SyncAgent("carol", hub=admin_hub.url, admin_token=ADMIN) as carol:
+        carol.join()
+        carol.arm("carol-w", "carol")
+        assert call(alice, "why.wait", {"waiter": "carol-w"})["owner"] == "carol"
+    assert call(alice, "state.history", {"key": "k"})["versions"][0]["version"] == 1
     call(lobby, "room.create", {"room": "other", "admin_token": ADMIN}, None)
     assert call(lobby, "room.invite", {"room": "other", "admin_token": ADMIN}, None)["invite"]
     call(lobby, "room.list", {"admin_token": ADMIN}, None)
