@@ -40,6 +40,8 @@ _HELP = {
     "max_subscriptions_per_session": "Subscriptions and condition waiters one connection may hold.",
     "max_subscriptions_per_agent": "Subscriptions and condition waiters one agent may hold over its connections.",
     "max_sessions_per_agent": "Connections one agent may attach at once.",
+    "send_keys_per_agent": "Send keys (`send --key`) remembered per sender and room; past it the oldest is "
+    "forgotten and a repeat of it would send again.",
     "log_format": "text or json (one JSON object per line).",
     "now_resolution": "Seconds between re-evaluations of conditions that read CEL `now` (one timer, only while "
     "some condition reads it).",

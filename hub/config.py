@@ -45,6 +45,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     feed_window_bytes: int = 64 << 20  # and at most this many bytes of bodies per room (0: no byte cap)
     max_subscriptions_per_session: int | None = 1_000
     max_subscriptions_per_agent: int | None = 4_000  # over every session attached as one agent
+    send_keys_per_agent: int = 1_000  # send keys remembered per sender and room; the oldest are forgotten
 
     # Timeouts (seconds)
     drain_seconds: float = 5.0

@@ -29,6 +29,7 @@ __all__ = [
     "InviteRoom",
     "ListRooms",
     "Write",
+    "AckMessages",
     "Agents",
     "Attach",
     "BaseCommand",
@@ -118,16 +119,30 @@ class Send(BaseCommand, tag="send", frozen=True):
     reply_to: Annotated[Seq, _I64] | None = None
     priority: bool = False
     fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
+    key: str | None = (
+        None  # idempotency key (per sender): a repeat returns the first send's seqs, sends nothing
+    )
+    allow_unknown: bool = False  # a directed send to a name that never joined is refused unless this is set
 
 
 class ListMessages(BaseCommand, tag="message.list", frozen=True):
-    """Read the feed after a cursor, optionally only what is addressed to one agent."""
+    """Read the feed after a cursor, optionally only what is addressed to one agent.
+
+    `unread`: only what is addressed to the token's agent after its read position (`message.ack`)."""
 
     for_: AgentName | None = msgspec.field(default=None, name="for")
     after: Annotated[Cursor, _I64] = Cursor(0)  # a negative cursor reads from the start, as 0 does
     kind: str | None = None
     unclaimed: bool = False
     limit: Int = 100
+    unread: bool = False
+
+
+class AckMessages(BaseCommand, tag="message.ack", frozen=True):
+    """Mark everything addressed to `name` up to `seq` read; the read position never moves backwards."""
+
+    name: AgentName
+    seq: Annotated[Seq, _I64]
 
 
 class ClaimMessage(BaseCommand, tag="message.claim", frozen=True):
@@ -483,4 +498,5 @@ Command = (
     | ReofferClaim
     | ReofferTask
     | ResetToken
+    | AckMessages
 )
