@@ -30,6 +30,7 @@ __all__ = [
     "fence_of",
     "lost",
     "retry_after_of",
+    "send_key",
     "targets",
 ]
 
@@ -101,6 +102,12 @@ def fence_of(fence: Mapping[str, int] | None) -> dict[str, int]:
     if not fence:
         return {}
     return {str(work): int(epoch) for work, epoch in fence.items()}
+
+
+def send_key(key: str | None) -> str:
+    """A send's idempotency key: the caller's, or a fresh one; a retry after a lost connection reuses it, so
+    the hub delivers the message once (CLI.md "Delivery")."""
+    return key if key is not None else "sdk-" + os.urandom(12).hex()
 
 
 def error_of(frame: Error) -> HubError:
@@ -263,6 +270,8 @@ class BaseClient:
         reply_to: int | None,
         priority: bool,
         fence: Mapping[str, int] | None = None,
+        key: str | None = None,
+        allow_unknown: bool = False,
     ) -> c.Send:
         return c.Send(
             id=self.next_id(),
@@ -276,6 +285,8 @@ class BaseClient:
             reply_to=reply_to,
             priority=priority,
             fence=fence_of(fence),
+            key=key,
+            allow_unknown=allow_unknown,
         )
 
     def cmd_release(

@@ -12,7 +12,7 @@ import click
 from cli.main import client, client_options, settings
 from cli.messages import render
 from cli.output import clean, emit
-from cli.relay import read_cursor
+from cli.relay import handed_over, read_cursor
 from hub.protocol.codec import encode, to_builtins
 
 __all__ = ["register"]
@@ -116,6 +116,7 @@ def register(group: click.Group) -> None:
         if message is not None:
             payload = {"woken_by": wake.reason, "message": to_builtins(message)}
             emit(s.json, payload, render(payload["message"]))
+            handed_over(agent, for_, message.seq)
         else:
             payload = {"woken_by": wake.reason, "condition": wake.condition, "value": to_builtins(wake.value)}
             emit(s.json, payload, f"{clean(wake.condition)} → {clean(encode(payload['value']).decode())}")
