@@ -99,17 +99,17 @@ async def test_every_tool_once(transport: str, hub: ThreadHub, client_env: dict[
             return await call(c, name, arguments)
 
         assert (await run("heartbeat", {"status": "busy"}))["status"] == "busy"
-        seq = (await run("send", {"target": "all", "body": {"hello": 1}}))["seq"]
+        seq = (await run("send", "--allow-unknown", {"target": "all", "body": {"hello": 1}}))["seq"]
         assert [m["body"] for m in (await run("messages"))["messages"]] == [{"hello": 1}]
         assert (await run("message_claim", {"seq": seq}))["holder"] == "assistant"
         woke = await run("wait", {"condition": "messages.count >= 1"})  # already true: at once
         assert woke["woken_by"] == "condition" and woke["value"] is True
-        await bob.send("assistant", "ping")
+        await bob.send("assistant", "ping", allow_unknown=True)
         woke = await run("wait", {"for": "assistant", "after": seq, "timeout": 60})
         assert woke["message"]["body"] == "ping" and woke["message"]["from"] == "bob"
         # directed_only skips broadcasts; a condition beside a message wait wakes whichever comes first
-        await bob.send("all", "to everyone")
-        ping = await bob.send("assistant", "only you")
+        await bob.send("all", "to everyone", allow_unknown=True)
+        ping = await bob.send("assistant", "only you", allow_unknown=True)
         woke = await run("wait", {"after": woke["message"]["seq"], "directed_only": True})
         assert woke["message"]["seq"] == ping
         woke = await run("wait", {"for": "assistant", "after": ping, "condition": "messages.count > 0"})
@@ -183,7 +183,7 @@ async def test_a_pending_wait_delays_no_other_call(
         await call(c, "messages", {"after": after})
         assert not message_wait.done() and not condition_wait.done()
 
-        await bob.send("assistant", "wake up")
+        await bob.send("assistant", "wake up", allow_unknown=True)
         woke = await asyncio.wait_for(message_wait, 60)
         assert woke["message"]["body"] == "wake up"
         assert not condition_wait.done()
@@ -199,8 +199,10 @@ async def test_refusals_are_tool_errors_with_stable_codes(
     fence is `fenced`; a wait that nothing wakes is `timed_out`. The server keeps serving after each."""
     async with served(transport, hub, client_env) as c:
         assert (await refused(c, "claim", {"work": "w", "paths": ["../etc"]}))["code"] == "bad_request"
-        assert (await refused(c, "send", {"body": "no target"}))["code"] == "bad_request"
-        assert (await refused(c, "send", {"target": "all", "body": 1, "bogus": 2}))["code"] == "bad_request"
+        assert (await refused(c, "send", "--allow-unknown", {"body": "no target"}))["code"] == "bad_request"
+        assert (await refused(c, "send", "--allow-unknown", {"target": "all", "body": 1, "bogus": 2}))[
+            "code"
+        ] == "bad_request"
         assert (await refused(c, "state_get", {"key": 7}))["code"] == "bad_request"
         assert (await refused(c, "nope", {}))["code"] == "not_found"
         assert (await refused(c, "state_get", {"key": "absent"}))["code"] == "not_found"
@@ -237,7 +239,7 @@ async def test_resources_read_and_announce_changes(
             assert (await asyncio.wait_for(anext(events), 60)).uri == state  # type: ignore[union-attr]
             text = (await c.read_resource(state)).contents[0].text  # type: ignore[union-attr]
             assert {e["key"]: e["value"] for e in json.loads(text)["entries"]}["score"] == 42
-            await bob.send("all", "news")
+            await bob.send("all", "news", allow_unknown=True)
             assert (await asyncio.wait_for(anext(events), 60)).uri == feed  # type: ignore[union-attr]
             text = (await c.read_resource(feed)).contents[0].text  # type: ignore[union-attr]
             assert [m["body"] for m in json.loads(text)["messages"]] == ["news"]
@@ -297,7 +299,9 @@ async def test_the_documented_stdio_config_runs(hub: ThreadHub, client_env: dict
     argv = [*launcher, *server["args"]]
     async with Client(StdioServerParameters(command=argv[0], args=argv[1:], env=env)) as c:
         assert {"send", "wait", "state_get"} <= {t.name for t in (await c.list_tools()).tools}
-        assert (await call(c, "send", {"target": "all", "body": "from the docs"}))["seq"] == 1
+        assert (await call(c, "send", "--allow-unknown", {"target": "all", "body": "from the docs"}))[
+            "seq"
+        ] == 1
 
 
 def test_stdio_survives_bad_lines(hub: ThreadHub, client_env: dict[str, str]) -> None:
