@@ -36,7 +36,7 @@ WRITES = [
     ("state cas", ["state", "cas", "k", "1", "2"]),
     ("state delete", ["state", "delete", "k"]),
     ("state batch", ["state", "batch", "k=2", "j=3"]),
-    ("send", "--allow-unknown", ["send", "--allow-unknown", "--target", "bob", "hello"]),
+    ("send", ["send", "--allow-unknown", "--target", "bob", "hello"]),
     ("task update", ["task", "update", "T", "--note", "done-ish"]),
     ("release", ["release", "w"]),
     ("handoff", ["handoff", "w", "--to", "bob"]),

@@ -99,7 +99,7 @@ async def test_every_tool_once(transport: str, hub: ThreadHub, client_env: dict[
             return await call(c, name, arguments)
 
         assert (await run("heartbeat", {"status": "busy"}))["status"] == "busy"
-        seq = (await run("send", "--allow-unknown", {"target": "all", "body": {"hello": 1}}))["seq"]
+        seq = (await run("send", {"target": "all", "body": {"hello": 1}}))["seq"]
         assert [m["body"] for m in (await run("messages"))["messages"]] == [{"hello": 1}]
         assert (await run("message_claim", {"seq": seq}))["holder"] == "assistant"
         woke = await run("wait", {"condition": "messages.count >= 1"})  # already true: at once
@@ -199,10 +199,8 @@ async def test_refusals_are_tool_errors_with_stable_codes(
     fence is `fenced`; a wait that nothing wakes is `timed_out`. The server keeps serving after each."""
     async with served(transport, hub, client_env) as c:
         assert (await refused(c, "claim", {"work": "w", "paths": ["../etc"]}))["code"] == "bad_request"
-        assert (await refused(c, "send", "--allow-unknown", {"body": "no target"}))["code"] == "bad_request"
-        assert (await refused(c, "send", "--allow-unknown", {"target": "all", "body": 1, "bogus": 2}))[
-            "code"
-        ] == "bad_request"
+        assert (await refused(c, "send", {"body": "no target"}))["code"] == "bad_request"
+        assert (await refused(c, "send", {"target": "all", "body": 1, "bogus": 2}))["code"] == "bad_request"
         assert (await refused(c, "state_get", {"key": 7}))["code"] == "bad_request"
         assert (await refused(c, "nope", {}))["code"] == "not_found"
         assert (await refused(c, "state_get", {"key": "absent"}))["code"] == "not_found"
@@ -299,9 +297,7 @@ async def test_the_documented_stdio_config_runs(hub: ThreadHub, client_env: dict
     argv = [*launcher, *server["args"]]
     async with Client(StdioServerParameters(command=argv[0], args=argv[1:], env=env)) as c:
         assert {"send", "wait", "state_get"} <= {t.name for t in (await c.list_tools()).tools}
-        assert (await call(c, "send", "--allow-unknown", {"target": "all", "body": "from the docs"}))[
-            "seq"
-        ] == 1
+        assert (await call(c, "send", {"target": "all", "body": "from the docs"}))["seq"] == 1
 
 
 def test_stdio_survives_bad_lines(hub: ThreadHub, client_env: dict[str, str]) -> None:
