@@ -102,6 +102,8 @@ async def test_every_tool_once(transport: str, hub: ThreadHub, client_env: dict[
         seq = (await run("send", {"target": "all", "body": {"hello": 1}}))["seq"]
         assert [m["body"] for m in (await run("messages"))["messages"]] == [{"hello": 1}]
         assert (await run("message_claim", {"seq": seq}))["holder"] == "assistant"
+        assert (await run("message_ack", {"seq": seq}))["upto"] == seq
+        assert (await run("messages", {"unread": True}))["messages"] == []
         woke = await run("wait", {"condition": "messages.count >= 1"})  # already true: at once
         assert woke["woken_by"] == "condition" and woke["value"] is True
         await bob.send("assistant", "ping", allow_unknown=True)
