@@ -124,6 +124,7 @@ ROWS: dict[type, Row] = {
     c.Send: Row(lambda x: c.Send(**x.act(to=("bob",), body=RAW)), *ACT),
     c.ListMessages: Row(lambda x: c.ListMessages(**x.read()), *READ),
     c.ClaimMessage: Row(lambda x: c.ClaimMessage(**x.act(seq=x.seq)), *ACT),
+    c.AckMessages: Row(lambda x: c.AckMessages(**x.act(seq=x.seq)), *ACT),
     c.Heartbeat: Row(lambda x: c.Heartbeat(**x.act()), *ACT),
     c.Agents: Row(lambda x: c.Agents(**x.read()), *READ),
     c.Wait: Row(lambda x: c.Wait(**x.read(waiter="alice-w", for_=x.name)), "ok ok F F U U", "U ok F F U U"),
