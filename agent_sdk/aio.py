@@ -418,6 +418,7 @@ class Agent(BaseClient):
         """
         key = send_key(key)
         attempt = 0
+        lost: HubError | None = None  # the first `disconnected`: raised when no retry gets through
         while True:
             try:
                 reply = await self.request(
@@ -426,8 +427,11 @@ class Agent(BaseClient):
                 return verbs.seq(reply)
             except HubError as exc:
                 attempt += 1
+                if lost is not None and exc.code == Code.UNREACHABLE:
+                    raise lost from None  # it may have been applied: still `disconnected`
                 if exc.code != Code.DISCONNECTED or not self.reconnect or attempt > max(self.retries, 1):
                     raise
+                lost = lost or exc
 
     async def ack(self, seq: int) -> dict[str, Any]:
         """Mark everything addressed to this agent up to `seq` read (never backwards); returns the position

@@ -499,17 +499,21 @@ class SyncReplies:
         key used before). A send lost with its connection is sent again, with the same key, on a new one."""
         a = self.agent
         key = send_key(key)
-        attempt = 0
-        while True:
+        lost: HubError | None = None  # the first `disconnected`: raised when no retry gets through
+        for _ in range(max(a.retries, 1) + 1):
             try:
                 return a.act(  # type: ignore[no-any-return]
                     lambda: a.cmd_send(target, body, kind, reply_to, priority, fence, key, allow_unknown)
                 )
             except HubError as exc:
-                attempt += 1
-                if exc.code != Code.DISCONNECTED or attempt > max(a.retries, 1):
+                if lost is not None and exc.code == Code.UNREACHABLE:
+                    raise lost from None  # it may have been applied: still `disconnected`
+                if exc.code != Code.DISCONNECTED:
                     raise
+                lost = lost or exc
                 a.close()  # the next request connects again
+        assert lost is not None
+        raise lost
 
     def ack(self, seq: int) -> dict[str, Any]:
         a = self.agent
