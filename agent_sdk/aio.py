@@ -26,6 +26,7 @@ from agent_sdk.base import (
     lost,
     result_of,
     retry_after_of,
+    send_key,
     why_command,
 )
 from agent_sdk.claims import Claim
@@ -406,17 +407,43 @@ class Agent(BaseClient):
         priority: bool = False,
         fence: Mapping[str, int] | None = None,
         stagger: float = 0.0,
+        key: str | None = None,
+        allow_unknown: bool = False,
     ) -> int:
         """Send a message to `name`, `a,b`, `room/*`, `room/name` or `all`; returns its seq once durable.
         `stagger` spreads a `*`/`all` send's wakes over that many seconds (0..60).
 
+        Every send has an idempotency key (`key`, else a fresh one): when the connection drops before the
+        reply, the send is retried with the same key after the reconnect, so it is delivered once.
+
         Raises:
             HubError: `fenced` when `fence` (`{"WORK": epoch}`) names a claim this agent no longer holds at
-                that epoch: nothing is sent.
+                that epoch: nothing is sent; `unknown_recipient` for a name that never joined (unless
+                `allow_unknown`).
         """
-        return verbs.seq(
-            await self.request(lambda: self.cmd_send(target, body, kind, reply_to, priority, fence, stagger))
-        )
+        key = send_key(key)
+        attempt = 0
+        lost: HubError | None = None  # the first `disconnected`: raised when no retry gets through
+        while True:
+            try:
+                reply = await self.request(
+                    lambda: self.cmd_send(
+                        target, body, kind, reply_to, priority, fence, stagger, key, allow_unknown
+                    )
+                )
+                return verbs.seq(reply)
+            except HubError as exc:
+                attempt += 1
+                if lost is not None and exc.code == Code.UNREACHABLE:
+                    raise lost from None  # it may have been applied: still `disconnected`
+                if exc.code != Code.DISCONNECTED or not self.reconnect or attempt > max(self.retries, 1):
+                    raise
+                lost = lost or exc
+
+    async def ack(self, seq: int) -> dict[str, Any]:
+        """Mark everything addressed to this agent up to `seq` read (never backwards); returns the position
+        (`upto`) and how many are still `unread`. Raises HubError `not_found` (no message `seq`)."""
+        return await self.request(lambda: self.mutation(c.AckMessages, seq=seq))  # type: ignore[no-any-return]
 
     async def messages(self, timeout: float | None = None) -> AsyncIterator[Message]:
         """Every message addressed to this agent from now on, in seq order, across reconnects; stops after
@@ -436,11 +463,19 @@ class Agent(BaseClient):
         kind: str | None = None,
         unclaimed: bool = False,
         limit: int = 100,
+        unread: bool = False,
     ) -> list[dict[str, Any]]:
-        """Read the feed after a cursor: broadcasts, and the directed messages this agent sent or received."""
+        """Read the feed after a cursor: broadcasts, and the directed messages this agent sent or received
+        (`unread`: only what is addressed to this agent after its read position)."""
         result = await self.request(
             lambda: self.read(
-                c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit
+                c.ListMessages,
+                for_=for_,
+                after=after,
+                kind=kind,
+                unclaimed=unclaimed,
+                limit=limit,
+                unread=unread,
             )
         )
         return result["messages"]  # type: ignore[no-any-return]

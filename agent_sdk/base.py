@@ -30,6 +30,7 @@ __all__ = [
     "fence_of",
     "lost",
     "retry_after_of",
+    "send_key",
     "targets",
 ]
 
@@ -101,6 +102,12 @@ def fence_of(fence: Mapping[str, int] | None) -> dict[str, int]:
     if not fence:
         return {}
     return {str(work): int(epoch) for work, epoch in fence.items()}
+
+
+def send_key(key: str | None) -> str:
+    """A send's idempotency key: the caller's, or a fresh one; a retry after a lost connection reuses it, so
+    the hub delivers the message once (CLI.md "Delivery")."""
+    return key if key is not None else "sdk-" + os.urandom(12).hex()
 
 
 def error_of(frame: Error) -> HubError:
@@ -264,6 +271,8 @@ class BaseClient:
         priority: bool,
         fence: Mapping[str, int] | None = None,
         stagger: float = 0.0,
+        key: str | None = None,
+        allow_unknown: bool = False,
     ) -> c.Send:
         return c.Send(
             id=self.next_id(),
@@ -278,6 +287,8 @@ class BaseClient:
             priority=priority,
             fence=fence_of(fence),
             stagger=stagger,
+            key=key,
+            allow_unknown=allow_unknown,
         )
 
     def cmd_release(

@@ -9,7 +9,16 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from agent_sdk import credentials, verbs
-from agent_sdk.base import BaseClient, StateCommands, TaskCommands, error_of, lost, result_of, why_command
+from agent_sdk.base import (
+    BaseClient,
+    StateCommands,
+    TaskCommands,
+    error_of,
+    lost,
+    result_of,
+    send_key,
+    why_command,
+)
 from agent_sdk.claims import SyncClaim
 from agent_sdk.wire import Closed, Socket
 from hub.protocol import commands as c
@@ -205,19 +214,38 @@ class SyncAgent(BaseClient):
         priority: bool = False,
         fence: Mapping[str, int] | None = None,
         stagger: float = 0.0,
+        key: str | None = None,
+        allow_unknown: bool = False,
     ) -> int:
         """Send a message to `name`, `a,b`, `room/*`, `room/name` or `all`; returns its seq once durable.
         `stagger` spreads a `*`/`all` send's wakes over that many seconds (0..60).
 
+        Every send has an idempotency key (`key`, else a fresh one): when the connection drops before the
+        reply, it reconnects and sends again with the same key, so the message is delivered once.
+
         Raises:
             HubError: `fenced` when `fence` (`{"WORK": epoch}`) names a claim this agent no longer holds at
-                that epoch: nothing is sent.
+                that epoch: nothing is sent; `unknown_recipient` for a name that never joined (unless
+                `allow_unknown`).
         """
         return verbs.seq(
             self.replies.send(
-                target, body, kind=kind, reply_to=reply_to, priority=priority, fence=fence, stagger=stagger
+                target,
+                body,
+                kind=kind,
+                reply_to=reply_to,
+                priority=priority,
+                fence=fence,
+                stagger=stagger,
+                key=key,
+                allow_unknown=allow_unknown,
             )
         )
+
+    def ack(self, seq: int) -> dict[str, Any]:
+        """Mark everything addressed to this agent up to `seq` read (never backwards); returns the position
+        (`upto`) and how many are still `unread`. Raises HubError `not_found` (no message `seq`)."""
+        return self.replies.ack(seq)
 
     def messages(self, timeout: float | None = None) -> Iterator[Message]:
         """Messages addressed to this agent, live (call `attach` first); stops after `timeout` idle seconds."""
@@ -238,10 +266,12 @@ class SyncAgent(BaseClient):
         kind: str | None = None,
         unclaimed: bool = False,
         limit: int = 100,
+        unread: bool = False,
     ) -> list[dict[str, Any]]:
-        """Read the feed after a cursor: broadcasts, and the directed messages this agent sent or received."""
+        """Read the feed after a cursor: broadcasts, and the directed messages this agent sent or received
+        (`unread`: only what is addressed to this agent after its read position)."""
         reply = self.replies.list_messages(
-            for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit
+            for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit, unread=unread
         )
         return reply["messages"]  # type: ignore[no-any-return]
 
@@ -521,10 +551,34 @@ class SyncReplies:
         priority: bool = False,
         fence: Mapping[str, int] | None = None,
         stagger: float = 0.0,
+        key: str | None = None,
+        allow_unknown: bool = False,
     ) -> dict[str, Any]:
-        """The reply carries the message's `seq` (and `unknown` targets, `unread` counts)."""
+        """The reply carries the message's `seq` (and `unknown` targets, `unread` counts, `repeated` for a
+        key used before). A send lost with its connection is sent again, with the same key, on a new one."""
         a = self.agent
-        return a.act(lambda: a.cmd_send(target, body, kind, reply_to, priority, fence, stagger))  # type: ignore[no-any-return]
+        key = send_key(key)
+        lost: HubError | None = None  # the first `disconnected`: raised when no retry gets through
+        for _ in range(max(a.retries, 1) + 1):
+            try:
+                return a.act(  # type: ignore[no-any-return]
+                    lambda: a.cmd_send(
+                        target, body, kind, reply_to, priority, fence, stagger, key, allow_unknown
+                    )
+                )
+            except HubError as exc:
+                if lost is not None and exc.code == Code.UNREACHABLE:
+                    raise lost from None  # it may have been applied: still `disconnected`
+                if exc.code != Code.DISCONNECTED:
+                    raise
+                lost = lost or exc
+                a.close()  # the next request connects again
+        assert lost is not None
+        raise lost
+
+    def ack(self, seq: int) -> dict[str, Any]:
+        a = self.agent
+        return a.act(lambda: a.mutation(c.AckMessages, seq=seq))  # type: ignore[no-any-return]
 
     def list_messages(
         self,
@@ -534,9 +588,12 @@ class SyncReplies:
         kind: str | None = None,
         unclaimed: bool = False,
         limit: int = 100,
+        unread: bool = False,
     ) -> dict[str, Any]:
         a = self.agent
-        cmd = a.read(c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit)
+        cmd = a.read(
+            c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit, unread=unread
+        )
         return a.request(cmd)  # type: ignore[no-any-return]
 
     def claim_message(self, seq: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ VERBS: dict[str, Verb] = {
     "messages": Verb("AsyncIterator[Message]", "Iterator[Message]"),
     "list_messages": Verb("list[dict[str, Any]]"),
     "claim_message": Verb("str"),
+    "ack": Verb("dict[str, Any]"),
     "heartbeat": Verb("dict[str, Any]"),
     "claim": Verb("Claim", "SyncClaim"),
     "release": Verb("None"),

@@ -40,6 +40,8 @@ _HELP = {
     "max_subscriptions_per_session": "Subscriptions and condition waiters one connection may hold.",
     "max_subscriptions_per_agent": "Subscriptions and condition waiters one agent may hold over its connections.",
     "max_sessions_per_agent": "Connections one agent may attach at once.",
+    "send_keys_per_agent": "Send keys (`send --key`) remembered per sender and room; past it the oldest is "
+    "forgotten and a repeat of it would send again.",
     "log_format": "text or json (one JSON object per line).",
     "loop_limit": "Wake governor: refuse (rate_limited) a send that would wake an agent which, with the sender, has "
     "woken the other back and forth more than N times in the last minute (a wake loop); a one-way stream is never "

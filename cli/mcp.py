@@ -71,19 +71,43 @@ def _kw(k: dict[str, Any], *names: str) -> dict[str, Any]:
 @tool(
     "send",
     "Send a message. `target` is an agent name, `a,b`, `room/*`, `room/name` or `all`; `body` any JSON. "
-    "Returns its `seq` (pass it as `after` to `wait` or `messages` to see what comes next).",
-    {"target": S, "body": ANY, "kind": S, "reply_to": I, "priority": B, "fence": FENCE},
+    "Returns its `seq` (pass it as `after` to `wait` or `messages` to see what comes next). `key`: an "
+    "idempotency key (sending again with it returns the first seq, sends nothing); `allow_unknown`: send to a "
+    "name that has not joined yet (else `unknown_recipient`).",
+    {
+        "target": S,
+        "body": ANY,
+        "kind": S,
+        "reply_to": I,
+        "priority": B,
+        "fence": FENCE,
+        "key": S,
+        "allow_unknown": B,
+    },
     ("target", "body"),
 )
 async def _send(a: Any, k: dict[str, Any]) -> Any:
-    return {"seq": await a.send(k["target"], k["body"], **_kw(k, "kind", "reply_to", "priority", "fence"))}
+    names = ("kind", "reply_to", "priority", "fence", "key", "allow_unknown")
+    return {"seq": await a.send(k["target"], k["body"], **_kw(k, *names))}
+
+
+@tool(
+    "message_ack",
+    "Mark everything addressed to this agent up to `seq` read (the read position never moves back); returns "
+    "the position `upto` and how many messages are still `unread`.",
+    {"seq": I},
+    ("seq",),
+)
+async def _message_ack(a: Any, k: dict[str, Any]) -> Any:
+    return await a.ack(k["seq"])
 
 
 @tool(
     "messages",
     "Read the room's feed after seq `after` (default 0): broadcasts and this agent's directed messages, "
-    "optionally only those addressed to `for`, of one `kind`, or not yet claimed; at most `limit` (100).",
-    {"for": S, "after": I, "kind": S, "unclaimed": B, "limit": I},
+    "optionally only those addressed to `for`, of one `kind`, or not yet claimed; at most `limit` (100). "
+    "`unread`: only what is addressed to this agent after its read position (see `message_ack`).",
+    {"for": S, "after": I, "kind": S, "unclaimed": B, "limit": I, "unread": B},
 )
 async def _messages(a: Any, k: dict[str, Any]) -> Any:
     return {
@@ -93,6 +117,7 @@ async def _messages(a: Any, k: dict[str, Any]) -> Any:
             kind=k.get("kind"),
             unclaimed=k.get("unclaimed", False),
             limit=k.get("limit", 100),
+            unread=k.get("unread", False),
         )
     }
 

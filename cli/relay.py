@@ -6,14 +6,16 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.main import client, client_options, settings
 from cli.output import emit
 from hub.protocol.codec import encode
+from hub.protocol.errors import HubError
 
-__all__ = ["read_cursor", "reconcile", "register", "write_cursor"]
+__all__ = ["handed_over", "read_cursor", "reconcile", "register", "write_cursor"]
 
 PAGE = 1000
 
@@ -83,6 +85,18 @@ def reconcile(out: Path, cursor: int) -> int:
     return max(cursor, last)
 
 
+def handed_over(agent: Any, for_: str | None, seq: int) -> None:
+    """After a message is printed, move NAME's read position to it (CLI.md "Delivery"): the next `wait`
+    without --after resumes after it, so a loop hands every message over exactly once. Acknowledging only
+    after printing means a crash in between hands it over again rather than never."""
+    if for_ is None or agent.name != for_ or agent.token is None and agent.admin_token is None:
+        return
+    try:
+        agent.ack(seq)
+    except HubError as exc:
+        click.echo(f"warning: read position not moved ({exc.code}: {exc.message})", err=True)
+
+
 def register(group: click.Group) -> None:
     @group.command("relay")
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
@@ -129,4 +143,6 @@ def register(group: click.Group) -> None:
             appended += len(page)
             if len(page) < PAGE:
                 break
+        if appended:
+            handed_over(agent, for_, cursor)
         emit(settings(ctx).json, {"appended": appended, "cursor": cursor}, str(appended))

@@ -12,7 +12,7 @@ import click
 from cli.main import client, client_options, settings
 from cli.messages import render
 from cli.output import clean, emit
-from cli.relay import read_cursor, write_cursor
+from cli.relay import handed_over, read_cursor, write_cursor
 from hub.protocol.codec import encode, to_builtins
 from hub.protocol.commands import MAX_GOVERNOR_SECONDS
 
@@ -146,6 +146,7 @@ def register(group: click.Group) -> None:
             emit(s.json, payload, "\n".join(render(m) for m in messages))
             if advance and cursor_file is not None:
                 write_cursor(cursor_file, max(read_cursor(cursor_file), handed[-1].seq))
+            handed_over(agent, for_, handed[-1].seq)
         else:
             payload = {"woken_by": wake.reason, "condition": wake.condition, "value": to_builtins(wake.value)}
             emit(s.json, payload, f"{clean(wake.condition)} → {clean(encode(payload['value']).decode())}")

@@ -46,6 +46,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_subscriptions_per_session: int | None = 1_000
     max_subscriptions_per_agent: int | None = 4_000  # over every session attached as one agent
     loop_limit: int = 0  # wakes back and forth between two agents per minute before a send is refused; 0: off
+    send_keys_per_agent: int = 1_000  # send keys remembered per sender and room; the oldest are forgotten
 
     # Timeouts (seconds)
     drain_seconds: float = 5.0

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from hub.core import agents, cel, rooms
+from hub.core import agents, cel, delivery, rooms
 from hub.core.effects import ArmTimer, Context, Outcome, ShowPresence
 from hub.core.limits import check_count
 from hub.core.world import Room, SessionInfo, World
@@ -40,6 +40,7 @@ __all__ = [
     "decide_unsubscribe",
     "drop_sub",
     "evaluate_gate",
+    "for_reader",
     "plan_sub",
     "react",
     "resolve_views",
@@ -226,6 +227,14 @@ def _resolve(programs: dict[str, cel.Compiled], key: str, ctx: dict[str, Any]) -
     return True
 
 
+def for_reader(room: Room, ctx: dict[str, Any], compiled: cel.Compiled, reader: str | None) -> dict[str, Any]:
+    """The context as `reader` sees it: `messages.unread` is the reader's own count (only built for an
+    expression that reads `messages`; the shared context has no `unread`)."""
+    if reader is None or not any(p[0] == "messages" for p in compiled.paths):
+        return ctx
+    return delivery.cel_unread(room, ctx, reader)
+
+
 def value_of(compiled: cel.Compiled, bound: Any) -> Any:
     """A condition's value, or None when evaluation fails (a failing condition never holds)."""
     try:
@@ -234,9 +243,14 @@ def value_of(compiled: cel.Compiled, bound: Any) -> Any:
         return None
 
 
-def evaluate_gate(expr: str, ctx: dict[str, Any]) -> None:
-    """A CEL write gate: refuse with `precondition_failed` unless it evaluates to exactly true."""
+def evaluate_gate(
+    expr: str, ctx: dict[str, Any], room: Room | None = None, writer: str | None = None
+) -> None:
+    """A CEL write gate: refuse with `precondition_failed` unless it evaluates to exactly true (the writer
+    reads its own `messages.unread`)."""
     compiled = compile_or_refuse(expr)
+    if room is not None:
+        ctx = for_reader(room, ctx, compiled, writer)
     try:
         value = cel.evaluate(compiled, ctx)
     except cel.EvalError as exc:
@@ -379,16 +393,16 @@ def decide_subscribe(w: World, cmd: c.Subscribe, ctx: Context) -> Outcome:
     agent = None
     if cmd.name is not None:  # showing an agent as `waiting` is acting as it: its token (or the admin's)
         agent = agents.acting_as(w, room, cmd.name, cmd.token, cmd.admin_token).name
-    value = value_of(compiled, context(w, room))
+    info = w.sessions.get(ctx.session)
+    attached = info.agent if info is not None and info.room == room.name else None
+    owner = agent or reader.name or attached  # who it counts against (and reads as); None: anonymous
+    value = value_of(compiled, for_reader(room, context(w, room), compiled, owner))
     holds = cel.is_true(value)
     out = Outcome()
     if holds and cmd.once:  # already true: one trigger now, and nothing stays armed
         sid = w.part(Subscriptions).last_id + 1
         out.stage(functools.partial(_bump, w, sid))
     else:
-        info = w.sessions.get(ctx.session)
-        attached = info.agent if info is not None and info.room == room.name else None
-        owner = agent or reader.name or attached  # who it counts against; None: an anonymous session
         sid, add = plan_sub(w, room, ctx.session, compiled, cmd.include, agent, None, cmd.once, holds, owner)
         out.stage(add)
     out.reply(ctx, cmd.id, r.Subscribed(sub=sid, value=value, holds=holds))
@@ -466,6 +480,7 @@ _TOUCH: dict[type, Callable[[Any], Path | None]] = {
     e.ViewDefined: lambda ev: ("state", "_view", ev.key),
     e.MessageSent: lambda ev: ("messages",),
     e.MessageClaimed: lambda ev: ("messages",),
+    e.MessagesRead: lambda ev: ("messages",),
     e.AgentJoined: lambda ev: ("agents", ev.agent),
     e.PresenceChanged: lambda ev: ("agents", ev.agent),
     e.SessionOpened: lambda ev: ("agents", ev.agent),
@@ -587,7 +602,7 @@ def react(w: World, out: Outcome) -> None:
                 if sub is None:
                     continue
                 cond.evaluations += 1
-                value = value_of(sub.compiled, bound)
+                value = value_of(sub.compiled, for_reader(room, bound or {}, sub.compiled, sub.owner))
                 holds = cel.is_true(value)
                 if holds and not sub.held:
                     _fire(w, room, sub, value, out)

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from hub.core import agents, claims, conditions, fences, governor, rooms
+from hub.core import agents, claims, conditions, delivery, fences, governor, rooms
 from hub.core.effects import ArmTimer, CloseSession, Context, FollowLog, LogRead, Outcome, ReadLog
 from hub.core.limits import check_count
 from hub.core.world import Room, SessionInfo, World, hash_token
@@ -28,7 +28,9 @@ __all__ = [
     "Streams",
     "addressed",
     "apply_claimed",
+    "apply_joined",
     "apply_sent",
+    "decide_ack",
     "decide_attach",
     "decide_claim",
     "decide_list",
@@ -194,7 +196,12 @@ def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ..
 
 def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
     out = Outcome()
+    delivery.check_key(cmd.key)
     room, agent = agents.actor(w, cmd, ctx, out)
+    first = delivery.first_send(room, agent.name, cmd.key)
+    if first is not None:  # a repeat (a retry after a lost reply): the first send's seqs, nothing sent
+        out.reply(ctx, cmd.id, _sent(w, room, cmd.to, first, [], {}, repeated=True))
+        return out
     fences.check(room, agent.name, cmd.fence, ctx.now)
     limit = w.config.max_body_bytes
     if limit is not None and len(cmd.body) > limit:
@@ -215,12 +222,20 @@ def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
     seqs: dict[str, int] = {}
     unknown: list[str] = []
     for dest, to in split.items():
-        target = w.rooms[dest]
-        local = dest == room.name
-        roster = target.part(agents.Roster).agents
+        roster = w.rooms[dest].part(agents.Roster).agents
         for n in to:
             if AgentName(n) not in roster and n != rooms.GROUP and n != rooms.ALL:
-                unknown.append(n if local else f"{dest}/{n}")
+                unknown.append(n if dest == room.name else f"{dest}/{n}")
+    if not cmd.allow_unknown:
+        delivery.refuse_unknown(unknown)
+    unread: dict[str, int] = {}
+    for dest, to in split.items():
+        target = w.rooms[dest]
+        local = dest == room.name
+        for n in to:  # each named recipient's unread count, this message included
+            count = delivery.unread(target, n) if n != rooms.GROUP and n != rooms.ALL else None
+            if count is not None:
+                unread[n if local else f"{dest}/{n}"] = count + 1
         event = e.MessageSent(
             room=dest,
             at=ctx.now,
@@ -231,16 +246,12 @@ def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
             body=cmd.body,
             reply_to=cmd.reply_to if local else None,
             priority=cmd.priority,
+            key=cmd.key,
         )
         out.emit(event)
         seqs[dest] = event.seq
         _push(w, target, event, out, stagger, ctx.now)
-    own = seqs.get(room.name)
-    out.reply(
-        ctx,
-        cmd.id,
-        r.Sent(seq=Seq(own if own is not None else next(iter(seqs.values()))), seqs=seqs, unknown=unknown),
-    )
+    out.reply(ctx, cmd.id, _sent(w, room, cmd.to, seqs, unknown, unread))
     return out
 
 
@@ -256,6 +267,26 @@ def _reply_target(feed: Feed, reply_to: int | None) -> tuple[Address, ...]:
             {"field": "to", "reason": "empty"},
         )
     return (feed.messages[reply_to - feed.base - 1].sender,)
+
+
+def _sent(
+    w: World,
+    room: Room,
+    to: tuple[Address, ...],
+    seqs: dict[str, int],
+    unknown: list[str],
+    unread: dict[str, int],
+    repeated: bool = False,
+) -> r.Sent:
+    """A send's reply; a repeat's unread counts are the named local recipients' current ones."""
+    if repeated:
+        for n in dict.fromkeys(to):
+            count = delivery.unread(room, n) if "/" not in n else None
+            if count is not None:
+                unread[n] = count
+    own = seqs.get(room.name)
+    seq = Seq(own if own is not None else next(iter(seqs.values())))
+    return r.Sent(seq=seq, seqs=dict(seqs), unknown=unknown, unread=unread, repeated=repeated)
 
 
 def _push(w: World, room: Room, event: MessageSent, out: Outcome, stagger: float, now: float) -> None:
@@ -392,11 +423,41 @@ def decide_list(w: World, cmd: c.ListMessages, ctx: Context) -> Outcome:
     if room is None:
         out.reply(ctx, cmd.id, r.MessageList(messages=[], head=0))
         return out
+    if cmd.unread:
+        cmd = _unread_list(room, cmd, who)
     read = _behind(w, room, ctx.session, max(cmd.after, 0), cmd) if ctx.session is not None else None
     if read is not None:
         out.effects.append(read)
         return out
     _list_reply(room, cmd, cmd.after, [], who, ctx, out)
+    return out
+
+
+def _unread_list(room: Room, cmd: c.ListMessages, who: agents.Reader) -> c.ListMessages:
+    """`message list --unread`: what is addressed to the token's agent after its read position."""
+    if who.name is None:
+        raise HubError(Code.UNAUTHORIZED, "listing unread messages needs the token of an agent of the room")
+    if cmd.for_ is not None and cmd.for_ != who.name:
+        raise HubError(Code.FORBIDDEN, f"unread messages are listed for the token's agent ({who.name})")
+    upto = room.part(delivery.Reads).upto.get(who.name, 0)
+    return msgspec.structs.replace(cmd, for_=who.name, after=Cursor(max(cmd.after, upto)))
+
+
+def decide_ack(w: World, cmd: c.AckMessages, ctx: Context) -> Outcome:
+    """Move the agent's read position forward to `seq` (never backwards: an older seq changes nothing)."""
+    out = Outcome()
+    room, agent = agents.actor(w, cmd, ctx, out)
+    feed = room.part(Feed)
+    feed.has(cmd.seq)
+    event = delivery.read_event(room, agent.name, cmd.seq, feed.messages, feed.base, feed.seq, ctx.now)
+    reads = room.part(delivery.Reads)
+    if event is not None:
+        out.emit(event)
+        left = reads.group + reads.addressed[agent.name] - event.counted
+    else:
+        left = delivery.unread(room, agent.name) or 0
+    upto = event.upto if event is not None else reads.upto.get(agent.name, 0)
+    out.reply(ctx, cmd.id, r.Acked(name=agent.name, upto=Seq(upto), unread=left))
     return out
 
 
@@ -515,6 +576,7 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
         raise HubError(Code.BAD_REQUEST, "this session already has an armed waiter", {"field": "waiter"})
     feed = room.part(Feed)
     out = Outcome()
+    cmd = _resumed(room, cmd)
     pending: list[Message] = []
     due = 0.0
     if cmd.for_ is not None:
@@ -535,7 +597,9 @@ def decide_wait(w: World, cmd: c.Wait, ctx: Context) -> Outcome:
             pending = found
     sub_id = None
     if compiled is not None:
-        value = conditions.value_of(compiled, conditions.context(w, room))
+        value = conditions.value_of(
+            compiled, conditions.for_reader(room, conditions.context(w, room), compiled, owner)
+        )
         if value is True:  # level-triggered: already true wakes at once, so a turn is never missed
             _take_over(w, room, cmd, session, out)
             out.reply(ctx, cmd.id, r.Armed(armed=feed.seq))
@@ -589,6 +653,13 @@ def _waiting(feed: Feed, after: int, cmd: c.Wait, found: list[Message]) -> list[
             if len(found) >= WAKE_CAP:
                 break
     return found
+
+
+def _resumed(room: Room, cmd: c.Wait) -> c.Wait:
+    """A wait without `after` resumes after `for`'s read position once it has moved it (`message.ack`, or a
+    `wait`/`relay` that handed a message over), so a re-armed loop hands every message over exactly once."""
+    upto = delivery.resume_after(room, cmd.for_) if cmd.after is None and cmd.for_ is not None else None
+    return cmd if upto is None else msgspec.structs.replace(cmd, after=Cursor(upto), since=None)
 
 
 def _take_over(w: World, room: Room, cmd: c.Wait, session: SessionId, out: Outcome) -> None:
@@ -696,6 +767,13 @@ def trim(feed: Feed, size: int, limit: int) -> None:
         del window[:cut]
         feed.base += cut
         feed.bytes = held
+
+
+def apply_joined(w: World, event: e.AgentJoined) -> None:
+    """A new member's read position starts at the window's start (delivery.start)."""
+    room = w.rooms[event.room]
+    feed = room.part(Feed)
+    delivery.start(room, event.agent, feed.messages, feed.base)
 
 
 def apply_claimed(w: World, event: e.MessageClaimed) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from hub.config import HubConfig
-from hub.core import cel, fences
+from hub.core import cel, delivery, fences
 from hub.core.agents import Agent, Roster, Tokens
 from hub.core.claims import Claims, Deadlines, Held, Intent
 from hub.core.conditions import Conditions
@@ -25,7 +25,7 @@ from hub.protocol.types import AgentName, Position, RoomName, Seq, SessionId
 
 __all__ = ["SNAPSHOT_VERSION", "Snapshot", "dump", "load", "take"]
 
-SNAPSHOT_VERSION = 3  # 3: every room, tombstone versions, typed task notes, fencing epochs
+SNAPSHOT_VERSION = 4  # 3: every room, tombstone versions, typed task notes, fencing epochs; 4: delivery
 
 
 class AgentRecord(msgspec.Struct, array_like=True, gc=False):
@@ -102,6 +102,20 @@ class BranchRecord(msgspec.Struct, array_like=True, gc=False):
     gone: list[GoneRecord]
 
 
+class ReadRecord(msgspec.Struct, array_like=True, gc=False):
+    agent: AgentName
+    upto: int
+    counted: int
+    addressed: int
+    acked: bool
+
+
+class KeyRecord(msgspec.Struct, array_like=True, gc=False):
+    sender: AgentName
+    key: str
+    seqs: dict[str, int]
+
+
 class RoomRecord(msgspec.Struct, gc=False):
     name: RoomName
     agents: list[AgentRecord]
@@ -119,6 +133,9 @@ class RoomRecord(msgspec.Struct, gc=False):
     gone: list[GoneRecord]
     clock: int
     epochs: dict[str, int]  # the last fencing epoch of every work and `task:ID`, never reused
+    group: int = 0  # broadcasts in the feed (delivery.Reads)
+    reads: list[ReadRecord] = []
+    keys: list[KeyRecord] = []  # each sender's keys, oldest first
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -145,6 +162,7 @@ def _gone(gone: dict[tuple[str, str], int]) -> list[GoneRecord]:
 
 def _room(room: Room) -> RoomRecord:
     feed, claims, plan, st = room.part(Feed), room.part(Claims), room.part(Plan), room.part(State)
+    reads = room.part(delivery.Reads)
     return RoomRecord(
         name=room.name,
         agents=[
@@ -209,6 +227,16 @@ def _room(room: Room) -> RoomRecord:
         gone=_gone(st.gone),
         clock=st.clock,
         epochs=dict(sorted(room.part(Epochs).last.items())),
+        group=reads.group,
+        reads=[
+            ReadRecord(n, reads.upto[n], reads.counted[n], reads.addressed[n], n in reads.acked)
+            for n in sorted(reads.counted)
+        ],
+        keys=[
+            KeyRecord(sender, key, seqs)
+            for sender, keys in sorted(room.part(delivery.Keys).by_sender.items())
+            for key, seqs in keys.items()
+        ],
     )
 
 
@@ -312,6 +340,23 @@ def _load_room(w: World, room: Room, record: RoomRecord) -> None:
         if task.parent is not None:
             plan.children.setdefault(task.parent, []).append(task.id)
     _load_state(room, record)
+    _load_delivery(room, record)
+
+
+def _load_delivery(room: Room, record: RoomRecord) -> None:
+    reads = room.part(delivery.Reads)
+    reads.group = record.group
+    for rr in record.reads:
+        reads.upto[rr.agent], reads.counted[rr.agent], reads.addressed[rr.agent] = (
+            rr.upto,
+            rr.counted,
+            rr.addressed,
+        )
+        if rr.acked:
+            reads.acked.add(rr.agent)
+    by_sender = room.part(delivery.Keys).by_sender
+    for k in record.keys:
+        by_sender.setdefault(k.sender, {})[k.key] = dict(k.seqs)
 
 
 def _restore(r: EntryRecord) -> Entry | None:

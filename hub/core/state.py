@@ -315,7 +315,7 @@ def decide_set(w: World, cmd: c.SetState, ctx: Context) -> Outcome:
     fences.check(room, agent.name, cmd.fence, ctx.now)
     branch = room.part(State).branch(cmd.branch)
     if cmd.if_ is not None:
-        conditions.evaluate_gate(cmd.if_, context_for(w, room, branch))
+        conditions.evaluate_gate(cmd.if_, context_for(w, room, branch), room, agent.name)
     written = _write(w, room, agent, ctx.now, branch, cmd, cmd.increment, cmd.if_version)
     out.emit(written)
     out.reply(ctx, cmd.id, _written(written))
@@ -386,7 +386,7 @@ def decide_batch(w: World, cmd: c.BatchState, ctx: Context) -> Outcome:
         raise HubError(Code.BAD_REQUEST, "a batch needs at least one write", {"field": "writes"})
     check_count("writes per batch", len(cmd.writes) - 1, 1000)
     if cmd.if_ is not None:
-        conditions.evaluate_gate(cmd.if_, context_for(w, room, branch))
+        conditions.evaluate_gate(cmd.if_, context_for(w, room, branch), room, agent.name)
     planned: dict[Spot, tuple[Entry | None, int]] = {}
     writes = [  # every write decided before any is emitted: all or nothing
         _write(w, room, agent, ctx.now, branch, each, each.increment, each.if_version, planned, "state.batch")
@@ -468,7 +468,8 @@ def decide_list(w: World, cmd: c.ListState, ctx: Context) -> Outcome:
 
 def decide_eval(w: World, cmd: c.Eval, ctx: Context) -> Outcome:
     compiled = conditions.compile_or_refuse(cmd.expr)
-    room = agents.reader(w, cmd).room
+    who = agents.reader(w, cmd)
+    room = who.room
     out = Outcome()
     if room is None:
         context: dict[str, Any] = {name: {} for name in w.roots}
@@ -476,6 +477,7 @@ def decide_eval(w: World, cmd: c.Eval, ctx: Context) -> Outcome:
         context["now"] = w.now
     else:
         context = context_for(w, room, room.part(State).branch(cmd.branch))
+        context = conditions.for_reader(room, context, compiled, who.name)
     try:
         value = cel.evaluate(compiled, context)
     except cel.EvalError as exc:

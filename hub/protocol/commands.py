@@ -30,6 +30,7 @@ __all__ = [
     "InviteRoom",
     "ListRooms",
     "Write",
+    "AckMessages",
     "Agents",
     "Attach",
     "BaseCommand",
@@ -128,16 +129,30 @@ class Send(BaseCommand, tag="send", frozen=True):
     priority: bool = False
     fence: Fence = {}  # refused with `fenced` unless the writer still holds each claim at that epoch
     stagger: Seconds = 0.0  # a `*`/`all` send's wakes spread over this many seconds (wake governor)
+    key: str | None = (
+        None  # idempotency key (per sender): a repeat returns the first send's seqs, sends nothing
+    )
+    allow_unknown: bool = False  # a directed send to a name that never joined is refused unless this is set
 
 
 class ListMessages(BaseCommand, tag="message.list", frozen=True):
-    """Read the feed after a cursor, optionally only what is addressed to one agent."""
+    """Read the feed after a cursor, optionally only what is addressed to one agent.
+
+    `unread`: only what is addressed to the token's agent after its read position (`message.ack`)."""
 
     for_: AgentName | None = msgspec.field(default=None, name="for")
     after: Annotated[Cursor, _I64] = Cursor(0)  # a negative cursor reads from the start, as 0 does
     kind: str | None = None
     unclaimed: bool = False
     limit: Int = 100
+    unread: bool = False
+
+
+class AckMessages(BaseCommand, tag="message.ack", frozen=True):
+    """Mark everything addressed to `name` up to `seq` read; the read position never moves backwards."""
+
+    name: AgentName
+    seq: Annotated[Seq, _I64]
 
 
 class ClaimMessage(BaseCommand, tag="message.claim", frozen=True):
@@ -551,4 +566,5 @@ Command = (
     | WhyWait
     | WhyCondition
     | StateHistory
+    | AckMessages
 )

@@ -27,6 +27,7 @@ __all__ = [
     "HubStarted",
     "MessageClaimed",
     "MessageSent",
+    "MessagesRead",
     "PresenceChanged",
     "SessionClosed",
     "SessionOpened",
@@ -88,6 +89,16 @@ class MessageSent(BaseEvent, frozen=True):
     body: msgspec.Raw
     reply_to: Seq | None = None
     priority: bool = False
+    key: str | None = None  # the sender's idempotency key (`send --key`): a repeat returns this send's seqs
+
+
+class MessagesRead(BaseEvent, frozen=True):
+    """An agent's read position moved forward to `upto`; `counted` messages addressed to it are at or
+    before it (an outcome, so replay counts nothing)."""
+
+    agent: AgentName
+    upto: Seq
+    counted: int
 
 
 class MessageClaimed(BaseEvent, frozen=True):
@@ -267,4 +278,5 @@ Event = (
     | BranchMerged
     | RoomCreated
     | InviteIssued
+    | MessagesRead
 )

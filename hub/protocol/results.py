@@ -13,6 +13,7 @@ from hub.protocol.frames import Message
 from hub.protocol.types import AgentName, RoomName, Seq
 
 __all__ = [
+    "Acked",
     "AgentList",
     "Armed",
     "Attached",
@@ -100,6 +101,16 @@ class Sent(Result):
     seq: Seq
     seqs: dict[str, int]
     unknown: list[str] = []
+    unread: dict[str, int] = {}  # a directed send: how many messages each local recipient has not read
+    repeated: bool = False  # the key was used before: these are the first send's seqs, nothing was sent
+
+
+class Acked(Result):
+    """A read position after `message.ack`: everything addressed to `name` up to `upto` is read."""
+
+    name: AgentName
+    upto: Seq
+    unread: int
 
 
 class MessageList(Result):

@@ -57,7 +57,7 @@ def _feed(hub: ThreadHub) -> list[Any]:
 
 
 def test_stdin_not_utf8_is_refused_in_one_line(hub: ThreadHub, env: dict[str, str]) -> None:
-    r = run(env, "send", "--name", "alice", "--target", "x", "-", stdin=b"\xff\xfe")
+    r = run(env, "send", "--allow-unknown", "--name", "alice", "--target", "x", "-", stdin=b"\xff\xfe")
     assert r.returncode == 2
     line = one_line(r.stderr)
     assert line.startswith("bad_request: ") and "stdin is not valid UTF-8" in line and "BODY" in line
@@ -66,7 +66,9 @@ def test_stdin_not_utf8_is_refused_in_one_line(hub: ThreadHub, env: dict[str, st
 
 
 def test_stdin_not_utf8_in_process_and_as_json(cli: Cli) -> None:
-    r = cli("--json", "send", "--name", "alice", "--target", "x", "-", input=b"ok \xff\xfe")  # type: ignore[arg-type]
+    r = cli(
+        "--json", "send", "--allow-unknown", "--name", "alice", "--target", "x", "-", input=b"ok \xff\xfe"
+    )  # type: ignore[arg-type]
     assert r.exit_code == 2
     error = json.loads(one_line(r.stderr))["error"]
     assert error["code"] == "bad_request" and "at byte 3" in error["message"]
@@ -93,11 +95,21 @@ def test_argv_not_utf8_is_refused_in_one_line(hub: ThreadHub, env: dict[str, str
 
 
 def test_env_name_not_utf8_is_refused(hub: ThreadHub, env: dict[str, str]) -> None:
-    r = run(env, "send", "--target", "x", "hi", extra_env={b"SYNAPSE_NAME": b"\xffbad"})
+    r = run(env, "send", "--allow-unknown", "--target", "x", "hi", extra_env={b"SYNAPSE_NAME": b"\xffbad"})
     assert r.returncode == 2
     line = one_line(r.stderr)
     assert "SYNAPSE_NAME" in line and "not valid UTF-8" in line
-    r = run(env, "send", "--name", "alice", "--target", "*", "hi", extra_env={b"SYNAPSE_NAME": b"\xffbad"})
+    r = run(
+        env,
+        "send",
+        "--allow-unknown",
+        "--name",
+        "alice",
+        "--target",
+        "*",
+        "hi",
+        extra_env={b"SYNAPSE_NAME": b"\xffbad"},
+    )
     assert r.returncode == 0, r.stderr  # the flag wins over the variable
     assert _feed(hub) == ["hi"]
 
@@ -106,7 +118,7 @@ def test_a_path_may_be_any_bytes(hub: ThreadHub, env: dict[str, str], tmp_path: 
     """File names are not text for the hub: a relay into a non-UTF-8 file name works."""
     out, cursor = os.fsencode(tmp_path) + b"/caf\xe9.ndjson", os.fsencode(tmp_path) + b"/c\xe9"
     with SyncAgent("alice", hub=hub.url) as alice:
-        alice.send("*", "one")
+        alice.send("*", "one", allow_unknown=True)
     r = run(env, b"relay", out, b"--for", b"bob", b"--cursor", cursor)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == b"1"
@@ -118,7 +130,7 @@ def test_a_path_may_be_any_bytes(hub: ThreadHub, env: dict[str, str], tmp_path: 
 
 @pytest.mark.parametrize("missing", ["file", "cursor"])
 def test_relay_into_a_missing_folder(cli: Cli, tmp_path: Path, missing: str) -> None:
-    cli("send", "--name", "alice", "--target", "*", "one")
+    cli("send", "--allow-unknown", "--name", "alice", "--target", "*", "one")
     out, cursor = tmp_path / "feed.ndjson", tmp_path / "bob.cursor"
     if missing == "file":
         out = tmp_path / "nope" / "feed.ndjson"
@@ -146,7 +158,7 @@ def test_a_body_too_large_exits_with_too_large(hub: ThreadHub, env: dict[str, st
     """Over the body limit (the core refuses), over the frame limit (the hub refuses the frame), and far over
     it (the hub closes the connection, 1009): each is `too_large`, exit 1, one line."""
     body = b"x" * int(megabytes * 1024 * 1024)
-    r = run(env, "send", "--name", "alice", "--target", "*", "-", stdin=body)
+    r = run(env, "send", "--allow-unknown", "--name", "alice", "--target", "*", "-", stdin=body)
     assert r.returncode == 1, r.stderr[-500:]
     line = one_line(r.stderr)
     assert line.startswith("too_large: "), line
@@ -155,19 +167,19 @@ def test_a_body_too_large_exits_with_too_large(hub: ThreadHub, env: dict[str, st
 
 def test_sync_agent_gets_too_large_for_a_frame_the_hub_closes_on(hub: ThreadHub) -> None:
     with SyncAgent("alice", hub=hub.url) as alice, pytest.raises(HubError) as info:
-        alice.send("*", "x" * (50 << 20))
+        alice.send("*", "x" * (50 << 20), allow_unknown=True)
     assert info.value.code == Code.TOO_LARGE
 
 
 async def test_async_agent_gets_too_large_and_reconnects(hub: ThreadHub) -> None:
     async with Agent("alice", hub=hub.url) as alice:
         with pytest.raises(HubError) as info:
-            await alice.send("*", "x" * (50 << 20))
+            await alice.send("*", "x" * (50 << 20), allow_unknown=True)
         assert info.value.code == Code.TOO_LARGE
         with pytest.raises(HubError) as info:
-            await alice.send("*", "x" * (2 << 20))  # refused by the hub, connection kept
+            await alice.send("*", "x" * (2 << 20), allow_unknown=True)  # refused by the hub, connection kept
         assert info.value.code == Code.TOO_LARGE
-        assert await alice.send("*", "small") >= 1
+        assert await alice.send("*", "small", allow_unknown=True) >= 1
 
 
 # -- deeply nested bodies ----------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ WRITES = [
     ("state cas", ["state", "cas", "k", "1", "2"]),
     ("state delete", ["state", "delete", "k"]),
     ("state batch", ["state", "batch", "k=2", "j=3"]),
-    ("send", ["send", "--target", "bob", "hello"]),
+    ("send", ["send", "--allow-unknown", "--target", "bob", "hello"]),
     ("task update", ["task", "update", "T", "--note", "done-ish"]),
     ("release", ["release", "w"]),
     ("handoff", ["handoff", "w", "--to", "bob"]),
@@ -89,5 +89,17 @@ def test_a_malformed_fence_is_a_usage_error(cli: Any, bad: str) -> None:
 
 def test_one_work_fenced_at_two_epochs_is_a_usage_error(cli: Any) -> None:
     """Two different epochs for one work cannot both hold: exit 2."""
-    r = cli("send", "--target", "all", "x", "--name", "alice", "--fence", "w=1", "--fence", "w=2")
+    r = cli(
+        "send",
+        "--allow-unknown",
+        "--target",
+        "all",
+        "x",
+        "--name",
+        "alice",
+        "--fence",
+        "w=1",
+        "--fence",
+        "w=2",
+    )
     assert r.exit_code == 2 and "two epochs" in r.output, r.output

@@ -21,8 +21,12 @@ def _strip_times(doc: dict) -> dict:
 
 def test_flags_before_and_after_give_the_same_result(cli, hub) -> None:
     """`synapse --json --name a send ...` and `synapse send ... --json --name a` do the same thing."""
-    before = cli("--json", "--name", "alice", "--room", "lab", "send", "--target", "bob", "hi")
-    after = cli("send", "--target", "bob", "hi", "--json", "--name", "alice", "--room", "lab")
+    before = cli(
+        "--json", "--name", "alice", "--room", "lab", "send", "--allow-unknown", "--target", "bob", "hi"
+    )
+    after = cli(
+        "send", "--allow-unknown", "--target", "bob", "hi", "--json", "--name", "alice", "--room", "lab"
+    )
     assert before.exit_code == after.exit_code == 0, (before.output, after.output)
     assert json.loads(before.stdout)["seq"] == 1 and json.loads(after.stdout)["seq"] == 2
     listed_before = cli("--json", "--name", "alice", "--room", "lab", "message", "list")
@@ -35,8 +39,8 @@ def test_flags_before_and_after_give_the_same_result(cli, hub) -> None:
 
 def test_flags_after_a_subgroup_command(cli) -> None:
     """Flags after `message claim SEQ` are the same as before `message`."""
-    cli("send", "--name", "alice", "--target", "bob", "x")
-    cli("send", "--name", "alice", "--target", "bob", "y")
+    cli("send", "--allow-unknown", "--name", "alice", "--target", "bob", "x")
+    cli("send", "--allow-unknown", "--name", "alice", "--target", "bob", "y")
     r1 = cli("--json", "--name", "bob", "message", "claim", "1")
     r2 = cli("message", "claim", "2", "--name", "bob", "--json")
     assert json.loads(r1.stdout) == {"seq": 1, "holder": "bob"}
@@ -59,7 +63,7 @@ def test_environment_variables(cli, hub, monkeypatch: pytest.MonkeyPatch) -> Non
     """SYNAPSE_NAME and SYNAPSE_ROOM stand in for --name and --room."""
     monkeypatch.setenv("SYNAPSE_NAME", "alice")
     monkeypatch.setenv("SYNAPSE_ROOM", "lab")
-    r = cli("send", "--target", "bob", "via env")
+    r = cli("send", "--allow-unknown", "--target", "bob", "via env")
     assert r.exit_code == 0, r.output
     [m] = [json.loads(line) for line in cli("--json", "message", "list").stdout.splitlines()]
     assert (m["room"], m["from"]) == ("lab", "alice")
@@ -72,7 +76,7 @@ def test_exit_0_ok(cli) -> None:
 
 def test_exit_1_refused(cli) -> None:
     """A refusal by the hub is exit 1 with `code: message` on stderr."""
-    cli("send", "--name", "alice", "--target", "bob", "x")
+    cli("send", "--allow-unknown", "--name", "alice", "--target", "bob", "x")
     cli("message", "claim", "1", "--name", "bob")
     r = cli("message", "claim", "1", "--name", "carol")
     assert r.exit_code == 1 and r.stderr.split(":")[0] == "already_claimed"
@@ -81,9 +85,9 @@ def test_exit_1_refused(cli) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ("send", "--name", "alice", "hello"),  # no --target
-        ("send", "--name", "alice", "--target", "bob"),  # no body
-        ("send", "--target", "bob", "hello"),  # no --name
+        ("send", "--allow-unknown", "--name", "alice", "hello"),  # no --target
+        ("send", "--allow-unknown", "--name", "alice", "--target", "bob"),  # no body
+        ("send", "--allow-unknown", "--target", "bob", "hello"),  # no --name
         ("message", "claim", "one", "--name", "bob"),  # not a seq
         ("frobnicate",),  # no such command
         ("relay", "out.ndjson", "--for", "bob"),  # no --cursor
@@ -102,7 +106,7 @@ def test_exit_2_usage(cli, argv: tuple[str, ...]) -> None:
     [
         ("status",),
         ("agents",),
-        ("send", "--name", "alice", "--target", "bob", "x"),
+        ("send", "--allow-unknown", "--name", "alice", "--target", "bob", "x"),
         ("message", "list"),
         ("join", "alice"),
     ],

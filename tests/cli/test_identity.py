@@ -42,10 +42,12 @@ def test_rejoin_keeps_the_token_and_rotate_replaces_it(cli, client_env) -> None:
     assert old != new
     _, saved = _tokens(client_env)
     assert list(saved.values()) == [new]
-    r = cli("send", "--name", "alice", "--token", old, "--target", "bob", "hi")
+    r = cli("send", "--allow-unknown", "--name", "alice", "--token", old, "--target", "bob", "hi")
     assert r.exit_code == 5
     assert r.stderr.startswith("unauthorized: ")
-    r = cli("send", "--name", "alice", "--target", "bob", "hi")  # the saved (new) token works
+    r = cli(
+        "send", "--allow-unknown", "--name", "alice", "--target", "bob", "hi"
+    )  # the saved (new) token works
     assert r.exit_code == 0, r.output
 
 
@@ -62,7 +64,7 @@ def test_acting_with_another_agents_token_is_forbidden(cli) -> None:
     """Alice's token presented as bob → `forbidden` (exit 5); nothing is sent."""
     alice = cli("join", "alice").stdout.strip()
     cli("join", "bob")
-    r = cli("send", "--name", "bob", "--token", alice, "--target", "carol", "hi")
+    r = cli("send", "--allow-unknown", "--name", "bob", "--token", alice, "--target", "carol", "hi")
     assert r.exit_code == 5
     assert r.stderr.startswith("forbidden: ")
     assert cli("--json", "message", "list").stdout == ""
@@ -70,7 +72,7 @@ def test_acting_with_another_agents_token_is_forbidden(cli) -> None:
 
 def test_first_mutation_joins_implicitly(cli, hub, client_env) -> None:
     """A send by a name that never joined joins it and saves the token for the next command."""
-    assert cli("send", "--name", "dora", "--target", "eve", "hi").exit_code == 0
+    assert cli("send", "--allow-unknown", "--name", "dora", "--target", "eve", "hi").exit_code == 0
     _, saved = _tokens(client_env)
     assert f"{hub.url}|default|dora" in saved
     assert cli("heartbeat", "--name", "dora").exit_code == 0
@@ -83,5 +85,5 @@ def test_tokens_are_kept_per_room(cli, hub, client_env) -> None:
     _, saved = _tokens(client_env)
     assert set(saved) == {f"{hub.url}|default|alice", f"{hub.url}|lab|alice"}
     assert saved[f"{hub.url}|default|alice"] != saved[f"{hub.url}|lab|alice"]
-    r = cli("send", "--room", "lab", "--name", "alice", "--target", "bob", "x")
+    r = cli("send", "--allow-unknown", "--room", "lab", "--name", "alice", "--target", "bob", "x")
     assert r.exit_code == 0, r.output

@@ -102,14 +102,16 @@ async def test_every_tool_once(transport: str, hub: ThreadHub, client_env: dict[
         seq = (await run("send", {"target": "all", "body": {"hello": 1}}))["seq"]
         assert [m["body"] for m in (await run("messages"))["messages"]] == [{"hello": 1}]
         assert (await run("message_claim", {"seq": seq}))["holder"] == "assistant"
+        assert (await run("message_ack", {"seq": seq}))["upto"] == seq
+        assert (await run("messages", {"unread": True}))["messages"] == []
         woke = await run("wait", {"condition": "messages.count >= 1"})  # already true: at once
         assert woke["woken_by"] == "condition" and woke["value"] is True
-        await bob.send("assistant", "ping")
+        await bob.send("assistant", "ping", allow_unknown=True)
         woke = await run("wait", {"for": "assistant", "after": seq, "timeout": 60})
         assert woke["message"]["body"] == "ping" and woke["message"]["from"] == "bob"
         # directed_only skips broadcasts; a condition beside a message wait wakes whichever comes first
-        await bob.send("all", "to everyone")
-        ping = await bob.send("assistant", "only you")
+        await bob.send("all", "to everyone", allow_unknown=True)
+        ping = await bob.send("assistant", "only you", allow_unknown=True)
         burst = await run("wait", {"after": woke["message"]["seq"]})  # one wake hands over both
         assert [m["body"] for m in burst["messages"]] == ["to everyone", "only you"]
         woke = await run("wait", {"after": woke["message"]["seq"], "directed_only": True})
@@ -191,7 +193,7 @@ async def test_a_pending_wait_delays_no_other_call(
         await call(c, "messages", {"after": after})
         assert not message_wait.done() and not condition_wait.done()
 
-        await bob.send("assistant", "wake up")
+        await bob.send("assistant", "wake up", allow_unknown=True)
         woke = await asyncio.wait_for(message_wait, 60)
         assert woke["message"]["body"] == "wake up"
         assert not condition_wait.done()
@@ -245,7 +247,7 @@ async def test_resources_read_and_announce_changes(
             assert (await asyncio.wait_for(anext(events), 60)).uri == state  # type: ignore[union-attr]
             text = (await c.read_resource(state)).contents[0].text  # type: ignore[union-attr]
             assert {e["key"]: e["value"] for e in json.loads(text)["entries"]}["score"] == 42
-            await bob.send("all", "news")
+            await bob.send("all", "news", allow_unknown=True)
             assert (await asyncio.wait_for(anext(events), 60)).uri == feed  # type: ignore[union-attr]
             text = (await c.read_resource(feed)).contents[0].text  # type: ignore[union-attr]
             assert [m["body"] for m in json.loads(text)["messages"]] == ["news"]

@@ -16,9 +16,9 @@ def _listed(cli, *args: str) -> list[dict[str, Any]]:
 
 
 def _send(cli, *args: str, input: str | None = None) -> int:
-    r = cli("send", "--name", "alice", *args, input=input)
+    r = cli("send", "--allow-unknown", "--name", "alice", *args, input=input)
     assert r.exit_code == 0, r.output
-    return int(r.stdout.strip())
+    return int(r.stdout.split()[0])
 
 
 def test_send_prints_increasing_seqs(cli) -> None:
@@ -58,14 +58,14 @@ def test_send_to_other_room_name(cli) -> None:
 
 def test_send_to_unknown_room_is_refused(cli) -> None:
     """A target in a room that does not exist is refused with `not_found` (exit 1)."""
-    r = cli("send", "--name", "alice", "--target", "nowhere/bob", "x")
+    r = cli("send", "--allow-unknown", "--name", "alice", "--target", "nowhere/bob", "x")
     assert r.exit_code == 1
     assert r.stderr.startswith("not_found: ")
 
 
 def test_send_warns_about_unknown_target(cli) -> None:
     """A target that has not joined gets a warning on stderr; the message is still stored."""
-    r = cli("send", "--name", "alice", "--target", "ghost", "boo")
+    r = cli("send", "--allow-unknown", "--name", "alice", "--target", "ghost", "boo")
     assert r.exit_code == 0
     assert "ghost has not joined" in r.stderr
     assert _listed(cli)[0]["body"] == "boo"
@@ -91,19 +91,30 @@ def test_body_from_stdin(cli) -> None:
 def test_kind_reply_to_priority(cli) -> None:
     """--kind, --reply-to and --priority are stored on the message; a reply to a missing seq is refused."""
     first = _send(cli, "--target", "bob", "--kind", "question", "why?")
-    r = cli("send", "--name", "bob", "--target", "alice", "--reply-to", str(first), "--priority", "because")
+    r = cli(
+        "send",
+        "--allow-unknown",
+        "--name",
+        "bob",
+        "--target",
+        "alice",
+        "--reply-to",
+        str(first),
+        "--priority",
+        "because",
+    )
     assert r.exit_code == 0, r.output
     q, a = _listed(cli)
     assert q["kind"] == "question" and not q.get("priority") and q.get("reply_to") is None
     assert a["kind"] == "message" and a["priority"] is True and a["reply_to"] == first
-    r = cli("send", "--name", "bob", "--target", "alice", "--reply-to", "99", "x")
+    r = cli("send", "--allow-unknown", "--name", "bob", "--target", "alice", "--reply-to", "99", "x")
     assert r.exit_code == 1
     assert r.stderr.startswith("not_found: ")
 
 
 def test_send_json_output(cli) -> None:
     """`--json send` prints one object with the seq (and the unknown targets)."""
-    r = cli("--json", "send", "--name", "alice", "--target", "bob", "hi")
+    r = cli("--json", "send", "--allow-unknown", "--name", "alice", "--target", "bob", "hi")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["seq"] == 1 and doc["unknown"] == ["bob"]

@@ -54,7 +54,7 @@ def test_status(cli) -> None:
     """`status` reports version, uptime, rooms, agents and the log size, in text and JSON."""
     cli("join", "alice")
     cli("--room", "lab", "join", "bob")
-    cli("send", "--name", "alice", "--target", "carol", "x")
+    cli("send", "--allow-unknown", "--name", "alice", "--target", "carol", "x")
     doc = json.loads(cli("--json", "status").stdout)
     assert doc["version"] == "0.1.0"
     assert doc["uptime"] >= 0

@@ -37,7 +37,7 @@ def test_sends_without_throttle_all_succeed_and_say_what_they_wait_for(slow_cli:
     """N `synapse send` back to back: every one exits 0, each message lands once; the waits are on stderr."""
     waits: list[str] = []
     for i in range(N):
-        r = slow_cli("send", "--name", "alice", "--target", "all", str(i))
+        r = slow_cli("send", "--allow-unknown", "--name", "alice", "--target", "all", str(i))
         assert r.exit_code == 0, r.output
         waits += r.stderr.splitlines()
     assert waits, "the rate must have refused some sends"
@@ -52,7 +52,9 @@ def test_retries_zero_gets_rate_limited(slow_cli: Cli) -> None:
     """--retries 0: a refused send exits 1 with `rate_limited: ...` and nothing about retrying."""
     codes = []
     for i in range(N):
-        r = slow_cli("send", "--name", "alice", "--target", "all", str(i), "--retries", "0")
+        r = slow_cli(
+            "send", "--allow-unknown", "--name", "alice", "--target", "all", str(i), "--retries", "0"
+        )
         codes.append(r.exit_code)
         if r.exit_code:
             assert r.stderr.startswith("rate_limited: ") and "retrying" not in r.stderr, r.stderr
@@ -63,12 +65,15 @@ def test_retries_zero_gets_rate_limited(slow_cli: Cli) -> None:
 def test_env_retries_zero_and_json_notes(slow_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """SYNAPSE_RETRIES=0 turns retrying off; with --json the waits are JSON lines on stderr."""
     monkeypatch.setenv("SYNAPSE_RETRIES", "0")
-    codes = [slow_cli("send", "--name", "alice", "-t", "all", str(i)).exit_code for i in range(N)]
+    codes = [
+        slow_cli("send", "--allow-unknown", "--name", "alice", "-t", "all", str(i)).exit_code
+        for i in range(N)
+    ]
     assert 1 in codes
     monkeypatch.setenv("SYNAPSE_RETRIES", "9")
     notes = []
     for i in range(N):
-        r = slow_cli("--json", "send", "--name", "alice", "-t", "all", str(i))
+        r = slow_cli("--json", "send", "--allow-unknown", "--name", "alice", "-t", "all", str(i))
         assert r.exit_code == 0, r.output
         notes += [json.loads(line)["retrying"] for line in r.stderr.splitlines()]
     assert notes and all(n["code"] == "rate_limited" and n["of"] == 9 and n["in"] > 0 for n in notes)
@@ -76,10 +81,10 @@ def test_env_retries_zero_and_json_notes(slow_cli: Cli, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("bad", ["-1", "many"])
 def test_bad_retries_is_a_usage_error(cli: Cli, monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
-    r = cli("send", "--name", "alice", "-t", "all", "x", "--retries", bad)
+    r = cli("send", "--allow-unknown", "--name", "alice", "-t", "all", "x", "--retries", bad)
     assert r.exit_code == 2 and "--retries" in r.stderr
     monkeypatch.setenv("SYNAPSE_RETRIES", bad)
-    r = cli("send", "--name", "alice", "-t", "all", "x")
+    r = cli("send", "--allow-unknown", "--name", "alice", "-t", "all", "x")
     assert r.exit_code == 2 and "SYNAPSE_RETRIES" in r.stderr
 
 

@@ -7,7 +7,7 @@ import json
 
 def test_send_then_list(cli) -> None:
     """A sent message is listed with its seq."""
-    r = cli("send", "--name", "alice", "--target", "bob", "hello")
+    r = cli("send", "--allow-unknown", "--name", "alice", "--target", "bob", "hello")
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == "1"
     r = cli("--json", "message", "list", "--name", "alice")

@@ -26,7 +26,10 @@ def frames(stdout: str) -> list[dict[str, Any]]:
 
 def test_tail_prints_one_readable_line_per_event(cli: Cli) -> None:
     """From position 0: time, position, room, agent, kind and a summary, one line per event, no colour off a TTY."""
-    assert cli("send", "--name", "alice", "--target", "bob", "hello \x1b[31mbob").exit_code == 0
+    assert (
+        cli("send", "--allow-unknown", "--name", "alice", "--target", "bob", "hello \x1b[31mbob").exit_code
+        == 0
+    )
     assert cli("claim", "api", "--paths", "src/api/", "--name", "alice").exit_code == 0
     result = cli("tail", "--since", "0", "--count", "4", "--name", "alice")
     assert result.exit_code == 0, result.stderr
@@ -41,8 +44,8 @@ def test_tail_prints_one_readable_line_per_event(cli: Cli) -> None:
 
 def test_tail_json_is_ndjson_event_frames_with_kind_and_agent_filters(cli: Cli) -> None:
     """--json prints EventFrames; --kind (type or family, repeatable) and --agent filter on the client."""
-    cli("send", "--name", "alice", "--target", "bob", "one")
-    cli("send", "--name", "bob", "--target", "alice", "two")
+    cli("send", "--allow-unknown", "--name", "alice", "--target", "bob", "one")
+    cli("send", "--allow-unknown", "--name", "bob", "--target", "alice", "two")
     cli("state", "set", "turn", "2", "--name", "bob")
     messages = frames(
         cli("tail", "--since", "0", "--count", "2", "--kind", "message", "--json", "--name", "alice").stdout
@@ -111,7 +114,17 @@ def test_tail_stays_in_its_room_and_every_room_needs_the_admin_token(
         for room, body in (("ops", "in ops"), ("dev", "in dev")):
             assert (
                 cli(
-                    "--admin-token", ADMIN, "--room", room, "send", "--name", "a", "--target", "a", body
+                    "--admin-token",
+                    ADMIN,
+                    "--room",
+                    room,
+                    "send",
+                    "--allow-unknown",
+                    "--name",
+                    "a",
+                    "--target",
+                    "a",
+                    body,
                 ).exit_code
                 == 0
             )
@@ -210,14 +223,18 @@ def test_tail_survives_a_hub_restart_without_gap_or_duplicate(
         seen = lines.until(lambda f: f["event"]["type"] == "HubStarted")
         with SyncAgent("alice", hub=hub.url) as alice:
             for i in range(3):
-                alice.send("*", f"m{i}")  # broadcasts: an anonymous tail shows every position
+                alice.send(
+                    "*", f"m{i}", allow_unknown=True
+                )  # broadcasts: an anonymous tail shows every position
         seen += lines.until(lambda f: f["event"].get("body") == "m2")
         hub.kill()
         close_pipes(hub.proc)
         hub.start(port)
         with SyncAgent("alice", hub=hub.url) as alice:
             for i in range(3, 6):
-                alice.send("*", f"m{i}")  # broadcasts: an anonymous tail shows every position
+                alice.send(
+                    "*", f"m{i}", allow_unknown=True
+                )  # broadcasts: an anonymous tail shows every position
         seen += lines.until(lambda f: f["event"].get("body") == "m5", 20_000)
     finally:
         tail.terminate()

@@ -101,8 +101,8 @@ def test_woken_by_message_after_armed(waiters: Waiters, alice: SyncAgent) -> Non
     """A message for NAME sent after the waiter armed wakes it: exit 0, the message printed."""
     proc = waiters.start("--name", "bob-rx", "--for", "bob", "--timeout", "60")
     waiters.armed("bob-rx", "bob")
-    alice.send("carol", "not for bob")
-    seq = alice.send("bob", "wake up")
+    alice.send("carol", "not for bob", allow_unknown=True)
+    seq = alice.send("bob", "wake up", allow_unknown=True)
     code, out, err = finish(proc)
     assert code == 0, err
     assert out.startswith(f"#{seq} ") and "alice → bob" in out and out.rstrip().endswith(": wake up")
@@ -112,7 +112,7 @@ def test_json_wake_is_one_object(waiters: Waiters, alice: SyncAgent) -> None:
     """With --json the waiter prints exactly one JSON object: woken_by and the message."""
     proc = waiters.start("--json", "--name", "bob-rx", "--for", "bob", "--timeout", "60")
     waiters.armed("bob-rx", "bob")
-    seq = alice.send("bob", {"task": 7})
+    seq = alice.send("bob", {"task": 7}, allow_unknown=True)
     code, out, err = finish(proc)
     assert code == 0, err
     [line] = out.splitlines()
@@ -125,7 +125,7 @@ def test_json_wake_is_one_object(waiters: Waiters, alice: SyncAgent) -> None:
 def test_message_between_start_and_arm_wakes(waiters: Waiters, alice: SyncAgent) -> None:
     """A message sent after the process started, before it could arm, still wakes it."""
     proc = waiters.start("--json", "--name", "bob-rx", "--for", "bob", "--timeout", "60")
-    seq = alice.send("bob", "early")  # the process is still starting Python
+    seq = alice.send("bob", "early", allow_unknown=True)  # the process is still starting Python
     code, out, err = finish(proc)
     assert code == 0, err
     assert json.loads(out)["message"]["seq"] == seq
@@ -133,8 +133,8 @@ def test_message_between_start_and_arm_wakes(waiters: Waiters, alice: SyncAgent)
 
 def test_after_skips_older_messages(waiters: Waiters, alice: SyncAgent) -> None:
     """--after SEQ: only a message after SEQ wakes it, even one sent before the waiter armed."""
-    first = alice.send("bob", "old")
-    second = alice.send("bob", "new")
+    first = alice.send("bob", "old", allow_unknown=True)
+    second = alice.send("bob", "new", allow_unknown=True)
     proc = waiters.start(
         "--json", "--name", "bob-rx", "--for", "bob", "--after", str(first), "--timeout", "60"
     )
@@ -162,9 +162,9 @@ def test_directed_only_ignores_broadcasts(waiters: Waiters, alice: SyncAgent) ->
         "--json", "--name", "bob-any", "--for", "bob", "--wake-jitter", "0", "--timeout", "60"
     )
     waiters.armed("bob-any", "bob")  # presence shows the newest waiter for bob
-    group = alice.send("default/*", "to the room")
-    alice.send("all", "to everyone")
-    named = alice.send("bob", "to bob")
+    group = alice.send("default/*", "to the room", allow_unknown=True)
+    alice.send("all", "to everyone", allow_unknown=True)
+    named = alice.send("bob", "to bob", allow_unknown=True)
     code, out, err = finish(plain)
     assert code == 0, err
     assert json.loads(out)["message"]["seq"] == group
@@ -188,8 +188,8 @@ def test_directed_only_woken_by_priority_broadcast(waiters: Waiters, alice: Sync
         "60",
     )
     waiters.armed("bob-rx", "bob")
-    alice.send("all", "not urgent")
-    urgent = alice.send("default/*", "prod is green", priority=True)
+    alice.send("all", "not urgent", allow_unknown=True)
+    urgent = alice.send("default/*", "prod is green", priority=True, allow_unknown=True)
     code, out, err = finish(proc)
     assert code == 0, err
     doc = json.loads(out)["message"]
@@ -257,7 +257,7 @@ def test_rearm_after_sigkill(waiters: Waiters, alice: SyncAgent) -> None:
     waiters.disarmed("bob")
     second = waiters.start("--json", "--name", "bob-rx", "--for", "bob", "--timeout", "60")
     waiters.armed("bob-rx", "bob")
-    seq = alice.send("bob", "again")
+    seq = alice.send("bob", "again", allow_unknown=True)
     code, out, err = finish(second)
     assert code == 0, err
     assert json.loads(out)["message"]["seq"] == seq
@@ -270,7 +270,7 @@ def test_takeover_of_frozen_waiter(waiters: Waiters, alice: SyncAgent) -> None:
     ghost.send_signal(signal.SIGSTOP)
     try:
         fresh = waiters.start("--json", "--name", "bob-rx", "--for", "bob", "--timeout", "60")
-        seq = alice.send("bob", "for the live one")
+        seq = alice.send("bob", "for the live one", allow_unknown=True)
         code, out, err = finish(fresh)
         assert code == 0, err
         assert json.loads(out)["message"]["seq"] == seq
@@ -288,7 +288,7 @@ def test_takeover_while_first_runs(waiters: Waiters, alice: SyncAgent) -> None:
     assert code != 0 and out == ""
     assert "taken_over" in err
     waiters.armed("bob-rx", "bob")
-    seq = alice.send("bob", "next")
+    seq = alice.send("bob", "next", allow_unknown=True)
     code, out, err = finish(second)
     assert code == 0, err
     assert json.loads(out)["message"]["seq"] == seq
@@ -300,7 +300,7 @@ def test_other_waiter_names_are_independent(waiters: Waiters, alice: SyncAgent) 
     waiters.armed("rx-1", "bob")
     two = waiters.start("--json", "--name", "rx-2", "--for", "bob", "--timeout", "60")
     waiters.armed("rx-2", "bob")  # presence shows the newest waiter for bob
-    seq = alice.send("bob", "both")
+    seq = alice.send("bob", "both", allow_unknown=True)
     for proc in (one, two):
         code, out, err = finish(proc)
         assert code == 0, err
@@ -310,8 +310,8 @@ def test_other_waiter_names_are_independent(waiters: Waiters, alice: SyncAgent) 
 def test_cursor_file_from_relay(waiters: Waiters, alice: SyncAgent, tmp_path) -> None:
     """--cursor reads a relay cursor: a message after it wakes the waiter at once, even if sent before it started."""
     cursor = tmp_path / "bob.cursor"
-    cursor.write_text(f"{alice.send('bob', 'relayed already')}\n")
-    pending = alice.send("bob", "not relayed yet")
+    cursor.write_text(f"{alice.send('bob', 'relayed already', allow_unknown=True)}\n")
+    pending = alice.send("bob", "not relayed yet", allow_unknown=True)
     proc = waiters.start(
         "--json", "--name", "bob-rx", "--for", "bob", "--cursor", str(cursor), "--timeout", "60"
     )

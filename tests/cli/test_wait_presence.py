@@ -133,7 +133,7 @@ def test_message_waiter_shows_waiting_live(waiters: Waiters, alice: SyncAgent, t
         assert alice.eval('agents["bob"].status') == "waiting"
 
         back = subscribe(watcher, 'agents["bob"].status == "active"')
-        seq = alice.send("bob", "wake up")
+        seq = alice.send("bob", "wake up", allow_unknown=True)
         code, out, err = finish(proc)
         assert code == 0 and out.startswith(f"#{seq} "), err
 

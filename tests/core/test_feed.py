@@ -75,7 +75,7 @@ def test_send_to_a_name(script: Script) -> None:
         "note",
     )
     assert msgspec.json.decode(event.body) == {"x": 1}
-    assert reply(out) == {"seq": 1, "seqs": {"default": 1}}
+    assert reply(out) == {"seq": 1, "seqs": {"default": 1}, "unread": {"bob": 1}}
 
 
 def test_send_to_several_names_is_one_message(script: Script) -> None:
@@ -106,7 +106,7 @@ def test_send_to_another_rooms_agent(script: Script) -> None:
         ("dana",),
         None,
     )
-    assert reply(out) == {"seq": 1, "seqs": {"ops": 1}}
+    assert reply(out) == {"seq": 1, "seqs": {"ops": 1}, "unread": {"ops/dana": 1}}
     assert script.machine.world.rooms["default"].part(Feed).seq == 1
 
 
@@ -158,10 +158,13 @@ def test_send_to_an_unknown_room_is_not_found(script: Script) -> None:
     assert err.code == Code.NOT_FOUND and err.detail == {"what": "room", "room": "nowhere"}
 
 
-def test_send_to_a_name_not_joined_yet_says_so(script: Script) -> None:
-    """A message to a name that has not joined is still written; the reply lists it as unknown."""
+def test_send_to_a_name_not_joined_yet_is_refused_unless_allowed(script: Script) -> None:
+    """A directed send to a name that never joined is `unknown_recipient`, naming it, and writes nothing;
+    with `allow_unknown` it is written and the reply lists the name as unknown."""
     script.join("alice")
-    out = script.do("alice", c.Send(name="alice", to=("later",)))
+    err = script.refused("alice", c.Send(name="alice", to=("later",)))
+    assert err.code == Code.UNKNOWN_RECIPIENT and err.detail == {"names": ["later"]}
+    out = script.do("alice", c.Send(name="alice", to=("later",), allow_unknown=True))
     assert reply(out)["unknown"] == ["later"]
     assert sent(out) == [("default", 1, ("later",))]
 
@@ -486,7 +489,7 @@ def test_one_waiter_per_session(script: Script) -> None:
 
 def test_wait_after_a_cursor_that_is_already_covered_wakes_at_once(script: Script) -> None:
     """A Wait whose `after` is older than a matching message is woken immediately with the oldest match."""
-    script.join("alice", "bob")
+    script.join("alice", "bob", "carol")
     script.do("alice", c.Send(name="alice", to=("carol",)))  # 1
     script.do("alice", c.Send(name="alice", to=("bob",)))  # 2
     script.do("alice", c.Send(name="alice", to=("bob",)))  # 3

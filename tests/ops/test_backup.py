@@ -42,14 +42,14 @@ def make_history(db: str, sends: int = 60) -> None:
             bob.join()
             dana.join()
             for i in range(sends):
-                alice.send("bob", {"i": i, "text": 'héllo ✓ \u2028 "quoted"'})
+                alice.send("bob", {"i": i, "text": 'héllo ✓ \u2028 "quoted"'}, allow_unknown=True)
             bob.claim_message(1)
             alice.state.set("turn", 1)
             alice.state.set("plan", {"x": [1, 2.5, None]})
             alice.claim("edit-api", ["src/api/"], ttl=600)
             alice.tasks.declare("T-1", "first")
             bob.tasks.declare("T-2", "second", depends_on=["T-1"])
-            dana.send("default/*", "from ops")
+            dana.send("default/*", "from ops", allow_unknown=True)
     finally:
         th.stop()
 
@@ -149,7 +149,7 @@ class Writer:
         with SyncAgent("w", hub=self.url, save_token=False) as agent:
             agent.join()
             while not self.done.is_set():
-                agent.send("sink", {"n": self.acked})
+                agent.send("sink", {"n": self.acked}, allow_unknown=True)
                 self.acked += 1
                 if self.acked == 200:
                     self.enough.set()

@@ -56,7 +56,7 @@ def test_snapshots_and_replay_on_postgres(pg_url: str, client_env: dict[str, str
         with SyncAgent("a", hub=hp.url, save_token=False) as a:
             token = a.join()  # a reads what it sent, after the restart too
             for i in range(75):
-                a.send("b", {"i": i})
+                a.send("b", {"i": i}, allow_unknown=True)
             a.state.set("turn", 7)
             a.claim("edit", ["src/"], ttl=600)
             before = read_feed(a), a.state.get("turn"), a.claims()

@@ -34,7 +34,7 @@ async def test_send_and_stream(hub) -> None:
     """A message to bob is pushed to bob's messages() with its seq, sender, kind and body."""
     async with Agent("alice", hub=hub.url) as alice, Agent("bob", hub=hub.url) as bob:
         stream = bob.messages()
-        seq = await alice.send("bob", {"hello": [1, 2]}, kind="greeting")
+        seq = await alice.send("bob", {"hello": [1, 2]}, kind="greeting", allow_unknown=True)
         assert seq == 1
         m = await next_message(stream)
         assert (m.seq, m.sender, m.to, m.kind, m.body) == (
@@ -55,12 +55,12 @@ async def test_stream_gets_only_what_is_addressed(hub) -> None:
         Agent("carol", hub=hub.url) as carol,
     ):
         stream = bob.messages()
-        await alice.send("carol", "private to carol")
-        await alice.send("bob,carol", "both")
-        await bob.send("default/*", "bob to the room")
-        await alice.send("default/*", "alice to the room")
-        await alice.send("all", "everyone", priority=True)
-        await alice.send(["bob"], "direct", reply_to=1)
+        await alice.send("carol", "private to carol", allow_unknown=True)
+        await alice.send("bob,carol", "both", allow_unknown=True)
+        await bob.send("default/*", "bob to the room", allow_unknown=True)
+        await alice.send("default/*", "alice to the room", allow_unknown=True)
+        await alice.send("all", "everyone", priority=True, allow_unknown=True)
+        await alice.send(["bob"], "direct", reply_to=1, allow_unknown=True)
         got = [await next_message(stream) for _ in range(4)]
         assert [(m.seq, m.body) for m in got] == [
             (2, "both"),
@@ -77,9 +77,9 @@ async def test_stream_gets_only_what_is_addressed(hub) -> None:
 async def test_list_messages(hub) -> None:
     """list_messages reads the feed with the same filters as the CLI."""
     async with Agent("alice", hub=hub.url) as alice:
-        await alice.send("bob", "one", kind="a")
-        await alice.send("carol", "two", kind="b")
-        await alice.send("bob", "three", kind="b")
+        await alice.send("bob", "one", kind="a", allow_unknown=True)
+        await alice.send("carol", "two", kind="b", allow_unknown=True)
+        await alice.send("bob", "three", kind="b", allow_unknown=True)
         assert [m["seq"] for m in await alice.list_messages()] == [1, 2, 3]
         assert [m["seq"] for m in await alice.list_messages(for_="bob")] == [1, 3]
         assert [m["seq"] for m in await alice.list_messages(kind="b", after=2)] == [3]
@@ -93,7 +93,7 @@ async def test_claim_message_once(hub) -> None:
         Agent("bob", hub=hub.url) as bob,
         Agent("carol", hub=hub.url) as carol,
     ):
-        seq = await alice.send("default/*", "a job")
+        seq = await alice.send("default/*", "a job", allow_unknown=True)
         assert await bob.claim_message(seq) == "bob"
         with pytest.raises(HubError) as err:
             await carol.claim_message(seq)
@@ -176,7 +176,7 @@ async def test_rooms_are_separate(hub) -> None:
     """Agents of the same name in two rooms are two agents; room/name reaches across."""
     async with Agent("alice", hub=hub.url) as alice, Agent("alice", room="lab", hub=hub.url) as lab_alice:
         stream = lab_alice.messages()
-        await alice.send("lab/alice", "hi me")
+        await alice.send("lab/alice", "hi me", allow_unknown=True)
         m = await next_message(stream)
         assert (m.room, m.sender, m.to, m.body) == ("lab", "default/alice", ("alice",), "hi me")
         assert [a["name"] for a in await lab_alice.agents()] == ["alice"]
@@ -208,7 +208,9 @@ async def test_a_burst_of_sends_is_delivered_whole(hub, monkeypatch: pytest.Monk
     async with Agent("alice", hub=hub.url) as alice, Agent("bob", hub=hub.url) as bob:
         stream = bob.messages()
         pad = "x" * 100_000
-        seqs = await asyncio.gather(*(alice.send("bob", {"i": i, "pad": pad}) for i in range(200)))
+        seqs = await asyncio.gather(
+            *(alice.send("bob", {"i": i, "pad": pad}, allow_unknown=True) for i in range(200))
+        )
         assert sorted(seqs) == list(range(1, 201))
         got = [await next_message(stream) for _ in range(200)]
         assert [m.seq for m in got] == list(range(1, 201))
@@ -221,10 +223,10 @@ async def test_a_body_json_cannot_carry_is_refused_naming_it(hub) -> None:
     sent, and the connection serves the next send."""
     async with Agent("alice", hub=hub.url) as alice:
         with pytest.raises(HubError) as bad_text:
-            await alice.send("alice", {"text": "\ud800"})
+            await alice.send("alice", {"text": "\ud800"}, allow_unknown=True)
         assert bad_text.value.code == Code.BAD_REQUEST
         assert bad_text.value.detail == {"reason": "not_utf8", "field": "body"}
         with pytest.raises(HubError) as not_json:
-            await alice.send("alice", [object()])
+            await alice.send("alice", [object()], allow_unknown=True)
         assert not_json.value.code == Code.BAD_REQUEST and not_json.value.detail == {"field": "body"}
-        assert await alice.send("alice", "fine") == 1
+        assert await alice.send("alice", "fine", allow_unknown=True) == 1

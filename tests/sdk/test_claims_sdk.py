@@ -229,7 +229,7 @@ async def test_claim_epoch_fences_async_writes(hub: ThreadHub) -> None:
         assert (claim.epoch, claim.fence, claim.already_held) == (1, {"api": 1}, False)
         assert (await alice.claim("api", paths=["src/api"])).already_held
         assert await alice.state.set("k", 1, fence=claim.fence) == 1
-        assert await alice.send("bob", "api ready", fence=claim.fence) > 0
+        assert await alice.send("bob", "api ready", fence=claim.fence, allow_unknown=True) > 0
         await alice.handoff("api", "bob", fence=claim.fence)
         for write in (
             alice.state.set("k", 2, fence=claim.fence),
@@ -238,7 +238,7 @@ async def test_claim_epoch_fences_async_writes(hub: ThreadHub) -> None:
             alice.state.increment("n", fence=claim.fence),
             alice.state.batch([{"key": "k", "value": 2}], fence=claim.fence),
             alice.state.delete("k", fence=claim.fence),
-            alice.send("bob", "still mine?", fence=claim.fence),
+            alice.send("bob", "still mine?", fence=claim.fence, allow_unknown=True),
             alice.release("api", fence=claim.fence),
         ):
             with pytest.raises(HubError) as info:

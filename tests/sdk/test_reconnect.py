@@ -43,9 +43,9 @@ async def test_stream_continues_across_sigkill_and_restart(hub_process: HubProce
         async with Agent("bob", hub=url) as bob:
             stream = bob.messages()
             with SyncAgent("alice", hub=url) as alice:
-                alice.send("bob", "before-1")
-                alice.send("carol", "not for bob")
-                alice.send("default/*", "before-2")
+                alice.send("bob", "before-1", allow_unknown=True)
+                alice.send("carol", "not for bob", allow_unknown=True)
+                alice.send("default/*", "before-2", allow_unknown=True)
             got = await take(stream, 2)
 
             hub_process.kill()
@@ -55,18 +55,18 @@ async def test_stream_continues_across_sigkill_and_restart(hub_process: HubProce
             # messages reach him only through the feed when his Agent re-attaches from its cursor.
             hub_process.start(port=port)
             with SyncAgent("alice", hub=url) as alice:
-                alice.send("bob", "outage-1")
-                alice.send("carol", "still not for bob")
-                alice.send("all", "outage-2")
+                alice.send("bob", "outage-1", allow_unknown=True)
+                alice.send("carol", "still not for bob", allow_unknown=True)
+                alice.send("all", "outage-2", allow_unknown=True)
             assert bob.reconnects == 0
             got += await take(stream, 2)
 
             await until(bob.connected.is_set, what="bob to reconnect")
             assert bob.reconnects == 1
             with SyncAgent("alice", hub=url) as alice:
-                alice.send("bob", "after-1")
-                alice.send("bob,carol", "after-2")
-                alice.send("bob", "end")
+                alice.send("bob", "after-1", allow_unknown=True)
+                alice.send("bob,carol", "after-2", allow_unknown=True)
+                alice.send("bob", "end", allow_unknown=True)
             got += await take(stream, 3)
 
             assert [m.body for m in got] == [
@@ -83,7 +83,7 @@ async def test_stream_continues_across_sigkill_and_restart(hub_process: HubProce
             assert bob.reconnects == 1
             listed = {a["name"]: a for a in await bob.agents()}
             assert listed["bob"]["sessions"] == 1 and listed["bob"]["status"] == "active"
-            seq = await bob.send("alice", "bob can send again")
+            seq = await bob.send("alice", "bob can send again", allow_unknown=True)
             assert seq == (await bob.list_messages())[-1]["seq"]
     finally:
         hub_process.kill()

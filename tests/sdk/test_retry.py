@@ -50,7 +50,7 @@ def test_sync_sender_without_throttle_gets_every_message_through(slow_hub: Threa
     """N sends back to back: each lands exactly once, in order; the waits honored the hub's retry_after."""
     said = Retries()
     with SyncAgent("alice", hub=slow_hub.url, on_retry=said) as alice:
-        seqs = [alice.send("*", i) for i in range(N)]
+        seqs = [alice.send("*", i, allow_unknown=True) for i in range(N)]
     assert seqs == sorted(set(seqs))
     assert _bodies(slow_hub) == list(range(N))
     assert said.seen, "the rate must have refused some sends"
@@ -67,7 +67,7 @@ def test_sync_retries_zero_gets_rate_limited(slow_hub: ThreadHub) -> None:
         sent = 0
         with pytest.raises(HubError) as info:
             for i in range(N):
-                alice.send("*", i)
+                alice.send("*", i, allow_unknown=True)
                 sent += 1
     assert info.value.code == Code.RATE_LIMITED and info.value.detail["retry_after"] > 0
     assert said.seen == []
@@ -78,7 +78,7 @@ async def test_async_sender_without_throttle_gets_every_message_through(slow_hub
     """The async Agent retries the same way (its attach spends from the same bucket)."""
     said = Retries()
     async with Agent("alice", hub=slow_hub.url, on_retry=said) as alice:
-        seqs = [await alice.send("*", i) for i in range(N)]
+        seqs = [await alice.send("*", i, allow_unknown=True) for i in range(N)]
     assert seqs == sorted(set(seqs))
     assert _bodies(slow_hub) == list(range(N))
     assert said.seen and all(code == "rate_limited" and d >= ra for code, ra, d, _a, _r in said.seen)
@@ -88,7 +88,7 @@ async def test_async_retries_zero_gets_rate_limited(slow_hub: ThreadHub) -> None
     async with Agent("alice", hub=slow_hub.url, retries=0) as alice:
         with pytest.raises(HubError) as info:
             for i in range(N):
-                await alice.send("*", i)
+                await alice.send("*", i, allow_unknown=True)
     assert info.value.code == Code.RATE_LIMITED
 
 
@@ -118,7 +118,7 @@ def test_unavailable_is_retried_until_the_hub_takes_it(hub: ThreadHub) -> None:
         alice.join()
         hub.hub.draining = True  # what `stop` sets first: every command is refused with `unavailable`
         try:
-            seq = alice.send("*", "once")
+            seq = alice.send("*", "once", allow_unknown=True)
         finally:
             hub.hub.draining = False
     assert [(code, attempt) for code, _ra, _d, attempt, _r in said.seen] == [
@@ -136,7 +136,7 @@ def test_unavailable_is_raised_once_the_retries_are_spent(hub: ThreadHub) -> Non
         hub.hub.draining = True
         try:
             with pytest.raises(HubError) as info:
-                alice.send("*", "never")
+                alice.send("*", "never", allow_unknown=True)
         finally:
             hub.hub.draining = False
     assert info.value.code == Code.UNAVAILABLE

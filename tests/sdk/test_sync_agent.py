@@ -21,9 +21,9 @@ def test_send_joins_implicitly(hub) -> None:
     `replies`) also names the unknown targets."""
     with SyncAgent("alice", hub=hub.url) as alice:
         assert alice.token is None
-        assert alice.send("bob", "hi") == 1
+        assert alice.send("bob", "hi", allow_unknown=True) == 1
         assert alice.token is not None
-        result = alice.replies.send(["bob", "carol"], {"n": 2}, kind="k", priority=True)
+        result = alice.replies.send(["bob", "carol"], {"n": 2}, kind="k", priority=True, allow_unknown=True)
         assert result["seq"] == 2 and result["unknown"] == ["bob", "carol"]
 
 
@@ -31,10 +31,10 @@ def test_attach_and_messages(hub) -> None:
     """attach() binds the session; messages() yields what is addressed to the agent and stops when idle."""
     with SyncAgent("bob", hub=hub.url) as bob, SyncAgent("alice", hub=hub.url) as alice:
         bob.attach()
-        alice.send("bob", "one")
-        alice.send("carol", "not bob's")
-        alice.send("default/*", "two")
-        alice.send("bob", "end")
+        alice.send("bob", "one", allow_unknown=True)
+        alice.send("carol", "not bob's", allow_unknown=True)
+        alice.send("default/*", "two", allow_unknown=True)
+        alice.send("bob", "end", allow_unknown=True)
         got = []
         for m in bob.messages(timeout=seconds(5_000)):
             got.append(m.body)
@@ -46,18 +46,18 @@ def test_attach_and_messages(hub) -> None:
 def test_attach_resumes_from_cursor(hub) -> None:
     """A SyncAgent that attaches with a cursor gets what it missed, then live messages, no repeats."""
     with SyncAgent("alice", hub=hub.url) as alice:
-        alice.send("bob", "before")
+        alice.send("bob", "before", allow_unknown=True)
         with SyncAgent("bob", hub=hub.url) as bob:
             bob.attach()
-            alice.send("bob", "first")
+            alice.send("bob", "first", allow_unknown=True)
             first = next(bob.messages(timeout=seconds(5_000)))
             assert first.body == "first"
             cursor = bob.cursor
-        alice.send("bob", "missed")
+        alice.send("bob", "missed", allow_unknown=True)
         with SyncAgent("bob", hub=hub.url) as bob:
             bob.cursor = cursor
             bob.attach()
-            alice.send("bob", "live")
+            alice.send("bob", "live", allow_unknown=True)
             got = []
             for m in bob.messages(timeout=seconds(5_000)):
                 got.append(m.body)
@@ -69,7 +69,7 @@ def test_attach_resumes_from_cursor(hub) -> None:
 def test_claim_message(hub) -> None:
     """claim_message: the first wins; the second gets already_claimed naming the holder."""
     with SyncAgent("alice", hub=hub.url) as alice, SyncAgent("bob", hub=hub.url) as bob:
-        seq = alice.send("default/*", "job")
+        seq = alice.send("default/*", "job", allow_unknown=True)
         assert bob.claim_message(seq) == "bob"
         with pytest.raises(HubError) as err:
             alice.claim_message(seq)
@@ -127,7 +127,7 @@ def test_arm_and_woken(hub) -> None:
     """arm() then woken(): a message for the agent wakes it; nothing within the timeout is `timed_out`."""
     with SyncAgent("bob", hub=hub.url) as waiter, SyncAgent("alice", hub=hub.url) as alice:
         waiter.arm("rx", "bob")
-        seq = alice.send("bob", "wake")
+        seq = alice.send("bob", "wake", allow_unknown=True)
         wake = waiter.woken(seconds(5_000))
         assert wake.reason == "message" and wake.message is not None and wake.message.seq == seq
     with SyncAgent("bob", hub=hub.url) as waiter:

@@ -160,7 +160,7 @@ async def test_fan_out_fan_in(hub: Any) -> None:
     async with Agent("coordinator", hub=hub.url) as coord:
         await coord.state.batch([{"key": "tasks_total", "value": n}, {"key": "tasks_done", "value": 0}])
         for i in range(n):
-            await coord.send("default/*", f"analyze document {i}", kind="task")
+            await coord.send("default/*", f"analyze document {i}", kind="task", allow_unknown=True)
         done = asyncio.ensure_future(
             coord.wait_for("state._shared.tasks_done == state._shared.tasks_total", timeout=seconds(30_000))
         )
@@ -179,7 +179,13 @@ async def test_fan_out_fan_in(hub: Any) -> None:
                             assert exc.code == Code.ALREADY_CLAIMED and exc.detail["holder"] != name
                             continue  # lost the race: next task
                         mine.append(m["seq"])
-                        await w.send("coordinator", f"done: {m['body']}", kind="result", reply_to=m["seq"])
+                        await w.send(
+                            "coordinator",
+                            f"done: {m['body']}",
+                            kind="result",
+                            reply_to=m["seq"],
+                            allow_unknown=True,
+                        )
                         await w.state.increment("tasks_done")
 
         claimed = await asyncio.gather(*(worker(f"worker-{i}") for i in range(4)))

@@ -124,6 +124,7 @@ ROWS: dict[type, Row] = {
     c.Send: Row(lambda x: c.Send(**x.act(to=("bob",), body=RAW)), *ACT),
     c.ListMessages: Row(lambda x: c.ListMessages(**x.read()), *READ),
     c.ClaimMessage: Row(lambda x: c.ClaimMessage(**x.act(seq=x.seq)), *ACT),
+    c.AckMessages: Row(lambda x: c.AckMessages(**x.act(seq=x.seq)), *ACT),
     c.Heartbeat: Row(lambda x: c.Heartbeat(**x.act()), *ACT),
     c.Agents: Row(lambda x: c.Agents(**x.read()), *READ),
     c.Wait: Row(lambda x: c.Wait(**x.read(waiter="alice-w", for_=x.name)), "ok ok F F U U", "U ok F F U U"),
@@ -313,11 +314,11 @@ async def test_a_name_takeover_is_refused_and_the_real_holder_keeps_working(any_
                 send = c.Send(name="alice", token=token, to=("bob",))
                 assert refused(lambda t=thief, send=send: t.request(send)).code == acting
         with SyncAgent("bob", hub=any_hub.url, token=bob_token, save_token=False) as bob:
-            seq = bob.send("alice", "still there?")
+            seq = bob.send("alice", "still there?", allow_unknown=True)
         messages = alice.messages()
         assert (await anext(messages)).seq == seq  # her session was never closed
         assert (await alice.claim("w", paths=["src"])).holder == "alice"
-        assert await alice.send("bob", "yes") > seq
+        assert await alice.send("bob", "yes", allow_unknown=True) > seq
 
 
 def test_an_invite_cannot_take_over_an_existing_agent(tmp_path: Path) -> None:
@@ -330,10 +331,10 @@ def test_an_invite_cannot_take_over_an_existing_agent(tmp_path: Path) -> None:
             invite = str(alice.request(c.InviteRoom(id=alice.next_id(), admin_token=ADMIN))["invite"])
             with SyncAgent("alice", hub=th.url, invite=invite, save_token=False) as thief:
                 assert refused(thief.join).code == Code.NAME_TAKEN
-            assert alice.send("*", "my token still works") == 1
+            assert alice.send("*", "my token still works", allow_unknown=True) == 1
             with SyncAgent("dave", hub=th.url, invite=invite, save_token=False) as dave:
                 dave.join()
-                assert dave.send("alice", "hi") == 2
+                assert dave.send("alice", "hi", allow_unknown=True) == 2
     finally:
         th.stop()
 
@@ -371,7 +372,7 @@ def test_a_wait_naming_anothers_waiter_without_its_token_does_not_disarm_it(any_
             with SyncAgent(hub=any_hub.url) as raw:
                 err = refused(lambda raw=raw, frame=frame: raw.request(frame))
                 assert err.code in (Code.FORBIDDEN, Code.UNAUTHORIZED), what
-        seq = bob.send("alice", "wake up")
+        seq = bob.send("alice", "wake up", allow_unknown=True)
         wake = alice.woken(seconds(5_000))
     assert wake.reason == "message" and wake.message is not None and wake.message.seq == seq
 
@@ -455,11 +456,11 @@ async def test_the_admin_token_acts_as_an_agent_without_taking_it_over(tmp_path:
         with member(th, "alice") as alice:
             async with Agent("alice", hub=th.url, admin_token=ADMIN, save_token=False) as operator:
                 assert operator.token is None
-                seq = await operator.send("*", "from the operator, as alice")
+                seq = await operator.send("*", "from the operator, as alice", allow_unknown=True)
                 assert (await operator.claim("ops", paths=["ops/"])).holder == "alice"
             with SyncAgent("alice", hub=th.url, admin_token=ADMIN, save_token=False) as blocking:
                 assert blocking.heartbeat()["name"] == "alice" and blocking.token is None
-            assert alice.send("*", "still me") == seq + 1
+            assert alice.send("*", "still me", allow_unknown=True) == seq + 1
             assert alice.replies.release("ops")["holder"] == "alice"
     finally:
         th.stop()

@@ -108,7 +108,7 @@ async def test_a_batched_tail_sends_one_frame_per_commit_with_every_event(hub: T
 
     with SyncAgent("alice", hub=hub.url) as alice:
         for i in range(3):
-            alice.send("*", f"b{i}")
+            alice.send("*", f"b{i}", allow_unknown=True)
     async with connect(hub.url) as single, connect(hub.url) as batched:
         await single.send(json.dumps({"op": "tail", "id": 1, "after": 0}))
         await batched.send(json.dumps({"op": "tail", "id": 1, "after": 0, "batch": True}))
@@ -134,7 +134,7 @@ async def test_a_batched_tail_sends_one_frame_per_commit_with_every_event(hub: T
 
 def _send_live(url: str) -> None:
     with SyncAgent("alice", hub=url) as alice:
-        alice.send("*", "live")
+        alice.send("*", "live", allow_unknown=True)
 
 
 def test_a_message_sent_after_load_shows_within_a_second(hub: ThreadHub, browser: Any) -> None:
@@ -143,19 +143,19 @@ def test_a_message_sent_after_load_shows_within_a_second(hub: ThreadHub, browser
     http = hub.url.replace("ws://", "http://", 1)
     with SyncAgent("alice", hub=hub.url, role="<b>lead</b>") as alice, SyncAgent("bob", hub=hub.url) as bob:
         bob.attach()
-        alice.send("*", "before the page")
+        alice.send("*", "before the page", allow_unknown=True)
         page, problems = page_of(browser, http + "/")
         page.wait_for_function(
             "() => document.getElementById('feed').textContent.includes('before the page')"
         )
         sent = time.monotonic()
-        alice.send("*", "after the page")
+        alice.send("*", "after the page", allow_unknown=True)
         page.wait_for_function(
             "() => document.getElementById('feed').textContent.includes('after the page')",
             timeout=seconds(1_000) * 1000,
         )
         assert time.monotonic() - sent < seconds(1_000)
-        alice.send("*", XSS)
+        alice.send("*", XSS, allow_unknown=True)
         alice.claim("edit-api", ["src/api/"], checkpoint="<script>alert(2)</script>")
         alice.tasks.declare("T-1", f"epic {XSS}", epic=True)
         alice.tasks.declare("T-2", "write the API", parent="T-1")
@@ -185,9 +185,9 @@ def test_the_dashboard_needs_the_admin_token_to_list_rooms(db_path: Path, browse
     th = ThreadHub(hub_config(db_path, admin_token=ADMIN))
     try:
         with SyncAgent("dana", room="ops", hub=th.url, admin_token=ADMIN) as dana:
-            dana.send("dana", "ops only")
+            dana.send("dana", "ops only", allow_unknown=True)
         with SyncAgent("erin", hub=th.url, admin_token=ADMIN) as erin:
-            erin.send("erin", "default only")
+            erin.send("erin", "default only", allow_unknown=True)
         http = th.url.replace("ws://", "http://", 1)
         page, problems = page_of(browser, http + "/")
         page.wait_for_selector("#auth:not([hidden])")
@@ -221,7 +221,7 @@ def test_the_page_reconnects_after_a_hub_restart_and_stays_live(db_path: Path, b
     first = ThreadHub(config)
     try:
         with SyncAgent("alice", hub=first.url) as alice:
-            alice.send("*", "before the restart")
+            alice.send("*", "before the restart", allow_unknown=True)
         page, problems = page_of(browser, first.url.replace("ws://", "http://", 1) + "/")
         page.wait_for_function(
             "() => document.getElementById('feed').textContent.includes('before the restart')"
@@ -233,7 +233,7 @@ def test_the_page_reconnects_after_a_hub_restart_and_stays_live(db_path: Path, b
     try:
         page.wait_for_selector(".status-live", timeout=seconds(10_000) * 1000)
         with SyncAgent("alice", hub=again.url) as alice:
-            alice.send("*", "after the restart")
+            alice.send("*", "after the restart", allow_unknown=True)
         page.wait_for_function(
             "() => document.getElementById('feed').textContent.includes('after the restart')"
             " && document.getElementById('events').textContent.includes('HubStarted')",

@@ -82,7 +82,7 @@ def test_a_holder_paused_past_its_ttl_is_fenced_and_changes_nothing(
             "state cas": lambda: alice.state.cas("schema", 1, "v2", fence=fence),
             "state delete": lambda: alice.state.delete("doomed", fence=fence),
             "state batch": lambda: alice.state.batch([{"key": "schema", "value": "v2"}], fence=fence),
-            "send": lambda: alice.send("bob", "schema v2 is live", fence=fence),
+            "send": lambda: alice.send("bob", "schema v2 is live", fence=fence, allow_unknown=True),
             "task update": lambda: alice.tasks.update("T", status="done", fence=fence),
             "release": lambda: alice.release("migrate", fence=fence),
             "handoff": lambda: alice.handoff("migrate", "alice", fence=fence),
@@ -100,7 +100,7 @@ def test_a_holder_paused_past_its_ttl_is_fenced_and_changes_nothing(
         # guessing the new epoch does not help: the fence names the writer too
         assert refused(lambda: alice.state.set("schema", "v2", fence={"migrate": 2})).code == Code.FENCED
         assert bob.state.set("schema", "v2", fence={"migrate": 2}) == 2
-        assert bob.send("alice", "v2 done", fence={"migrate": 2}) == before["head"] + 1
+        assert bob.send("alice", "v2 done", fence={"migrate": 2}, allow_unknown=True) == before["head"] + 1
         bob.release("migrate", fence={"migrate": 2})
 
 
@@ -122,7 +122,10 @@ def test_a_reoffered_task_fences_its_old_holder(timed_hub: ThreadHub, clock: Man
         before = snapshot(bob)
         err = refused(lambda: alice.state.set("index", "built", fence={"task:T": 1}))
         assert err.code == Code.FENCED and err.detail["current"] == {"holder": "bob", "epoch": 2}
-        assert refused(lambda: alice.send("bob", "done!", fence={"task:T": 1})).code == Code.FENCED
+        assert (
+            refused(lambda: alice.send("bob", "done!", fence={"task:T": 1}, allow_unknown=True)).code
+            == Code.FENCED
+        )
         assert (
             refused(lambda: alice.tasks.update("T", status="done", fence={"task:T": 1})).code
             == Code.FORBIDDEN

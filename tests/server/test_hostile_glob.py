@@ -33,7 +33,12 @@ class Room:
         self.sent += 1
         text = f"still here {self.sent}"
         outcome, seq, _ = await asyncio.wait_for(
-            asyncio.gather(hostile, self.bob.send("alice", text), self.bob.claims(), return_exceptions=True),
+            asyncio.gather(
+                hostile,
+                self.bob.send("alice", text, allow_unknown=True),
+                self.bob.claims(),
+                return_exceptions=True,
+            ),
             seconds(20_000),
         )
         message = await asyncio.wait_for(anext(self.inbox), seconds(5_000))

@@ -84,6 +84,7 @@ def test_every_wire_op_answers_over_http(admin_hub: ThreadHub) -> None:
     listed = call(bob, "message.list", {})
     assert [m["body"] for m in listed["messages"]] == [{"n": 1}]
     call(bob, "message.claim", {"name": "bob", "seq": 1})
+    assert call(bob, "message.ack", {"name": "bob", "seq": 1}) == {"name": "bob", "upto": 1, "unread": 0}
     call(alice, "heartbeat", {"name": "alice", "status": "busy"})
     assert {a["name"] for a in call(alice, "agents", {})["agents"]} >= {"alice", "bob"}
     woke = call(bob, "wait", {"waiter": "bob", "for": "bob", "after": 0, "timeout": 30})

@@ -86,7 +86,7 @@ def test_the_feed_window_is_bounded_in_bytes(tmp_path: Path) -> None:
     for th in _hub(tmp_path, feed_window_bytes=100_000):
         with SyncAgent("a", hub=th.url) as a:
             for i in range(100):
-                a.send("*", {"i": i, "pad": "x" * 10_000})
+                a.send("*", {"i": i, "pad": "x" * 10_000}, allow_unknown=True)
             assert th.hub is not None
             feed = th.hub.machine.world.rooms["default"].part(Feed)
             assert feed.base > 0 and feed.bytes <= 125_000
@@ -107,7 +107,7 @@ async def test_a_reader_that_stops_reading_is_closed_by_bytes_and_others_go_on(t
             slow.transport.pause_reading()  # a reader that stops reading; the hub's socket buffer fills
             with SyncAgent("sender", hub=th.url) as sender:
                 for i in range(60):  # 6 MB in all: past the socket buffers and the 64 KB outbox
-                    sender.send("slow", "x" * 100_000)
+                    sender.send("slow", "x" * 100_000, allow_unknown=True)
                     await healthy.send(json.dumps({"op": "status", "id": 100 + i}))
                     assert (
                         json.loads(await asyncio.wait_for(healthy.recv(), seconds(10_000)))["id"] == 100 + i

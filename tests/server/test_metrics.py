@@ -41,7 +41,7 @@ def test_counts_follow_what_happens_on_the_hub(hub: ThreadHub) -> None:
     with SyncAgent("alice", hub=hub.url) as alice, SyncAgent("bob", hub=hub.url) as bob:
         bob.attach()
         for i in range(5):
-            alice.send("bob", f"m{i}")
+            alice.send("bob", f"m{i}", allow_unknown=True)
         alice.claim("api", ["src/api/"])
         with pytest.raises(HubError, match="claim_overlap"):
             bob.claim("fix", ["src/api/user.py"])
@@ -92,7 +92,7 @@ def test_two_hubs_in_one_process_keep_their_own_numbers(tmp_path: Path) -> None:
     try:
         with SyncAgent("a", hub=one.url) as a:
             for i in range(3):
-                a.send("a", i)
+                a.send("a", i, allow_unknown=True)
         m1, m2 = scrape(one), scrape(two)
         assert m1["synapse_messages_total"] == 3 and m2["synapse_messages_total"] == 0
         assert m1["synapse_events_appended_total"] > m2["synapse_events_appended_total"]

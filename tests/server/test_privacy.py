@@ -69,17 +69,17 @@ async def test_direct_message_reaches_only_its_target(hub) -> None:
     ):
         spy = await Spy.attach(ws, c)
         b_stream, c_stream = b.messages(), c.messages()
-        secret = await a.send("b", "for b only")
-        pair = await a.send("b,a", "for b and a")
+        secret = await a.send("b", "for b only", allow_unknown=True)
+        pair = await a.send("b,a", "for b and a", allow_unknown=True)
         m = await next_message(b_stream)
         assert (m.seq, m.body) == (secret, "for b only")
         assert (await next_message(b_stream)).seq == pair
-        later = await a.send("c", "for c")
+        later = await a.send("c", "for c", allow_unknown=True)
         seen = await spy.until_delivery("default", later)
         assert [m["seq"] for m in seen] == [later]
         assert not any("for b only" in json.dumps(f) for f in spy.frames)
         assert (await next_message(c_stream)).seq == later
-        broadcast = await a.send("default/*", "for the room")
+        broadcast = await a.send("default/*", "for the room", allow_unknown=True)
         seen = await spy.until_delivery("default", broadcast)
         assert [m["seq"] for m in seen] == [later, broadcast]
 
@@ -94,17 +94,17 @@ async def test_other_rooms_only_by_room_address(hub) -> None:
     ):
         spy = await Spy.attach(ws, x)
         x_stream, here_stream = x.messages(), x_here.messages()
-        local = await a.send("x", "for default/x")
-        await a.send("default/*", "for the default room")
-        crossing = await a.send("lab/x", "for lab/x")
+        local = await a.send("x", "for default/x", allow_unknown=True)
+        await a.send("default/*", "for the default room", allow_unknown=True)
+        crossing = await a.send("lab/x", "for lab/x", allow_unknown=True)
         seen = await spy.until_delivery("lab", 1)
         assert [(m["room"], m["seq"], m["body"]) for m in seen] == [("lab", 1, "for lab/x")]
         assert crossing == 1  # the sender learns the seq in the room the message went to
         m = await next_message(x_stream)
         assert (m.room, m.seq, m.sender, m.to) == ("lab", 1, "default/a", ("x",))
         assert (await next_message(here_stream)).seq == local
-        group = await a.send("lab/*", "for the lab")
-        everyone = await a.send("all", "for every room")
+        group = await a.send("lab/*", "for the lab", allow_unknown=True)
+        everyone = await a.send("all", "for every room", allow_unknown=True)
         seen = await spy.until_delivery("lab", 3)
         assert [(m["room"], m["seq"]) for m in seen] == [("lab", 1), ("lab", 2), ("lab", 3)]
         assert (group, everyone) == (2, 3)

@@ -47,7 +47,9 @@ class Senders:
                 agent.join()
                 i = 0
                 while True:
-                    seq = int(agent.send(TARGETS[i % len(TARGETS)], {"from": name, "i": i}))
+                    seq = int(
+                        agent.send(TARGETS[i % len(TARGETS)], {"from": name, "i": i}, allow_unknown=True)
+                    )
                     self.acked[name].append((seq, i))
                     with self.cond:
                         self.count += 1
