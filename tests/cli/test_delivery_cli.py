@@ -171,7 +171,8 @@ def env(client_env: dict[str, str], hub: ThreadHub) -> Iterator[dict[str, str]]:
 
 def test_a_wait_loop_hands_a_burst_over_exactly_once(hub: ThreadHub, env: dict[str, str]) -> None:
     """`wait --for bob` re-armed after each wake (no --after) prints every message of a burst once: each
-    wake moves bob's read position, and the next wait resumes after it."""
+    wake hands over what is waiting (one or more: the wake governor) and moves bob's read position past the
+    last of them, and the next wait resumes after it."""
     subprocess.run(synapse_cmd("join", "bob"), env=env, check=True, capture_output=True)
     first = subprocess.Popen(
         synapse_cmd("--json", "wait", "--name", "bob-rx", "--for", "bob", "--timeout", "60"),
@@ -189,7 +190,7 @@ def test_a_wait_loop_hands_a_burst_over_exactly_once(hub: ThreadHub, env: dict[s
         for i in range(5):
             alice.send("bob", f"m{i}")
         out, _ = first.communicate(timeout=seconds(30_000))
-        seen = [json.loads(out)["message"]["seq"]]
+        seen = [m["seq"] for m in json.loads(out)["messages"]]
         while len(seen) < 5:
             r = subprocess.run(
                 synapse_cmd("--json", "wait", "--name", "bob-rx", "--for", "bob", "--timeout", "30"),
@@ -199,7 +200,7 @@ def test_a_wait_loop_hands_a_burst_over_exactly_once(hub: ThreadHub, env: dict[s
                 timeout=seconds(60_000),
             )
             assert r.returncode == 0, r.stderr
-            seen.append(json.loads(r.stdout)["message"]["seq"])
+            seen.extend(m["seq"] for m in json.loads(r.stdout)["messages"])
         assert seen == [1, 2, 3, 4, 5]
         assert alice.eval("true")
     r = subprocess.run(
