@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,8 @@ class HubProc:
 class RawAgent:
     """A minimal client: one connection, pipelined requests, deliveries counted or queued."""
 
+    keys: Iterator[int] | None = None  # set (an itertools.count): every send carries a fresh idempotency key
+
     def __init__(self, url: str, name: str, room: str = "default") -> None:
         self.url = url
         self.name = name
@@ -172,6 +175,7 @@ class RawAgent:
             name=self.name,
             to=(to,),
             body=msgspec.Raw(encode(body)),
+            key=None if self.keys is None else f"k{next(self.keys)}",
         )
 
     async def send(self, to: str, body: Any) -> int:

@@ -14,31 +14,16 @@ import itertools
 import sys
 from pathlib import Path
 
-import msgspec
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import messages  # noqa: E402
 from bench.common import RawAgent, median, table  # noqa: E402
-from hub.protocol import commands as c  # noqa: E402
-from hub.protocol.codec import encode  # noqa: E402
-
-KEYS = itertools.count()
 
 
 class KeyedAgent(RawAgent):
     """A raw client whose every send carries a fresh idempotency key, as the SDK's do."""
 
-    def send_cmd(self, to: str, body: object) -> c.Send:
-        return c.Send(
-            id=self.next(),
-            room=self.room,
-            token=self.token,
-            name=self.name,
-            to=(to,),
-            body=msgspec.Raw(encode(body)),
-            key=f"k{next(KEYS)}",
-        )
+    keys = itertools.count()
 
 
 async def both(quick: bool, repeat: int) -> dict[str, list[float]]:
