@@ -32,7 +32,8 @@ WINDOW = 200  # awaited sends in flight per flood sender
 
 
 def raise_fd_limit(need: int) -> str:
-    """Raise the soft descriptor limit to the hard one; a line saying what we got against what N needs."""
+    """Raise the soft descriptor limit to the hard one (the hub and the clients inherit it); a line saying what
+    we got against what the hub, holding one per agent, needs."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -75,6 +76,9 @@ async def _client(url: str, names: list[str], concurrency: int, pipe: Connection
         op, arg = await loop.run_in_executor(None, pipe.recv)
         if op == "count":  # every agent of this process has `arg` more deliveries: say when
             targets = [a.delivered + arg for a in agents]
+            pipe.send(
+                ("counting", time.time())
+            )  # the parent broadcasts only after every client counted its base
             while any(a.delivered < t for a, t in zip(agents, targets, strict=True)):
                 await asyncio.sleep(0.001)
             pipe.send(("counted", time.time()))
@@ -144,7 +148,9 @@ async def run_one(n: int, procs: int, args: argparse.Namespace) -> list[tuple[st
         connect_s = max(opened) - t0  # includes the client processes' start (about 0.2 s each, in parallel)
         await asyncio.sleep(0.5)
         rss1 = rss_mb(hub.pid)
-        rows.append((f"N={n}: connect all (join + attach)", f"{connect_s:.2f} s ({n / connect_s:,.0f} agents/s)"))
+        rows.append(
+            (f"N={n}: connect all (join + attach)", f"{connect_s:.2f} s ({n / connect_s:,.0f} agents/s)")
+        )
         rows.append(
             (
                 f"N={n}: hub RSS",
@@ -154,14 +160,15 @@ async def run_one(n: int, procs: int, args: argparse.Namespace) -> list[tuple[st
 
         tx = await RawAgent(hub.url, "scale-tx").open(attach=False)
         b = args.broadcasts
-        for p in pipes:
-            p.send(("count", b))
+        ask(pipes, "count", b)  # each client notes what it has, then the broadcasts start
         t0 = time.time()
         for i in range(b):
             await tx.send("*", i)
         done = [answer(p) for p in pipes]
         elapsed = max(done) - t0
-        rows.append((f"N={n}: broadcast {b} to all", f"{n * b / elapsed:,.0f} deliveries/s ({elapsed:.2f} s)"))
+        rows.append(
+            (f"N={n}: broadcast {b} to all", f"{n * b / elapsed:,.0f} deliveries/s ({elapsed:.2f} s)")
+        )
 
         senders = min(args.senders, n)
         per = [len(range(p, senders, procs)) for p in range(procs)]  # the first `senders` names, round-robin
@@ -174,7 +181,9 @@ async def run_one(n: int, procs: int, args: argparse.Namespace) -> list[tuple[st
         while sink.delivered - before < expected:
             await asyncio.sleep(0.001)
         elapsed = time.time() - t0
-        rows.append((f"N={n}: {senders} senders → 1 sink", f"{expected / elapsed:,.0f} msgs/s ({elapsed:.2f} s)"))
+        rows.append(
+            (f"N={n}: {senders} senders → 1 sink", f"{expected / elapsed:,.0f} msgs/s ({elapsed:.2f} s)")
+        )
 
         ask(pipes, "close")
         for child in children:
@@ -185,7 +194,9 @@ async def run_one(n: int, procs: int, args: argparse.Namespace) -> list[tuple[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--agents", default="1000,5000,10000", help="comma-separated fleet sizes")
     parser.add_argument("--procs", type=int, default=max(2, os.cpu_count() or 2), help="client processes")
     parser.add_argument("--concurrency", type=int, default=64, help="connections opened at once per process")
@@ -194,8 +205,12 @@ def main() -> None:
     parser.add_argument("--flood-messages", type=int, default=500, help="messages per flood sender")
     args = parser.parse_args()
     sizes = [int(x) for x in args.agents.split(",") if x]
-    print(raise_fd_limit(max(sizes) * 2 + 256))
-    print(f"{args.procs} client processes; {os.cpu_count()} cores on this machine; hub and clients share them")
+    print(
+        raise_fd_limit(max(sizes) + 256)
+    )  # per process: the hub holds one per agent, the clients share theirs
+    print(
+        f"{args.procs} client processes; {os.cpu_count()} cores on this machine; hub and clients share them"
+    )
     for n in sizes:
         rows = asyncio.run(run_one(n, args.procs, args))
         print(table(rows), flush=True)
