@@ -46,6 +46,9 @@ _HELP = {
     "loop_limit": "Wake governor: refuse (rate_limited) a send that would wake an agent which, with the sender, has "
     "woken the other back and forth more than N times in the last minute (a wake loop); a one-way stream is never "
     "a loop. 0: off.",
+    "standby": "When another hub owns the log, stand by: follow the log, keep the state warm, answer /healthz "
+    "(/readyz 503, upgrades 503) and take over within a second or two of the owner's death. Without it a second "
+    "hub on the log is refused. Meant for a PostgreSQL log shared by hubs on two hosts.",
     "now_resolution": "Seconds between re-evaluations of conditions that read CEL `now` (one timer, only while "
     "some condition reads it).",
 }
@@ -129,8 +132,13 @@ def run(config: HubConfig) -> int:
         sys.stdout.flush()
         logging.getLogger("hub").info("hub.listening url=%s db=%s", hub.url, config.db)
 
+    def standing_by(hub: Hub) -> None:
+        click.echo(f"standby {hub.url} (another hub owns the log; taking over when it is free)", err=False)
+        sys.stdout.flush()
+        logging.getLogger("hub").info("hub.standing_by url=%s db=%s", hub.url, config.db)
+
     try:
-        return int(runner(serve(config, ready)))
+        return int(runner(serve(config, ready, standing_by)))
     except LogError as exc:
         click.echo(f"unavailable: {exc.message}", err=True)
         return 1

@@ -26,6 +26,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     log_format: str = "text"  # or "json"
     now_resolution: float = 1.0  # seconds between re-evaluations of conditions that read CEL `now`
+    standby: bool = False  # when another hub owns the log: follow it, and take over when it is free
 
     # Limits (None switches a limit off)
     max_frame_bytes: int | None = 1_048_576

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -180,20 +181,36 @@ class HubProcess:
         self.args = args
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.standby = False
 
     def start(self, port: int = 0) -> HubProcess:
+        """Start it and wait until it listens: serving, or (with --standby) standing by (`standby` True)."""
         cmd = [sys.executable, "-m", "hub", "hub", "--port", str(port), "--db", str(self.db), *self.args]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=ROOT
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        match = re.match(r"listening (ws://\S+)", line)
+        match = re.match(r"(listening|standby) (ws://\S+)", line)
         if not match:
             err = self.proc.stderr.read() if self.proc.stderr else ""
+            self.kill()
+            self.close_pipes()
             raise RuntimeError(f"hub did not start: {line!r} {err[-2000:]}")
-        self.url = match.group(1)
+        self.standby = match.group(1) == "standby"
+        self.url = match.group(2)
         return self
+
+    def took_over(self) -> float:
+        """Wait (bounded) until a standby says it serves; the monotonic time it said so."""
+        assert self.proc is not None and self.proc.stdout is not None and self.standby
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(seconds(30_000))
+        assert said and said[0].startswith("listening "), f"the standby did not take over: {said!r}"
+        self.standby = False
+        return time.monotonic()
 
     @property
     def port(self) -> int:

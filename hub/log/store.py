@@ -100,6 +100,8 @@ class EventLog:
         self.create = create
         self._writer: Connection | None = None  # the owner's connection (PostgreSQL: it holds the lock)
         self._owner_fd: int | None = None
+        self._candidate: Connection | None = None  # a standby's session that asks for the lock (PostgreSQL)
+        self._key: tuple[int, int] | None = None
         self._errors: tuple[type[Exception], ...] = (SQLAlchemyError,)
         try:
             self.url = make_url(db_url(db))
@@ -179,10 +181,10 @@ class EventLog:
 
     # -- ownership ------------------------------------------------------------------------------
 
-    def _own(self) -> None:
+    def _own(self, wait: float = OWNER_WAIT) -> None:
         """Become the log's only writer, or refuse: two hubs on one log would interleave positions."""
         if not self.is_sqlite:
-            self._writer = self._owner_session()
+            self._writer = self._owner_session(wait)
             return
         path = self.url.database
         if not path or path == ":memory:":
@@ -207,25 +209,79 @@ class EventLog:
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         self._owner_fd = fd
 
-    def _owner_session(self) -> Connection:
-        """A PostgreSQL session of its own holding the log's advisory lock; closing it frees the log."""
-        conn = self.engine.connect()
+    def take(self) -> bool:
+        """Try once to become the owner of a log opened to read (a standby's takeover): True when this process
+        owns it now, False while another hub does. On PostgreSQL one session of its own asks each time, and
+        becomes the write session once it holds the lock."""
+        if self.owner:
+            return True
         try:
-            conn.detach()  # never back into the pool: its lock must end with it
+            if self.is_sqlite:
+                self._own(0.0)
+            else:
+                if self._candidate is None:
+                    self._candidate = self._session()
+                if not self._try_lock(self._candidate):
+                    return False
+                self._writer, self._candidate = self._candidate, None
+                self._tag(self._writer)
+        except LogTaken:
+            return False
+        except self._errors as exc:
+            self._drop_candidate()
+            raise LogError(f"cannot reach the log: {_why(exc)}") from None
+        self.owner = True
+        return True
+
+    def _session(self) -> Connection:
+        """A PostgreSQL session of its own, never back into the pool: a lock it takes ends with it."""
+        conn = self.engine.connect()
+        conn.detach()
+        return conn
+
+    def _lock_key(self, conn: Connection) -> tuple[int, int]:
+        """The advisory lock's key: (namespace, crc of the schema), so two schemas are two logs."""
+        if self._key is None:
             schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
-            key = (_LOCK_NAMESPACE, zlib.crc32(f"synapse-log:{schema}".encode()) & 0x7FFFFFFF)
-            deadline = time.monotonic() + OWNER_WAIT
-            while not conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)", key).scalar():
+            self._key = (_LOCK_NAMESPACE, zlib.crc32(f"synapse-log:{schema}".encode()) & 0x7FFFFFFF)
+        return self._key
+
+    def _try_lock(self, conn: Connection) -> bool:
+        key = self._lock_key(conn)
+        taken = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)", key).scalar())
+        conn.commit()
+        return taken
+
+    def _tag(self, conn: Connection) -> None:
+        """Name the owner's session (who holds the log, for the refusal of a second hub) and keep the server
+        from ending it while the hub idles."""
+        tag = f"synapse pid={os.getpid()} host={socket.gethostname()}"[:63]
+        settings = [("application_name", tag), *_SESSION_SETTINGS]
+        if (conn.dialect.server_version_info or (0,)) >= (14,):
+            settings.append(("idle_session_timeout", "0"))
+        for name, value in settings:
+            conn.exec_driver_sql("SELECT set_config(%s, %s, false)", (name, value))
+        conn.commit()
+
+    def _drop_candidate(self) -> None:
+        if self._candidate is not None:
+            try:
+                self._candidate.invalidate()
+                self._candidate.close()
+            except SQLAlchemyError:
+                pass
+            self._candidate = None
+
+    def _owner_session(self, wait: float = OWNER_WAIT) -> Connection:
+        """A PostgreSQL session of its own holding the log's advisory lock; closing it frees the log."""
+        conn = self._session()
+        try:
+            deadline = time.monotonic() + wait
+            while not self._try_lock(conn):
                 if time.monotonic() >= deadline:
-                    raise _in_use(*_pg_holder(conn, key))
+                    raise _in_use(*_pg_holder(conn, self._lock_key(conn)))
                 time.sleep(0.05)
-            tag = f"synapse pid={os.getpid()} host={socket.gethostname()}"[:63]
-            settings = [("application_name", tag), *_SESSION_SETTINGS]
-            if (conn.dialect.server_version_info or (0,)) >= (14,):
-                settings.append(("idle_session_timeout", "0"))
-            for name, value in settings:
-                conn.exec_driver_sql("SELECT set_config(%s, %s, false)", (name, value))
-            conn.commit()
+            self._tag(conn)
         except BaseException:
             conn.close()
             raise
@@ -454,6 +510,7 @@ class EventLog:
 
     def close(self) -> None:
         """Release the log: the owner's session or file lock ends here (a killed process frees it too)."""
+        self._drop_candidate()
         if self._writer is not None:
             try:
                 self._writer.close()  # detached on PostgreSQL: the session, and its advisory lock, end

@@ -226,7 +226,7 @@ class Http:
         self.address = str(peer[0]) if peer else "?"
         api.connections.add(self)
         self.hub.admission.opened(self.address)
-        self.refused = self.hub.admission.refusal(self.address)
+        self.refused = self.hub.refusal(self.address)
 
     # -- the socket -------------------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ class Health(msgspec.Struct, kw_only=True):
     replayed: int
     position: int
     degraded: str | None = None  # why the log refuses writes (the hub then refuses them too, serves reads)
+    standby: bool = False  # following a log another hub owns (--standby): alive, not ready
 
 
 def is_upgrade(request: Request) -> bool:
@@ -102,6 +103,7 @@ def respond(health: Callable[[], Health], metrics: Callable[[], bytes], request:
             "replayed": h.replayed,
             "position": h.position,
             "degraded": h.degraded,
+            "standby": h.standby,
         }
         status = HTTPStatus.OK if h.ready else HTTPStatus.SERVICE_UNAVAILABLE
         return _response(status, encode(body) + b"\n", "application/json")

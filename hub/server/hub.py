@@ -42,7 +42,7 @@ from hub.protocol.errors import Code, HubError
 from hub.protocol.events import Event
 from hub.protocol.frames import Error, Trigger, Wake
 from hub.protocol.types import SessionId
-from hub.server import http
+from hub.server import http, standby
 from hub.server.admission import Admission, raise_descriptor_limit
 from hub.server.api import Api
 from hub.server.degraded import Degraded
@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 MAX_RATE_PAUSE = 1.0  # seconds a rate-limited session goes unread at most
+STANDBY_REFUSAL = "this hub is a standby: another hub owns the log; try the next address"
 
 
 def _token() -> str:
@@ -82,7 +83,17 @@ class Hub:
         self.config = config
         self.clock = clock
         self.secret = secret
-        self.log = EventLog(config.db, config.sync)
+        self.standing_by = False  # --standby: another hub owns the log; follow it until it is free
+        try:
+            self.log = EventLog(config.db, config.sync)
+        except LogTaken:
+            if not config.standby:
+                raise
+            self.log = EventLog(config.db, config.sync, owner=False)
+            self.standing_by = True
+        self.took_over = asyncio.Event()  # a standby owns the log now and serves
+        self._unfollow = asyncio.Event()
+        self._following: asyncio.Future[None] | None = None
         self.machine = Machine(config)
         self.sessions: dict[SessionId, Session] = {}
         self.admission = Admission(
@@ -149,13 +160,39 @@ class Hub:
         return machine, None if found is None else found[0], count
 
     async def start(self) -> None:
-        """Restore, start the log writer, then accept connections."""
+        """Restore, start the log writer, then accept connections. A standby listens at once (/healthz,
+        /readyz; upgrades get 503) and follows the log; it takes over in the background (`took_over`)."""
         self.loop = asyncio.get_running_loop()
         await self.loop.run_in_executor(None, self.restore)
+        if self.standing_by:
+            logger.info("hub.standby position=%d", self.machine.position)
+            await self._listen()
+            self._following = asyncio.ensure_future(self._stand_by())
+            return
+        self._begin()
+        await self._listen()
+        self.ready = True
+
+    def _begin(self) -> None:
+        """Own the log's writes: start the writer and record this run's start."""
         self.writer = LogWriter(self.log, self._durable_from_thread, self._failed_from_thread)
         self.writer.start()
         self.run(Start(), Context(self.clock()))
         self._start_position = self.machine.position  # a failed commit before it is durable owes a Start
+
+    async def _stand_by(self) -> None:
+        """Follow the owner's log until its lock is free, then serve from the warm state."""
+        if not await standby.follow(self.log, self.machine, self._unfollow):
+            return
+        self.durable_position = self.machine.position
+        self._last_snapshot = self.machine.position
+        self.standing_by = False
+        self._begin()
+        self.ready = True
+        self.took_over.set()
+        logger.info("hub.took_over position=%d", self.machine.position)
+
+    async def _listen(self) -> None:
         max_frame = self.config.max_frame_bytes
         self.server = await ws_serve(
             self._connection,
@@ -170,7 +207,6 @@ class Hub:
             ssl=self.tls,
             create_connection=self.api.factory,
         )
-        self.ready = True
 
     @property
     def port(self) -> int:
@@ -190,6 +226,9 @@ class Hub:
         self.ready = False
         if self.server is not None:
             self.server.close(close_connections=False)
+        if self._following is not None:
+            self._unfollow.set()
+            await self._following  # a look at the log under way ends first
         self.timers.cancel()
         if self._probe is not None:
             self._probe.cancel()
@@ -307,6 +346,8 @@ class Hub:
                 )
             if self.draining or self.failed is not None:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
+            if self.standing_by:
+                raise HubError(Code.UNAVAILABLE, STANDBY_REFUSAL)
             cmd = decode_command(data)
             cmd_id = cmd.id
             if self.degraded.stale:  # the answer names the command: refused, not malformed
@@ -417,9 +458,15 @@ class Hub:
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         if http.is_upgrade(request):
-            reason = self.admission.refusal(_address(connection))
+            reason = self.refusal(_address(connection))
             return None if reason is None else http.unavailable(reason)
         return http.respond(self.health, self.metrics.render, request)
+
+    def refusal(self, address: str) -> str | None:
+        """Why a new connection from `address` is refused (a standby, or over a cap), or None."""
+        if self.standing_by:
+            return STANDBY_REFUSAL
+        return self.admission.refusal(address)
 
     def plain(self, request: Request) -> Response:
         """A plain GET (/healthz, the dashboard...) asked on an HTTP API connection."""
@@ -435,6 +482,7 @@ class Hub:
             replay_done=self.ready or self.draining,  # restore finished and the server was started
             log_writable=log_ok,
             draining=self.draining,
+            standby=self.standing_by,
             replayed=self.replayed,
             position=self.machine.position,
             degraded=self.degraded.reason,
@@ -608,26 +656,44 @@ def _tls_context(config: HubConfig) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(config: HubConfig, ready: Callable[[Hub], Any] | None = None) -> int:
-    """Run a hub until SIGTERM/SIGINT; returns the process exit code."""
+async def serve(
+    config: HubConfig,
+    ready: Callable[[Hub], Any] | None = None,
+    standing_by: Callable[[Hub], Any] | None = None,
+) -> int:
+    """Run a hub until SIGTERM/SIGINT; returns the process exit code. A standby calls `standing_by` once it
+    listens, and `ready` once it has taken over."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before anything is announced: a SIGTERM always drains
         loop.add_signal_handler(sig, stop.set)
     hub = Hub(config)
     await hub.start()
+    if hub.standing_by:
+        if standing_by is not None:
+            standing_by(hub)
+        if not await _first(stop.wait(), hub.took_over.wait()):
+            await hub.stop()
+            return 0
     # The restored state is long-lived: keep the cyclic collector off it, and collect young objects less
     # often (the hot path allocates few cycles). Process-wide, so done here, not per Hub.
     gc.freeze()
     gc.set_threshold(50_000, 50, 1_000)
     if ready is not None:
         ready(hub)
-    waiter = asyncio.create_task(stop.wait())
-    failed = asyncio.create_task(hub.stopped.wait())
-    await asyncio.wait({waiter, failed}, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    failed.cancel()
+    await _first(stop.wait(), hub.stopped.wait())
     if hub.failed is not None:
         return 1
     await hub.stop()
     return 0
+
+
+async def _first(a: Any, b: Any) -> bool:
+    """Wait for the first of two coroutines; False when it was the first one."""
+    first = asyncio.ensure_future(a)
+    second = asyncio.ensure_future(b)
+    await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+    won = not first.done()
+    first.cancel()
+    second.cancel()
+    return won
