@@ -101,7 +101,9 @@ def test_a_standby_follows_and_takes_over_with_the_owners_state(hubs: Callable[.
     assert bodies == ["before the kill", "after the kill"]
     status, ready = get(standby.port, "/readyz")
     assert status == 200 and ready["standby"] is False
-    print(f"takeover: serving {served - killed:.3f} s, first write {acknowledged - killed:.3f} s after the kill")
+    print(
+        f"takeover: serving {served - killed:.3f} s, first write {acknowledged - killed:.3f} s after the kill"
+    )
 
     again = hubs()  # the killed one comes back: it stands by behind the new owner
     assert again.standby
