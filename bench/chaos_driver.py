@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,22 +66,28 @@ class ChaosConfig:
     rate: float = 0.0  # operations per second per SDK agent (0: as fast as replies come; the soak paces)
     task_ids: int = 0  # task ids per agent, reused (0: always new; the soak keeps the plan bounded)
     hub_args: tuple[str, ...] = ()  # more `synapse hub` flags
+    db: str | None = None  # the log: a PostgreSQL URL, or None for an SQLite file in workdir
+    standby: bool = False  # two hubs with --standby: each kill hits the owner, the standby takes over, and
+    # the killed one comes back as the new standby; clients get both addresses
 
 
 class ChaosHub:
-    """`python -m hub hub` on one port and one SQLite file; SIGKILL and restart it there."""
+    """`python -m hub hub` on one port and one log; SIGKILL and restart it there."""
 
-    def __init__(self, db: Path, env: dict[str, str], *args: str) -> None:
+    def __init__(self, db: Path | str, env: dict[str, str], stderr: Path, *args: str) -> None:
         self.db = db
         self.env = env
         self.args = args
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
-        self.stderr = open(db.with_suffix(".hub.log"), "a")  # noqa: SIM115 (closed in stop)
+        self.standby = False
+        self.serving = threading.Event()  # it said `listening` (a standby: once it took over)
+        self.stderr = open(stderr, "a")  # noqa: SIM115 (closed in stop)
 
     def start(self) -> str:
-        """Start on the first free port, then on the same one (clients reconnect to one URL)."""
+        """Start on the first free port, then on the same one (clients reconnect to one URL); a hub started
+        with --standby may come up standing by (`standby`), `serving` is set when it serves."""
         for _attempt in range(20):
             cmd = [sys.executable, "-m", "hub", "hub", "--port", str(self.port), "--db", str(self.db)]
             self.proc = subprocess.Popen(
@@ -94,11 +100,15 @@ class ChaosHub:
             )
             assert self.proc.stdout is not None
             line = self.proc.stdout.readline()
-            match = re.match(r"listening (ws://\S+)", line)
+            match = re.match(r"(listening|standby) (ws://\S+)", line)
             if match:
-                self.url = match.group(1)
+                self.standby = match.group(1) == "standby"
+                self.serving.clear()
+                if not self.standby:
+                    self.serving.set()
+                self.url = match.group(2)
                 self.port = int(self.url.rsplit(":", 1)[1])
-                threading.Thread(target=_drain, args=(self.proc.stdout,), daemon=True).start()
+                threading.Thread(target=_drain, args=(self.proc.stdout, self.serving), daemon=True).start()
                 return self.url
             self.proc.wait(10)  # the port is taken for a moment (a client's ephemeral port): try again
             self.proc.stdout.close()
@@ -124,11 +134,13 @@ class ChaosHub:
         return code
 
 
-def _drain(pipe: Any) -> None:
-    """Read the hub's stdout to its end (a full pipe would block it), then close it."""
+def _drain(pipe: Any, serving: threading.Event) -> None:
+    """Read the hub's stdout to its end (a full pipe would block it), then close it; a standby's `listening`
+    line sets `serving`."""
     with contextlib.suppress(ValueError, OSError), pipe:
-        for _line in pipe:
-            pass
+        for line in pipe:
+            if line.startswith("listening "):
+                serving.set()
 
 
 @dataclass
@@ -150,6 +162,7 @@ class Report:
     events: int
     seconds: float
     landed_in_doubt: int = 0
+    takeovers: list[float] = field(default_factory=list)  # failover: SIGKILL to a client's first write
 
     def lines(self) -> list[str]:
         def pct(p: float) -> float:
@@ -162,6 +175,11 @@ class Report:
             f"{max(self.restarts, default=0):.2f} s",
             f"acknowledged operations: {sum(self.acked.values())}",
         ]
+        if self.takeovers:
+            out[1] = f"takeover (SIGKILL of the owner to the standby listening) {_spread(self.restarts)}"
+            out.insert(
+                2, f"failover (SIGKILL to a client's first acknowledged write) {_spread(self.takeovers)}"
+            )
         for kind in sorted(set(self.acked) | set(self.refused) | set(self.doubt) | set(self.unreachable)):
             out.append(
                 f"  {kind:<16} acked {self.acked[kind]:>6}  refused {self.refused[kind]:>5}  "
@@ -177,6 +195,12 @@ class Report:
         return out
 
 
+def _spread(xs: list[float]) -> str:
+    """p50, p90, max of durations in seconds."""
+    s = sorted(xs)
+    return f"p50 {s[len(s) // 2]:.3f} s, p90 {s[min(len(s) - 1, int(0.9 * len(s)))]:.3f} s, max {s[-1]:.3f} s"
+
+
 class Run:
     """One chaos run: hub, agents, CLI processes, kill loop, final drain and the checks."""
 
@@ -184,26 +208,21 @@ class Run:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         cfg.workdir.mkdir(parents=True, exist_ok=True)
-        self.db = cfg.workdir / "log.db"
+        self.db: Path | str = cfg.db or cfg.workdir / "log.db"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_")}
         self.env.update(
             XDG_CONFIG_HOME=str(cfg.workdir / "config"),
             XDG_DATA_HOME=str(cfg.workdir / "data"),
             PYTHONPATH=str(ROOT),
         )
-        self.hub = ChaosHub(
-            self.db,
-            self.env,
-            "--claim-grace",
-            str(cfg.claim_grace),
-            "--snapshot-every",
-            str(cfg.snapshot_every),
-            "--rate-per-agent",
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            *cfg.hub_args,
-        )
+        self.hubs = [
+            ChaosHub(self.db, self.env, cfg.workdir / f"hub-{letter}.log", *self.hub_args(cfg))
+            for letter in ("ab" if cfg.standby else "a")
+        ]
+        self.hub = self.hubs[0]  # the one that owns the log now
+        self.takeovers: list[
+            float
+        ] = []  # failover: SIGKILL of the owner to a client's first acknowledged write
         self.ledger = Ledger()
         self.ledger.cli_needed = min(1, cfg.cli_workers)
         self.stop = asyncio.Event()
@@ -217,6 +236,26 @@ class Run:
         self.cli_waiter_after = 0
         self.violations: list[str] = []
         self.progress = asyncio.Condition()  # notified on every streamed message and every wake
+
+    @staticmethod
+    def hub_args(cfg: ChaosConfig) -> list[str]:
+        return [
+            "--claim-grace",
+            str(cfg.claim_grace),
+            "--snapshot-every",
+            str(cfg.snapshot_every),
+            "--rate-per-agent",
+            "1000000",
+            "--rate-burst",
+            "1000000",
+            *(["--standby"] if cfg.standby else []),
+            *cfg.hub_args,
+        ]
+
+    @property
+    def url(self) -> str:
+        """What clients are given: the hub's address, or every hub's, comma-separated (failover)."""
+        return ",".join(hub.url for hub in self.hubs)
 
     async def moved(self) -> None:
         async with self.progress:
@@ -413,7 +452,7 @@ class Run:
             "-m",
             "hub",
             "--hub",
-            self.hub.url,
+            self.url,
             "--json",
             *args,
             stdout=subprocess.PIPE,
@@ -519,13 +558,16 @@ class Run:
     # -- the run ---------------------------------------------------------------------------------------
 
     async def connect(self, name: str) -> Agent:
-        agent = Agent(name, hub=self.hub.url, save_token=False, request_timeout=60.0)
+        agent = Agent(name, hub=self.url, save_token=False, request_timeout=60.0)
         await agent.connect()
         return agent
 
     async def run(self) -> Report:
         t0 = time.monotonic()
-        await asyncio.to_thread(self.hub.start)
+        for hub in self.hubs:
+            await asyncio.to_thread(hub.start)
+        if self.hub.standby or any(not hub.standby for hub in self.hubs[1:]):
+            raise RuntimeError("the first hub should own the log and every other one stand by")
         self.up.set()
         cfg = self.cfg
         self.names = [f"a{i}" for i in range(cfg.sdk_workers)]
@@ -543,6 +585,7 @@ class Run:
         for a in waiters:
             self.wakes[a.name or ""] = []
         # a leaver: claims session-bound and goes away for good; the claim must lapse by the rules
+        probe = await self.connect("probe")  # failover: times a client's first write after each kill
         leaver = await self.connect("leaver")
         await leaver.claim(LEAVER_WORK, ["leave/"])
         await leaver.close()
@@ -564,8 +607,11 @@ class Run:
                 self.up.clear()
                 started = time.monotonic()
                 self.hub.kill()
-                await asyncio.to_thread(self.hub.start)
-                self.restarts.append(time.monotonic() - started)
+                if cfg.standby:
+                    await self.fail_over(started, probe, _k)
+                else:
+                    await asyncio.to_thread(self.hub.start)
+                    self.restarts.append(time.monotonic() - started)
                 await self.ledger.restarted()
                 self.up.set()
             self.ledger.ceiling = 0
@@ -589,12 +635,36 @@ class Run:
             await a.close()
         report = await self.check(auditor)
         await auditor.close()
-        code = await asyncio.to_thread(self.hub.stop)
-        if code != 0:
-            report.violations.append(f"the hub exited {code} on SIGTERM")
+        await probe.close()
+        for hub in self.hubs:
+            code = await asyncio.to_thread(hub.stop)
+            if code != 0:
+                report.violations.append(f"a hub exited {code} on SIGTERM")
+        report.takeovers = self.takeovers
         report.reconnects = reconnects
         report.seconds = time.monotonic() - t0
         return report
+
+    async def fail_over(self, killed: float, probe: Agent, k: int) -> None:
+        """The owner was SIGKILLed at `killed`: time the standby's takeover (to its `listening`) and a client's
+        first acknowledged write (the probe fails over like every agent), then bring the killed hub back as the
+        new standby."""
+        dead, heir = self.hub, next(hub for hub in self.hubs if hub is not self.hub)
+        await self.until_true(lambda: heir.serving.wait(0.05), "the standby did not take over")
+        self.restarts.append(time.monotonic() - killed)
+        await asyncio.wait_for(probe.state.set("probe", k), self.cfg.settle_timeout)
+        self.takeovers.append(time.monotonic() - killed)
+        self.hub = heir
+        await asyncio.to_thread(dead.start)
+        if not dead.standby:
+            self.violations.append(f"kill {k + 1}: the killed hub came back owning the log, not standing by")
+
+    async def until_true(self, done: Callable[[], bool], what: str) -> None:
+        """Poll a blocking check in a thread until it holds; raise after settle_timeout."""
+        deadline = time.monotonic() + self.cfg.settle_timeout
+        while not await asyncio.to_thread(done):
+            if time.monotonic() > deadline:
+                raise RuntimeError(what)
 
     async def settle(self, auditor: Agent, waiters: list[Agent]) -> None:
         """After the load: every waiter wakes for its bell's last value, every stream and the CLI waiter catch
