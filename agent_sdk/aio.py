@@ -113,9 +113,32 @@ class Agent(BaseClient):
     # -- connection -----------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Connect, join if needed, attach; raises `unreachable` when the hub cannot be reached."""
-        await self._open()
+        """Connect to the first hub address that answers, join if needed, attach; raises `unreachable` when
+        none can be reached."""
+        await self._open_any()
         self._reader = asyncio.create_task(self._read_forever())
+
+    async def _open_any(self) -> None:
+        """One round: open a session on each address in turn, from the one in use, until one answers.
+
+        Raises:
+            HubError: `unreachable` (naming every address tried) when none could be reached; any other
+                refusal at once (a hub that answered and refused is not passed over).
+        """
+        first, failed = self.hub, []
+        for url in self.rounds():
+            self.hub = url  # (ssl_context reads it)
+            try:
+                await self._open()
+            except HubError as exc:
+                if exc.code not in (Code.UNREACHABLE, Code.DISCONNECTED):
+                    raise
+                failed.append(f"{url}: {exc.message}")
+                continue
+            self.now_on(url, first)
+            return
+        self.hub = first
+        raise HubError(Code.UNREACHABLE, "cannot reach the hub at " + "; ".join(failed))
 
     async def _open(self) -> None:
         try:
@@ -128,7 +151,7 @@ class Agent(BaseClient):
                 close_timeout=1,
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise HubError(Code.UNREACHABLE, f"cannot reach the hub at {self.hub}: {exc}") from None
+            raise HubError(Code.UNREACHABLE, str(exc)) from None
         listener = asyncio.create_task(self._listen(self.ws))
         try:
             await self._identify()
@@ -262,9 +285,10 @@ class Agent(BaseClient):
             if self._closing or not self.reconnect:
                 self._queue.put_nowait(None)
                 return
+            self.next_hub()  # the next address first; this one comes last in the round
             while not self._closing:
                 try:
-                    await self._open()
+                    await self._open_any()
                     self.reconnects += 1
                     delay = 0.05
                     break
@@ -680,11 +704,17 @@ class Agent(BaseClient):
         `settle` (0..60 s) waits that long after the first message for the burst to end. The waiter is named
         after the agent: a newer wait with its name takes over.
 
+        When the connection drops, the waiter is armed again once the agent has reconnected (to this hub or
+        the next), after the seq of its first arm, so what came meanwhile wakes it.
+
         Raises:
-            HubError: `timed_out`, `taken_over`, `bad_request` (a settle out of range).
+            HubError: `timed_out`, `taken_over`, `bad_request` (a settle out of range), `disconnected` when
+                the agent does not reconnect (`reconnect=False`).
         """
         name = self.need_name()
-        woken: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        woken: asyncio.Future[Any] = loop.create_future()
         ids: list[int] = []
 
         def build() -> c.BaseCommand:
@@ -696,8 +726,19 @@ class Agent(BaseClient):
             return cmd  # type: ignore[no-any-return]
 
         try:
-            await self.request(build)
-            wake = await asyncio.wait_for(asyncio.shield(woken), timeout)
+            while True:
+                try:
+                    armed = await self.request(build)
+                    after = int(armed["armed"]) if after is None else after  # a re-arm: what came after it
+                    left = None if deadline is None else max(0.0, deadline - loop.time())
+                    wake = await asyncio.wait_for(asyncio.shield(woken), left)
+                    break
+                except HubError as exc:
+                    if exc.code != Code.DISCONNECTED or not self.reconnect:
+                        raise
+                    if woken.done():  # failed with the connection: read, or asyncio logs it as lost
+                        woken.exception()
+                    woken = loop.create_future()  # armed again (`request` waits for the session)
         except TimeoutError:
             raise HubError(Code.TIMED_OUT, f"nothing woke the waiter in {timeout}s") from None
         finally:
