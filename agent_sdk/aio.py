@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -58,7 +58,7 @@ class Agent(BaseClient):
         self,
         name: str,
         room: str = "default",
-        hub: str | None = None,
+        hub: str | Sequence[str] | None = None,
         *,
         token: str | None = None,
         role: str | None = None,

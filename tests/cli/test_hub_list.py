@@ -69,7 +69,9 @@ def test_wait_armed_before_the_kill_is_woken_on_hub_2(pair: Pair, client_env: di
         w.close()
 
 
-def test_relay_goes_on_from_its_cursor_on_hub_2(pair: Pair, client_env: dict[str, str], tmp_path: Path) -> None:
+def test_relay_goes_on_from_its_cursor_on_hub_2(
+    pair: Pair, client_env: dict[str, str], tmp_path: Path
+) -> None:
     """Relay on hub 1, kill it, send on hub 2: a relay with the list appends only the new messages."""
     out, cursor = tmp_path / "bob.ndjson", tmp_path / "bob.cursor"
     listed = Cli(pair.hubs, {**client_env})
