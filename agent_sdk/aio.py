@@ -46,8 +46,9 @@ class Agent(BaseClient):
     """A long-running agent holding a session: `async with Agent("api-dev") as agent: ...`.
 
     On entry it joins (first time) or proves its saved token, and attaches: presence follows the session and
-    every message addressed to it is pushed to `messages()`. If the connection drops it reconnects with
-    backoff and resumes the stream from the last seq it saw, so nothing is missed or repeated.
+    every message addressed to it is pushed to `messages()`. If the connection drops it reconnects (to the
+    next of its hub addresses first: `hub="ws://a,ws://b"`) with backoff and resumes the stream from the last
+    seq it saw, so nothing is missed or repeated.
 
     Raises:
         HubError: `unreachable` if the first connection fails; `disconnected` for a request in flight when the

@@ -47,6 +47,7 @@ class SyncAgent(BaseClient):
         self.notice_box: deque[Notice] = deque()
         self._triggers: dict[int, deque[Trigger]] = {}  # live subscriptions (the hub's ids) → unread triggers
         self._subscribing = False  # a subscribe is in flight: its first trigger may come before its reply
+        self._arming: Callable[[], c.BaseCommand] | None = None  # builds the armed waiter's Wait again
         self.implicit_join = True
 
     # -- connection ---------------------------------------------------------------------------
@@ -552,7 +553,7 @@ class SyncAgent(BaseClient):
 
         armed = int(self.act(build)["armed"])
         fresh = after is None and since is None  # "from now": a re-arm wakes for what came after this arm
-        self._arming: Callable[[], c.BaseCommand] = (lambda: build(armed)) if fresh else build
+        self._arming = (lambda: build(armed)) if fresh else build
         return armed
 
     def woken(self, timeout: float | None) -> Wake:
@@ -572,9 +573,9 @@ class SyncAgent(BaseClient):
             except TimeoutError:
                 continue
             except HubError as exc:
-                if exc.code != Code.DISCONNECTED:
+                if exc.code != Code.DISCONNECTED or self._arming is None:
                     raise
-                self._rearm(exc)
+                self._rearm(exc, self._arming)
                 continue
             if isinstance(frame, Wake) and frame.id == self._wait_id:
                 return frame
@@ -582,13 +583,13 @@ class SyncAgent(BaseClient):
                 raise error_of(frame)
             self._keep(frame)
 
-    def _rearm(self, lost: HubError) -> None:
+    def _rearm(self, lost: HubError, build: Callable[[], c.BaseCommand]) -> None:
         """Arm the waiter again after its connection dropped; raises `lost` when no hub takes it."""
         try:
             self.failover()
         except HubError:
             raise lost from None
-        self.failing_over(lambda: self.act(self._arming))
+        self.failing_over(lambda: self.act(build))
 
     def failing_over(self, call: Callable[[], Any]) -> Any:
         """`call()`, a request safe to repeat (a read, a wait), made again on the next hub that answers
