@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from collections import deque
@@ -573,9 +574,10 @@ class SyncAgent(BaseClient):
             except TimeoutError:
                 continue
             except HubError as exc:
-                if exc.code != Code.DISCONNECTED or self._arming is None:
+                build = self._arming
+                if exc.code != Code.DISCONNECTED or build is None:
                     raise
-                self._rearm(exc, self._arming)
+                self.failing_over(functools.partial(self.act, build), exc)  # armed again, as it was
                 continue
             if isinstance(frame, Wake) and frame.id == self._wait_id:
                 return frame
@@ -583,29 +585,23 @@ class SyncAgent(BaseClient):
                 raise error_of(frame)
             self._keep(frame)
 
-    def _rearm(self, lost: HubError, build: Callable[[], c.BaseCommand]) -> None:
-        """Arm the waiter again after its connection dropped; raises `lost` when no hub takes it."""
-        try:
-            self.failover()
-        except HubError:
-            raise lost from None
-        self.failing_over(lambda: self.act(build))
-
-    def failing_over(self, call: Callable[[], Any]) -> Any:
-        """`call()`, a request safe to repeat (a read, a wait), made again on the next hub that answers
-        (`failover`) when its connection drops. Raises the first `disconnected` when none answers."""
-        lost: HubError | None = None
-        for _ in range(self.retries + 1):
+    def failing_over(self, call: Callable[[], Any], lost: HubError | None = None) -> Any:
+        """`call()`, a request safe to repeat (a read, a wait, a send with its key), made again on the next hub
+        that answers (`failover`) when its connection drops (`lost`: it dropped already), up to `retries`
+        times (at least once). Raises the first `disconnected` when no hub answers: it may have been applied.
+        """
+        for _ in range(max(self.retries, 1) + 1):
+            if lost is not None:
+                try:
+                    self.failover()
+                except HubError:
+                    break
             try:
                 return call()
             except HubError as exc:
                 if exc.code != Code.DISCONNECTED:
                     raise
                 lost = lost or exc
-            try:
-                self.failover()
-            except HubError:
-                break
         assert lost is not None
         raise lost
 
@@ -637,25 +633,11 @@ class SyncReplies:
         key used before). A send lost with its connection is sent again, with the same key, on a new one."""
         a = self.agent
         key = send_key(key)
-        lost: HubError | None = None  # the first `disconnected`: raised when no retry gets through
-        for _ in range(max(a.retries, 1) + 1):
-            if lost is not None:
-                try:
-                    a.failover()  # the next hub (or this one, back) takes the retry
-                except HubError:
-                    break
-            try:
-                return a.act(  # type: ignore[no-any-return]
-                    lambda: a.cmd_send(
-                        target, body, kind, reply_to, priority, fence, stagger, key, allow_unknown
-                    )
-                )
-            except HubError as exc:
-                if exc.code != Code.DISCONNECTED:
-                    raise
-                lost = lost or exc
-        assert lost is not None
-        raise lost  # it may have been applied: still `disconnected`
+        return a.failing_over(  # type: ignore[no-any-return]
+            lambda: a.act(
+                lambda: a.cmd_send(target, body, kind, reply_to, priority, fence, stagger, key, allow_unknown)
+            )
+        )
 
     def ack(self, seq: int) -> dict[str, Any]:
         a = self.agent
