@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -46,8 +46,9 @@ class Agent(BaseClient):
     """A long-running agent holding a session: `async with Agent("api-dev") as agent: ...`.
 
     On entry it joins (first time) or proves its saved token, and attaches: presence follows the session and
-    every message addressed to it is pushed to `messages()`. If the connection drops it reconnects with
-    backoff and resumes the stream from the last seq it saw, so nothing is missed or repeated.
+    every message addressed to it is pushed to `messages()`. If the connection drops it reconnects (to the
+    next of its hub addresses first: `hub="ws://a,ws://b"`) with backoff and resumes the stream from the last
+    seq it saw, so nothing is missed or repeated.
 
     Raises:
         HubError: `unreachable` if the first connection fails; `disconnected` for a request in flight when the
@@ -58,7 +59,7 @@ class Agent(BaseClient):
         self,
         name: str,
         room: str = "default",
-        hub: str | None = None,
+        hub: str | Sequence[str] | None = None,
         *,
         token: str | None = None,
         role: str | None = None,
@@ -113,9 +114,32 @@ class Agent(BaseClient):
     # -- connection -----------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Connect, join if needed, attach; raises `unreachable` when the hub cannot be reached."""
-        await self._open()
+        """Connect to the first hub address that answers, join if needed, attach; raises `unreachable` when
+        none can be reached."""
+        await self._open_any()
         self._reader = asyncio.create_task(self._read_forever())
+
+    async def _open_any(self) -> None:
+        """One round: open a session on each address in turn, from the one in use, until one answers.
+
+        Raises:
+            HubError: `unreachable` (naming every address tried) when none could be reached; any other
+                refusal at once (a hub that answered and refused is not passed over).
+        """
+        first, failed = self.hub, []
+        for url in self.rounds():
+            self.hub = url  # (ssl_context reads it)
+            try:
+                await self._open()
+            except HubError as exc:
+                if exc.code not in (Code.UNREACHABLE, Code.DISCONNECTED):
+                    raise
+                failed.append(f"{url}: {exc.message}")
+                continue
+            self.now_on(url, first)
+            return
+        self.hub = first
+        raise HubError(Code.UNREACHABLE, "cannot reach the hub at " + "; ".join(failed))
 
     async def _open(self) -> None:
         try:
@@ -128,7 +152,7 @@ class Agent(BaseClient):
                 close_timeout=1,
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise HubError(Code.UNREACHABLE, f"cannot reach the hub at {self.hub}: {exc}") from None
+            raise HubError(Code.UNREACHABLE, str(exc)) from None
         listener = asyncio.create_task(self._listen(self.ws))
         try:
             await self._identify()
@@ -262,9 +286,10 @@ class Agent(BaseClient):
             if self._closing or not self.reconnect:
                 self._queue.put_nowait(None)
                 return
+            self.next_hub()  # the next address first; this one comes last in the round
             while not self._closing:
                 try:
-                    await self._open()
+                    await self._open_any()
                     self.reconnects += 1
                     delay = 0.05
                     break
@@ -680,11 +705,17 @@ class Agent(BaseClient):
         `settle` (0..60 s) waits that long after the first message for the burst to end. The waiter is named
         after the agent: a newer wait with its name takes over.
 
+        When the connection drops, the waiter is armed again once the agent has reconnected (to this hub or
+        the next), after the seq of its first arm, so what came meanwhile wakes it.
+
         Raises:
-            HubError: `timed_out`, `taken_over`, `bad_request` (a settle out of range).
+            HubError: `timed_out`, `taken_over`, `bad_request` (a settle out of range), `disconnected` when
+                the agent does not reconnect (`reconnect=False`).
         """
         name = self.need_name()
-        woken: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        woken: asyncio.Future[Any] = loop.create_future()
         ids: list[int] = []
 
         def build() -> c.BaseCommand:
@@ -696,8 +727,19 @@ class Agent(BaseClient):
             return cmd  # type: ignore[no-any-return]
 
         try:
-            await self.request(build)
-            wake = await asyncio.wait_for(asyncio.shield(woken), timeout)
+            while True:
+                try:
+                    armed = await self.request(build)
+                    after = int(armed["armed"]) if after is None else after  # a re-arm: what came after it
+                    left = None if deadline is None else max(0.0, deadline - loop.time())
+                    wake = await asyncio.wait_for(asyncio.shield(woken), left)
+                    break
+                except HubError as exc:
+                    if exc.code != Code.DISCONNECTED or not self.reconnect:
+                        raise
+                    if woken.done():  # failed with the connection: read, or asyncio logs it as lost
+                        woken.exception()
+                    woken = loop.create_future()  # armed again (`request` waits for the session)
         except TimeoutError:
             raise HubError(Code.TIMED_OUT, f"nothing woke the waiter in {timeout}s") from None
         finally:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -28,6 +29,7 @@ __all__ = [
     "backoff",
     "error_of",
     "fence_of",
+    "hubs_of",
     "lost",
     "retry_after_of",
     "send_key",
@@ -70,6 +72,39 @@ def targets(target: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
             return (one,) if one else ()
         target = target.split(",")
     return tuple(t.strip() for t in target if t.strip())
+
+
+def hubs_of(hub: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The hub addresses `hub` names, in the order to try them: `ws://a,ws://b` (blanks around each ignored) or
+    a list of them; None (or "") takes SYNAPSE_HUB, else the default. All hubs of one deployment share one log.
+
+    Raises:
+        HubError: `bad_request` (detail `field: hub`) for an empty list or an address that is not a ws:// or
+            wss:// URL with a host.
+    """
+    if hub is None or hub == "":
+        hub = os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB
+    given = hub.split(",") if isinstance(hub, str) else list(hub)
+    hubs = tuple(str(h).strip() for h in given if str(h).strip())
+    if not hubs:
+        raise HubError(Code.BAD_REQUEST, f"no hub address in {hub!r}", {"field": "hub", "reason": "empty"})
+    for url in hubs:
+        if not _is_utf8(url):
+            raise HubError(
+                Code.BAD_REQUEST, "hub is not valid UTF-8 text", {"field": "hub", "reason": "not_utf8"}
+            )
+        try:
+            parts = urlsplit(url)
+            bad = parts.scheme not in ("ws", "wss") or not parts.hostname or parts.port == 0
+        except ValueError:  # a port that is not a number, or out of range; a broken [IPv6] host
+            bad = True
+        if bad:
+            raise HubError(
+                Code.BAD_REQUEST,
+                f"{url!r} is not a hub address (ws://HOST:PORT or wss://HOST:PORT)",
+                {"field": "hub", "reason": "url"},
+            )
+    return hubs
 
 
 def _is_utf8(text: str) -> bool:
@@ -122,7 +157,7 @@ class BaseClient:
         name: str | None = None,
         *,
         room: str = "default",
-        hub: str | None = None,
+        hub: str | Sequence[str] | None = None,
         token: str | None = None,
         role: str | None = None,
         save_token: bool = True,
@@ -134,7 +169,7 @@ class BaseClient:
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, not {retries}")
-        for field, value in (("name", name), ("room", room), ("hub", hub), ("token", token)):
+        for field, value in (("name", name), ("room", room), ("token", token)):
             if isinstance(value, str) and not _is_utf8(value):
                 raise HubError(
                     Code.BAD_REQUEST,
@@ -143,8 +178,10 @@ class BaseClient:
                 )
         self.name = name
         self.room = room
-        self.hub = hub or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB
-        self.token = token or (credentials.load(self.hub, room, name) if name else None)
+        self.hubs = hubs_of(hub)  # every address of the deployment, in the order to try them
+        self.hub = self.hubs[0]  # the one in use (or to try next): it changes on a failover
+        self._was: str | None = None  # the address of the last connection made
+        self.token = token or (self.saved_token() if name else None)
         self.role = role
         self.save_token = save_token
         self.ca_file = ca_file or os.environ.get("SYNAPSE_CA_FILE") or None
@@ -154,6 +191,30 @@ class BaseClient:
         self.retries = retries  # how often a request refused with rate_limited or unavailable is sent again
         self.on_retry = on_retry  # told before each wait (the CLI prints it)
         self._ids = 0
+
+    def saved_token(self) -> str | None:
+        """The token saved for this agent under any of the hub addresses (a deployment shares its tokens)."""
+        assert self.name is not None
+        return next((t for h in self.hubs if (t := credentials.load(h, self.room, self.name))), None)
+
+    def rounds(self) -> list[str]:
+        """One round of addresses to try, from the one in use, wrapping around."""
+        at = self.hubs.index(self.hub) if self.hub in self.hubs else 0
+        return [*self.hubs[at:], *self.hubs[:at]]
+
+    def next_hub(self) -> None:
+        """Move on to the next address (its connection dropped or could not be made)."""
+        self.hub = self.rounds()[1 % len(self.hubs)]
+
+    def now_on(self, url: str, first: str) -> None:
+        """A connection to `url` is made (`first`: the address this round tried first): it is the address in
+        use; logs `agent.failover` when that moved (from the last connection's, or from `first`)."""
+        self.hub = url
+        was, self._was = self._was or first, url
+        if was != url:
+            import logging  # only on a failover: the CLI's clients start without it
+
+            logging.getLogger("agent_sdk").warning("agent.failover from=%s to=%s", was, url)
 
     def retry_delay(self, exc: HubError, attempt: int) -> float | None:
         """Seconds to wait before sending a refused request again (`attempt` counts retries from 1), or None
@@ -200,7 +261,7 @@ class BaseClient:
         token = str(result["token"])
         self.token = token
         if self.save_token and self.name:
-            credentials.save(self.hub, self.room, self.name, token)
+            credentials.save(self.hubs[0], self.room, self.name, token)
         return token
 
     def need_name(self) -> str:

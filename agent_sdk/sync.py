@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -13,6 +15,7 @@ from agent_sdk.base import (
     BaseClient,
     StateCommands,
     TaskCommands,
+    backoff,
     error_of,
     lost,
     result_of,
@@ -45,16 +48,54 @@ class SyncAgent(BaseClient):
         self.notice_box: deque[Notice] = deque()
         self._triggers: dict[int, deque[Trigger]] = {}  # live subscriptions (the hub's ids) → unread triggers
         self._subscribing = False  # a subscribe is in flight: its first trigger may come before its reply
+        self._arming: Callable[[], c.BaseCommand] | None = None  # builds the armed waiter's Wait again
         self.implicit_join = True
 
     # -- connection ---------------------------------------------------------------------------
 
     def connect(self) -> SyncAgent:
-        try:
-            self.ws = Socket.open(self.hub, self.connect_timeout, self.ssl_context)
-        except (OSError, ValueError) as exc:
-            raise HubError(Code.UNREACHABLE, f"cannot reach the hub at {self.hub}: {exc}") from None
-        return self
+        """Connect to the first address that answers, trying each once from the one in use (`hub`).
+
+        Raises:
+            HubError: `unreachable` when none does (refused, timed out, or the upgrade answered otherwise,
+                as a standby's 503).
+        """
+        first, failed = self.hub, []
+        for url in self.rounds():
+            self.hub = url  # (ssl_context reads it)
+            try:
+                self.ws = Socket.open(url, self.connect_timeout, self.ssl_context)
+            except (OSError, ValueError) as exc:
+                failed.append(f"{url}: {exc}")
+                continue
+            self.now_on(url, first)
+            return self
+        self.hub = first
+        raise HubError(Code.UNREACHABLE, "cannot reach the hub at " + "; ".join(failed))
+
+    def failover(self) -> None:
+        """After a dropped connection: connect again, to the next address first, a round of every address at
+        a time; after a round where none answered, wait a backoff and try another, up to `retries` more.
+        What the connection held (an attach, subscriptions, a waiter) is not restored here.
+
+        Raises:
+            HubError: `unreachable` when no round got through.
+        """
+        self.close()
+        self.next_hub()
+        attempt = 0
+        while True:
+            try:
+                self.connect()
+                return
+            except HubError as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    raise
+                delay = backoff(attempt, None, random.random())
+                if self.on_retry is not None:
+                    self.on_retry(exc, delay, attempt, self.retries)
+            time.sleep(delay)
 
     def close(self) -> None:
         if self.ws is not None:
@@ -182,7 +223,7 @@ class SyncAgent(BaseClient):
         if not self.save_token or self.name is None:
             self.join()
             return
-        with credentials.first_join(self.hub, self.room, self.name) as saved:
+        with credentials.first_join(self.hubs[0], self.room, self.name) as saved:
             if saved is not None:
                 self.token = saved
             else:
@@ -496,7 +537,7 @@ class SyncAgent(BaseClient):
         seq it is armed after. Then call `woken`. Only an agent's own token waits for its messages (`for_`).
         """
 
-        def build() -> c.BaseCommand:
+        def build(after: int | None = after) -> c.BaseCommand:
             cmd = self.read(
                 c.Wait,
                 token=self.token,
@@ -511,10 +552,18 @@ class SyncAgent(BaseClient):
             self._wait_id = cmd.id
             return cmd  # type: ignore[no-any-return]
 
-        return int(self.act(build)["armed"])
+        armed = int(self.act(build)["armed"])
+        fresh = after is None and since is None  # "from now": a re-arm wakes for what came after this arm
+        self._arming = (lambda: build(armed)) if fresh else build
+        return armed
 
     def woken(self, timeout: float | None) -> Wake:
-        """Block until the armed waiter wakes. Raises HubError `timed_out`, `taken_over`, `disconnected`."""
+        """Block until the armed waiter wakes; when its connection drops, arm it again (as it was) on the next
+        hub that answers (`failover`), so what came meanwhile wakes it.
+
+        Raises:
+            HubError: `timed_out`, `taken_over`, `disconnected` (no hub answered again).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -524,11 +573,37 @@ class SyncAgent(BaseClient):
                 frame = self._recv(left)
             except TimeoutError:
                 continue
+            except HubError as exc:
+                build = self._arming
+                if exc.code != Code.DISCONNECTED or build is None:
+                    raise
+                self.failing_over(functools.partial(self.act, build), exc)  # armed again, as it was
+                continue
             if isinstance(frame, Wake) and frame.id == self._wait_id:
                 return frame
             if isinstance(frame, Error):
                 raise error_of(frame)
             self._keep(frame)
+
+    def failing_over(self, call: Callable[[], Any], lost: HubError | None = None) -> Any:
+        """`call()`, a request safe to repeat (a read, a wait, a send with its key), made again on the next hub
+        that answers (`failover`) when its connection drops (`lost`: it dropped already), up to `retries`
+        times (at least once). Raises the first `disconnected` when no hub answers: it may have been applied.
+        """
+        for _ in range(max(self.retries, 1) + 1):
+            if lost is not None:
+                try:
+                    self.failover()
+                except HubError:
+                    break
+            try:
+                return call()
+            except HubError as exc:
+                if exc.code != Code.DISCONNECTED:
+                    raise
+                lost = lost or exc
+        assert lost is not None
+        raise lost
 
 
 class SyncReplies:
@@ -558,23 +633,11 @@ class SyncReplies:
         key used before). A send lost with its connection is sent again, with the same key, on a new one."""
         a = self.agent
         key = send_key(key)
-        lost: HubError | None = None  # the first `disconnected`: raised when no retry gets through
-        for _ in range(max(a.retries, 1) + 1):
-            try:
-                return a.act(  # type: ignore[no-any-return]
-                    lambda: a.cmd_send(
-                        target, body, kind, reply_to, priority, fence, stagger, key, allow_unknown
-                    )
-                )
-            except HubError as exc:
-                if lost is not None and exc.code == Code.UNREACHABLE:
-                    raise lost from None  # it may have been applied: still `disconnected`
-                if exc.code != Code.DISCONNECTED:
-                    raise
-                lost = lost or exc
-                a.close()  # the next request connects again
-        assert lost is not None
-        raise lost
+        return a.failing_over(  # type: ignore[no-any-return]
+            lambda: a.act(
+                lambda: a.cmd_send(target, body, kind, reply_to, priority, fence, stagger, key, allow_unknown)
+            )
+        )
 
     def ack(self, seq: int) -> dict[str, Any]:
         a = self.agent
@@ -594,7 +657,7 @@ class SyncReplies:
         cmd = a.read(
             c.ListMessages, for_=for_, after=after, kind=kind, unclaimed=unclaimed, limit=limit, unread=unread
         )
-        return a.request(cmd)  # type: ignore[no-any-return]
+        return a.failing_over(lambda: a.request(cmd))  # type: ignore[no-any-return]
 
     def claim_message(self, seq: int) -> dict[str, Any]:
         a = self.agent

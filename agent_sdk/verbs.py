@@ -79,6 +79,7 @@ TRANSPORT: dict[str, frozenset[str]] = {
     "Agent": frozenset({"connect", "close", "request"}),
     "SyncAgent": frozenset(
         {"connect", "close", "request", "act", "post", "next_frame", "first_join", "attach", "arm", "woken"}
+        | {"failover", "failing_over"}
         | {"replies"}
     ),
 }

@@ -180,12 +180,12 @@ async def _hold(s: Settings, name: str, interval: float) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    hub, room, as_json = s.hub, s.room, s.json
+    room, as_json = s.room, s.json
     async with Agent(name, token=s.token, stream=False, **s.agent_options()) as agent:
         emit(
             as_json,
             {"presence": "connected", "room": room, "name": name},
-            f"holding a session for {room}/{name} on {hub}",
+            f"holding a session for {room}/{name} on {agent.hub}",
         )
 
         async def notices() -> None:

@@ -128,7 +128,8 @@ _OPTIONS = [
         default=None,
         expose_value=False,
         callback=_store,
-        help=f"The hub's WebSocket URL [env SYNAPSE_HUB; default {DEFAULT_HUB}].",
+        help="The hub's WebSocket URL, or a comma-separated list of a deployment's hubs: a client fails over "
+        f"to the next [env SYNAPSE_HUB; default {DEFAULT_HUB}].",
     ),
     click.option(
         "--room",
@@ -222,7 +223,7 @@ def settings(ctx: click.Context) -> Settings:
         if why is not None and not given.get(var[len("SYNAPSE_") :].lower()):
             raise BadInput(why, ctx=ctx, param_hint=var)
     return Settings(
-        hub=given.get("hub") or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB,
+        hub=_hubs(given.get("hub") or os.environ.get("SYNAPSE_HUB") or DEFAULT_HUB),
         room=given.get("room") or os.environ.get("SYNAPSE_ROOM") or "default",
         name=given.get("name") or os.environ.get("SYNAPSE_NAME") or None,
         token=given.get("token") or os.environ.get("SYNAPSE_TOKEN") or None,
@@ -232,6 +233,16 @@ def settings(ctx: click.Context) -> Settings:
         ca_file=given.get("ca_file") or os.environ.get("SYNAPSE_CA_FILE") or None,
         retries=_retries(given.get("retries")),
     )
+
+
+def _hubs(text: str) -> str:
+    """The --hub / SYNAPSE_HUB value, refused (exit 2) unless it is a list of hub addresses."""
+    from agent_sdk.base import hubs_of
+
+    try:
+        return ",".join(hubs_of(text))
+    except HubError as exc:
+        raise click.UsageError(f"--hub / SYNAPSE_HUB: {exc.message}") from None
 
 
 def _retries(given: int | None) -> int:

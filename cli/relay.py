@@ -115,7 +115,8 @@ def register(group: click.Group) -> None:
         """Append every message addressed to NAME after the cursor to FILE as NDJSON, then advance the cursor.
 
         A crash at any point neither loses nor duplicates a line: lines are fsynced before the cursor moves,
-        and a rerun reconciles a file that got ahead of its cursor. Prints the number of lines appended.
+        and a rerun reconciles a file that got ahead of its cursor. If its connection drops, it goes on from the
+        cursor on the next --hub address that answers. Prints the number of lines appended.
         """
         for path, what in ((file, "FILE"), (cursor_file, "CURSOR_FILE")):
             folder = path.parent

@@ -110,7 +110,8 @@ def register(group: click.Group) -> None:
 
         --name is the waiter's own name: one live waiter per name, so a new `wait` with the same --name takes
         over from a lingering one (even one whose process was killed) and the old one exits. Run it in the
-        background and re-arm after every wake. Exits 3 on --timeout, 4 if the hub goes away.
+        background and re-arm after every wake. If its connection drops it arms again on the next --hub
+        address that answers (the same hub, back, with one). Exits 3 on --timeout, 4 if no hub answers again.
         """
         if for_ is None and condition is None:
             raise click.UsageError("give --for NAME (or --condition EXPR)")

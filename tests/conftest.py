@@ -308,3 +308,99 @@ def cli(hub: ThreadHub, client_env: dict[str, str], monkeypatch: pytest.MonkeyPa
 def synapse_cmd(*args: str) -> list[str]:
     """The argv of a `synapse` process (for tests that need a real, killable process)."""
     return [sys.executable, "-m", "hub", *args]
+
+
+def free_port() -> int:
+    """A port nothing listens on now (picked by the OS, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Refusing:
+    """A plain asyncio server on its own thread that answers every WebSocket upgrade with HTTP 503, as a hub
+    standing by does."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._answer, "127.0.0.1", 0), self.loop
+        ).result(10)
+        self.url = f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        self.refused = 0
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            await writer.drain()
+            self.refused += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def refusing() -> Iterator[Refusing]:
+    r = Refusing()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+class Pair:
+    """Two hubs of one deployment, simulated on one SQLite file: hub 1 runs (a subprocess) while hub 2's port
+    is kept free; `switch` SIGKILLs hub 1 and starts hub 2 on that port and the same file. `hubs` lists both."""
+
+    def __init__(self, db: Path, env: dict[str, str]) -> None:
+        self.one = HubProcess(db, env).start()
+        self.two = HubProcess(db, env)
+        self.port2 = free_port()
+        self.url2 = f"ws://127.0.0.1:{self.port2}"
+        self.hubs = f"{self.one.url},{self.url2}"
+
+    def kill(self) -> None:
+        """SIGKILL hub 1."""
+        self.one.kill()
+        self.one.close_pipes()
+
+    def start_two(self) -> None:
+        self.two.start(port=self.port2)
+
+    def switch(self) -> None:
+        self.kill()
+        self.start_two()
+
+    def close(self) -> None:
+        for hp in (self.one, self.two):
+            if hp.proc is not None:
+                hp.kill()
+                if hp.proc.stdout is not None and not hp.proc.stdout.closed:
+                    hp.close_pipes()
+
+
+@pytest.fixture
+def pair(db_path: Path, client_env: dict[str, str]) -> Iterator[Pair]:
+    p = Pair(db_path, client_env)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -224,7 +224,8 @@ def test_hub_unreachable_exits_4(client_env) -> None:
 
 
 def test_hub_killed_exits_4(hub_process: HubProcess, client_env) -> None:
-    """SIGKILL the hub under an armed waiter: the waiter exits 4."""
+    """SIGKILL the hub under an armed waiter: it tries to arm again (--retries rounds of its addresses, with
+    a backoff, each said on stderr), then exits 4."""
     w = Waiters(hub_process.url, client_env)  # the waiter joins bob itself (and keeps its token)
     try:
         proc = w.start("--name", "bob-rx", "--for", "bob", "--timeout", "60")
@@ -237,7 +238,9 @@ def test_hub_killed_exits_4(hub_process: HubProcess, client_env) -> None:
         for pipe in (hub_process.proc.stdout, hub_process.proc.stderr):  # the fixture leaves them open
             pipe.close()
     assert code == 4, err
-    assert out == "" and err.startswith("disconnected: ")
+    *tries, last = err.splitlines()
+    assert out == "" and last.startswith("disconnected: ")
+    assert len(tries) == 5 and all(t.startswith("unreachable: retrying in ") for t in tries), err
 
 
 def test_usage_errors(waiters: Waiters) -> None:
