@@ -557,8 +557,8 @@ class Run:
 
     # -- the run ---------------------------------------------------------------------------------------
 
-    async def connect(self, name: str) -> Agent:
-        agent = Agent(name, hub=self.url, save_token=False, request_timeout=60.0)
+    async def connect(self, name: str, stream: bool = True) -> Agent:
+        agent = Agent(name, hub=self.url, save_token=False, request_timeout=60.0, stream=stream)
         await agent.connect()
         return agent
 
@@ -585,7 +585,9 @@ class Run:
         for a in waiters:
             self.wakes[a.name or ""] = []
         # a leaver: claims session-bound and goes away for good; the claim must lapse by the rules
-        probe = await self.connect("probe")  # failover: times a client's first write after each kill
+        probe = None  # failover: an agent that times a client's first write after each kill
+        if cfg.standby:
+            probe = await self.connect("probe", stream=False)
         leaver = await self.connect("leaver")
         await leaver.claim(LEAVER_WORK, ["leave/"])
         await leaver.close()
@@ -607,7 +609,7 @@ class Run:
                 self.up.clear()
                 started = time.monotonic()
                 self.hub.kill()
-                if cfg.standby:
+                if probe is not None:
                     await self.fail_over(started, probe, _k)
                 else:
                     await asyncio.to_thread(self.hub.start)
@@ -635,7 +637,8 @@ class Run:
             await a.close()
         report = await self.check(auditor)
         await auditor.close()
-        await probe.close()
+        if probe is not None:
+            await probe.close()
         for hub in self.hubs:
             code = await asyncio.to_thread(hub.stop)
             if code != 0:

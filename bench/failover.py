@@ -11,6 +11,7 @@ acknowledged operations, lost, duplicated and every violation found; exits 1 whe
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import sys
@@ -31,6 +32,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="SDK agents running the mix (default 4)")
     parser.add_argument("--keep", metavar="DIR", help="keep the hubs' stderr (and an SQLite log) in DIR")
     args = parser.parse_args()
+    logging.getLogger("agent_sdk").setLevel(logging.ERROR)  # one `agent.failover` line per agent per kill
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="synapse-failover-"))
     os.environ["XDG_CONFIG_HOME"] = str(workdir / "config")  # no token of this run lands in the real home
     cfg = ChaosConfig(
