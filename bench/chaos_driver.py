@@ -655,7 +655,14 @@ class Run:
         dead, heir = self.hub, next(hub for hub in self.hubs if hub is not self.hub)
         await self.until_true(lambda: heir.serving.wait(0.05), "the standby did not take over")
         self.restarts.append(time.monotonic() - killed)
-        await asyncio.wait_for(probe.state.set("probe", k), self.cfg.settle_timeout)
+        deadline = time.monotonic() + self.cfg.settle_timeout
+        while True:  # sent on the dead connection before the agent saw it drop: in doubt, sent again
+            try:
+                await asyncio.wait_for(probe.state.set("probe", k), self.cfg.settle_timeout)
+                break
+            except HubError as exc:
+                if exc.code not in DOUBT or time.monotonic() > deadline:
+                    raise
         self.takeovers.append(time.monotonic() - killed)
         self.hub = heir
         await asyncio.to_thread(dead.start)

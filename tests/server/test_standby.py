@@ -32,19 +32,15 @@ def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def hubs(log_url: str, client_env: dict[str, str]) -> Iterator[Callable[..., HubProcess]]:
-    """Hub subprocesses on the shared log, every one started with --standby (killed at teardown)."""
-    started: list[HubProcess] = []
+def db_path(log_url: str) -> str:
+    """The conftest's hub processes run on the shared log."""
+    return log_url
 
-    def start() -> HubProcess:
-        hp = HubProcess(log_url, client_env, "--standby").start()
-        started.append(hp)
-        return hp
 
-    yield start
-    for hp in started:
-        hp.kill()
-        hp.close_pipes()
+@pytest.fixture
+def hubs(hub_procs: Callable[..., HubProcess]) -> Callable[[], HubProcess]:
+    """A hub subprocess on the shared log started with --standby (killed at teardown)."""
+    return lambda: hub_procs("--standby")
 
 
 def get(port: int, path: str) -> tuple[int, Any]:
@@ -108,6 +104,7 @@ def test_a_standby_follows_and_takes_over_with_the_owners_state(hubs: Callable[.
     again = hubs()  # the killed one comes back: it stands by behind the new owner
     assert again.standby
     assert get(again.port, "/readyz")[0] == 503
+    assert again.terminate() == 0  # SIGTERM: a standby stops following and exits 0
 
 
 def test_without_standby_a_second_hub_is_refused(log_url: str, client_env: dict[str, str]) -> None:
