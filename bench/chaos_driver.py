@@ -752,5 +752,10 @@ async def _guarded(wait: Awaitable[None], workers: list[asyncio.Task[Any]]) -> N
 
 
 def run_chaos(cfg: ChaosConfig) -> Report:
-    """One seeded chaos run (blocking)."""
-    return asyncio.run(Run(cfg).run())
+    """One seeded chaos run (blocking); no hub outlives it, even when it fails."""
+    run = Run(cfg)
+    try:
+        return asyncio.run(run.run())
+    finally:
+        for hub in run.hubs:
+            hub.kill()
