@@ -134,6 +134,7 @@ def test_sdk_send_retried_after_a_cut_connection_is_delivered_once(hub: ThreadHu
             with SyncAgent("alice", hub=hub.url, save_token=False) as alice:
                 alice.join()
                 alice.close()
+                alice.hubs = [proxy.url]
                 alice.hub = proxy.url
                 reply = alice.replies.send("bob", "exactly once")
             assert proxy.cut.is_set() and reply["seq"] == 1 and reply["repeated"] is True
