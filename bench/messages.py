@@ -273,40 +273,19 @@ async def cli_wait(url: str, tmp: str, runs: int = 5) -> dict[str, float]:
 
 def replay(events: int) -> dict[str, float]:
     """Restart time over a log of `events` messages, without and with a snapshot near its end."""
-    from hub.core.machine import Context, Machine
+    from bench.log import history
+    from hub.config import HubConfig
+    from hub.core.machine import Machine
     from hub.core.snapshot import SNAPSHOT_VERSION, dump
     from hub.log.store import EventLog
-    from hub.protocol import commands as c
-    from hub.protocol.codec import encode
 
     tmp = tempfile.mkdtemp(prefix="synapse-replay-")
     db = os.path.join(tmp, "log.db")
     log = EventLog(db)
-    from hub.config import HubConfig
-
     machine = Machine(HubConfig(rate_per_agent=None))
-    n = [0]
-
-    def secret() -> str:
-        n[0] += 1
-        return f"t{n[0]}"
-
-    t = 1_700_000_000.0
-    out = machine.handle(c.Join(name="w"), Context(t, None, secret))
-    token = "t1"
-    rows = [(machine.position, ev.room, type(ev).__name__, encode(ev), ev.at) for ev in out.events]
-    import msgspec
-
-    body = msgspec.Raw(b'{"text":"a typical short message body"}')
-    for i in range(events - 1):
-        out = machine.handle(c.Send(name="w", token=token, to=("x",), body=body), Context(t + i * 1e-4, None))
-        ev = out.events[0]
-        rows.append((machine.position, ev.room, "MessageSent", encode(ev), ev.at))
-        if len(rows) >= 20_000:
-            log.append(rows)
-            rows = []
-    if rows:
-        log.append(rows)
+    rows = history(events, machine)
+    for first in range(0, len(rows), 20_000):
+        log.append(rows[first : first + 20_000])
     log.close()
     result: dict[str, float] = {}
     t0 = time.perf_counter()
