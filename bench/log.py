@@ -36,17 +36,21 @@ from hub.protocol.types import Address, AgentName  # noqa: E402
 COMMITS = 500  # single-row group commits timed for the latency line
 
 
-def history(events: int) -> list[Row]:
-    """A realistic log: one agent joins, then sends `events - 1` short messages (rows as the hub writes them)."""
-    machine = Machine(HubConfig(rate_per_agent=None))
+def history(events: int, machine: Machine | None = None) -> list[Row]:
+    """A realistic log: one agent joins, then sends `events - 1` short messages (rows as the hub writes them),
+    folded into `machine` (a fresh one by default) as they are made."""
+    machine = machine or Machine(HubConfig(rate_per_agent=None))
     t = 1_700_000_000.0
     name, to = AgentName("w"), (Address("x"),)
-    out = machine.handle(c.Join(name=name), Context(t, None, lambda: "tok"))
-    rows: list[Row] = [(machine.position, ev.room, type(ev).__name__, encode(ev), ev.at) for ev in out.events]
+    out = machine.run(c.Join(name=name), Context(t, None, lambda: "tok"))
+    first = machine.position - len(out.events) + 1
+    rows: list[Row] = [
+        (first + i, ev.room, type(ev).__name__, encode(ev), ev.at) for i, ev in enumerate(out.events)
+    ]
     body = msgspec.Raw(b'{"text":"a typical short message body","n":1}')
+    send = c.Send(name=name, token="tok", to=to, body=body, allow_unknown=True)
     for i in range(events - len(rows)):
-        out = machine.handle(c.Send(name=name, token="tok", to=to, body=body), Context(t + i * 1e-4, None))
-        ev = out.events[0]
+        (ev,) = machine.run(send, Context(t + i * 1e-4, None)).events
         rows.append((machine.position, ev.room, type(ev).__name__, encode(ev), ev.at))
     return rows
 

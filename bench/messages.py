@@ -1,10 +1,12 @@
 """Messages benchmark: round trip, 4→1 flood, fan-out, RSS with 200 agents, replay, CLI send/wait wall time.
 
-Run: `python bench/messages.py [--quick] [--sdk-only] [--repeat N] [--loop uvloop|asyncio]`. Starts real hubs
-on 127.0.0.1 (ephemeral ports, durable SQLite log) and prints numbers and ratios against the targets; it asserts
-nothing. The round trip and the flood run twice, side by side: through a lean raw websockets client
-(bench.common.RawAgent) and through the SDK's Agent; `--sdk-only` runs only those, `--repeat N` runs them N
-times (each on a fresh hub) and reports the medians.
+Run: `python bench/messages.py [--quick] [--sdk-only | --ingest [--pg URL]] [--repeat N] [--loop uvloop|asyncio]`.
+Starts real hubs on 127.0.0.1 (ephemeral ports, durable SQLite log) and prints numbers and ratios against the
+targets; it asserts nothing. The round trip and the flood run twice, side by side: through a lean raw websockets
+client (bench.common.RawAgent) and through the SDK's Agent; `--sdk-only` runs only those, `--repeat N` runs them
+N times (each on a fresh hub) and reports the medians. `--ingest` runs only the raw 4→1 flood (acknowledged
+sends/s) on an SQLite log (`--sync normal` and `full`) and, with `--pg` or SYNAPSE_TEST_PG_URL, on a fresh
+PostgreSQL database of that server.
 """
 
 from __future__ import annotations
@@ -214,7 +216,7 @@ def cli_send(url: str, tmp: str, runs: int = 10) -> float:
     for i in range(runs):
         t0 = time.perf_counter()
         subprocess.run(
-            [*cmd, "send", "--name", "cli-a", "--target", "cli-b", f"m{i}"],
+            [*cmd, "send", "--name", "cli-a", "--target", "cli-b", "--allow-unknown", f"m{i}"],
             env=env,
             check=True,
             capture_output=True,
@@ -271,40 +273,19 @@ async def cli_wait(url: str, tmp: str, runs: int = 5) -> dict[str, float]:
 
 def replay(events: int) -> dict[str, float]:
     """Restart time over a log of `events` messages, without and with a snapshot near its end."""
-    from hub.core.machine import Context, Machine
+    from bench.log import history
+    from hub.config import HubConfig
+    from hub.core.machine import Machine
     from hub.core.snapshot import SNAPSHOT_VERSION, dump
     from hub.log.store import EventLog
-    from hub.protocol import commands as c
-    from hub.protocol.codec import encode
 
     tmp = tempfile.mkdtemp(prefix="synapse-replay-")
     db = os.path.join(tmp, "log.db")
     log = EventLog(db)
-    from hub.config import HubConfig
-
     machine = Machine(HubConfig(rate_per_agent=None))
-    n = [0]
-
-    def secret() -> str:
-        n[0] += 1
-        return f"t{n[0]}"
-
-    t = 1_700_000_000.0
-    out = machine.handle(c.Join(name="w"), Context(t, None, secret))
-    token = "t1"
-    rows = [(machine.position, ev.room, type(ev).__name__, encode(ev), ev.at) for ev in out.events]
-    import msgspec
-
-    body = msgspec.Raw(b'{"text":"a typical short message body"}')
-    for i in range(events - 1):
-        out = machine.handle(c.Send(name="w", token=token, to=("x",), body=body), Context(t + i * 1e-4, None))
-        ev = out.events[0]
-        rows.append((machine.position, ev.room, "MessageSent", encode(ev), ev.at))
-        if len(rows) >= 20_000:
-            log.append(rows)
-            rows = []
-    if rows:
-        log.append(rows)
+    rows = history(events, machine)
+    for first in range(0, len(rows), 20_000):
+        log.append(rows[first : first + 20_000])
     log.close()
     result: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -323,9 +304,29 @@ def replay(events: int) -> dict[str, float]:
     return result
 
 
-async def on_hub(fn: Any, *args: Any, hub_args: tuple[str, ...] = ()) -> Any:
-    with HubProc(*hub_args) as h:
+async def on_hub(fn: Any, *args: Any, hub_args: tuple[str, ...] = (), db: str | None = None) -> Any:
+    with HubProc(*hub_args, db=db) as h:
         return await fn(h.url, *args)
+
+
+async def ingest(quick: bool, repeat: int, pg: str | None) -> dict[str, float]:
+    """The raw 4→1 flood (every send acknowledged once its event is committed) per log backend, each run on a
+    fresh hub and log, `repeat` times: the medians."""
+    from bench.log import postgres_log
+
+    per_sender = 1000 if quick else 5000
+    runs: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        for key, hub_args in (("sqlite", ()), ("sqlite_sync_full", ("--sync", "full"))):
+            result = await on_hub(flood, 4, per_sender, hub_args=hub_args)
+            runs.setdefault(f"ingest_{key}_msgs_per_s", []).append(result["flood_msgs_per_s"])
+        if pg:
+            with postgres_log(pg) as url:
+                result = await on_hub(flood, 4, per_sender, db=url)
+            runs.setdefault("ingest_postgresql_msgs_per_s", []).append(result["flood_msgs_per_s"])
+    for key, values in runs.items():
+        print(f"{key}: " + ", ".join(f"{v:,.0f}" for v in values), file=sys.stderr)
+    return {key: median(values) for key, values in runs.items()}
 
 
 async def sdk_vs_raw(quick: bool, repeat: int) -> dict[str, float]:
@@ -351,7 +352,11 @@ async def sdk_vs_raw(quick: bool, repeat: int) -> dict[str, float]:
     return r
 
 
-async def main_async(quick: bool, sdk_only: bool = False, repeat: int = 1) -> dict[str, float]:
+async def main_async(
+    quick: bool, sdk_only: bool = False, repeat: int = 1, pg: str | None = None, only_ingest: bool = False
+) -> dict[str, float]:
+    if only_ingest:
+        return await ingest(quick, repeat, pg)
     r = await sdk_vs_raw(quick, repeat)
     if sdk_only:
         return r
@@ -374,6 +379,8 @@ def main() -> None:
     parser.add_argument("--sdk-only", action="store_true", help="only the round trip and flood, raw and SDK")
     parser.add_argument("--repeat", type=int, default=1, help="run the raw/SDK pairs N times; report medians")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the client's loop")
+    parser.add_argument("--ingest", action="store_true", help="only the raw flood, per log backend")
+    parser.add_argument("--pg", default=os.environ.get("SYNAPSE_TEST_PG_URL"), help="a PostgreSQL server URL")
     args = parser.parse_args()
     runner: Any = asyncio.run
     if args.loop == "uvloop":
@@ -383,8 +390,8 @@ def main() -> None:
             runner = uvloop.run
         except ImportError:
             print("uvloop is not installed: asyncio's loop", file=sys.stderr)
-    results = runner(main_async(args.quick, args.sdk_only, max(1, args.repeat)))
-    if not args.sdk_only:
+    results = runner(main_async(args.quick, args.sdk_only, max(1, args.repeat), args.pg, args.ingest))
+    if not (args.sdk_only or args.ingest):
         results.update(replay(args.replay_events or (50_000 if args.quick else 1_000_000)))
     rows = []
     for key, value in results.items():

@@ -107,19 +107,20 @@ async def race(url: str, tasks: int, agents: int, same_order: bool) -> dict[str,
 
 
 def core_readiness(dependents: int, runs: int) -> dict[str, float]:
-    """In-process: one UpdateTask(done) on a root with `dependents` pending dependents, timed on the Machine."""
+    """In-process: one UpdateTask(done) on a root with `dependents` pending dependents, decided and committed on
+    the Machine."""
     machine = Machine(HubConfig(rate_per_agent=None))
-    machine.handle(c.Join(name="lead"), Context(1.0, None, lambda: "tok"))
+    machine.run(c.Join(name="lead"), Context(1.0, None, lambda: "tok"))
     times = []
     for r in range(runs):
-        machine.handle(c.DeclareTask(name="lead", token="tok", task=f"root{r}", title="root"), Context(2.0))
+        machine.run(c.DeclareTask(name="lead", token="tok", task=f"root{r}", title="root"), Context(2.0))
         for i in range(dependents):
             cmd = c.DeclareTask(
                 name="lead", token="tok", task=f"d{r}-{i}", title="d", depends_on=(f"root{r}",)
             )
-            machine.handle(cmd, Context(2.0))
+            machine.run(cmd, Context(2.0))
         t0 = time.perf_counter()
-        out = machine.handle(
+        out = machine.run(
             c.UpdateTask(name="lead", token="tok", task=f"root{r}", status="done"), Context(3.0)
         )
         times.append((time.perf_counter() - t0) * 1000)

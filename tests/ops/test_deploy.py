@@ -196,21 +196,21 @@ def test_image_settings_run_a_hub_that_passes_its_health_check(tmp_path: Path) -
                 pipe.close()
 
 
-def compose() -> dict[str, Any]:
+def compose(path: Path = DEPLOY / "compose.yaml") -> dict[str, Any]:
     try:
         import yaml
     except ImportError:
-        pytest.skip("PyYAML is not installed (it comes with the dev extra): compose.yaml was not parsed")
-    doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+        pytest.skip(f"PyYAML is not installed (it comes with the dev extra): {path.name} was not parsed")
+    doc = yaml.safe_load(path.read_text())
     assert isinstance(doc, dict)
     return doc
 
 
-def test_compose_runs_the_hub_on_a_healthy_postgres() -> None:
-    """compose.yaml: PostgreSQL 16 with a volume and a health check; the hub, built from deploy/Dockerfile,
-    waits for it to be healthy and logs to it."""
-    doc = compose()
-    postgres, hub = doc["services"]["postgres"], doc["services"]["hub"]
+def check_postgres_hub(doc: dict[str, Any], name: str) -> None:
+    """PostgreSQL 16 with a volume and a health check; the hub service `name`, built from deploy/Dockerfile,
+    waits for it to be healthy, logs to it, needs an admin token, is checked on /healthz and published on
+    loopback only."""
+    postgres, hub = doc["services"]["postgres"], doc["services"][name]
     assert postgres["image"] == "postgres:16"
     assert "pgdata:/var/lib/postgresql/data" in postgres["volumes"] and "pgdata" in doc["volumes"]
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
@@ -224,6 +224,12 @@ def test_compose_runs_the_hub_on_a_healthy_postgres() -> None:
     assert env["SYNAPSE_ADMIN_TOKEN"].startswith("${SYNAPSE_ADMIN_TOKEN:?")
     assert "/healthz" in " ".join(hub["healthcheck"]["test"])
     assert all(str(p).startswith("127.0.0.1:") for p in hub["ports"])
+
+
+def test_compose_runs_the_hub_on_a_healthy_postgres() -> None:
+    """compose.yaml: PostgreSQL 16 with a volume and a health check; the hub, built from deploy/Dockerfile,
+    waits for it to be healthy and logs to it."""
+    check_postgres_hub(compose(), "hub")
 
 
 def docker_answers() -> str | None:
@@ -240,17 +246,17 @@ def docker_answers() -> str | None:
     return None
 
 
-def test_compose_config_is_valid() -> None:
-    """`docker compose config` accepts the file (given the two required variables)."""
+def compose_config(path: Path) -> dict[str, Any]:
+    """`docker compose config` of the file (given the two required variables); skips without docker compose."""
     docker = shutil.which("docker")
     if docker is None:
-        pytest.skip("docker is not installed: compose.yaml was checked structurally only")
+        pytest.skip(f"docker is not installed: {path.name} was checked structurally only")
     version = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=30)
     if version.returncode != 0:
-        pytest.skip("the docker compose plugin is not installed: compose.yaml was checked structurally only")
+        pytest.skip(f"the docker compose plugin is not installed: {path.name} was checked structurally only")
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "POSTGRES_PASSWORD": "pw", "SYNAPSE_ADMIN_TOKEN": "t"}
     run = subprocess.run(
-        [docker, "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "--format", "json"],
+        [docker, "compose", "-f", str(path), "config", "--format", "json"],
         capture_output=True,
         text=True,
         env=env,
@@ -258,6 +264,13 @@ def test_compose_config_is_valid() -> None:
     )
     assert run.returncode == 0, run.stderr
     config = json.loads(run.stdout)
+    assert isinstance(config, dict)
+    return config
+
+
+def test_compose_config_is_valid() -> None:
+    """`docker compose config` accepts the file (given the two required variables)."""
+    config = compose_config(DEPLOY / "compose.yaml")
     assert config["services"]["hub"]["environment"]["SYNAPSE_DB"].startswith(
         "postgresql+psycopg://synapse:pw@"
     )
