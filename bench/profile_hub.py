@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -87,8 +88,16 @@ def layer_of(where: str) -> str | None:
     return None
 
 
+def short(where: str) -> str:
+    """A location's last two parts, a shared library's suffixes dropped: `core/feed.py`, `msgspec/_core`."""
+    path = Path(where)
+    name = path.name.split(".")[0] if ".so" in path.name else path.name
+    return f"{path.parent.name}/{name}" if path.parent.name else name
+
+
 def charge(frames: list[str]) -> tuple[str, str] | None:
-    """(layer, function) an active sample's stack (root first, thread first) is charged to; None when idle."""
+    """(layer, function) an active sample's stack (thread first, then root to leaf) is charged to; None when
+    the thread waits (epoll, a lock, the GIL)."""
     funcs = [split_frame(f) for f in frames[1:]]
     if any(func in IDLE for func, _ in funcs[-5:]):
         return None
@@ -99,39 +108,45 @@ def charge(frames: list[str]) -> tuple[str, str] | None:
         layer = layer_of(where)
         if layer is None:
             continue
-        name = f"{func} ({Path(where).name})"
+        name = f"{'?' if func.startswith('0x') else func} ({short(where)})"
         if leaf in SYSCALLS and layer == "asyncio / uvloop":
             return SOCKET_IO, f"{leaf} ← {name}"
         return layer, name
     return "interpreter / other", leaf
 
 
-def read_raw(path: Path) -> tuple[Counter[str], dict[str, Counter[str]], int]:
-    """py-spy's raw (collapsed) output → samples per layer, per function within each layer, and idle samples."""
-    layers: Counter[str] = Counter()
-    funcs: dict[str, Counter[str]] = defaultdict(Counter)
-    idle = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        n = int(count)
-        charged = charge(stack.split(";"))
-        if charged is None:
-            idle += n
-            continue
-        layers[charged[0]] += n
-        funcs[charged[0]][charged[1]] += n
-    return layers, funcs, idle
+class Samples:
+    """py-spy's raw (collapsed) output: active samples per layer and per function within each layer."""
+
+    def __init__(self, path: Path, pid: int) -> None:
+        self.layers: Counter[str] = Counter()
+        self.funcs: dict[str, Counter[str]] = defaultdict(Counter)
+        self.idle = 0
+        self.loop = 0  # samples of the loop thread, waiting or not: one per tick of the sampler
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            n = int(count)
+            frames = stack.split(";")
+            if frames[0].startswith(f"thread ({pid})"):
+                self.loop += n
+            charged = charge(frames)
+            if charged is None:
+                self.idle += n
+                continue
+            self.layers[charged[0]] += n
+            self.funcs[charged[0]][charged[1]] += n
+
+    @property
+    def active(self) -> int:
+        return sum(self.layers.values())
 
 
 def threads(pid: int) -> dict[str, float]:
-    """CPU seconds of each of the process's threads, by name (threads of one name summed)."""
-    out: dict[str, float] = defaultdict(float)
+    """CPU seconds of the process's loop thread (its main thread) and of all its other threads together."""
+    out = {"loop": 0.0, "other threads": 0.0}
     for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-            out[name] += cpu_seconds(pid, int(tid))
-        except OSError:  # the thread ended meanwhile
-            pass
+        with contextlib.suppress(OSError):  # the thread ended meanwhile
+            out["loop" if int(tid) == pid else "other threads"] += cpu_seconds(pid, int(tid))
     return out
 
 
@@ -208,9 +223,14 @@ async def conditions_run(state: tuple[SubAgent, dict[int, int]], n: int, per_key
 async def profile_workload(
     name: str, unit: str, hub_args: tuple[str, ...], setup: Setup, run: Run, rate: int, keep: Path
 ) -> None:
-    """Run plain on a fresh hub (CPU per op by thread), then profiled on another; print the layer table."""
-    plain: dict[str, float] = {}
-    ops = 0
+    """Run plain on a fresh hub (CPU per op by thread), then profiled on another; print the layer table.
+
+    py-spy samples a thread that is runnable but not running as active: on loopback that is mostly inside
+    `write` (the peer it wakes takes the core). So the samples are scaled to the CPU the hub used meanwhile,
+    the excess (sampled active time beyond that CPU) taken out of the socket syscalls first."""
+    cpu: dict[bool, dict[str, float]] = {}
+    rates: dict[bool, float] = {}
+    ops, elapsed, samples = 0, 0.0, None
     for profiled in (False, True):
         with HubProc(*hub_args) as hub:
             state = await setup(hub.url)
@@ -221,29 +241,32 @@ async def profile_workload(
             elapsed = time.perf_counter() - t0
             if spy is not None:
                 spy.stop()
+                samples = Samples(spy.path, hub.pid)
             after = threads(hub.pid)
-        used = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-        if not profiled:
-            plain = used
-            plain_rate = ops / elapsed
-        else:
-            profiled_rate = ops / elapsed
-    total_us = sum(plain.values()) / ops * 1e6
-    layers, funcs, idle = read_raw(keep / f"{name}.raw")
-    active = sum(layers.values())
-    by_thread = ", ".join(
-        f"{k} {v / ops * 1e6:.1f}" for k, v in sorted(plain.items(), key=lambda kv: -kv[1]) if v
-    )
-    print(f"\n{name}: {ops:,} {unit}s; hub CPU {total_us:.1f} µs per {unit} ({by_thread})")
+            cpu[profiled] = {k: after[k] - before[k] for k in after}
+            rates[profiled] = ops / elapsed
+    assert samples is not None
+    hz = samples.loop / elapsed  # the sampler's real rate (below --rate when unwinding cannot keep up)
+    seconds = {layer: n / hz for layer, n in samples.layers.items()}
+    excess = max(0.0, sum(seconds.values()) - sum(cpu[True].values()))
+    if SOCKET_IO in seconds:
+        seconds[SOCKET_IO] = max(0.0, seconds[SOCKET_IO] - excess)
+    total = sum(seconds.values()) or 1.0
+    us = sum(cpu[False].values()) / ops * 1e6
+    by_thread = ", ".join(f"{k} {v / ops * 1e6:.1f}" for k, v in cpu[False].items())
+    print(f"\n{name}: {ops:,} {unit}s; hub CPU {us:.1f} µs per {unit} ({by_thread})")
     print(
-        f"  {plain_rate:,.0f} {unit}s/s plain, {profiled_rate:,.0f}/s under py-spy ({rate} Hz, --native); "
-        f"{active:,} active samples ({idle:,} idle left out); raw stacks: {keep / (name + '.raw')}"
+        f"  {rates[False]:,.0f} {unit}s/s plain, {rates[True]:,.0f}/s under py-spy (--native, {hz:.0f} Hz real); "
+        f"{samples.active:,} active samples ({samples.idle:,} waiting); {excess:.2f} s runnable-not-running "
+        f"taken out; raw stacks: {keep / (name + '.raw')}"
     )
-    print(f"  {'layer':<30} {'% CPU':>6} {'µs/' + unit:>9}   top functions (% of hub CPU)")
-    for layer, n in layers.most_common():
-        share = n / active
-        top = ", ".join(f"{f} {k / active:.1%}" for f, k in funcs[layer].most_common(4))
-        print(f"  {layer:<30} {share:>6.1%} {share * total_us:>9.1f}   {top}")
+    print(f"  {'layer':<30} {'% CPU':>6} {'µs/' + unit:>9}   top functions (% of the layer's samples)")
+    for layer, secs in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        share = secs / total
+        funcs = samples.funcs[layer]
+        n = sum(funcs.values())
+        top = ", ".join(f"{f} {k / n:.0%}" for f, k in funcs.most_common(4))
+        print(f"  {layer:<30} {share:>6.1%} {share * us:>9.1f}   {top}")
 
 
 # -- memory ------------------------------------------------------------------------------------------------------
@@ -410,7 +433,7 @@ def main() -> None:
     )
     parser.add_argument("--only", default="rt,flood,conditions,memory", help="workloads, comma-separated")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
-    parser.add_argument("--rt", type=int, default=5000, help="round trips")
+    parser.add_argument("--rt", type=int, default=10_000, help="round trips")
     parser.add_argument("--flood", type=int, default=80_000, help="flood messages (4 senders)")
     parser.add_argument("--writes", type=int, default=10_000, help="state writes with 10k subscriptions")
     parser.add_argument("--agents", type=int, default=1000, help="idle agents for the memory split")
