@@ -317,8 +317,8 @@ def category_of(frames: Any) -> tuple[str, str]:
     return "other", "?" if inner is None else f"{Path(inner.filename).name}:{inner.lineno}"
 
 
-async def snapshot(hub: HubProc, path: Path) -> Any:
-    """Ask the traced hub for a tracemalloc snapshot and load it (bounded wait)."""
+async def snapshot(hub: HubProc, path: Path, label: str) -> Any:
+    """Ask the traced hub for a tracemalloc snapshot and load it (bounded wait); kept as `label`.tracemalloc."""
     import tracemalloc
 
     path.unlink(missing_ok=True)
@@ -328,7 +328,7 @@ async def snapshot(hub: HubProc, path: Path) -> Any:
         if time.monotonic() > deadline:
             raise RuntimeError("the traced hub wrote no snapshot")
         await asyncio.sleep(0.05)
-    return tracemalloc.Snapshot.load(str(path))
+    return tracemalloc.Snapshot.load(str(path.rename(path.with_name(f"{label}.tracemalloc"))))
 
 
 STAGES: list[tuple[str, Callable[[RawAgent], Awaitable[Any]]]] = [
@@ -363,18 +363,18 @@ async def memory(n: int, keep: Path) -> None:
             await asyncio.sleep(0.2)
             rss.append(rss_mb(hub.pid))
         await asyncio.gather(*(a.close() for a in agents))
-    snap_path = keep / "hub.tracemalloc"
+    snap_path = keep / "snapshot.tmp"
     launcher = (str(Path(__file__).resolve()), "--traced-hub", str(snap_path))
     table: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(STAGES))
     sites: dict[str, Counter[str]] = defaultdict(Counter)
     heap: list[float] = []
     with HubProc(*caps, launcher=launcher) as hub:
         await (await RawAgent(hub.url, "warm").open()).close()
-        snaps = [await snapshot(hub, snap_path)]
+        snaps = [await snapshot(hub, snap_path, "idle")]
         agents = [RawAgent(hub.url, f"mem-{i}") for i in range(n)]
-        for k, (_stage, step) in enumerate(STAGES):
+        for k, (stage, step) in enumerate(STAGES):
             await stage_all(agents, step)
-            snaps.append(await snapshot(hub, snap_path))
+            snaps.append(await snapshot(hub, snap_path, stage))
             for stat in snaps[-1].compare_to(snaps[-2], "traceback"):
                 category, site = category_of(stat.traceback)
                 table[category][k] += stat.size_diff / n
@@ -398,7 +398,7 @@ async def memory(n: int, keep: Path) -> None:
     print(f"  {'RSS outside the Python heap':<48}{row}{sum(rest):>10.2f}")
     print(f"  RSS {rss[0]:.1f} → {rss[-1]:.1f} MB; top allocation sites (KB per agent):")
     for category, counter in sorted(sites.items(), key=lambda kv: -sum(kv[1].values())):
-        top = ", ".join(f"{s} {v / 1024:.2f}" for s, v in counter.most_common(5) if v > 0)
+        top = ", ".join(f"{s} {v / 1024:.2f}" for s, v in counter.most_common(8) if v >= 64)
         print(f"    {category}: {top}")
 
 
