@@ -23,7 +23,7 @@ from hub.protocol.codec import decode_frame, encode
 from hub.protocol.errors import HubError
 from hub.protocol.frames import Delivery, Error, Ok, Wake
 
-__all__ = ["HubProc", "RawAgent", "cpu_seconds", "pct", "rss_mb", "table"]
+__all__ = ["HubProc", "RawAgent", "cpu_seconds", "cpu_times", "pct", "rss_mb", "table"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,12 +45,18 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """utime + stime of a process (or of its thread `tid`), in seconds."""
+def cpu_times(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (or of its thread `tid`)."""
     path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """utime + stime of a process (or of its thread `tid`), in seconds."""
+    return sum(cpu_times(pid, tid))
 
 
 def table(rows: list[tuple[str, str]]) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import re
 import shutil
@@ -44,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
 from bench import messages  # noqa: E402
-from bench.common import HubProc, RawAgent, cpu_seconds, rss_mb  # noqa: E402
+from bench.common import HubProc, RawAgent, cpu_seconds, cpu_times, rss_mb  # noqa: E402
 from bench.conditions import SubAgent, pipelined  # noqa: E402
 from bench.scale import raise_fd_limit  # noqa: E402
 from hub.protocol import commands as c  # noqa: E402
@@ -54,8 +53,9 @@ from hub.protocol import commands as c  # noqa: E402
 # (layer, markers): a frame whose location (file or library) contains a marker belongs to the layer; the first
 # layer listed wins, so the specific paths come before the general ones.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("log writer / SQLite", ("hub/log/", "sqlalchemy/", "libsqlite3", "_sqlite3", "cursor.c", "connection.c",
-                             "microprotocols.c", "statement.c", "_cy.c")),
+    ("log: sqlite3 (C)", ("libsqlite3", "_sqlite3", "cursor.c", "connection.c", "microprotocols.c",
+                                       "statement.c")),
+    ("log: SQLAlchemy + hub/log", ("hub/log/", "sqlalchemy/", "_cy.c")),
     ("CEL evaluation", ("hub/core/cel.py", "cel_expr_python", "celpy/", "cel/")),
     ("msgspec decode/encode", ("msgspec/", "hub/protocol/codec.py")),
     ("core decide/apply", ("hub/core/", "hub/protocol/")),
@@ -66,8 +66,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("asyncio / uvloop", ("uvloop/", "asyncio/", "loop.c", "_asynciomodule.c", "core.c", "linux.c", "stream.c",
                           "loop-watcher.c", "queue.h", "timer.c", "tcp.c", "uv-common.c")),
 ]  # fmt: skip
-SYSCALLS = {"write", "writev", "send", "sendmsg", "sendto", "read", "readv", "recv", "recvfrom", "recvmsg"}
-SOCKET_IO = "socket syscalls (kernel TCP)"
+SYSCALLS = {"write", "writev", "send", "sendmsg", "sendto", "read", "readv", "recv", "recvfrom", "recvmsg",
+            "pwrite64", "pread64", "fcntl64", "fcntl", "fdatasync", "fsync", "lseek64", "openat64", "close",
+            "unlink", "access", "fstat64", "stat64", "mmap64", "munmap", "madvise", "brk", "mprotect"}  # fmt: skip
+KERNEL = "kernel: "  # a sample in a syscall: "kernel: " + what its caller does
+SYSCALL_OF = {
+    "asyncio / uvloop": "socket write/read (uvloop)",
+    "log: sqlite3 (C)": "sqlite3 WAL writes, locks",
+}
 GC = "cyclic GC"
 GC_FUNCS = {"gc_collect_main", "gc_collect_with_callback", "collect_generations", "_PyObject_GC_Collect"}
 IDLE = {"epoll_pwait", "epoll_wait", "PyThread_acquire_lock_timed", "take_gil", "pthread_cond_timedwait",
@@ -97,57 +103,51 @@ def short(where: str) -> str:
 
 def charge(frames: list[str]) -> tuple[str, str] | None:
     """(layer, function) an active sample's stack (thread first, then root to leaf) is charged to; None when
-    the thread waits (epoll, a lock, the GIL)."""
+    the thread waits (epoll, a lock, the GIL). A sample inside a syscall goes to `kernel: ` + its caller's
+    layer (socket writes under uvloop, WAL writes and locks under sqlite3)."""
     funcs = [split_frame(f) for f in frames[1:]]
     if any(func in IDLE for func, _ in funcs[-5:]):
         return None
     if any(func in GC_FUNCS for func, _ in funcs):
         return GC, "gc_collect_main"
-    leaf = funcs[-1][0] if funcs else ""
+    tail = [func for func, where in funcs[-2:] if "libc.so" in where or where == ""]
+    syscall = next((func for func in reversed(tail) if func in SYSCALLS), None)
     for func, where in reversed(funcs):
         layer = layer_of(where)
         if layer is None:
             continue
         name = f"{'?' if func.startswith('0x') else func} ({short(where)})"
-        if leaf in SYSCALLS and layer == "asyncio / uvloop":
-            return SOCKET_IO, f"{leaf} ← {name}"
+        if syscall is not None:
+            return KERNEL + SYSCALL_OF.get(layer, layer), f"{syscall} ← {name}"
         return layer, name
-    return "interpreter / other", leaf
+    return ("interpreter / other" if syscall is None else KERNEL + "other"), funcs[-1][0] if funcs else ""
 
 
 class Samples:
     """py-spy's raw (collapsed) output: active samples per layer and per function within each layer."""
 
-    def __init__(self, path: Path, pid: int) -> None:
+    def __init__(self, path: Path) -> None:
         self.layers: Counter[str] = Counter()
         self.funcs: dict[str, Counter[str]] = defaultdict(Counter)
         self.idle = 0
-        self.loop = 0  # samples of the loop thread, waiting or not: one per tick of the sampler
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             n = int(count)
-            frames = stack.split(";")
-            if frames[0].startswith(f"thread ({pid})"):
-                self.loop += n
-            charged = charge(frames)
+            charged = charge(stack.split(";"))
             if charged is None:
                 self.idle += n
                 continue
             self.layers[charged[0]] += n
             self.funcs[charged[0]][charged[1]] += n
 
-    @property
-    def active(self) -> int:
-        return sum(self.layers.values())
+    def active(self, kernel: bool) -> int:
+        return sum(n for layer, n in self.layers.items() if layer.startswith(KERNEL) == kernel)
 
 
-def threads(pid: int) -> dict[str, float]:
-    """CPU seconds of the process's loop thread (its main thread) and of all its other threads together."""
-    out = {"loop": 0.0, "other threads": 0.0}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):  # the thread ended meanwhile
-            out["loop" if int(tid) == pid else "other threads"] += cpu_seconds(pid, int(tid))
-    return out
+def cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process: user and system time, and the loop thread's (its main thread's) part."""
+    user, system = cpu_times(pid)
+    return {"user": user, "system": system, "loop": cpu_seconds(pid, pid)}
 
 
 class PySpy:
@@ -223,50 +223,50 @@ async def conditions_run(state: tuple[SubAgent, dict[int, int]], n: int, per_key
 async def profile_workload(
     name: str, unit: str, hub_args: tuple[str, ...], setup: Setup, run: Run, rate: int, keep: Path
 ) -> None:
-    """Run plain on a fresh hub (CPU per op by thread), then profiled on another; print the layer table.
+    """Run plain on a fresh hub (its CPU per op, user and system), then profiled on another; print the table.
 
-    py-spy samples a thread that is runnable but not running as active: on loopback that is mostly inside
-    `write` (the peer it wakes takes the core). So the samples are scaled to the CPU the hub used meanwhile,
-    the excess (sampled active time beyond that CPU) taken out of the socket syscalls first."""
-    cpu: dict[bool, dict[str, float]] = {}
+    py-spy counts a thread that is runnable but not running (preempted: the machine is shared, and on loopback
+    a write wakes the peer, which may take the core) as active, so its samples give shares, not CPU. The user
+    time per op is split by the shares of the samples outside syscalls, the system time by those inside."""
+    used: dict[bool, dict[str, float]] = {}
     rates: dict[bool, float] = {}
-    ops, elapsed, samples = 0, 0.0, None
+    ops = 0
     for profiled in (False, True):
         with HubProc(*hub_args) as hub:
             state = await setup(hub.url)
-            before = threads(hub.pid)
+            before = cpu(hub.pid)
             spy = PySpy(hub.pid, keep / f"{name}.raw", rate) if profiled else None
             t0 = time.perf_counter()
             ops = await run(state)
             elapsed = time.perf_counter() - t0
             if spy is not None:
                 spy.stop()
-                samples = Samples(spy.path, hub.pid)
-            after = threads(hub.pid)
-            cpu[profiled] = {k: after[k] - before[k] for k in after}
-            rates[profiled] = ops / elapsed
-    assert samples is not None
-    hz = samples.loop / elapsed  # the sampler's real rate (below --rate when unwinding cannot keep up)
-    seconds = {layer: n / hz for layer, n in samples.layers.items()}
-    excess = max(0.0, sum(seconds.values()) - sum(cpu[True].values()))
-    if SOCKET_IO in seconds:
-        seconds[SOCKET_IO] = max(0.0, seconds[SOCKET_IO] - excess)
-    total = sum(seconds.values()) or 1.0
-    us = sum(cpu[False].values()) / ops * 1e6
-    by_thread = ", ".join(f"{k} {v / ops * 1e6:.1f}" for k, v in cpu[False].items())
-    print(f"\n{name}: {ops:,} {unit}s; hub CPU {us:.1f} µs per {unit} ({by_thread})")
+            after = cpu(hub.pid)
+        used[profiled] = {k: (after[k] - before[k]) / ops * 1e6 for k in after}
+        rates[profiled] = ops / elapsed
+    samples = Samples(keep / f"{name}.raw")
+    plain = used[False]
     print(
-        f"  {rates[False]:,.0f} {unit}s/s plain, {rates[True]:,.0f}/s under py-spy (--native, {hz:.0f} Hz real); "
-        f"{samples.active:,} active samples ({samples.idle:,} waiting); {excess:.2f} s runnable-not-running "
-        f"taken out; raw stacks: {keep / (name + '.raw')}"
+        f"\n{name}: {ops:,} {unit}s; hub CPU {plain['user'] + plain['system']:.1f} µs per {unit} "
+        f"(user {plain['user']:.1f}, system {plain['system']:.1f}; loop thread {plain['loop']:.1f})"
     )
-    print(f"  {'layer':<30} {'% CPU':>6} {'µs/' + unit:>9}   top functions (% of the layer's samples)")
-    for layer, secs in sorted(seconds.items(), key=lambda kv: -kv[1]):
-        share = secs / total
+    print(
+        f"  {rates[False]:,.0f} {unit}s/s plain, {rates[True]:,.0f}/s under py-spy (--native, {rate} Hz); "
+        f"{samples.active(False):,} samples in user code, {samples.active(True):,} in syscalls "
+        f"({samples.idle:,} waiting); raw stacks: {keep / (name + '.raw')}"
+    )
+    print(f"  {'layer':<36} {'% CPU':>6} {'µs/' + unit:>9}   top functions (% of the layer's samples)")
+    rows = []
+    for layer, n in samples.layers.items():
+        kernel = layer.startswith(KERNEL)
+        us = n / (samples.active(kernel) or 1) * plain["system" if kernel else "user"]
+        rows.append((us, layer))
+    total = sum(us for us, _ in rows) or 1.0
+    for us, layer in sorted(rows, reverse=True):
         funcs = samples.funcs[layer]
         n = sum(funcs.values())
         top = ", ".join(f"{f} {k / n:.0%}" for f, k in funcs.most_common(4))
-        print(f"  {layer:<30} {share:>6.1%} {share * us:>9.1f}   {top}")
+        print(f"  {layer:<36} {us / total:>6.1%} {us:>9.1f}   {top}")
 
 
 # -- memory ------------------------------------------------------------------------------------------------------
