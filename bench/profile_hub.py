@@ -3,14 +3,15 @@
 Run: `python bench/profile_hub.py [--only rt,flood,conditions,memory] [--rate 200] [--agents 1000] [--keep DIR]`.
 Needs py-spy (`pip install py-spy`); tracemalloc is in the standard library.
 
-CPU: each workload runs twice on a hub subprocess (127.0.0.1, durable SQLite): once plain, for the hub's CPU
-per operation (/proc, by thread), then with `py-spy record --native` attached for its duration, for where that
-CPU goes. The workloads: the raw round trip (messages.py), the 4→1 flood (messages.py), and state writes with
-10,000 live condition subscriptions (conditions.py's layout: 1,000 keys × 10, each write re-evaluates 10). Each
-active sample (idle waits left out) is charged to the layer of its innermost frame that belongs to one (the
-interpreter's own frames, libc and refcounting charge their caller; a socket syscall under uvloop is a layer of
-its own); the table gives each layer's share of the hub's CPU, µs per operation (share × plain CPU per
-operation) and its top functions.
+CPU: each workload runs twice on a hub subprocess (127.0.0.1, durable SQLite): once plain, for the hub's user
+and system CPU per operation (/proc), then with `py-spy record --native` attached for its duration, for where
+that CPU goes. The workloads: the raw round trip (messages.py), the 4→1 flood (messages.py), and state writes
+with 10,000 live condition subscriptions (conditions.py's layout: 1,000 keys × 10, each write re-evaluates 10).
+Each active sample (waits left out) is charged to the layer of its innermost frame that belongs to one (the
+interpreter's own frames, libc and refcounting charge their caller); a sample inside a syscall goes to
+`kernel: ` + what called it. py-spy counts a preempted thread as running, so samples give shares, not CPU: the
+user time per operation is split by the samples outside syscalls, the system time by those inside. The table
+gives each layer's share of the hub's CPU, µs per operation and its top functions.
 
 Memory: `--agents` idle agents connect, then join, then attach, in three stages: the hub's RSS grows by so much
 per agent at each stage (a plain hub), and the Python heap by so much, split by what allocates (the innermost
@@ -54,7 +55,7 @@ from hub.protocol import commands as c  # noqa: E402
 # layer listed wins, so the specific paths come before the general ones.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("log: sqlite3 (C)", ("libsqlite3", "_sqlite3", "cursor.c", "connection.c", "microprotocols.c",
-                                       "statement.c")),
+                          "statement.c")),
     ("log: SQLAlchemy + hub/log", ("hub/log/", "sqlalchemy/", "_cy.c")),
     ("CEL evaluation", ("hub/core/cel.py", "cel_expr_python", "celpy/", "cel/")),
     ("msgspec decode/encode", ("msgspec/", "hub/protocol/codec.py")),
@@ -172,7 +173,7 @@ class PySpy:
 
 # -- CPU: workloads ----------------------------------------------------------------------------------------------
 
-# A workload: (hub arguments, setup(url) → state, run(state) → operations, unit). Setup is not measured.
+# A workload's setup (url → state; not measured) and run (state → operations done).
 Setup = Callable[[str], Awaitable[Any]]
 Run = Callable[[Any], Awaitable[int]]
 
