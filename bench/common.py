@@ -23,7 +23,7 @@ from hub.protocol.codec import decode_frame, encode
 from hub.protocol.errors import HubError
 from hub.protocol.frames import Delivery, Error, Ok, Wake
 
-__all__ = ["HubProc", "RawAgent", "pct", "rss_mb", "table"]
+__all__ = ["HubProc", "RawAgent", "cpu_seconds", "cpu_times", "pct", "rss_mb", "table"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,18 +45,34 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_times(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (or of its thread `tid`)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """utime + stime of a process (or of its thread `tid`), in seconds."""
+    return sum(cpu_times(pid, tid))
+
+
 def table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
 class HubProc:
-    """`python -m hub hub` on 127.0.0.1 with an ephemeral port and its own SQLite file."""
+    """`python -m hub hub` on 127.0.0.1 with an ephemeral port and its own SQLite file (`launcher` replaces
+    `-m hub`: a script that runs the command line its own way, e.g. under tracemalloc)."""
 
-    def __init__(self, *args: str, db: str | None = None) -> None:
+    def __init__(self, *args: str, db: str | None = None, launcher: tuple[str, ...] = ("-m", "hub")) -> None:
         self.tmp = tempfile.mkdtemp(prefix="synapse-bench-")
         self.db = db or os.path.join(self.tmp, "log.db")
         self.args = args
+        self.launcher = launcher
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -64,8 +80,7 @@ class HubProc:
         env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=self.tmp)
         cmd = [
             sys.executable,
-            "-m",
-            "hub",
+            *self.launcher,
             "hub",
             "--port",
             str(port),
@@ -127,14 +142,24 @@ class RawAgent:
         self.keep = True
         self.reader: asyncio.Task[None] | None = None
 
-    async def open(self, attach: bool = True) -> RawAgent:
+    async def connect(self) -> RawAgent:
+        """The WebSocket connection alone (no join) and its reader."""
         self.ws = await connect(self.url, max_size=None, compression=None)
         self.reader = asyncio.create_task(self._read())
-        result = await self.request(c.Join(id=self.next(), room=self.room, name=self.name))
-        self.token = result["token"]
-        if attach:
-            await self.request(c.Attach(id=self.next(), room=self.room, name=self.name, token=self.token))
         return self
+
+    async def open(self, attach: bool = True) -> RawAgent:
+        await self.connect()
+        await self.join()
+        if attach:
+            await self.attach()
+        return self
+
+    async def join(self) -> None:
+        self.token = (await self.request(c.Join(id=self.next(), room=self.room, name=self.name)))["token"]
+
+    async def attach(self) -> None:
+        await self.request(c.Attach(id=self.next(), room=self.room, name=self.name, token=self.token))
 
     def next(self) -> int:
         self.ids += 1

@@ -2,7 +2,8 @@
 
 Run: `python bench/compare_peer.py [--quick]`. Installs the peer into its own virtualenv (bench/peer.py),
 runs both hubs on 127.0.0.1 with durable logs, prints each number and the ratio (ours ÷ peer, with whether
-higher or lower is better). It asserts nothing.
+higher or lower is better), and our target beside our figure with a met/missed mark (issue 17's where it sets
+one, else messages.py's). It asserts nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,25 @@ PAIRS = [
     ("`synapse wait` send→exit ms", "wait_send_to_exit_ms", "cli_wait", "send_to_exit_p50_ms", "lower"),
 ]
 
+# Issue 17's targets (2-core machine, raw client, durable SQLite); messages.py's for the rest.
+TARGETS = {
+    **messages.TARGETS,
+    "round_trip_p50_ms": ("≤", 0.25),
+    "round_trip_p99_ms": ("≤", 0.5),
+    "flood_msgs_per_s": ("≥", 30_000),
+    "fanout20_deliveries_per_s": ("≥", 150_000),
+    "fanout200_deliveries_per_s": ("≥", 200_000),
+}
+
+
+def verdict(key: str, value: float) -> tuple[str, str]:
+    """The target for `key` ("≤ 0.25") and whether `value` meets it ("met", "MISSED", or "" without one)."""
+    if key not in TARGETS:
+        return "", ""
+    op, goal = TARGETS[key]
+    ok = value <= goal if op == "≤" else value >= goal
+    return f"{op} {goal:,g}", "met" if ok else "MISSED"
+
 
 async def ours(quick: bool) -> dict[str, float]:
     r: dict[str, float] = {}
@@ -54,14 +74,16 @@ def main() -> None:
     mine = asyncio.run(ours(args.quick))
     theirs = peer.run_all(quick=args.quick)
     print(f"synapse-hub vs {peer.PEER_PACKAGE} {peer.PEER_VERSION}")
-    print(f"  {'workload':<30} {'ours':>12} {'peer':>12} {'ours/peer':>10}  better")
+    print(f"  {'workload':<30} {'ours':>12} {'peer':>12} {'ours/peer':>10}  better  {'target':>10}")
     rows: list[dict[str, Any]] = []
     for label, key, workload, peer_key, better in PAIRS:
         a = mine.get(key, float("nan"))
         b = theirs.get(workload, {}).get(peer_key, float("nan"))
         ratio = a / b if b else float("nan")
-        print(f"  {label:<30} {a:>12,.2f} {b:>12,.2f} {ratio:>10.2f}  {better}")
-        rows.append({"workload": label, "ours": a, "peer": b, "ratio": ratio, "better": better})
+        target, mark = verdict(key, a)
+        print(f"  {label:<30} {a:>12,.2f} {b:>12,.2f} {ratio:>10.2f}  {better:<6}  {target:>10}  {mark}")
+        row = {"workload": label, "ours": a, "peer": b, "ratio": ratio, "better": better}
+        rows.append({**row, "target": target, "met": mark})
     print(json.dumps({"ours": mine, "peer": theirs, "rows": rows}))
 
 

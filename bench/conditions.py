@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
-from bench.common import HubProc, RawAgent, pct, table  # noqa: E402
+from bench.common import HubProc, RawAgent, cpu_seconds, pct, table  # noqa: E402
 from hub.core import cel  # noqa: E402
 from hub.protocol import commands as c  # noqa: E402
 from hub.protocol.codec import decode_frame  # noqa: E402
@@ -64,13 +63,6 @@ class SubAgent(RawAgent):
         return c.SetState(
             id=self.next(), room=self.room, token=self.token, name=self.name, key=key, value=value
         )
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def pipelined(agent: SubAgent, cmds: list[Any], window: int = 256) -> None:

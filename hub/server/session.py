@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -69,7 +68,7 @@ class Session:
         self.gone = gone  # the connection ended → the hub
         self.limit = limit  # frames queued before the session counts as a slow consumer
         self.limit_bytes = limit_bytes  # or bytes queued
-        self.outbox: deque[bytes] = deque()
+        self.outbox: list[bytes] = []  # not a deque: an empty one costs 0.7 KB, held by every idle connection
         self.queued = 0  # bytes in the outbox
         self.bad_frames: Bucket | None = None  # frames no command could be read from, per second
         self.pause = 0.0  # seconds to stop reading after a rate_limited refusal (the socket pushes back)
@@ -116,10 +115,10 @@ class Session:
             self.outbox.clear()
             self.queued = 0
             return
-        outbox = self.outbox
         send_text = protocol.send_text
-        while outbox:
-            send_text(outbox.popleft())
+        for data in self.outbox:
+            send_text(data)
+        self.outbox.clear()
         self.queued = 0
         transport = ws.transport
         transport.write(b"".join(protocol.data_to_send()))  # one syscall for the whole flush
