@@ -49,6 +49,8 @@ _HELP = {
     "standby": "When another hub owns the log, stand by: follow the log, keep the state warm, answer /healthz "
     "(/readyz 503, upgrades 503) and take over within a second or two of the owner's death. Without it a second "
     "hub on the log is refused. Meant for a PostgreSQL log shared by hubs on two hosts.",
+    "ping_interval": "Seconds between two keepalive pings of a connection; one without its pong by the next ping "
+    "is closed (1011), so a vanished client's claims and presence move on.",
     "now_resolution": "Seconds between re-evaluations of conditions that read CEL `now` (one timer, only while "
     "some condition reads it).",
 }
@@ -103,6 +105,8 @@ def register(group: click.Group) -> None:
         resolution = values.get("now_resolution", 1.0)
         if not 0.001 <= resolution <= 86_400:  # NaN fails too
             raise click.BadParameter("must be between 0.001 and 86400 seconds", param_hint="--now-resolution")
+        if not 0.05 <= values.get("ping_interval", 20.0) <= 3_600:  # NaN fails too
+            raise click.BadParameter("must be between 0.05 and 3600 seconds", param_hint="--ping-interval")
         if values.get("loop_limit", 0) < 0:
             raise click.BadParameter("must be 0 (off) or more", param_hint="--loop-limit")
         config = HubConfig(**values)

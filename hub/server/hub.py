@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from hub.config import HubConfig, bind_problem
@@ -47,6 +48,7 @@ from hub.server.admission import Admission, raise_descriptor_limit
 from hub.server.api import Api
 from hub.server.degraded import Degraded
 from hub.server.fanout import Fanout
+from hub.server.keepalive import Keepalive
 from hub.server.metrics import Metrics, Readings
 from hub.server.older import read_history, read_page
 from hub.server.session import SLOW_CONSUMER_CLOSE, Session
@@ -59,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 MAX_RATE_PAUSE = 1.0  # seconds a rate-limited session goes unread at most
+_SHED = Request("/", Headers())  # what a connection keeps of its handshake request once it is done
 STANDBY_REFUSAL = "this hub is a standby: another hub owns the log; try the next address"
 
 
@@ -127,6 +130,7 @@ class Hub:
         self._handover_scheduled = False
         self._last_snapshot = 0
         self.api = Api(self)  # HTTP/1.1 on the same port: POST /v1/OP, /v1/wait, /v1/events
+        self.keepalive = Keepalive(self.sessions.values, config.ping_interval)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -201,12 +205,13 @@ class Hub:
             process_request=self._http,
             max_size=None if max_frame is None else max_frame * 4,
             compression=None,
-            ping_interval=20,
-            ping_timeout=20,
+            ping_interval=None,  # one hub-wide Keepalive, not a task per connection
+            ping_timeout=None,
             server_header=None,
             ssl=self.tls,
             create_connection=self.api.factory,
         )
+        self.keepalive.start()
 
     @property
     def port(self) -> int:
@@ -230,6 +235,7 @@ class Hub:
             self._unfollow.set()
             await self._following  # a look at the log under way ends first
         self.timers.cancel()
+        self.keepalive.stop()
         if self._probe is not None:
             self._probe.cancel()
         deadline = self.clock() + self.config.drain_seconds
@@ -433,6 +439,7 @@ class Hub:
 
     async def _connection(self, ws: ServerConnection) -> None:
         config = self.config
+        ws.request, ws.response = _SHED, None  # the handshake's headers, ~1.5 KB, are not read again
         session = Session(
             self.new_session_id(),
             ws,

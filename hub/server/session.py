@@ -47,6 +47,7 @@ class Session:
         "limit",
         "outbox",
         "pause",
+        "pong",
         "queued",
         "tasks",
         "limit_bytes",
@@ -76,6 +77,9 @@ class Session:
         self.closing = False
         self.close_info: tuple[int, str] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.pong: asyncio.Future[float] | None = (
+            None  # the last keepalive ping's answer (hub.server.keepalive)
+        )
 
     def tolerate_bad_frame(self, now: float) -> bool:
         """Count a frame no command could be read from; False once past BAD_FRAMES_PER_S (burst BAD_FRAMES_BURST):
@@ -124,7 +128,7 @@ class Session:
         transport.write(b"".join(protocol.data_to_send()))  # one syscall for the whole flush
         if transport.get_write_buffer_size() > HIGH_WATER:
             self.blocked = True
-            self._spawn(self._drain())
+            self.spawn(self._drain())
 
     async def _drain(self) -> None:
         with contextlib.suppress(ConnectionClosed, OSError):
@@ -142,14 +146,14 @@ class Session:
         self.close_info = (code, reason)
         self.flush()
         if not self.blocked:
-            self._spawn(self._close())
+            self.spawn(self._close())
 
     async def _close(self) -> None:
         assert self.close_info is not None
         with contextlib.suppress(ConnectionClosed, OSError):
             await self.ws.close(*self.close_info)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
