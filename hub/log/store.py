@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import create_engine, delete, event, func, insert, inspect, select
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -99,6 +100,7 @@ class EventLog:
         self.owner = owner
         self.create = create
         self._writer: Connection | None = None  # the owner's connection (PostgreSQL: it holds the lock)
+        self._raw: sqlite3.Connection | None = None  # SQLite: the DB-API connection behind _writer
         self._owner_fd: int | None = None
         self._candidate: Connection | None = None  # a standby's session that asks for the lock (PostgreSQL)
         self._key: tuple[int, int] | None = None
@@ -124,11 +126,9 @@ class EventLog:
             self._insert_sql = (
                 f"INSERT INTO events (seq, room, type, data, at) VALUES ({', '.join([mark] * 5)})"
             )
-            # the driver's own errors too: COPY runs on the psycopg connection, below SQLAlchemy
+            # the driver's own errors too: COPY and SQLite's appends run below SQLAlchemy
             dbapi = getattr(self.engine.dialect, "loaded_dbapi", None)
-            self._errors = (SQLAlchemyError,) + (
-                (dbapi.Error,) if dbapi is not None and not self.is_sqlite else ()
-            )
+            self._errors = (SQLAlchemyError,) + ((dbapi.Error,) if dbapi is not None else ())
         except ImportError:
             self.close()
             raise LogError(
@@ -313,7 +313,29 @@ class EventLog:
                 conn.close()
             except SQLAlchemyError:
                 pass
-            self._writer = None
+            self._writer = self._raw = None
+
+    def _sqlite_conn(self) -> sqlite3.Connection:
+        """The sqlite3 connection behind the write connection: appends go straight through it."""
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = cast(sqlite3.Connection, self._write_conn().connection.dbapi_connection)
+        return raw
+
+    def _append_sqlite(self, rows: Sequence[Row]) -> None:
+        """BEGIN, executemany, COMMIT on the sqlite3 connection, rolled back on any failure: SQLAlchemy's
+        transaction and execution context cost as much CPU as the commit itself."""
+        raw = self._sqlite_conn()
+        raw.execute("BEGIN")  # explicit: the driver's implicit BEGIN depends on its isolation_level
+        try:
+            raw.executemany(self._insert_sql, rows)
+            raw.commit()
+        except BaseException:
+            try:
+                raw.rollback()  # a no-op when the failed COMMIT already ended the transaction
+            except sqlite3.Error:
+                pass  # the connection is dropped next (_write_failed) and the transaction with it
+            raise
 
     def _insert(self, conn: Connection, rows: Sequence[Row]) -> None:
         """Insert rows inside the caller's transaction: executemany on SQLite, binary COPY on PostgreSQL."""
@@ -331,12 +353,16 @@ class EventLog:
     def append(self, rows: Sequence[Row]) -> None:
         """Insert rows in one transaction: all are durable when this returns, or none and it raises.
 
-        Uses one long-lived connection (the writer thread's) and the driver's executemany: a group commit
-        costs one transaction, not a connection and a statement compilation.
+        Uses one long-lived connection (the writer thread's): a group commit costs one transaction, not a
+        connection and a statement compilation. SQLite: the sqlite3 connection's executemany, below
+        SQLAlchemy; PostgreSQL: binary COPY.
         """
         if not rows:
             return  # executemany with no rows would be a statement without its parameters
         try:
+            if self.is_sqlite:
+                self._append_sqlite(rows)
+                return
             conn = self._write_conn()
             with conn.begin():
                 self._insert(conn, rows)
@@ -516,7 +542,7 @@ class EventLog:
                 self._writer.close()  # detached on PostgreSQL: the session, and its advisory lock, end
             except SQLAlchemyError:
                 pass
-            self._writer = None
+            self._writer = self._raw = None
         if self._owner_fd is not None:
             os.close(self._owner_fd)
             self._owner_fd = None

@@ -135,6 +135,21 @@ def test_a_failed_append_stores_nothing(log: EventLog) -> None:
     assert log.last_seq() == 3 and [r[0] for r in log.read()] == [1, 2, 3]
 
 
+def test_writes_of_every_kind_share_the_write_connection(log: EventLog) -> None:
+    """Appends, snapshots and probes interleave on the one write connection, and after a failed append the
+    next one commits (SQLite appends run below SQLAlchemy, the others through it)."""
+    log.append(rows(1, 2))
+    log.save_snapshot(2, 1, b"two")
+    log.probe(1.0)
+    with pytest.raises(LogError):
+        log.append([row(3), row(2)])
+    log.append(rows(3, 4))
+    log.save_snapshot(4, 1, b"four")
+    log.append(rows(5, 5))
+    assert [r[0] for r in log.read()] == [1, 2, 3, 4, 5]
+    assert log.load_snapshot(None) == (4, 1, b"four")
+
+
 def test_a_reopened_log_has_everything(log_url: str, log: EventLog) -> None:
     """Another owner on the same location (a restarted hub) reads every committed event and snapshot."""
     log.append(rows(1, 4))
