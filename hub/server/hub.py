@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 MAX_RATE_PAUSE = 1.0  # seconds a rate-limited session goes unread at most
-_SHED = Request("/", Headers())  # what a connection keeps of its handshake request once it is done
+_NO_HEADERS = Headers()  # shared by every served connection's handshake request: never written to
 STANDBY_REFUSAL = "this hub is a standby: another hub owns the log; try the next address"
 
 
@@ -439,7 +439,9 @@ class Hub:
 
     async def _connection(self, ws: ServerConnection) -> None:
         config = self.config
-        ws.request, ws.response = _SHED, None  # the handshake's headers, ~1.5 KB, are not read again
+        if ws.request is not None:  # its headers (~2 KB, held by websockets' parser for the connection's life)
+            ws.request.headers = _NO_HEADERS  # are not read again once the handshake is done
+        ws.response = None
         session = Session(
             self.new_session_id(),
             ws,
