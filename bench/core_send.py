@@ -83,12 +83,12 @@ def main() -> None:
     for _ in range(args.repeat):
         flood = Flood(args.messages, args.rate)
         runs.append(flood.flood() / args.messages * 1e6)
-    print("µs per send: " + "  ".join(f"{us:.2f}" for us in runs) + f"   median {statistics.median(runs):.2f}")
+    print("µs per send: " + "  ".join(f"{us:.2f}" for us in runs) + f"   median {statistics.median(runs):.2f}  min {min(runs):.2f}")
     if args.profile:
         flood = Flood(args.messages, args.rate)
         profiler = cProfile.Profile()
         profiler.runcall(flood.flood)
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(60)
 
 
 if __name__ == "__main__":

@@ -154,10 +154,9 @@ def apply_sent(w: World, ev: e.MessageSent) -> None:
             reads.addressed[sender] -= 1
     else:
         addressed = reads.addressed
-        for each in dict.fromkeys(to):
-            name = AgentName(each)
+        for name in to if len(to) == 1 else dict.fromkeys(to):  # each name once
             if name in addressed:
-                addressed[name] += 1
+                addressed[AgentName(name)] += 1
     if ev.key is not None:
         _remember(w, ev)
 
