@@ -154,9 +154,10 @@ def apply_sent(w: World, ev: e.MessageSent) -> None:
             reads.addressed[sender] -= 1
     else:
         addressed = reads.addressed
-        for name in to if len(to) == 1 else dict.fromkeys(to):  # each name once
+        for each in to if len(to) == 1 else dict.fromkeys(to):  # each name once
+            name = AgentName(each)
             if name in addressed:
-                addressed[AgentName(name)] += 1
+                addressed[name] += 1
     if ev.key is not None:
         _remember(w, ev)
 

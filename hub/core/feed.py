@@ -229,7 +229,7 @@ def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
         for n in to:
             if n == rooms.GROUP or n == rooms.ALL:
                 continue
-            if n not in roster:
+            if AgentName(n) not in roster:
                 unknown.append(n if local else f"{target.name}/{n}")
             count = delivery.unread(target, n)  # each named recipient's unread count, this message included
             if count is not None:
@@ -310,11 +310,11 @@ def _push(
         if rooms.GROUP in event.to or rooms.ALL in event.to:  # not echoed to its sender unless it is named
             to, sender = event.to, event.sender
             sessions = tuple(
-                s
-                for name, ss in streams.items()
-                if Address(name) != sender or Address(name) in to
-                for s in ss
+                s for name, ss in streams.items() if (a := Address(name)) != sender or a in to for s in ss
             )
+        elif len(event.to) == 1:
+            ss = streams.get(AgentName(event.to[0]))
+            sessions = tuple(ss) if ss else ()
         else:
             found: list[SessionId] = []
             for name in event.to:

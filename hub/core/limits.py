@@ -74,19 +74,26 @@ def charge(
     buckets: Buckets, key: tuple[RoomName, AgentName], config: HubConfig, now: float, size: int, out: Outcome
 ) -> None:
     """Refuse with `rate_limited` unless the agent's buckets hold one command and its frame's `size` bytes
-    (0: not counted); stage spending both, in one change (this runs for every command)."""
+    (0: not counted); stage spending both, in one change (this runs for every command). A bucket is made on
+    the first spend and never dropped, so one found here is the one spent."""
     rate, rate_bytes = config.rate_per_agent, (config.rate_bytes_per_agent if size else None)
-    if rate is not None and (bucket := buckets.of.get(key)) is not None:
-        bucket.check(now)
-    if rate_bytes is not None and (bucket := buckets.bytes_of.get(key)) is not None:
-        bucket.check(now, size)
     if rate is None and rate_bytes is None:
         return
+    commands = buckets.of.get(key) if rate is not None else None
+    if commands is not None:
+        commands.check(now)
+    frame = buckets.bytes_of.get(key) if rate_bytes is not None else None
+    if frame is not None:
+        frame.check(now, size)
 
     def spend() -> None:
-        if rate is not None:
+        if commands is not None:
+            commands.spend(now)
+        elif rate is not None:
             _bucket(buckets.of, key, rate, config.rate_burst, now, "commands").spend(now)
-        if rate_bytes is not None:
+        if frame is not None:
+            frame.spend(now, size)
+        elif rate_bytes is not None:
             _bucket(buckets.bytes_of, key, rate_bytes, config.rate_bytes_burst, now, "bytes").spend(now, size)
 
     out.stage(spend)
