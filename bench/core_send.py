@@ -7,6 +7,10 @@ streams (attached); the rate buckets as the bench hubs set them (`--rate` comman
 no command rate), the byte rate at its default, each command's frame length in ctx.size, the clock moving 1 µs
 per command, the cyclic GC set as the hub sets it. Each run is a fresh Machine; it prints every run's µs per command and their median. `--profile`
 runs cProfile over one more run and prints its top functions. It asserts nothing.
+
+On a shared machine even CPU time moves with the others' load; instructions do not: under
+`valgrind --tool=cachegrind --cache-sim=no`, a `--repeat 1` run's instructions minus a `--build-only` run's
+(same `--messages`), divided by the messages, are the instructions per send.
 """
 
 from __future__ import annotations
@@ -47,12 +51,19 @@ class Flood:
         for i in range(messages):
             name = f"tx{i % SENDERS}"
             cmd = c.Send(
-                id=i, room="default", token=self.tokens[name], name=name, to=("rx",), body=msgspec.Raw(encode(i))
+                id=i,
+                room="default",
+                token=self.tokens[name],
+                name=name,
+                to=("rx",),
+                body=msgspec.Raw(encode(i)),
             )
             self.sends.append((cmd, SessionId(2 + i % SENDERS), len(encode(cmd))))
 
     def _join(self, name: str) -> str:
-        out = self.machine.handle(c.Join(id=0, room="default", name=name), Context(self.now, None, lambda: name))
+        out = self.machine.handle(
+            c.Join(id=0, room="default", name=name), Context(self.now, None, lambda: name)
+        )
         self.machine.commit(out)
         return name
 
@@ -76,14 +87,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rate", type=float, default=1_000_000, help="commands/s per agent (0: no rate)")
     parser.add_argument("--profile", action="store_true", help="cProfile one more run")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build one run's Machine and sends, run none"
+    )
     args = parser.parse_args()
+    if args.build_only:  # its instructions subtracted from a run's: the sends' own (load-independent)
+        Flood(args.messages, args.rate)
+        return
     gc.freeze()  # as the hub does after replay (hub/server/hub.py)
     gc.set_threshold(50_000, 50, 1_000)
     runs = []
     for _ in range(args.repeat):
         flood = Flood(args.messages, args.rate)
         runs.append(flood.flood() / args.messages * 1e6)
-    print("µs per send: " + "  ".join(f"{us:.2f}" for us in runs) + f"   median {statistics.median(runs):.2f}  min {min(runs):.2f}")
+    print(
+        "µs per send: "
+        + "  ".join(f"{us:.2f}" for us in runs)
+        + f"   median {statistics.median(runs):.2f}  min {min(runs):.2f}"
+    )
     if args.profile:
         flood = Flood(args.messages, args.rate)
         profiler = cProfile.Profile()
