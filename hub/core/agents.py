@@ -8,7 +8,7 @@ import msgspec
 
 from hub.core import rooms
 from hub.core.effects import CloseSession, Context, Deliver, Outcome
-from hub.core.limits import Bucket, Buckets
+from hub.core.limits import Buckets, charge
 from hub.core.world import Room, World, hash_token, same_secret
 from hub.protocol import commands as c
 from hub.protocol import events as e
@@ -251,38 +251,8 @@ def actor(w: World, cmd: Any, ctx: Context, out: Outcome) -> tuple[Room, Agent]:
             Code.FORBIDDEN, f"this session acts as {info.room}/{info.agent}, not {cmd.room}/{cmd.name}"
         )
     agent = acting_as(w, room, cmd.name, cmd.token, cmd.admin_token)  # the admin token may act as anyone
-    key = (room.name, agent.name)
-    limits = w.part(Buckets)
-    if w.config.rate_per_agent is not None:
-        _charge(limits.of, key, w.config.rate_per_agent, w.config.rate_burst, "commands", 1, ctx.now, out)
-    if w.config.rate_bytes_per_agent is not None and ctx.size:
-        rate, burst = w.config.rate_bytes_per_agent, w.config.rate_bytes_burst
-        _charge(limits.bytes_of, key, rate, burst, "bytes", ctx.size, ctx.now, out)
+    charge(w.part(Buckets), (room.name, agent.name), w.config, ctx.now, ctx.size, out)
     return room, agent
-
-
-def _charge(
-    buckets: dict[tuple[RoomName, AgentName], Bucket],
-    key: tuple[RoomName, AgentName],
-    rate: float,
-    burst: int,
-    unit: str,
-    cost: int,
-    now: float,
-    out: Outcome,
-) -> None:
-    """Refuse with `rate_limited` unless the agent's bucket holds `cost`; stage spending it."""
-    bucket = buckets.get(key)
-    if bucket is not None:
-        bucket.check(now, cost)
-
-    def spend() -> None:
-        found = buckets.get(key)
-        if found is None:
-            found = buckets[key] = Bucket(rate, burst, now, unit)
-        found.spend(now, cost)
-
-    out.stage(spend)
 
 
 # -- deciding -------------------------------------------------------------------------------------------

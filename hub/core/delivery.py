@@ -154,7 +154,7 @@ def apply_sent(w: World, ev: e.MessageSent) -> None:
             reads.addressed[sender] -= 1
     else:
         addressed = reads.addressed
-        for each in dict.fromkeys(to):
+        for each in to if len(to) == 1 else dict.fromkeys(to):  # each name once
             name = AgentName(each)
             if name in addressed:
                 addressed[name] += 1

@@ -196,61 +196,65 @@ def refresh_root(w: World, room: Room, node: dict[str, Any], path: tuple[str, ..
 
 def decide_send(w: World, cmd: c.Send, ctx: Context) -> Outcome:
     out = Outcome()
-    delivery.check_key(cmd.key)
+    key = cmd.key
+    if key is not None:
+        delivery.check_key(key)
     room, agent = agents.actor(w, cmd, ctx, out)
-    first = delivery.first_send(room, agent.name, cmd.key)
-    if first is not None:  # a repeat (a retry after a lost reply): the first send's seqs, nothing sent
-        out.reply(ctx, cmd.id, _sent(w, room, cmd.to, first, [], {}, repeated=True))
-        return out
-    fences.check(room, agent.name, cmd.fence, ctx.now)
+    if key is not None:
+        first = delivery.first_send(room, agent.name, key)
+        if first is not None:  # a repeat (a retry after a lost reply): the first send's seqs, nothing sent
+            out.reply(ctx, cmd.id, _sent(w, room, cmd.to, first, [], {}, repeated=True))
+            return out
+    if cmd.fence:
+        fences.check(room, agent.name, cmd.fence, ctx.now)
+    body = cmd.body
     limit = w.config.max_body_bytes
-    if limit is not None and len(cmd.body) > limit:
-        raise HubError(
-            Code.TOO_LARGE, f"message body is {len(cmd.body)} bytes, over {limit}", {"limit": limit}
-        )
-    check_body(bytes(cmd.body))
+    if limit is not None and len(body) > limit:
+        raise HubError(Code.TOO_LARGE, f"message body is {len(body)} bytes, over {limit}", {"limit": limit})
+    check_body(bytes(body))
     if len(cmd.kind) > 128:
         raise HubError(Code.BAD_REQUEST, "kind is longer than 128", {"field": "kind", "reason": "length"})
     feed = room.part(Feed)
     if cmd.reply_to is not None:
         feed.has(cmd.reply_to)
-    stagger = governor.check_seconds(cmd.stagger, "stagger", MAX_GOVERNOR_SECONDS)
+    stagger = governor.check_seconds(cmd.stagger, "stagger", MAX_GOVERNOR_SECONDS) if cmd.stagger else 0.0
     to = cmd.to or _reply_target(feed, cmd.reply_to)
     split = rooms.split_targets(room.name, to, w.rooms)
-    for dest in split:
-        rooms.existing(w, dest)
-    seqs: dict[str, int] = {}
+    targets = [room if dest == room.name else rooms.existing(w, dest) for dest in split]
     unknown: list[str] = []
-    for dest, to in split.items():
-        roster = w.rooms[dest].part(agents.Roster).agents
-        for n in to:
-            if AgentName(n) not in roster and n != rooms.GROUP and n != rooms.ALL:
-                unknown.append(n if dest == room.name else f"{dest}/{n}")
-    if not cmd.allow_unknown:
-        delivery.refuse_unknown(unknown)
     unread: dict[str, int] = {}
-    for dest, to in split.items():
-        target = w.rooms[dest]
-        local = dest == room.name
-        for n in to:  # each named recipient's unread count, this message included
-            count = delivery.unread(target, n) if n != rooms.GROUP and n != rooms.ALL else None
+    for target, to in zip(targets, split.values(), strict=True):
+        roster = target.part(agents.Roster).agents
+        local = target is room
+        for n in to:
+            if n == rooms.GROUP or n == rooms.ALL:
+                continue
+            if AgentName(n) not in roster:
+                unknown.append(n if local else f"{target.name}/{n}")
+            count = delivery.unread(target, n)  # each named recipient's unread count, this message included
             if count is not None:
-                unread[n if local else f"{dest}/{n}"] = count + 1
+                unread[n if local else f"{target.name}/{n}"] = count + 1
+    if unknown and not cmd.allow_unknown:
+        delivery.refuse_unknown(unknown)
+    seqs: dict[str, int] = {}
+    for target, to in zip(targets, split.values(), strict=True):
+        local = target is room
+        dest_feed = feed if local else target.part(Feed)
         event = e.MessageSent(
-            room=dest,
+            room=target.name,
             at=ctx.now,
-            seq=Seq(target.part(Feed).seq + 1),
+            seq=Seq(dest_feed.seq + 1),
             sender=Address(agent.name if local else f"{room.name}/{agent.name}"),
             to=to,
             kind=cmd.kind,
-            body=cmd.body,
+            body=body,
             reply_to=cmd.reply_to if local else None,
             priority=cmd.priority,
-            key=cmd.key,
+            key=key,
         )
         out.emit(event)
-        seqs[dest] = event.seq
-        _push(w, target, event, out, stagger, ctx.now)
+        seqs[target.name] = event.seq
+        _push(w, target, dest_feed, event, out, stagger, ctx.now)
     out.reply(ctx, cmd.id, _sent(w, room, cmd.to, seqs, unknown, unread))
     return out
 
@@ -286,10 +290,14 @@ def _sent(
                 unread[n] = count
     own = seqs.get(room.name)
     seq = Seq(own if own is not None else next(iter(seqs.values())))
-    return r.Sent(seq=seq, seqs=dict(seqs), unknown=unknown, unread=unread, repeated=repeated)
+    return r.Sent(
+        seq=seq, seqs=dict(seqs) if repeated else seqs, unknown=unknown, unread=unread, repeated=repeated
+    )
 
 
-def _push(w: World, room: Room, event: MessageSent, out: Outcome, stagger: float, now: float) -> None:
+def _push(
+    w: World, room: Room, feed: Feed, event: MessageSent, out: Outcome, stagger: float, now: float
+) -> None:
     """Deliver a new message to the streams and waiters it is addressed to, and to no one else.
 
     A waiter is woken at once unless the wake governor defers it (its `settle`, the send's `stagger` over a
@@ -302,11 +310,11 @@ def _push(w: World, room: Room, event: MessageSent, out: Outcome, stagger: float
         if rooms.GROUP in event.to or rooms.ALL in event.to:  # not echoed to its sender unless it is named
             to, sender = event.to, event.sender
             sessions = tuple(
-                s
-                for name, ss in streams.items()
-                if Address(name) != sender or Address(name) in to
-                for s in ss
+                s for name, ss in streams.items() if (a := Address(name)) != sender or a in to for s in ss
             )
+        elif len(event.to) == 1:
+            ss = streams.get(AgentName(event.to[0]))
+            sessions = tuple(ss) if ss else ()
         else:
             found: list[SessionId] = []
             for name in event.to:
@@ -322,7 +330,7 @@ def _push(w: World, room: Room, event: MessageSent, out: Outcome, stagger: float
     )
     if not sessions and not woken:
         return
-    message = to_message(room.part(Feed), event)
+    message = to_message(feed, event)
     out.deliver(sessions, Delivery(message=message))
     if not woken:
         return
