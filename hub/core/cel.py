@@ -8,6 +8,7 @@ import importlib
 import operator
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, NamedTuple, NoReturn, Protocol
 
 __all__ = [
@@ -61,7 +62,9 @@ __all__ = [
 #   Compiled.reads (new dicts along the constant paths, the original objects at their ends), so the cost
 #   does not grow with the room; this relies on Compiled.paths never missing a read (property-tested).
 #   cel-cpp does ~100k evals/s per expression on a 50-key room (bench/cel.py), cel-rust is similar for field
-#   reads but 4x slower when a whole root is read (it converts eagerly), celpy ~2-5k.
+#   reads but 4x slower when a whole root is read (it converts eagerly), celpy ~2-5k.  The native engine
+#   evaluates the common shapes (`path <op> literal`, `&&`/`||`/`!` of such) in Python instead, with its own
+#   results, ≈ 1 µs each (`_fast`, below).
 # * Cost guards: at most MAX_EXPRESSION_LENGTH characters, syntactic depth MAX_DEPTH (cel-cpp itself stops
 #   at 32), and comprehension macros (all/exists/exists_one/map/filter) nested at most
 #   MAX_COMPREHENSION_DEPTH deep inside each other's bodies, so one evaluation visits at most
@@ -150,7 +153,7 @@ class Compiled:
         self.engine = engine
         self.program = program
         self.fast = fast
-        self.roots = frozenset(p[0] for p in paths)
+        self.roots = tuple(sorted({p[0] for p in paths}))  # the roots it reads (a tuple: smaller than a set)
         # The paths no other path is a prefix of: the slice of a context that evaluation needs.
         self.reads = tuple(sorted(p for p in paths if not any(q == p[: len(q)] and q != p for q in paths)))
 
@@ -682,10 +685,11 @@ class _Unsure(Exception):
     """A value the fast path does not vouch for: the whole evaluation goes to the engine."""
 
 
-_NATIVE: Any = object()  # a fast evaluator's answer: ask the engine
 _ERR: Any = object()  # a CEL error inside a fast evaluation
 _INT64 = (-(1 << 63), (1 << 63) - 1)
-_Fast = Callable[[dict[str, Any]], Any]
+_Fast = Callable[
+    [dict[str, Any]], Any
+]  # (partials of the functions below: ≈ 150 bytes, not ≈ 900 as closures)
 
 
 def _checked(v: Any) -> Any:
@@ -702,22 +706,53 @@ def _checked(v: Any) -> Any:
     raise _Unsure
 
 
-def _reader(path: tuple[str, ...]) -> _Fast:
-    """Read `path` from a context: a checked value, or _ERR (a missing key or root, a field of a non-map)."""
-    root, keys = path[0], path[1:]
-
-    def read(ctx: dict[str, Any]) -> Any:
-        v = ctx.get(root, _ERR)
-        for key in keys:
-            if v is _ERR:
-                return v
-            if type(v) is not dict:
+def _read(path: tuple[str, ...], ctx: dict[str, Any]) -> Any:
+    """The checked value at `path`, or _ERR (a missing key or root, a field of a non-map)."""
+    v: Any = ctx
+    for key in path:
+        if type(v) is not dict:
+            if v is not _ERR:
                 _checked(v)
-                return _ERR
-            v = v.get(key, _ERR)
-        return v if v is _ERR else _checked(v)
+            return _ERR
+        v = v.get(key, _ERR)
+    return v if v is _ERR else _checked(v)
 
-    return read
+
+def _constant(value: Any, ctx: dict[str, Any]) -> Any:
+    return value
+
+
+def _path_literal(test: Callable[[Any, Any], Any], path: tuple[str, ...], b: Any, ctx: dict[str, Any]) -> Any:
+    a = _read(path, ctx)
+    return a if a is _ERR else test(a, b)
+
+
+def _literal_path(test: Callable[[Any, Any], Any], a: Any, path: tuple[str, ...], ctx: dict[str, Any]) -> Any:
+    b = _read(path, ctx)
+    return b if b is _ERR else test(a, b)
+
+
+def _path_path(
+    test: Callable[[Any, Any], Any], left: tuple[str, ...], right: tuple[str, ...], ctx: dict[str, Any]
+) -> Any:
+    a, b = _read(left, ctx), _read(right, ctx)
+    return _ERR if a is _ERR or b is _ERR else test(a, b)
+
+
+def _not(kid: _Fast, ctx: dict[str, Any]) -> Any:
+    v = kid(ctx)
+    return False if v is True else (True if v is False else _ERR)
+
+
+def _logical(decides: bool, kids: tuple[_Fast, ...], ctx: dict[str, Any]) -> Any:
+    """`||` (decides: True) or `&&` (False) of `kids`, all evaluated."""
+    result = not decides
+    for v in [k(ctx) for k in kids]:
+        if v is decides:
+            return decides
+        if v is not result:
+            result = _ERR
+    return result
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -727,6 +762,10 @@ def _equal(a: Any, b: Any) -> bool:
     if (ta is int or ta is float) and (tb is int or tb is float):
         return float(a) == float(b)
     return False
+
+
+def _not_equal(a: Any, b: Any) -> bool:
+    return not _equal(a, b)
 
 
 def _ordering(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
@@ -743,7 +782,7 @@ def _ordering(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
 
 _TESTS: dict[str, Callable[[Any, Any], Any]] = {
     "==": _equal,
-    "!=": lambda a, b: not _equal(a, b),
+    "!=": _not_equal,
     "<": _ordering(operator.lt),
     "<=": _ordering(operator.le),
     ">": _ordering(operator.gt),
@@ -767,94 +806,44 @@ def _literal(node: _Node, src: str) -> Any:
     return _NO_LITERAL
 
 
-def _fast_node(node: _Node, src: str) -> _Fast | None:
-    """A fast evaluator of `node` (a value, or _ERR; raises _Unsure), or None outside the subset."""
-    const = _literal(node, src)
-    if const is not _NO_LITERAL:
-        return lambda ctx: const
-    if node.kind in ("select", "index", "ident"):
-        path = _const_path(node, frozenset())
-        return None if path is None else _reader(path)
+def _operand(node: _Node, src: str) -> tuple[tuple[str, ...] | None, Any]:
+    """(path, _NO_LITERAL) for a path, (None, value) for a literal, (None, _NO_LITERAL) for anything else."""
+    value = _literal(node, src)
+    if value is _NO_LITERAL and node.kind in ("select", "index", "ident"):
+        return _const_path(node, frozenset()), value
+    return None, value
+
+
+def _fast(node: _Node, src: str) -> _Fast | None:
+    """An evaluator of `node` in the fast subset, or None: it returns the value, or _ERR where the engine
+    must decide (an error, for its message), and raises _Unsure for a value it does not vouch for."""
+    path, value = _operand(node, src)
+    if path is not None:
+        return partial(_read, path)
+    if value is not _NO_LITERAL:
+        return partial(_constant, value)
     if node.kind != "op":
         return None
     if node.value in _TESTS:
-        return _fast_relation(_TESTS[node.value], node.kids[0], node.kids[1], src)
-    kids = [_fast_node(kid, src) for kid in node.kids]
+        test = _TESTS[node.value]
+        (lpath, a), (rpath, b) = _operand(node.kids[0], src), _operand(node.kids[1], src)
+        if lpath is not None and rpath is not None:
+            return partial(_path_path, test, lpath, rpath)
+        if lpath is not None and b is not _NO_LITERAL:
+            return partial(_path_literal, test, lpath, b)
+        if a is not _NO_LITERAL and rpath is not None:
+            return partial(_literal_path, test, a, rpath)
+        if a is not _NO_LITERAL and b is not _NO_LITERAL:
+            return partial(_constant, test(a, b))
+        return None
+    kids = tuple(_fast(kid, src) for kid in node.kids)
     if any(k is None for k in kids):
         return None
     if node.value == "!_":
-        (kid,) = kids
-
-        def not_(ctx: dict[str, Any]) -> Any:
-            v = kid(ctx)  # type: ignore[misc]
-            return False if v is True else (True if v is False else _ERR)
-
-        return not_
+        return partial(_not, kids[0])
     if node.value in ("&&", "||"):
-        decides = node.value == "||"  # the operand value that decides: true for ||, false for &&
-
-        def logical(ctx: dict[str, Any]) -> Any:
-            result = not decides
-            for v in [k(ctx) for k in kids]:  # type: ignore[misc]
-                if v is decides:
-                    return decides
-                if v is not result:
-                    result = _ERR
-            return result
-
-        return logical
+        return partial(_logical, node.value == "||", kids)
     return None
-
-
-def _fast_relation(test: Callable[[Any, Any], Any], left: _Node, right: _Node, src: str) -> _Fast | None:
-    """A relation between two operands, each a path or a literal."""
-    lconst, rconst = _literal(left, src), _literal(right, src)
-    lread = _fast_node(left, src) if lconst is _NO_LITERAL else None
-    rread = _fast_node(right, src) if rconst is _NO_LITERAL else None
-    if lconst is _NO_LITERAL and (lread is None or left.kind == "op"):
-        return None
-    if rconst is _NO_LITERAL and (rread is None or right.kind == "op"):
-        return None
-    if lread is None and rread is None:
-        value = test(lconst, rconst)
-        return lambda ctx: value
-    if lread is None:
-
-        def literal_path(ctx: dict[str, Any]) -> Any:
-            b = rread(ctx)  # type: ignore[misc]
-            return b if b is _ERR else test(lconst, b)
-
-        return literal_path
-    if rread is None:
-
-        def path_literal(ctx: dict[str, Any]) -> Any:
-            a = lread(ctx)
-            return a if a is _ERR else test(a, rconst)
-
-        return path_literal
-
-    def path_path(ctx: dict[str, Any]) -> Any:
-        a, b = lread(ctx), rread(ctx)  # type: ignore[misc]
-        return _ERR if a is _ERR or b is _ERR else test(a, b)
-
-    return path_path
-
-
-def _fast(root: _Node, src: str) -> _Fast | None:
-    """A Python evaluator for `src` (parsed as `root`) if it is in the fast subset: it returns the value, or
-    _NATIVE where the engine must decide (an error, a value it does not vouch for)."""
-    node = _fast_node(root, src)
-    if node is None:
-        return None
-
-    def run(ctx: dict[str, Any]) -> Any:
-        try:
-            value = node(ctx)
-        except _Unsure:
-            return _NATIVE
-        return _NATIVE if value is _ERR else value
-
-    return run
 
 
 # ------------------------------------------------------------------------------------------- engines
@@ -970,8 +959,11 @@ class _EngineBase:
         if fast is not None:
             plain = context.context if type(context) is Bound else context
             if type(plain) is dict:
-                value = fast(plain)
-                if value is not _NATIVE:
+                try:
+                    value = fast(plain)
+                except _Unsure:
+                    value = _ERR
+                if value is not _ERR:
                     return value
         try:
             if type(context) is Bound:
