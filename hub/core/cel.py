@@ -692,30 +692,28 @@ _Fast = Callable[
 ]  # (partials of the functions below: ≈ 150 bytes, not ≈ 900 as closures)
 
 
-def _checked(v: Any) -> Any:
-    """`v` if cel-cpp takes it as the same plain value; else raise _Unsure."""
-    t = type(v)
-    if t is int:
-        if _INT64[0] <= v <= _INT64[1]:
-            return v
-    elif t is str:
-        if v.isascii():
-            return v
-    elif t is float or t is bool or v is None:
-        return v
-    raise _Unsure
-
-
 def _read(path: tuple[str, ...], ctx: dict[str, Any]) -> Any:
-    """The checked value at `path`, or _ERR (a missing key or root, a field of a non-map)."""
+    """The value at `path`, or _ERR (a missing key or root, a field of a non-map); raise _Unsure when the
+    value (or the non-map) is not one cel-cpp takes as the same plain value."""
     v: Any = ctx
+    found = True
     for key in path:
         if type(v) is not dict:
-            if v is not _ERR:
-                _checked(v)
-            return _ERR
+            found = False
+            break
         v = v.get(key, _ERR)
-    return v if v is _ERR else _checked(v)
+    if v is _ERR:
+        return v
+    t = type(v)
+    if (
+        (t is int and _INT64[0] <= v <= _INT64[1])
+        or t is float
+        or t is bool
+        or v is None
+        or (t is str and v.isascii())
+    ):
+        return v if found else _ERR
+    raise _Unsure
 
 
 def _constant(value: Any, ctx: dict[str, Any]) -> Any:
