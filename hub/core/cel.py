@@ -834,8 +834,9 @@ def _fast(node: _Node, src: str) -> _Fast | None:
         if a is not _NO_LITERAL and b is not _NO_LITERAL:
             return partial(_constant, test(a, b))
         return None
-    kids = tuple(_fast(kid, src) for kid in node.kids)
-    if any(k is None for k in kids):
+    maybe = [_fast(kid, src) for kid in node.kids]
+    kids = tuple(k for k in maybe if k is not None)
+    if len(kids) != len(maybe):
         return None
     if node.value == "!_":
         return partial(_not, kids[0])
