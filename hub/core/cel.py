@@ -5,8 +5,10 @@ from __future__ import annotations
 import ctypes
 import datetime as _dt
 import importlib
+import operator
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, NamedTuple, NoReturn, Protocol
 
 __all__ = [
@@ -60,7 +62,9 @@ __all__ = [
 #   Compiled.reads (new dicts along the constant paths, the original objects at their ends), so the cost
 #   does not grow with the room; this relies on Compiled.paths never missing a read (property-tested).
 #   cel-cpp does ~100k evals/s per expression on a 50-key room (bench/cel.py), cel-rust is similar for field
-#   reads but 4x slower when a whole root is read (it converts eagerly), celpy ~2-5k.
+#   reads but 4x slower when a whole root is read (it converts eagerly), celpy ~2-5k.  The native engine
+#   evaluates the common shapes (`path <op> literal`, `&&`/`||`/`!` of such) in Python instead, with its own
+#   results, ≈ 1 µs each (`_fast`, below).
 # * Cost guards: at most MAX_EXPRESSION_LENGTH characters, syntactic depth MAX_DEPTH (cel-cpp itself stops
 #   at 32), and comprehension macros (all/exists/exists_one/map/filter) nested at most
 #   MAX_COMPREHENSION_DEPTH deep inside each other's bodies, so one evaluation visits at most
@@ -131,15 +135,25 @@ def is_true(value: Any) -> bool:
 
 
 class Compiled:
-    """A compiled expression: its source, the context paths it reads, and the engine's program."""
+    """A compiled expression: its source, the context paths it reads, and the engine's program (and its fast
+    path, when the expression is in the subset `_fast` evaluates in Python)."""
 
-    __slots__ = ("engine", "paths", "program", "reads", "source")
+    __slots__ = ("engine", "fast", "paths", "program", "reads", "roots", "source")
 
-    def __init__(self, source: str, paths: frozenset[tuple[str, ...]], engine: Engine, program: Any) -> None:
+    def __init__(
+        self,
+        source: str,
+        paths: frozenset[tuple[str, ...]],
+        engine: Engine,
+        program: Any,
+        fast: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
         self.source = source
         self.paths = paths
         self.engine = engine
         self.program = program
+        self.fast = fast
+        self.roots = tuple(sorted({p[0] for p in paths}))  # the roots it reads (a tuple: smaller than a set)
         # The paths no other path is a prefix of: the slice of a context that evaluation needs.
         self.reads = tuple(sorted(p for p in paths if not any(q == p[: len(q)] and q != p for q in paths)))
 
@@ -539,8 +553,8 @@ def _const_path(node: _Node, bound: frozenset[str]) -> tuple[str, ...] | None:
             return None
 
 
-def _analyze(src: str) -> frozenset[tuple[str, ...]]:
-    """Parse `src`, check names/functions/limits, and return the context paths it reads."""
+def _analyze(src: str) -> tuple[_Node, frozenset[tuple[str, ...]]]:
+    """Parse `src`, check names/functions/limits; return its tree and the context paths it reads."""
     if not isinstance(src, str):
         raise BadExpression(str(src), "expression must be a string")
     if len(src) > MAX_EXPRESSION_LENGTH:
@@ -570,12 +584,12 @@ def _analyze(src: str) -> frozenset[tuple[str, ...]]:
             stack.extend((kid, inner, depth + 1) for kid in node.kids[1:])
             continue
         stack.extend((kid, bound, depth) for kid in node.kids)
-    return frozenset(found)
+    return root, frozenset(found)
 
 
 def paths(expr: str) -> frozenset[tuple[str, ...]]:
     """The context paths `expr` reads (see Compiled.paths), without compiling it for an engine."""
-    return _analyze(expr)
+    return _analyze(expr)[1]
 
 
 # ------------------------------------------------------------------------ sub-expressions (`synapse why`)
@@ -644,6 +658,191 @@ def outline(expr: str, limit: int) -> tuple[list[SubExpression], bool]:
         here = len(parts) - 1
         stack.extend((kid, depth + 1, here) for kid in reversed(kids) if id(kid) in parser.spans)
     return parts, False
+
+
+# ------------------------------------------------------------------------------------------------ fast path
+#
+# Conditions are mostly `path <op> literal` and `&&`/`||`/`!` of such (`state._shared.k3 == 2`), and cel-cpp
+# spends ≈ 9 µs on each (the call, converting the slice and the result).  `_fast` gives that subset an
+# evaluator in plain Python with cel-cpp's results (differential-tested against cel-cpp and celpy):
+#
+# * Operands: a path of field selections and string-literal indexes from a root, or a null, bool, int, uint,
+#   double or string literal (quoted, without escapes).  Relations == != < <= > >=, `&&` and `||`, `!`, and
+#   a bare path or literal.  Anything else (`in`, arithmetic, calls, `?:`, has()) is left to the engine.
+# * A value read is used only when cel-cpp converts it without surprise: null, bool, double, int in int64,
+#   ASCII string.  Anything else (a list or map, a bigger int, a non-ASCII string: cel-cpp refuses a lone
+#   surrogate with an error `||` does not absorb) hands the whole evaluation to the engine, as does a context
+#   that is not a dict.
+# * Equality: values of one type compare as in Python; int or uint against double compare as doubles (cel-cpp
+#   converts the int: `9007199254740993 == 9007199254740992.0` holds); other pairs are unequal.  Ordering: the
+#   same, but unrelated types and nulls are an error.
+# * A missing key or root, a field of a non-map and a non-bool operand of `&&`, `||` or `!` are errors, which
+#   `&&`/`||` absorb as CEL does.  Every operand is evaluated (no short cut leaves a value unchecked).  An
+#   error result is handed to the engine too, for its own message.
+# * Cost: ≈ 1 µs per evaluation in place of ≈ 9 (bench/profile_hub.py, conditions; bench/README.md).
+
+
+class _Unsure(Exception):
+    """A value the fast path does not vouch for: the whole evaluation goes to the engine."""
+
+
+_ERR: Any = object()  # a CEL error inside a fast evaluation
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+# An evaluator: a partial of one of the functions below (≈ 270 bytes per expression; closures took ≈ 900).
+_Fast = Callable[[dict[str, Any]], Any]
+
+
+def _read(path: tuple[str, ...], ctx: dict[str, Any]) -> Any:
+    """The value at `path`, or _ERR (a missing key or root, a field of a non-map); raise _Unsure when the
+    value (or the non-map) is not one cel-cpp takes as the same plain value."""
+    v: Any = ctx
+    found = True
+    for key in path:
+        if type(v) is not dict:
+            found = False
+            break
+        v = v.get(key, _ERR)
+    if v is _ERR:
+        return v
+    t = type(v)
+    if (
+        (t is int and _INT64[0] <= v <= _INT64[1])
+        or t is float
+        or t is bool
+        or v is None
+        or (t is str and v.isascii())
+    ):
+        return v if found else _ERR
+    raise _Unsure
+
+
+def _constant(value: Any, ctx: dict[str, Any]) -> Any:
+    return value
+
+
+def _path_literal(test: Callable[[Any, Any], Any], path: tuple[str, ...], b: Any, ctx: dict[str, Any]) -> Any:
+    a = _read(path, ctx)
+    return a if a is _ERR else test(a, b)
+
+
+def _literal_path(test: Callable[[Any, Any], Any], a: Any, path: tuple[str, ...], ctx: dict[str, Any]) -> Any:
+    b = _read(path, ctx)
+    return b if b is _ERR else test(a, b)
+
+
+def _path_path(
+    test: Callable[[Any, Any], Any], left: tuple[str, ...], right: tuple[str, ...], ctx: dict[str, Any]
+) -> Any:
+    a, b = _read(left, ctx), _read(right, ctx)
+    return _ERR if a is _ERR or b is _ERR else test(a, b)
+
+
+def _not(kid: _Fast, ctx: dict[str, Any]) -> Any:
+    v = kid(ctx)
+    return False if v is True else (True if v is False else _ERR)
+
+
+def _logical(decides: bool, kids: tuple[_Fast, ...], ctx: dict[str, Any]) -> Any:
+    """`||` (decides: True) or `&&` (False) of `kids`, all evaluated."""
+    result = not decides
+    for v in [k(ctx) for k in kids]:
+        if v is decides:
+            return decides
+        if v is not result:
+            result = _ERR
+    return result
+
+
+def _equal(a: Any, b: Any) -> bool:
+    ta, tb = type(a), type(b)
+    if ta is tb:
+        return bool(a == b)
+    if (ta is int or ta is float) and (tb is int or tb is float):
+        return float(a) == float(b)
+    return False
+
+
+def _not_equal(a: Any, b: Any) -> bool:
+    return not _equal(a, b)
+
+
+def _ordering(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
+    def rel(a: Any, b: Any) -> Any:
+        ta, tb = type(a), type(b)
+        if ta is tb and a is not None:
+            return test(a, b)
+        if (ta is int or ta is float) and (tb is int or tb is float):
+            return test(float(a), float(b))
+        return _ERR
+
+    return rel
+
+
+_TESTS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": _equal,
+    "!=": _not_equal,
+    "<": _ordering(operator.lt),
+    "<=": _ordering(operator.le),
+    ">": _ordering(operator.gt),
+    ">=": _ordering(operator.ge),
+}
+_NO_LITERAL: Any = object()
+
+
+def _literal(node: _Node, src: str) -> Any:
+    """The value of a literal the fast path takes, else _NO_LITERAL."""
+    if node.kind != "lit":
+        return _NO_LITERAL
+    kind, value = node.value
+    if kind == "null":
+        return None
+    if kind in ("bool", "int", "uint", "float"):
+        return value
+    quote, n = src[node.pos], len(value)
+    if kind == "string" and quote in "'\"" and src[node.pos + 1 : node.pos + 2 + n] == value + quote:
+        return value if value.isascii() else _NO_LITERAL  # written as it is: no escapes, not raw
+    return _NO_LITERAL
+
+
+def _operand(node: _Node, src: str) -> tuple[tuple[str, ...] | None, Any]:
+    """(path, _NO_LITERAL) for a path, (None, value) for a literal, (None, _NO_LITERAL) for anything else."""
+    value = _literal(node, src)
+    if value is _NO_LITERAL and node.kind in ("select", "index", "ident"):
+        return _const_path(node, frozenset()), value
+    return None, value
+
+
+def _fast(node: _Node, src: str) -> _Fast | None:
+    """An evaluator of `node` in the fast subset, or None: it returns the value, or _ERR where the engine
+    must decide (an error, for its message), and raises _Unsure for a value it does not vouch for."""
+    path, value = _operand(node, src)
+    if path is not None:
+        return partial(_read, path)
+    if value is not _NO_LITERAL:
+        return partial(_constant, value)
+    if node.kind != "op":
+        return None
+    if node.value in _TESTS:
+        test = _TESTS[node.value]
+        (lpath, a), (rpath, b) = _operand(node.kids[0], src), _operand(node.kids[1], src)
+        if lpath is not None and rpath is not None:
+            return partial(_path_path, test, lpath, rpath)
+        if lpath is not None and b is not _NO_LITERAL:
+            return partial(_path_literal, test, lpath, b)
+        if a is not _NO_LITERAL and rpath is not None:
+            return partial(_literal_path, test, a, rpath)
+        if a is not _NO_LITERAL and b is not _NO_LITERAL:
+            return partial(_constant, test(a, b))
+        return None
+    maybe = [_fast(kid, src) for kid in node.kids]
+    kids = tuple(k for k in maybe if k is not None)
+    if len(kids) != len(maybe):
+        return None
+    if node.value == "!_":
+        return partial(_not, kids[0])
+    if node.value in ("&&", "||"):
+        return partial(_logical, node.value == "||", kids)
+    return None
 
 
 # ------------------------------------------------------------------------------------------- engines
@@ -730,17 +929,18 @@ class _EngineBase:
     """Shared front end: our parser checks the expression and extracts paths, then the engine compiles."""
 
     name = "?"
+    fast_path = False  # whether compile() gives expressions of the fast subset a Python evaluator (`_fast`)
 
     def compile(self, expr: str) -> Compiled:
         """Parse, check and compile `expr`; raise BadExpression."""
-        found = _analyze(expr)
+        root, found = _analyze(expr)
         try:
             program = self._build(expr)
         except BadExpression:
             raise
         except Exception as exc:  # engines raise RuntimeError/ValueError/their own parse errors
             raise BadExpression(expr, _reason(exc), self._position(expr, exc)) from None
-        return Compiled(expr, found, self, program)
+        return Compiled(expr, found, self, program, _fast(root, expr) if self.fast_path else None)
 
     def bind(self, context: Mapping[str, Any]) -> Bound:
         """Prepare `context` for several evaluations (a snapshot: bind again after it changes)."""
@@ -754,6 +954,16 @@ class _EngineBase:
         """Evaluate to a plain Python value; raise EvalError on any failure."""
         if compiled.engine is not self:
             raise ValueError(f"{compiled!r} was compiled by another engine")
+        fast = compiled.fast
+        if fast is not None:
+            plain = context.context if type(context) is Bound else context
+            if type(plain) is dict:
+                try:
+                    value = fast(plain)
+                except _Unsure:
+                    value = _ERR
+                if value is not _ERR:
+                    return value
         try:
             if type(context) is Bound:
                 if context.engine is self:
@@ -807,7 +1017,9 @@ class CelCppEngine(_EngineBase):
 
     name = "cel-cpp"
 
-    def __init__(self) -> None:
+    def __init__(self, fast: bool = True) -> None:
+        """`fast`: evaluate expressions of the fast subset in Python (`_fast`, cel-cpp's semantics exactly)."""
+        self.fast_path = fast
         cel = importlib.import_module("cel_expr_python.cel")
         _pin_none()
         self._env = cel.NewEnv(variables=dict.fromkeys(sorted(ROOTS), cel.Type.DYN))

@@ -230,7 +230,7 @@ def _resolve(programs: dict[str, cel.Compiled], key: str, ctx: dict[str, Any]) -
 def for_reader(room: Room, ctx: dict[str, Any], compiled: cel.Compiled, reader: str | None) -> dict[str, Any]:
     """The context as `reader` sees it: `messages.unread` is the reader's own count (only built for an
     expression that reads `messages`; the shared context has no `unread`)."""
-    if reader is None or not any(p[0] == "messages" for p in compiled.paths):
+    if reader is None or "messages" not in compiled.roots:
         return ctx
     return delivery.cel_unread(room, ctx, reader)
 

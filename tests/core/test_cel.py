@@ -751,3 +751,215 @@ def test_paths_are_sound(ctx: dict[str, Any], expr: str) -> None:
     assert full[0] == pruned[0], (expr, sorted(compiled.paths), full, pruned)
     if full[0] == "ok":
         assert same(full[1], pruned[1]), (expr, sorted(compiled.paths), full, pruned)
+
+
+# ------------------------------------------------------------------------------------------- fast path
+#
+# NATIVE evaluates the fast subset (path <op> literal, &&, ||, !, a bare path) in Python; ENGINE_ONLY is
+# cel-cpp without it.  The two must give the same value, or the same error (errors are handed to cel-cpp),
+# on contexts full of edge values; where celpy is sound (small numbers, bool operands of &&, || and !) the
+# reference engine must agree too.
+
+ENGINE_ONLY = cel.CelCppEngine(fast=False)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "state._shared.turn == 3",
+        'state["agent-a"].score >= 40.5',
+        "3u < state.alice.score",
+        "state._view.quorum_met",
+        "true",
+        "state._shared.phase != 'voting' || !(agents.b.x == null) && now > 0.0",
+        "state._shared.turn == state._shared.quorum",
+    ],
+)
+def test_fast_subset(expr: str) -> None:
+    assert NATIVE.compile(expr).fast is not None
+    assert ENGINE_ONLY.compile(expr).fast is None and REFERENCE.compile(expr).fast is None
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "state._shared.turn in [3]",
+        "state._shared.turn + 1 == 4",
+        "size(state.list) == 3",
+        "has(state._shared.turn)",
+        'state._shared.phase == "vot\\x69ng"',
+        "state._shared.phase == r'voting'",
+        "state._shared.phase == b'voting'",
+        "state._shared.phase == 'é'",
+        "state._shared.turn == 3 ? true : false",
+        "(state._shared.turn == 3) == true",
+        "state.list[0] == 1",
+    ],
+)
+def test_fast_subset_leaves_the_rest_to_the_engine(expr: str) -> None:
+    assert NATIVE.compile(expr).fast is None
+
+
+def test_fast_path_with_a_bound_context() -> None:
+    compiled = NATIVE.compile("state._shared.turn == 3 && state._shared.phase == 'voting'")
+    assert compiled.fast is not None
+    assert NATIVE.evaluate(compiled, NATIVE.bind(ROOM)) is True
+
+
+FAST_KEYS = ["x", "i", "f", "s"]
+EDGE_INTS = [0, 1, -1, 3, 2**53, 2**53 + 1, 2**63 - 1, -(2**63), 2**63, 2**64 - 1, 2**64, -(2**63) - 1]
+EDGE_FLOATS = [0.0, -0.0, 1.5, 3.0, 2.0**53, 2.0**63, -(2.0**63), 1e300, math.inf, -math.inf, math.nan]
+EDGE_STRINGS = ["", "a", "ab", "b", "é", "\ud800"]
+edge_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from(EDGE_INTS),
+    st.sampled_from(EDGE_FLOATS),
+    st.sampled_from(EDGE_STRINGS),
+)
+edge_values = st.recursive(
+    edge_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(FAST_KEYS), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+
+
+def _mostly(draw: st.DrawFn, usual: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> Any:
+    return draw(usual if draw(st.integers(0, 9)) else other)
+
+
+def _all_but_one(keys: list[str], values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Maps with every one of `keys` but at most one."""
+    return st.builds(
+        lambda d, drop: {k: v for k, v in d.items() if k not in drop},
+        st.fixed_dictionaries(dict.fromkeys(keys, values)),
+        st.sets(st.sampled_from(keys), max_size=1),
+    )
+
+
+def edge_contexts() -> st.SearchStrategy[dict[str, Any]]:
+    """Roots of maps of maps of edge values, each level sometimes missing or not a map."""
+    level2 = _all_but_one(FAST_KEYS, st.one_of(edge_scalars, edge_scalars, edge_values))
+    level1 = _all_but_one(L1, st.one_of(*[level2] * 9, edge_values))
+    return _all_but_one(ROOT_NAMES, st.one_of(*[level1] * 9, edge_values))
+
+
+def _fast_literals(small: bool) -> dict[str, list[str]]:
+    """Literals of the fast subset by schema type (small: numbers celpy compares exactly)."""
+    ints = [-2, 0, 1, 3] if small else [*(i for i in EDGE_INTS if -(2**63) <= i < 2**63), 5, -7]
+    floats = ["1.5", "3.0", "-0.0"] + (
+        [] if small else ["9007199254740992.0", "9223372036854775808.0", "1e400"]
+    )
+    return {
+        "int": [*(str(i) for i in ints), *(f"{i}u" for i in ([0, 3] if small else [0, 3, 2**63, 2**64 - 1]))],
+        "float": floats,
+        "str": ['"a"', "'ab'", '""', "'b'"],
+        "bool": ["true", "false"],
+        "null": ["null"],
+    }
+
+
+def _fast_literal(draw: st.DrawFn, small: bool, typ: str | None = None) -> str:
+    """A literal of the fast subset; `typ` (a schema type) is favoured."""
+    typed = _fast_literals(small)
+    if typ in typed and draw(st.booleans()):
+        return draw(st.sampled_from(typed[typ]))
+    return draw(st.sampled_from([lit for options in typed.values() for lit in options]))
+
+
+def _fast_path_text(draw: st.DrawFn, small: bool) -> tuple[str, str | None]:
+    """A path from a root and the schema type of its value (None: unknown): mostly level-2 fields."""
+    if small:
+        key = draw(st.sampled_from(sorted(L2_TYPES)))
+        return _field(draw, key), L2_TYPES[key]
+    root = draw(st.sampled_from(ROOT_NAMES))
+    keys = _mostly(
+        draw,
+        st.tuples(st.sampled_from(L1), st.sampled_from(FAST_KEYS)),
+        st.lists(st.sampled_from([*L1, *FAST_KEYS]), max_size=3),
+    )
+    return root + "".join(
+        f'["{k}"]' if k == "agent-x" or draw(st.booleans()) else f".{k}" for k in keys
+    ), None
+
+
+@st.composite
+def fast_expressions(draw: st.DrawFn, small: bool = False, depth: int = 2) -> str:
+    """An expression of the fast subset; `small` keeps to what celpy evaluates soundly (bool operands)."""
+    kinds = ["rel", "rel"] + (["and", "or", "not"] if depth > 0 else []) + ([] if small else ["path", "lit"])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "rel":
+        path, typ = _fast_path_text(draw, small)
+        other = (
+            _fast_path_text(draw, small)[0]
+            if not draw(st.integers(0, 4))
+            else _fast_literal(draw, small, typ)
+        )
+        op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">="]))
+        return f"{path} {op} {other}" if draw(st.booleans()) else f"{other} {op} {path}"
+    if kind == "path":
+        return _fast_path_text(draw, small)[0]
+    if kind == "lit":
+        return _fast_literal(draw, small)
+    if kind == "not":
+        return f"!({draw(fast_expressions(small, depth - 1))})"
+    op = " && " if kind == "and" else " || "
+    kids = draw(st.lists(fast_expressions(small, depth - 1), min_size=2, max_size=3))
+    return op.join(f"({k})" for k in kids)
+
+
+@DIFF_SETTINGS
+@given(ctx=edge_contexts(), expr=fast_expressions())
+def test_differential_fast_path_vs_engine(ctx: dict[str, Any], expr: str) -> None:
+    """The fast path gives cel-cpp's value, or cel-cpp's own error, on edge values of every type."""
+    assert NATIVE.compile(expr).fast is not None, expr
+    fast, engine = run(NATIVE, expr, ctx), run(ENGINE_ONLY, expr, ctx)
+    assert fast[0] == engine[0], (expr, fast, engine)
+    assert same(fast[1], engine[1]) if fast[0] == "ok" else fast == engine, (expr, fast, engine)
+
+
+@DIFF_SETTINGS
+@given(ctx=contexts(), expr=fast_expressions(small=True))
+def test_differential_fast_path_vs_reference(ctx: dict[str, Any], expr: str) -> None:
+    """On the schema's contexts the fast path, cel-cpp and celpy agree (or all raise EvalError)."""
+    assert NATIVE.compile(expr).fast is not None, expr
+    fast, engine = run(NATIVE, expr, ctx), run(ENGINE_ONLY, expr, ctx)
+    reference = run(REFERENCE, expr, ctx, bound=True)
+    assert fast[0] == engine[0] == reference[0], (expr, fast, engine, reference)
+    if fast[0] == "ok":
+        assert same(fast[1], engine[1]) and same(fast[1], reference[1]), (expr, fast, engine, reference)
+
+
+def test_fast_path_edge_grid() -> None:
+    """Every relation between each edge value (or a missing key or root) and each literal, both ways round:
+    the fast path gives cel-cpp's value or its error."""
+    values = [*EDGE_INTS, *EDGE_FLOATS, *EDGE_STRINGS, None, True, False, [1], {"x": 1}]
+    contexts = [{"state": {"v": v}} for v in values]
+    literals = [lit for options in _fast_literals(False).values() for lit in options]
+
+    def outcome(compiled: cel.Compiled, ctx: dict[str, Any]) -> tuple[str, Any]:
+        try:
+            return ("ok", cel.evaluate(compiled, ctx))
+        except EvalError as exc:
+            return ("error", str(exc))
+
+    for op in ("==", "!=", "<", "<=", ">", ">="):
+        for lit in literals:
+            for expr in (
+                f"state.v {op} {lit}",
+                f"{lit} {op} state.v",
+                f"state.w {op} {lit}",
+                f"tasks.v {op} {lit}",
+            ):
+                fast, slow = NATIVE.compile(expr), ENGINE_ONLY.compile(expr)
+                assert fast.fast is not None, expr
+                for ctx in contexts:
+                    got, want = outcome(fast, ctx), outcome(slow, ctx)
+                    assert got[0] == want[0] and (same(got[1], want[1]) or got == want), (
+                        expr,
+                        ctx,
+                        got,
+                        want,
+                    )
