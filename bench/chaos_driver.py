@@ -28,6 +28,7 @@ from typing import Any
 
 from agent_sdk import Agent, Code, HubError
 from bench.chaos_checks import CLI_WAITER, COUNTERS, LEAVER_WORK, Ledger, check_ledger, compare_live, read_log
+from bench.common import pct
 
 __all__ = ["ChaosConfig", "ChaosHub", "Report", "Run", "run_chaos"]
 
@@ -165,21 +166,22 @@ class Report:
     takeovers: list[float] = field(default_factory=list)  # failover: SIGKILL to a client's first write
 
     def lines(self) -> list[str]:
-        def pct(p: float) -> float:
-            xs = sorted(self.restarts)
-            return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else 0.0
-
+        if self.takeovers:
+            times = [
+                f"takeover (SIGKILL of the owner to the standby listening) {_spread(self.restarts)}",
+                f"failover (SIGKILL to a client's first acknowledged write) {_spread(self.takeovers)}",
+            ]
+        else:
+            xs = self.restarts or [0.0]
+            times = [
+                f"restart (SIGKILL to listening) p50 {pct(xs, 50):.2f} s, p99 {pct(xs, 99):.2f} s, max "
+                f"{max(xs):.2f} s"
+            ]
         out = [
             f"seed {self.seed}: {self.kills} kills in {self.seconds:.1f} s, {self.events} events in the log",
-            f"restart (SIGKILL to listening) p50 {pct(0.5):.2f} s, p99 {pct(0.99):.2f} s, max "
-            f"{max(self.restarts, default=0):.2f} s",
+            *times,
             f"acknowledged operations: {sum(self.acked.values())}",
         ]
-        if self.takeovers:
-            out[1] = f"takeover (SIGKILL of the owner to the standby listening) {_spread(self.restarts)}"
-            out.insert(
-                2, f"failover (SIGKILL to a client's first acknowledged write) {_spread(self.takeovers)}"
-            )
         for kind in sorted(set(self.acked) | set(self.refused) | set(self.doubt) | set(self.unreachable)):
             out.append(
                 f"  {kind:<16} acked {self.acked[kind]:>6}  refused {self.refused[kind]:>5}  "
@@ -197,8 +199,7 @@ class Report:
 
 def _spread(xs: list[float]) -> str:
     """p50, p90, max of durations in seconds."""
-    s = sorted(xs)
-    return f"p50 {s[len(s) // 2]:.3f} s, p90 {s[min(len(s) - 1, int(0.9 * len(s)))]:.3f} s, max {s[-1]:.3f} s"
+    return f"p50 {pct(xs, 50):.3f} s, p90 {pct(xs, 90):.3f} s, max {max(xs):.3f} s"
 
 
 class Run:

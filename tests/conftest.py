@@ -251,6 +251,21 @@ class HubProcess:
 
 
 @pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def timed_hub(db_path: Path, clock: ManualClock) -> Iterator[ThreadHub]:
+    """A real hub whose clock moves only when the test advances it (`clock`)."""
+    th = ThreadHub(hub_config(db_path), clock=clock)
+    try:
+        yield th
+    finally:
+        th.stop()
+
+
+@pytest.fixture
 def client_env(tmp_path: Path) -> dict[str, str]:
     """An environment whose token file lives in the test's own folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_")}

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli.test_wait import Waiters
 from tests.conftest import seconds, synapse_cmd
 
 
@@ -29,3 +30,13 @@ def procs(hub: Any, client_env: dict[str, str]) -> Iterator[Callable[..., subpro
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=seconds(10_000))
+
+
+@pytest.fixture
+def waiters(hub: Any, client_env: dict[str, str]) -> Iterator[Waiters]:
+    """`synapse wait` processes against the test hub (closed at the end)."""
+    w = Waiters(hub.url, client_env)
+    try:
+        yield w
+    finally:
+        w.close()

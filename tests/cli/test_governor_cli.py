@@ -17,15 +17,6 @@ from tests.conftest import Cli, ManualClock, ThreadHub, hub_config
 
 
 @pytest.fixture
-def waiters(hub: ThreadHub, client_env: dict[str, str]) -> Iterator[Waiters]:
-    w = Waiters(hub.url, client_env)
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-@pytest.fixture
 def agents(
     hub: ThreadHub, client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, SyncAgent]]:
@@ -117,21 +108,6 @@ def test_a_reply_without_target_goes_to_the_sender_only(cli: Cli, agents: dict[s
 
 
 # -- deferred wakes on the hub's timer, driven by a manual clock ----------------------------------------
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def timed_hub(db_path: Path, clock: ManualClock) -> Iterator[ThreadHub]:
-    """A real hub whose clock moves only when the test says so; `tick` fires its timer at that time."""
-    th = ThreadHub(hub_config(db_path), clock=clock)
-    try:
-        yield th
-    finally:
-        th.stop()
 
 
 def tick(th: ThreadHub, clock: ManualClock) -> None:

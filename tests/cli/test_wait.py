@@ -78,15 +78,6 @@ def finish(proc: subprocess.Popen[str], within_ms: float = 20_000) -> tuple[int,
 
 
 @pytest.fixture
-def waiters(hub, client_env) -> Iterator[Waiters]:
-    w = Waiters(hub.url, client_env)
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-@pytest.fixture
 def alice(hub, client_env, monkeypatch: pytest.MonkeyPatch) -> Iterator[SyncAgent]:
     """A sender; bob (the agent waited for) has joined so presence can show his waiter."""
     monkeypatch.setenv("XDG_CONFIG_HOME", client_env["XDG_CONFIG_HOME"])

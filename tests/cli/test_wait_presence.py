@@ -72,15 +72,6 @@ def presence_of(name: str, status: str) -> Any:
 
 
 @pytest.fixture
-def waiters(hub, client_env) -> Iterator[Waiters]:
-    w = Waiters(hub.url, client_env)
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-@pytest.fixture
 def tail(hub, client_env) -> Iterator[Tail]:
     t = Tail(hub.url, client_env)
     try:

@@ -35,6 +35,19 @@ def check_ledger(wire: Wire, ledger: dict[str, Any]) -> None:
         assert wire.call("state.get", key=key)["value"] == value, key
 
 
+def keep_one(db: Path, wires: Any, ledger: dict[str, Any]) -> str:
+    """Before the fault: a hub on `db` where alice writes `kept` = 1; returns alice's token."""
+    th = ThreadHub(hub_config(db))
+    try:
+        alice = wires(th.url).join("alice")
+        alice.call("state.set", name="alice", key="kept", value=1)
+        ledger["kept"] = 1
+        assert alice.token is not None
+        return alice.token
+    finally:
+        th.stop()
+
+
 def restart_and_check(db: Path, ledger: dict[str, Any]) -> None:
     """A fresh hub on the same log has every acknowledged write."""
     th = ThreadHub(hub_config(db))
@@ -115,18 +128,12 @@ def test_a_hub_restarted_on_a_full_disk_degrades_at_its_first_write_instead_of_s
     saying so, and its supervisor retries.)"""
     db = small_fs / "log.db"
     ledger: dict[str, Any] = {}
-    th = ThreadHub(hub_config(db))
-    try:
-        alice = wires(th.url).join("alice")
-        alice.call("state.set", name="alice", key="kept", value=1)
-        ledger["kept"] = 1
-    finally:
-        th.stop()
+    token = keep_one(db, wires, ledger)
     filler = fill(small_fs, leave=256 << 10)  # room to open the log and record the start, little more
     th = ThreadHub(hub_config(db))
     try:
         writer = wires(th.url)
-        writer.token = alice.token
+        writer.token = token
         refused = write_until_refused(writer, ledger)
         assert refused.code == "unavailable" and "disk is full" in refused.message
         assert readyz(th)[0] == 503 and th.hub is not None and th.hub.failed is None  # degraded, not dead
@@ -147,13 +154,7 @@ def test_a_read_only_log_refuses_writes_serves_reads_and_recovers(small_fs: Path
     written, so the read-only case is met at the next start or reconnect.)"""
     db = small_fs / "log.db"
     ledger: dict[str, Any] = {}
-    th = ThreadHub(hub_config(db))
-    try:
-        alice = wires(th.url).join("alice")
-        alice.call("state.set", name="alice", key="kept", value=1)
-        ledger["kept"] = 1
-    finally:
-        th.stop()
+    token = keep_one(db, wires, ledger)
     immutable(db, True)
     try:
         th = ThreadHub(hub_config(db))
@@ -162,7 +163,7 @@ def test_a_read_only_log_refuses_writes_serves_reads_and_recovers(small_fs: Path
             assert "read-only" in readyz(th)[1]["degraded"]
             reader = wires(th.url)
             check_ledger(reader, ledger)
-            reader.token = alice.token
+            reader.token = token
             with pytest.raises(Refused) as refused:
                 reader.call("state.set", name="alice", key="ro", value=1)
             assert refused.value.code == "unavailable" and "read-only" in refused.value.message

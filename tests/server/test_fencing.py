@@ -4,14 +4,13 @@ never repeat, across release and re-claim, handoff, lapse, task re-offers and a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from agent_sdk import Code, HubError, SyncAgent
-from tests.conftest import HubProcess, ManualClock, ThreadHub, hub_config, seconds
+from tests.conftest import HubProcess, ManualClock, ThreadHub, seconds
 
 TTL = 30.0  # seconds of the hub's (manual) clock
 
@@ -19,21 +18,6 @@ TTL = 30.0  # seconds of the hub's (manual) clock
 @pytest.fixture(autouse=True)
 def _tokens_here(client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", client_env["XDG_CONFIG_HOME"])
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def timed_hub(db_path: Path, clock: ManualClock) -> Iterator[ThreadHub]:
-    """A real hub whose clock moves only when the test advances it."""
-    th = ThreadHub(hub_config(db_path), clock=clock)
-    try:
-        yield th
-    finally:
-        th.stop()
 
 
 def refused(call: Callable[[], Any]) -> HubError:
