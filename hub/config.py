@@ -53,7 +53,9 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     drain_seconds: float = 5.0
     claim_grace: float = 30.0
     claim_ttl: float = 600.0
-    ping_interval: float = 20.0  # seconds between keepalive pings of a connection; no pong by the next: closed
+    ping_interval: float = (
+        20.0  # seconds between keepalive pings of a connection; no pong by the next: closed
+    )
 
 
 def is_loopback(host: str) -> bool:

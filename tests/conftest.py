@@ -21,7 +21,6 @@ from click.testing import CliRunner, Result
 from hub.config import HubConfig
 from hub.core.machine import Machine
 from hub.log.store import EventLog
-from hub.protocol.codec import decode_event
 
 if TYPE_CHECKING:
     from hub.server.hub import Hub
@@ -148,8 +147,7 @@ def fold(db: Path) -> Machine:
     finally:
         log.close()
     machine = Machine()
-    for row in rows:
-        machine.apply(decode_event(row[3]))
+    machine.fold(rows)
     return machine
 
 

@@ -8,7 +8,7 @@ not take refuses the command before anything changed. Replay and snapshot loadin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hub.config import HubConfig
@@ -31,6 +31,7 @@ from hub.core.effects import Context, HistoryRead, LogRead, Outcome, SessionGone
 from hub.core.world import Root, World
 from hub.protocol import commands as c
 from hub.protocol import events as e
+from hub.protocol.codec import decode_event
 from hub.protocol.types import Position
 
 __all__ = ["Context", "Machine", "SessionGone", "Start", "Tick"]
@@ -171,6 +172,15 @@ class Machine:
         out = self.handle(cmd, ctx)
         self.commit(out)
         return out
+
+    def fold(self, rows: Iterable[tuple[Any, ...]]) -> int:
+        """Apply the log's rows (seq, room, type, data, at) in order, as a restart does; returns how many."""
+        apply = self.apply
+        count = 0
+        for row in rows:
+            apply(decode_event(row[3]))
+            count += 1
+        return count
 
     def apply(self, event: e.Event) -> None:
         """Fold one event into the state; never raises, never decides (replay calls only this)."""

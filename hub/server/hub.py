@@ -38,7 +38,7 @@ from hub.core.effects import (
 from hub.core.machine import Machine
 from hub.log.store import EventLog, LogError, LogTaken, Row
 from hub.log.writer import LogWriter
-from hub.protocol.codec import decode_command, decode_event, encode
+from hub.protocol.codec import decode_command, encode
 from hub.protocol.errors import Code, HubError
 from hub.protocol.events import Event
 from hub.protocol.frames import Error, Trigger, Wake
@@ -156,11 +156,7 @@ class Hub:
         position, events replayed). Start-up and a rebuild after a failed commit take this one path."""
         found = self.log.load_snapshot([snapshot.SNAPSHOT_VERSION])
         machine = Machine(self.config) if found is None else snapshot.load(found[2], self.config)
-        apply = machine.apply
-        count = 0
-        for _seq, _room, _type, data, _at in self.log.scan(machine.position):
-            apply(decode_event(data))
-            count += 1
+        count = machine.fold(self.log.scan(machine.position))
         return machine, None if found is None else found[0], count
 
     async def start(self) -> None:
@@ -439,7 +435,9 @@ class Hub:
 
     async def _connection(self, ws: ServerConnection) -> None:
         config = self.config
-        if ws.request is not None:  # its headers (~2 KB, held by websockets' parser for the connection's life)
+        if (
+            ws.request is not None
+        ):  # its headers (~2 KB, held by websockets' parser for the connection's life)
             ws.request.headers = _NO_HEADERS  # are not read again once the handshake is done
         ws.response = None
         session = Session(

@@ -9,7 +9,6 @@ import time
 
 from hub.core.machine import Machine
 from hub.log.store import EventLog, LogError
-from hub.protocol.codec import decode_event
 
 __all__ = ["FOLLOW_EVERY", "follow"]
 
@@ -19,17 +18,13 @@ FOLLOW_EVERY = 0.1  # seconds between two looks at the log: the events committed
 _WARN_EVERY = 10.0  # seconds between two "cannot reach the log" lines while it stays unreachable
 
 
-def step(log: EventLog, machine: Machine) -> tuple[bool, int]:
+def step(log: EventLog, machine: Machine) -> bool:
     """One look (in a worker thread): try to take the log, then fold what was committed since the last look.
-    After a take the owner can commit nothing more, so what is folded then is the whole tail. Returns
-    (owned now, events folded)."""
+    After a take the owner can commit nothing more, so what is folded then is the whole tail. Returns whether
+    this process owns the log now."""
     owned = log.take()
-    apply = machine.apply
-    count = 0
-    for _seq, _room, _type, data, _at in log.scan(machine.position):
-        apply(decode_event(data))
-        count += 1
-    return owned, count
+    machine.fold(log.scan(machine.position))
+    return owned
 
 
 async def follow(
@@ -41,7 +36,7 @@ async def follow(
     warned = 0.0
     while not stopping.is_set():
         try:
-            owned, _count = await loop.run_in_executor(None, step, log, machine)
+            owned = await loop.run_in_executor(None, step, log, machine)
         except LogError as exc:
             now = time.monotonic()
             if now - warned >= _WARN_EVERY:

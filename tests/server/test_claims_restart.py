@@ -13,7 +13,7 @@ from hub.core import tasks
 from hub.core.claims import Claims
 from hub.core.machine import Machine
 from hub.log.store import EventLog
-from hub.protocol.codec import decode_event, to_builtins
+from hub.protocol.codec import to_builtins
 from tests.conftest import HubProcess, seconds
 
 GRACE = seconds(3_000)  # covers the SDK's reconnect backoff while the hub restarts
@@ -35,8 +35,7 @@ def fold(db: Path) -> Machine:
         log.close()
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1)), "log positions are not 1..N"
     machine = Machine()
-    for row in rows:
-        machine.apply(decode_event(row[3]))
+    machine.fold(rows)
     return machine
 
 

@@ -14,7 +14,7 @@ from hub.core import agents as agents_
 from hub.core.feed import Feed
 from hub.core.machine import Machine
 from hub.log.store import EventLog
-from hub.protocol.codec import decode_event, to_builtins
+from hub.protocol.codec import to_builtins
 from tests.conftest import HubProcess, seconds
 
 SEED = int(os.environ.get("SYNAPSE_TEST_SEED", "20250611"))
@@ -95,9 +95,7 @@ def fold(db: Path) -> tuple[Machine, int]:
         log.close()
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1)), "log positions are not 1..N"
     machine = Machine()
-    for row in rows:
-        machine.apply(decode_event(row[3]))
-    return machine, len(rows)
+    return machine, machine.fold(rows)
 
 
 def test_acknowledged_sends_survive_sigkill(hub_process: HubProcess, db_path: Path) -> None:
