@@ -348,8 +348,6 @@ class Hub:
                 )
             if self.draining or self.failed is not None:
                 raise HubError(Code.UNAVAILABLE, "the hub is shutting down; retry shortly")
-            if self.standing_by:
-                raise HubError(Code.UNAVAILABLE, STANDBY_REFUSAL)
             cmd = decode_command(data)
             cmd_id = cmd.id
             if self.degraded.stale:  # the answer names the command: refused, not malformed
