@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 
 from hub.core.agents import Tokens
@@ -138,13 +139,27 @@ class Api:
             conn.shut()
 
 
+class _Unread:
+    """Stands in for websockets' per-connection Assembler (≈ 1 KB): the hub reads frames in process_event."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        pass
+
+
+_UNREAD: Any = _Unread()
+_DATA = frozenset((Opcode.TEXT, Opcode.BINARY, Opcode.CONT))
+EARLY_FRAMES = 16  # frames a client sends before its session is served, after which it is not read until then
+
+
 class Sniffer(ServerConnection):
     """A server connection that looks at the first bytes before websockets does, and keeps HTTP/1.1 API
     requests (anything but a GET outside /v1/) for `Http`."""
 
     # Slots: added to the instance dict, these would push ServerConnection's past what a key-sharing dict
     # holds (about 1.5 KB more per connection).
-    __slots__ = ("api", "head_timer", "http", "mode", "raw_transport", "sniffed")
+    __slots__ = ("api", "early", "head_timer", "http", "mode", "raw_transport", "session", "sniffed")
 
     def __init__(self, api: Api, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -154,6 +169,8 @@ class Sniffer(ServerConnection):
         self.http: Http | None = None
         self.head_timer: asyncio.TimerHandle | None = None
         self.raw_transport: asyncio.Transport | None = None
+        self.session: Any = None  # hub.server.session.Session, once the hub serves the upgraded connection
+        self.early: list[Frame] | None = None  # data frames that came before it (a client that did not wait)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.raw_transport = typing.cast(asyncio.Transport, transport)
@@ -176,6 +193,7 @@ class Sniffer(ServerConnection):
         if probe.startswith(b"GET ") and not probe.startswith(b"GET /v1/"):
             self.mode = "ws"
             super().connection_made(self.raw_transport)
+            self.recv_messages = _UNREAD  # frames go to the session (process_event), never to an Assembler
             super().data_received(bytes(buf))
             buf.clear()
             return
@@ -183,6 +201,30 @@ class Sniffer(ServerConnection):
         self.http = Http(self.api, self.raw_transport)
         self.http.feed(bytes(buf))
         buf.clear()
+
+    def process_event(self, event: Any) -> None:
+        """A data frame goes straight to the session (see Session.frame); the handshake, pings, pongs and
+        the close stay with websockets."""
+        if type(event) is Frame and event.opcode in _DATA:
+            session = self.session
+            if session is not None:
+                session.frame(event)
+                return
+            early = self.early
+            if early is None:
+                early = self.early = []
+            early.append(event)
+            if len(early) == EARLY_FRAMES and self.raw_transport is not None:
+                self.raw_transport.pause_reading()
+            return
+        super().process_event(event)
+
+    def serve(self, session: Any) -> None:
+        """The hub serves this connection as `session` from now on: frames read before are its first."""
+        self.session = session
+        early, self.early = self.early, None
+        if early and session.feed(early) and len(early) >= EARLY_FRAMES and self.raw_transport is not None:
+            self.raw_transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         if self.mode == "ws":

@@ -9,6 +9,7 @@ import secrets
 import signal
 import ssl
 import time
+import typing
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -45,7 +46,7 @@ from hub.protocol.frames import Error, Trigger, Wake
 from hub.protocol.types import SessionId
 from hub.server import http, standby
 from hub.server.admission import Admission, raise_descriptor_limit
-from hub.server.api import Api
+from hub.server.api import Api, Sniffer
 from hub.server.degraded import Degraded
 from hub.server.fanout import Fanout
 from hub.server.keepalive import Keepalive
@@ -449,6 +450,7 @@ class Hub:
         address = _address(ws)
         self.admission.opened(address)
         self.sessions[session.id] = session
+        typing.cast(Sniffer, ws).serve(session)  # the server's create_connection: Api.factory
         try:
             await session.run()
         finally:

@@ -1,4 +1,4 @@
-"""One connection: read → decode → handle → submit; a bounded outbox per session; the only `except Exception`."""
+"""One connection: frame → decode → handle → submit; a bounded outbox per session; the only `except Exception`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from hub.core.limits import Bucket
@@ -25,10 +26,17 @@ INTERNAL_ERROR_CLOSE = 1011
 HIGH_WATER = 1 << 20  # bytes buffered in the socket before we wait for the peer to read
 BAD_FRAMES_PER_S = 100.0  # malformed frames one connection may send per second, sustained...
 BAD_FRAMES_BURST = 1_000  # ...and at once, before it is closed (1008)
+HELD_FRAMES = 16  # frames held over the rate limit before the socket is not read (websockets' max_queue)
 
 
 class Session:
     """A live connection and its outbox of encoded frames.
+
+    Frames are read where the socket's bytes are parsed (`frame`, called from the connection's `data_received`
+    through websockets' Sans-I/O parser), so a command costs no coroutine switch, message queue or future: it
+    is decided in the same loop turn its bytes arrive in. A session over its rate is not served until it may
+    send again: its frames wait, in order, in `held`, and past HELD_FRAMES its socket is not read (pings and
+    pongs flow until then, as with websockets' own queue).
 
     Frames are written in one go per flush (the fan-out flushes every session it touched once per durable
     batch), straight through the Sans-I/O protocol, so a broadcast costs one frame build and one transport
@@ -43,14 +51,18 @@ class Session:
         "closing",
         "dispatch",
         "gone",
+        "held",
         "id",
         "limit",
         "outbox",
+        "parts",
         "pause",
+        "unread",
         "pong",
         "queued",
         "tasks",
         "limit_bytes",
+        "unpause",
         "ws",
     )
 
@@ -73,6 +85,10 @@ class Session:
         self.queued = 0  # bytes in the outbox
         self.bad_frames: Bucket | None = None  # frames no command could be read from, per second
         self.pause = 0.0  # seconds to stop reading after a rate_limited refusal (the socket pushes back)
+        self.held: list[Frame] | None = None  # frames read while paused for the rate limit, in order
+        self.unpause: asyncio.TimerHandle | None = None
+        self.unread = False  # its socket is paused (HELD_FRAMES held)
+        self.parts: list[bytes] | None = None  # a fragmented message's frames so far (bounded by max_size)
         self.blocked = False
         self.closing = False
         self.close_info: tuple[int, str] | None = None
@@ -144,6 +160,12 @@ class Session:
             return
         self.closing = True
         self.close_info = (code, reason)
+        if self.held is not None:  # waiting for its rate: read again, or its close frame is never seen
+            self.held = None
+            if self.unpause is not None:
+                self.unpause.cancel()
+                self.unpause = None
+            self._read_gate()
         self.flush()
         if not self.blocked:
             self.spawn(self._close())
@@ -158,24 +180,76 @@ class Session:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def run(self) -> None:
-        """Read frames until the peer goes."""
-        dispatch = self.dispatch
+    def frame(self, frame: Frame) -> None:
+        """One data frame off the socket: a whole message is dispatched at once, fragments are joined first
+        (websockets' parser bounds the whole message by max_size and refuses a stray continuation)."""
+        if self.closing:
+            return
+        if self.held is not None:
+            self.held.append(frame)
+            if len(self.held) == HELD_FRAMES:
+                self._read_gate()
+            return
+        if frame.opcode is Opcode.CONT:
+            parts = self.parts
+            if parts is None:
+                return
+            parts.append(cast(bytes, frame.data))
+            if not frame.fin:
+                return
+            self.parts = None
+            data = b"".join(parts)
+        elif not frame.fin:
+            self.parts = [cast(bytes, frame.data)]
+            return
+        else:
+            data = cast(bytes, frame.data)  # websockets' parser reads bytes
         try:
-            async for data in self.ws:
-                if self.closing:
-                    break
-                try:
-                    dispatch(self, data)
-                except Exception:  # a bug costs one session, never the hub
-                    logger.exception("session.internal_error session=%s", self.id)
-                    self.close(INTERNAL_ERROR_CLOSE, "internal error")
-                if self.pause:  # a client over its rate is not read until it may send again
-                    delay, self.pause = self.pause, 0.0
-                    await asyncio.sleep(delay)
-        except ConnectionClosed:
-            pass
+            self.dispatch(self, data)
+        except Exception:  # a bug costs one session, never the hub
+            logger.exception("session.internal_error session=%s", self.id)
+            self.close(INTERNAL_ERROR_CLOSE, "internal error")
+            return
+        if self.pause:  # a client over its rate is not read until it may send again
+            delay, self.pause = self.pause, 0.0
+            self.held = []
+            self.unpause = self.ws.loop.call_later(delay, self._unpause)
+
+    def feed(self, frames: list[Frame]) -> bool:
+        """Frames read earlier, in order; False when the rate limit paused the session again (the rest wait)."""
+        for at, frame in enumerate(frames):
+            self.frame(frame)
+            if self.held is not None:
+                self.held.extend(frames[at + 1 :])
+                return False
+        return True
+
+    def _unpause(self) -> None:
+        self.unpause = None
+        held, self.held = self.held, None
+        if held:
+            self.feed(held)
+        self._read_gate()
+
+    def _read_gate(self) -> None:
+        """Pause the socket while HELD_FRAMES frames wait for the rate limit; read it again otherwise."""
+        stop = self.held is not None and len(self.held) >= HELD_FRAMES
+        if stop is not self.unread:
+            self.unread = stop
+            transport = self.ws.transport
+            if stop:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    async def run(self) -> None:
+        """Serve until the peer goes (frames arrive through `frame`)."""
+        try:
+            await self.ws.wait_closed()
         finally:
+            self.held = None
+            if self.unpause is not None:
+                self.unpause.cancel()
             self.gone(self)
             for task in list(self.tasks):
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
