@@ -31,6 +31,7 @@ __all__ = [
     "compile",
     "evaluate",
     "is_true",
+    "value_or_none",
     "outline",
     "paths",
     "SubExpression",
@@ -1306,3 +1307,23 @@ def bind(context: Mapping[str, Any]) -> Bound:
 def evaluate(compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any:
     """Evaluate `compiled` (with the engine that compiled it) to a plain Python value; raise EvalError."""
     return compiled.engine.evaluate(compiled, context)
+
+
+def value_or_none(compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any:
+    """`evaluate`, None where it raises EvalError (how conditions read a value).
+
+    The fast path is called here directly (conditions evaluate it most: one call, not three); a value it does
+    not vouch for, and an error (whose result is the engine's to give), go to the engine as in `evaluate`.
+    """
+    fast = compiled.fast
+    if fast is not None and type(context) is dict:
+        try:
+            value = fast(context)
+        except _Unsure:
+            value = _ERR
+        if value is not _ERR:
+            return value
+    try:
+        return compiled.engine.evaluate(compiled, context)
+    except EvalError:
+        return None

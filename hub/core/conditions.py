@@ -9,7 +9,7 @@ The context's roots come from `World.roots` (each concept fills its own), so thi
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -237,10 +237,7 @@ def for_reader(room: Room, ctx: dict[str, Any], compiled: cel.Compiled, reader: 
 
 def value_of(compiled: cel.Compiled, bound: Any) -> Any:
     """A condition's value, or None when evaluation fails (a failing condition never holds)."""
-    try:
-        return cel.evaluate(compiled, bound)
-    except cel.EvalError:
-        return None
+    return cel.value_or_none(compiled, bound)
 
 
 def evaluate_gate(
@@ -544,20 +541,19 @@ def apply_view_deleted(w: World, ev: e.StateDeleted) -> None:
         cond.ctx["state"].get("_view", {}).pop(ev.key, None)
 
 
-def _refresh(w: World, room: Room, touched: Iterable[Path]) -> set[Path]:
-    """Bring the live context up to date for touched paths; returns them plus the views that changed."""
-    cond = room.part(Conditions)
-    ctx = cond.ctx
-    if ctx is None:
-        return set()
-    out = set(touched)
-    for path in sorted(out):
-        root = w.roots.get(path[0])
+def _refresh(w: World, room: Room, cond: Conditions, ctx: dict[str, Any], out: set[Path]) -> set[Path]:
+    """Bring the live context `ctx` up to date for the touched paths `out`; returns them (the same set) plus
+    the views that changed."""
+    roots = w.roots
+    for path in sorted(out) if len(out) > 1 else tuple(out):  # `out` grows: iterate a copy
+        root = roots.get(path[0])
         if root is not None and not (path[0] == "state" and len(path) > 1 and path[1] == "_view"):
             wider = root[1](w, room, ctx[path[0]], path)
             if wider is not None:
                 out.add(wider)
     programs = cond.view_programs
+    if not programs:  # no views: nothing to resolve, and the view index is empty
+        return out
     for p in out:
         if len(p) == 3 and p[0] == "state" and p[1] == "_view" and p[2] in programs:
             _resolve(programs, p[2], ctx)
@@ -577,36 +573,47 @@ def react(w: World, out: Outcome) -> None:
     """Re-evaluate only the views and conditions that read what changed; push triggers on the edge.
 
     Runs after a command's events are applied: what it changes (held flags, once-subscriptions dropped,
-    condition waiters disarmed) is a consequence of facts already decided, never a refusal.
+    condition waiters disarmed) is a consequence of facts already decided, never a refusal. This runs after
+    every command, so the loop is written out (one call per condition: `cel.value_or_none`).
     """
     subscriptions = w.part(Subscriptions)
     if _touch_now(w, subscriptions):
         resolution = min(max(w.config.now_resolution, 0.001), 86_400.0)  # the CLI refuses others
         out.effects.append(ArmTimer((w.now // resolution + 1) * resolution))
     for _ in range(8):  # a waiter that wakes changes presence, which may wake others: settles fast
-        touched, subscriptions.touched = subscriptions.touched, {}
+        touched = subscriptions.touched
         if not touched:
             return
+        subscriptions.touched = {}
         for room_name, paths in touched.items():
             room = w.rooms.get(room_name)
-            if room is None or room.part(Conditions).ctx is None:
+            if room is None:
                 continue
             cond = room.part(Conditions)
-            changed = _refresh(w, room, paths)
+            ctx = cond.ctx  # the plain mapping: each condition converts only the slice it reads
+            if ctx is None:
+                continue
             hit: set[int] = set()
-            for p in changed:
-                cond.by_path.hit(p, hit)
-            bound = cond.ctx  # the plain mapping: each condition converts only the slice it reads
-            for sid in sorted(hit):
-                sub = cond.subs.get(sid)
+            find = cond.by_path.hit
+            for p in _refresh(w, room, cond, ctx, paths):
+                find(p, hit)
+            subs = cond.subs
+            for sid in sorted(hit) if len(hit) > 1 else hit:
+                sub = subs.get(sid)
                 if sub is None:
                     continue
                 cond.evaluations += 1
-                value = value_of(sub.compiled, for_reader(room, bound or {}, sub.compiled, sub.owner))
-                holds = cel.is_true(value)
-                if holds and not sub.held:
-                    _fire(w, room, sub, value, out)
-                sub.held = holds
+                compiled = sub.compiled
+                if sub.owner is not None and "messages" in compiled.roots:
+                    value = cel.value_or_none(compiled, delivery.cel_unread(room, ctx, sub.owner))
+                else:
+                    value = cel.value_or_none(compiled, ctx)
+                if value is True:  # cel.is_true
+                    if not sub.held:
+                        sub.held = True
+                        _fire(w, room, sub, value, out)
+                else:
+                    sub.held = False
 
 
 def reads_now(cond: Conditions) -> bool:
