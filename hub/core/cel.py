@@ -29,6 +29,7 @@ __all__ = [
     "EvalError",
     "bind",
     "compile",
+    "equality",
     "evaluate",
     "is_true",
     "value_or_none",
@@ -1327,3 +1328,20 @@ def value_or_none(compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any
         return compiled.engine.evaluate(compiled, context)
     except EvalError:
         return None
+
+
+def equality(compiled: Compiled) -> tuple[tuple[str, ...], Any] | None:
+    """(path, literal) when `compiled` is `path == literal` or `literal == path` of the fast subset, else None.
+
+    Such a condition is true only where the value at `path` equals the literal as a Python value of the same
+    type, or as doubles for an int (or uint) and a double (`_equal`); anything else is false or an error, on
+    the fast path and in the engine alike. The conditions index these by literal (`conditions._Trie`).
+    """
+    fast = compiled.fast
+    if type(fast) is not partial or fast.args[0] is not _equal:
+        return None
+    if fast.func is _path_literal:
+        return fast.args[1], fast.args[2]
+    if fast.func is _literal_path:
+        return fast.args[2], fast.args[1]
+    return None

@@ -75,7 +75,7 @@ def compile_or_refuse(expr: str) -> cel.Compiled:
 class Sub:
     """A subscription (or a condition waiter) of one session."""
 
-    __slots__ = ("agent", "compiled", "held", "id", "include", "once", "owner", "session", "wait_id")
+    __slots__ = ("agent", "compiled", "held", "id", "include", "node", "once", "owner", "session", "wait_id")
 
     def __init__(
         self,
@@ -98,25 +98,74 @@ class Sub:
         self.held = held
         self.once = once  # dropped after its first trigger
         self.owner = owner  # the agent it counts against (max_subscriptions_per_agent); None: anonymous
+        self.node: _Trie | None = None  # its node in the path index, if it is indexed as an equality there
+
+
+_ALL = (
+    object()
+)  # a value no literal's key stands for (a map, a list...): every equality condition is evaluated
+
+
+def _key(value: Any) -> Any:
+    """The index key of a value or an equality condition's literal: equal keys for every pair CEL may find
+    equal (an int or uint and a double compare as doubles), so a lookup misses none (it may find more: `true`
+    meets `1.0`, and evaluation decides). _MISSING stays _MISSING (no condition equals an absent value)."""
+    t = type(value)
+    if t is int or t is float:
+        try:
+            return float(value)
+        except OverflowError:  # past any double: let evaluation decide
+            return _ALL
+    if t is str or t is bool or value is None or value is _MISSING:
+        return value
+    return _ALL
+
+
+def _below(value: Any, part: str) -> Any:
+    """The context's value one step below `value` (a value of the context, or _MISSING, or _ALL): _MISSING
+    where a map lacks `part`; _ALL under anything else but a dict (evaluation decides what that means)."""
+    if type(value) is dict:
+        return value.get(part, _MISSING)
+    return _MISSING if value is _MISSING else _ALL
 
 
 class _Trie:
-    """Items keyed by the paths they read; `hit(path)` finds those reading it, a prefix of it, or below it."""
+    """Items keyed by the paths they read; `hit(path)` finds those reading it, a prefix of it, or below it.
 
-    __slots__ = ("children", "items")
+    Equality conditions (`path == literal`, `cel.equality`) are kept apart at their path, by their literal's
+    `_key`, with the set of those that hold: a hit given the context finds only those whose literal may equal
+    the value now at their path, and those that held (they may stop). The others were false and stay false,
+    so with 10 conditions `k == 0` .. `k == 9` a write to `k` evaluates at most 2, not 10.
+    """
+
+    __slots__ = ("children", "equal", "held", "items")
 
     def __init__(self) -> None:
         self.children: dict[str, _Trie] = {}
         self.items: set[Any] = set()
+        self.equal: dict[Any, set[Any]] | None = None  # equality conditions here: literal's key → items
+        self.held: set[Any] | None = None  # those of them that hold (kept by `react`)
 
-    def add(self, path: Path, item: Any) -> None:
+    def node(self, path: Path) -> _Trie:
         node = self
         for part in path:
             node = node.children.setdefault(part, _Trie())
-        node.items.add(item)
+        return node
 
-    def remove(self, path: Path, item: Any) -> None:
-        """Drop `item` at `path`, pruning nodes left empty (unique paths come and go with waiters)."""
+    def add(self, path: Path, item: Any) -> None:
+        self.node(path).items.add(item)
+
+    def add_equal(self, path: Path, literal: Any, item: Any) -> _Trie:
+        """Add an equality condition; returns its node (whose `held` set `react` keeps)."""
+        node = self.node(path)
+        if node.equal is None:
+            node.equal, node.held = {}, set()
+        node.equal.setdefault(_key(literal), set()).add(item)
+        return node
+
+    def remove(self, path: Path, item: Any, literal: Any = _MISSING) -> None:
+        """Drop `item` at `path` (an equality condition's: give its literal), pruning nodes left empty (unique
+        paths come and go with waiters)."""
         trail: list[tuple[_Trie, str]] = []
         node = self
         for part in path:
@@ -125,27 +174,62 @@ class _Trie:
                 return
             trail.append((node, part))
             node = nxt
-        node.items.discard(item)
+        if literal is _MISSING:
+            node.items.discard(item)
+        elif node.equal is not None and node.held is not None:
+            key = _key(literal)
+            items = node.equal.get(key)
+            if items is not None:
+                items.discard(item)
+                if not items:
+                    del node.equal[key]
+            node.held.discard(item)
+            if not node.equal:
+                node.equal = node.held = None
         for parent, part in reversed(trail):
             child = parent.children[part]
-            if child.items or child.children:
+            if child.items or child.children or child.equal:
                 return
             del parent.children[part]
 
-    def hit(self, path: Path, out: set[Any]) -> None:
+    def hit(self, path: Path, out: set[Any], ctx: dict[str, Any] | None = None) -> None:
+        """Add to `out` the items reading `path`, a prefix of it, or below it; the equality conditions among
+        them only where `ctx` (the context, current) may make them change."""
         node = self
+        value: Any = ctx  # the context's value at `node`'s path (_MISSING: absent)
         out.update(node.items)
         for part in path:
             nxt = node.children.get(part)
             if nxt is None:
                 return
             node = nxt
+            value = _below(value, part)
             out.update(node.items)
-        stack = list(node.children.values())
+            if node.equal is not None:
+                node.changing(value, out)
+        stack = [(n, part, value) for part, n in node.children.items()]
         while stack:
-            n = stack.pop()
+            n, part, above = stack.pop()
+            value = _below(above, part)
             out.update(n.items)
-            stack.extend(n.children.values())
+            if n.equal is not None:
+                n.changing(value, out)
+            stack.extend((kid, p, value) for p, kid in n.children.items())
+
+    def changing(self, value: Any, out: set[Any]) -> None:
+        """Add this node's equality conditions that may change now that its path holds `value`: those that
+        held, and those whose literal may equal it (all, for a value without a key)."""
+        equal, held = self.equal, self.held
+        assert equal is not None and held is not None
+        out.update(held)
+        key = _key(value)
+        if key is _ALL:
+            for items in equal.values():
+                out.update(items)
+        elif key is not _MISSING:
+            found = equal.get(key)
+            if found is not None:
+                out.update(found)
 
 
 class Conditions:
@@ -326,8 +410,15 @@ def plan_sub(
 def _add(w: World, room: Room, sub: Sub) -> None:
     cond = room.part(Conditions)
     cond.subs[sub.id] = sub
-    for p in sub.compiled.paths:
-        cond.by_path.add(p, sub.id)
+    equal = _equality(sub.compiled)
+    if equal is not None:
+        sub.node = cond.by_path.add_equal(equal[0], equal[1], sub.id)
+        if sub.held:
+            sub.node.held.add(sub.id)  # type: ignore[union-attr]
+    else:
+        sub.node = None
+        for p in sub.compiled.paths:
+            cond.by_path.add(p, sub.id)
     info = w.sessions.get(sub.session)
     if info is None:
         info = w.sessions[sub.session] = SessionInfo(room.name)
@@ -338,6 +429,15 @@ def _add(w: World, room: Room, sub: Sub) -> None:
     if sub.agent is not None:
         room.part(agents.Roster).waiting.setdefault(sub.agent, {})[sub.id] = sub.compiled.source
         show(w, room, sub.agent)
+
+
+def _equality(compiled: cel.Compiled) -> tuple[Path, Any] | None:
+    """(path, literal) of an equality condition the path index keeps by literal: `path == literal` reading
+    only that path, not under `messages` (whose `unread` differs by reader: the shared context lacks it)."""
+    equal = cel.equality(compiled)
+    if equal is None or equal[0][0] == "messages" or compiled.paths != {equal[0]}:
+        return None
+    return equal
 
 
 def adopt(w: World, room: Room, sub: Sub) -> None:
@@ -353,8 +453,13 @@ def drop_sub(w: World, room: Room, sub_id: int) -> None:
     sub = cond.subs.pop(sub_id, None)
     if sub is None:
         return
-    for p in sub.compiled.paths:
-        cond.by_path.remove(p, sub.id)
+    if sub.node is not None:
+        path, literal = _equality(sub.compiled)  # type: ignore[misc]
+        cond.by_path.remove(path, sub.id, literal)
+        sub.node = None
+    else:
+        for p in sub.compiled.paths:
+            cond.by_path.remove(p, sub.id)
     info = w.sessions.get(sub.session)
     if info is not None:
         info.subs.discard((room.name, sub_id))
@@ -596,7 +701,7 @@ def react(w: World, out: Outcome) -> None:
             hit: set[int] = set()
             find = cond.by_path.hit
             for p in _refresh(w, room, cond, ctx, paths):
-                find(p, hit)
+                find(p, hit, ctx)
             subs = cond.subs
             for sid in sorted(hit) if len(hit) > 1 else hit:
                 sub = subs.get(sid)
@@ -611,9 +716,13 @@ def react(w: World, out: Outcome) -> None:
                 if value is True:  # cel.is_true
                     if not sub.held:
                         sub.held = True
-                        _fire(w, room, sub, value, out)
-                else:
+                        if sub.node is not None:
+                            sub.node.held.add(sid)  # type: ignore[union-attr]
+                        _fire(w, room, sub, value, out)  # may drop it (and its held mark)
+                elif sub.held:
                     sub.held = False
+                    if sub.node is not None:
+                        sub.node.held.discard(sid)  # type: ignore[union-attr]
 
 
 def reads_now(cond: Conditions) -> bool:
