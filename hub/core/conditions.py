@@ -207,6 +207,8 @@ class _Trie:
             out.update(node.items)
             if node.equal is not None:
                 node.changing(value, out)
+        if not node.children:  # a key's node: the common case
+            return
         stack = [(n, part, value) for part, n in node.children.items()]
         while stack:
             n, part, above = stack.pop()
