@@ -29,8 +29,10 @@ __all__ = [
     "EvalError",
     "bind",
     "compile",
+    "equality",
     "evaluate",
     "is_true",
+    "value_or_none",
     "outline",
     "paths",
     "SubExpression",
@@ -1306,3 +1308,40 @@ def bind(context: Mapping[str, Any]) -> Bound:
 def evaluate(compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any:
     """Evaluate `compiled` (with the engine that compiled it) to a plain Python value; raise EvalError."""
     return compiled.engine.evaluate(compiled, context)
+
+
+def value_or_none(compiled: Compiled, context: Mapping[str, Any] | Bound) -> Any:
+    """`evaluate`, None where it raises EvalError (how conditions read a value).
+
+    The fast path is called here directly (conditions evaluate it most: one call, not three); a value it does
+    not vouch for, and an error (whose result is the engine's to give), go to the engine as in `evaluate`.
+    """
+    fast = compiled.fast
+    if fast is not None and type(context) is dict:
+        try:
+            value = fast(context)
+        except _Unsure:
+            value = _ERR
+        if value is not _ERR:
+            return value
+    try:
+        return compiled.engine.evaluate(compiled, context)
+    except EvalError:
+        return None
+
+
+def equality(compiled: Compiled) -> tuple[tuple[str, ...], Any] | None:
+    """(path, literal) when `compiled` is `path == literal` or `literal == path` of the fast subset, else None.
+
+    Such a condition is true only where the value at `path` equals the literal as a Python value of the same
+    type, or as doubles for an int (or uint) and a double (`_equal`); anything else is false or an error, on
+    the fast path and in the engine alike. The conditions index these by literal (`conditions._Trie`).
+    """
+    fast = compiled.fast
+    if type(fast) is not partial or fast.args[0] is not _equal:
+        return None
+    if fast.func is _path_literal:
+        return fast.args[1], fast.args[2]
+    if fast.func is _literal_path:
+        return fast.args[2], fast.args[1]
+    return None

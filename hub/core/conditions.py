@@ -9,7 +9,7 @@ The context's roots come from `World.roots` (each concept fills its own), so thi
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -75,7 +75,7 @@ def compile_or_refuse(expr: str) -> cel.Compiled:
 class Sub:
     """A subscription (or a condition waiter) of one session."""
 
-    __slots__ = ("agent", "compiled", "held", "id", "include", "once", "owner", "session", "wait_id")
+    __slots__ = ("agent", "compiled", "held", "id", "include", "node", "once", "owner", "session", "wait_id")
 
     def __init__(
         self,
@@ -98,25 +98,74 @@ class Sub:
         self.held = held
         self.once = once  # dropped after its first trigger
         self.owner = owner  # the agent it counts against (max_subscriptions_per_agent); None: anonymous
+        self.node: _Trie | None = None  # its node in the path index, if it is indexed as an equality there
+
+
+_ALL = (
+    object()
+)  # a value no literal's key stands for (a map, a list...): every equality condition is evaluated
+
+
+def _key(value: Any) -> Any:
+    """The index key of a value or an equality condition's literal: equal keys for every pair CEL may find
+    equal (an int or uint and a double compare as doubles), so a lookup misses none (it may find more: `true`
+    meets `1.0`, and evaluation decides). _MISSING stays _MISSING (no condition equals an absent value)."""
+    t = type(value)
+    if t is int or t is float:
+        try:
+            return float(value)
+        except OverflowError:  # past any double: let evaluation decide
+            return _ALL
+    if t is str or t is bool or value is None or value is _MISSING:
+        return value
+    return _ALL
+
+
+def _below(value: Any, part: str) -> Any:
+    """The context's value one step below `value` (a value of the context, or _MISSING, or _ALL): _MISSING
+    where a map lacks `part`; _ALL under anything else but a dict (evaluation decides what that means)."""
+    if type(value) is dict:
+        return value.get(part, _MISSING)
+    return _MISSING if value is _MISSING else _ALL
 
 
 class _Trie:
-    """Items keyed by the paths they read; `hit(path)` finds those reading it, a prefix of it, or below it."""
+    """Items keyed by the paths they read; `hit(path)` finds those reading it, a prefix of it, or below it.
 
-    __slots__ = ("children", "items")
+    Equality conditions (`path == literal`, `cel.equality`) are kept apart at their path, by their literal's
+    `_key`, with the set of those that hold: a hit given the context finds only those whose literal may equal
+    the value now at their path, and those that held (they may stop). The others were false and stay false,
+    so with 10 conditions `k == 0` .. `k == 9` a write to `k` evaluates at most 2, not 10.
+    """
+
+    __slots__ = ("children", "equal", "held", "items")
 
     def __init__(self) -> None:
         self.children: dict[str, _Trie] = {}
         self.items: set[Any] = set()
+        self.equal: dict[Any, set[Any]] | None = None  # equality conditions here: literal's key → items
+        self.held: set[Any] | None = None  # those of them that hold (kept by `react`)
 
-    def add(self, path: Path, item: Any) -> None:
+    def node(self, path: Path) -> _Trie:
         node = self
         for part in path:
             node = node.children.setdefault(part, _Trie())
-        node.items.add(item)
+        return node
 
-    def remove(self, path: Path, item: Any) -> None:
-        """Drop `item` at `path`, pruning nodes left empty (unique paths come and go with waiters)."""
+    def add(self, path: Path, item: Any) -> None:
+        self.node(path).items.add(item)
+
+    def add_equal(self, path: Path, literal: Any, item: Any) -> _Trie:
+        """Add an equality condition; returns its node (whose `held` set `react` keeps)."""
+        node = self.node(path)
+        if node.equal is None:
+            node.equal, node.held = {}, set()
+        node.equal.setdefault(_key(literal), set()).add(item)
+        return node
+
+    def remove(self, path: Path, item: Any, literal: Any = _MISSING) -> None:
+        """Drop `item` at `path` (an equality condition's: give its literal), pruning nodes left empty (unique
+        paths come and go with waiters)."""
         trail: list[tuple[_Trie, str]] = []
         node = self
         for part in path:
@@ -125,27 +174,64 @@ class _Trie:
                 return
             trail.append((node, part))
             node = nxt
-        node.items.discard(item)
+        if literal is _MISSING:
+            node.items.discard(item)
+        elif node.equal is not None and node.held is not None:
+            key = _key(literal)
+            items = node.equal.get(key)
+            if items is not None:
+                items.discard(item)
+                if not items:
+                    del node.equal[key]
+            node.held.discard(item)
+            if not node.equal:
+                node.equal = node.held = None
         for parent, part in reversed(trail):
             child = parent.children[part]
-            if child.items or child.children:
+            if child.items or child.children or child.equal:
                 return
             del parent.children[part]
 
-    def hit(self, path: Path, out: set[Any]) -> None:
+    def hit(self, path: Path, out: set[Any], ctx: dict[str, Any] | None = None) -> None:
+        """Add to `out` the items reading `path`, a prefix of it, or below it; the equality conditions among
+        them only where `ctx` (the context, current) may make them change."""
         node = self
+        value: Any = ctx  # the context's value at `node`'s path (_MISSING: absent)
         out.update(node.items)
         for part in path:
             nxt = node.children.get(part)
             if nxt is None:
                 return
             node = nxt
+            value = _below(value, part)
             out.update(node.items)
-        stack = list(node.children.values())
+            if node.equal is not None:
+                node.changing(value, out)
+        if not node.children:  # a key's node: the common case
+            return
+        stack = [(n, part, value) for part, n in node.children.items()]
         while stack:
-            n = stack.pop()
+            n, part, above = stack.pop()
+            value = _below(above, part)
             out.update(n.items)
-            stack.extend(n.children.values())
+            if n.equal is not None:
+                n.changing(value, out)
+            stack.extend((kid, p, value) for p, kid in n.children.items())
+
+    def changing(self, value: Any, out: set[Any]) -> None:
+        """Add this node's equality conditions that may change now that its path holds `value`: those that
+        held, and those whose literal may equal it (all, for a value without a key)."""
+        equal, held = self.equal, self.held
+        assert equal is not None and held is not None
+        out.update(held)
+        key = _key(value)
+        if key is _ALL:
+            for items in equal.values():
+                out.update(items)
+        elif key is not _MISSING:
+            found = equal.get(key)
+            if found is not None:
+                out.update(found)
 
 
 class Conditions:
@@ -237,10 +323,7 @@ def for_reader(room: Room, ctx: dict[str, Any], compiled: cel.Compiled, reader: 
 
 def value_of(compiled: cel.Compiled, bound: Any) -> Any:
     """A condition's value, or None when evaluation fails (a failing condition never holds)."""
-    try:
-        return cel.evaluate(compiled, bound)
-    except cel.EvalError:
-        return None
+    return cel.value_or_none(compiled, bound)
 
 
 def evaluate_gate(
@@ -329,8 +412,15 @@ def plan_sub(
 def _add(w: World, room: Room, sub: Sub) -> None:
     cond = room.part(Conditions)
     cond.subs[sub.id] = sub
-    for p in sub.compiled.paths:
-        cond.by_path.add(p, sub.id)
+    equal = _equality(sub.compiled)
+    if equal is not None:
+        sub.node = cond.by_path.add_equal(equal[0], equal[1], sub.id)
+        if sub.held:
+            sub.node.held.add(sub.id)  # type: ignore[union-attr]
+    else:
+        sub.node = None
+        for p in sub.compiled.paths:
+            cond.by_path.add(p, sub.id)
     info = w.sessions.get(sub.session)
     if info is None:
         info = w.sessions[sub.session] = SessionInfo(room.name)
@@ -341,6 +431,15 @@ def _add(w: World, room: Room, sub: Sub) -> None:
     if sub.agent is not None:
         room.part(agents.Roster).waiting.setdefault(sub.agent, {})[sub.id] = sub.compiled.source
         show(w, room, sub.agent)
+
+
+def _equality(compiled: cel.Compiled) -> tuple[Path, Any] | None:
+    """(path, literal) of an equality condition the path index keeps by literal: `path == literal` reading
+    only that path, not under `messages` (whose `unread` differs by reader: the shared context lacks it)."""
+    equal = cel.equality(compiled)
+    if equal is None or equal[0][0] == "messages" or compiled.paths != {equal[0]}:
+        return None
+    return equal
 
 
 def adopt(w: World, room: Room, sub: Sub) -> None:
@@ -356,8 +455,13 @@ def drop_sub(w: World, room: Room, sub_id: int) -> None:
     sub = cond.subs.pop(sub_id, None)
     if sub is None:
         return
-    for p in sub.compiled.paths:
-        cond.by_path.remove(p, sub.id)
+    if sub.node is not None:
+        path, literal = _equality(sub.compiled)  # type: ignore[misc]
+        cond.by_path.remove(path, sub.id, literal)
+        sub.node = None
+    else:
+        for p in sub.compiled.paths:
+            cond.by_path.remove(p, sub.id)
     info = w.sessions.get(sub.session)
     if info is not None:
         info.subs.discard((room.name, sub_id))
@@ -544,20 +648,19 @@ def apply_view_deleted(w: World, ev: e.StateDeleted) -> None:
         cond.ctx["state"].get("_view", {}).pop(ev.key, None)
 
 
-def _refresh(w: World, room: Room, touched: Iterable[Path]) -> set[Path]:
-    """Bring the live context up to date for touched paths; returns them plus the views that changed."""
-    cond = room.part(Conditions)
-    ctx = cond.ctx
-    if ctx is None:
-        return set()
-    out = set(touched)
-    for path in sorted(out):
-        root = w.roots.get(path[0])
+def _refresh(w: World, room: Room, cond: Conditions, ctx: dict[str, Any], out: set[Path]) -> set[Path]:
+    """Bring the live context `ctx` up to date for the touched paths `out`; returns them (the same set) plus
+    the views that changed."""
+    roots = w.roots
+    for path in sorted(out) if len(out) > 1 else tuple(out):  # `out` grows: iterate a copy
+        root = roots.get(path[0])
         if root is not None and not (path[0] == "state" and len(path) > 1 and path[1] == "_view"):
             wider = root[1](w, room, ctx[path[0]], path)
             if wider is not None:
                 out.add(wider)
     programs = cond.view_programs
+    if not programs:  # no views: nothing to resolve, and the view index is empty
+        return out
     for p in out:
         if len(p) == 3 and p[0] == "state" and p[1] == "_view" and p[2] in programs:
             _resolve(programs, p[2], ctx)
@@ -577,36 +680,51 @@ def react(w: World, out: Outcome) -> None:
     """Re-evaluate only the views and conditions that read what changed; push triggers on the edge.
 
     Runs after a command's events are applied: what it changes (held flags, once-subscriptions dropped,
-    condition waiters disarmed) is a consequence of facts already decided, never a refusal.
+    condition waiters disarmed) is a consequence of facts already decided, never a refusal. This runs after
+    every command, so the loop is written out (one call per condition: `cel.value_or_none`).
     """
     subscriptions = w.part(Subscriptions)
     if _touch_now(w, subscriptions):
         resolution = min(max(w.config.now_resolution, 0.001), 86_400.0)  # the CLI refuses others
         out.effects.append(ArmTimer((w.now // resolution + 1) * resolution))
     for _ in range(8):  # a waiter that wakes changes presence, which may wake others: settles fast
-        touched, subscriptions.touched = subscriptions.touched, {}
+        touched = subscriptions.touched
         if not touched:
             return
+        subscriptions.touched = {}
         for room_name, paths in touched.items():
             room = w.rooms.get(room_name)
-            if room is None or room.part(Conditions).ctx is None:
+            if room is None:
                 continue
             cond = room.part(Conditions)
-            changed = _refresh(w, room, paths)
+            ctx = cond.ctx  # the plain mapping: each condition converts only the slice it reads
+            if ctx is None:
+                continue
             hit: set[int] = set()
-            for p in changed:
-                cond.by_path.hit(p, hit)
-            bound = cond.ctx  # the plain mapping: each condition converts only the slice it reads
-            for sid in sorted(hit):
-                sub = cond.subs.get(sid)
+            find = cond.by_path.hit
+            for p in _refresh(w, room, cond, ctx, paths):
+                find(p, hit, ctx)
+            subs = cond.subs
+            for sid in sorted(hit) if len(hit) > 1 else hit:
+                sub = subs.get(sid)
                 if sub is None:
                     continue
                 cond.evaluations += 1
-                value = value_of(sub.compiled, for_reader(room, bound or {}, sub.compiled, sub.owner))
-                holds = cel.is_true(value)
-                if holds and not sub.held:
-                    _fire(w, room, sub, value, out)
-                sub.held = holds
+                compiled = sub.compiled
+                if sub.owner is not None and "messages" in compiled.roots:
+                    value = cel.value_or_none(compiled, delivery.cel_unread(room, ctx, sub.owner))
+                else:
+                    value = cel.value_or_none(compiled, ctx)
+                if value is True:  # cel.is_true
+                    if not sub.held:
+                        sub.held = True
+                        if sub.node is not None:
+                            sub.node.held.add(sid)  # type: ignore[union-attr]
+                        _fire(w, room, sub, value, out)  # may drop it (and its held mark)
+                elif sub.held:
+                    sub.held = False
+                    if sub.node is not None:
+                        sub.node.held.discard(sid)  # type: ignore[union-attr]
 
 
 def reads_now(cond: Conditions) -> bool:

@@ -288,7 +288,8 @@ def _write(
     if planned is not None and spot in planned:
         current, last = planned[spot]
     else:
-        current, last = st.lookup(scope, key, branch), st.version(scope, key, branch)
+        current = st.lookup(scope, key, branch)  # `_writable` refused VIEW: the version is the entry's
+        last = current.version if current is not None else st.version(scope, key, branch)
     value, version = next_value(current, last, scope, key, write.value, increment, if_version)
     if planned is not None:
         planned[spot] = (Entry(value, version, 0, agent.name, now), version)

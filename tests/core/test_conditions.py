@@ -4,17 +4,21 @@ touched path is re-evaluated, condition waiters show in presence, and the live c
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.config import HubConfig
+from hub.core import conditions as index
 from hub.core.conditions import Conditions, context_of, resolve_views
 from hub.core.effects import Deliver, Outcome, Reply
 from hub.core.machine import SessionGone
 from hub.protocol import commands as c
 from hub.protocol.codec import to_builtins
-from hub.protocol.errors import Code
+from hub.protocol.errors import Code, HubError
 from hub.protocol.frames import Trigger, Wake
 
 Script = Any  # the fixture's class lives in tests/core/conftest.py
@@ -347,3 +351,163 @@ def test_waiting_presence_needs_the_agents_token(room: Script) -> None:
     assert presence(room, "bob")["status"] == "waiting"
     err = room.refused(None, c.Subscribe(expr="state._shared.turn == 9", name="bob", token="nope"), session=3)
     assert err.code == Code.UNAUTHORIZED
+
+
+# --------------------------------------------------------------------------- equality conditions by literal
+
+
+def test_a_write_evaluates_only_the_equalities_it_may_change(room: Script) -> None:
+    """`k == 0` .. `k == 9`: a write to `k` evaluates the one that held and the one its value may equal, not
+    all ten; the triggers are those of evaluating every one."""
+    subs = [subscribe(room, f"state._shared.k == {j}")[0] for j in range(10)]
+    other = subscribe(room, "state._shared.k > 7")[0]  # not an equality: evaluated on every write to k
+    put(room, "k", -1)
+    for value, fired in (
+        (3, [subs[3]]),
+        (3.0, []),
+        (9, [subs[9], other]),
+        ("9", []),
+        (True, []),
+        (1, [subs[1]]),
+    ):
+        before = evaluations(room)
+        assert [t.sub for t in triggers(put(room, "k", value))] == fired
+        assert evaluations(room) - before <= 3
+    room.do("alice", c.DeleteState(name="alice", key="k"), session=None)
+    assert [t.sub for t in triggers(put(room, "k", 1))] == [subs[1]]
+
+
+def test_an_equality_reads_its_own_path_below_a_written_map(room: Script) -> None:
+    """`m.x == 1` is indexed at its own path: a write of a map to `m` finds it by the value under `x`."""
+    sub = subscribe(room, "state._shared.m.x == 1")[0]
+    other = subscribe(room, "state._shared.m.x == 2")[0]
+    assert [t.sub for t in triggers(put(room, "m", {"x": 1}))] == [sub]
+    assert [t.sub for t in triggers(put(room, "m", {"x": 2.0, "y": 1}))] == [other]
+    assert triggers(put(room, "m", [1])) == []
+    assert [t.sub for t in triggers(put(room, "m", {"x": 1}))] == [sub]
+
+
+EQ_LITERALS = (
+    "0",
+    "1",
+    "1u",
+    "1.0",
+    "-0.0",
+    "true",
+    "false",
+    "null",
+    "'a'",
+    "'1'",
+    "9007199254740993",
+    "9223372036854775807",
+    "18446744073709551615u",
+    "9007199254740992.0",
+)
+EQ_PATHS = ("state._shared.a", "state._shared.b", "state._shared.a.x", "state.alice.a")
+EQ_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 2),
+    st.sampled_from(
+        [
+            2**53,
+            2**53 + 1,
+            2**63 - 1,
+            -(2**63),
+            2**63,
+            2**64 - 1,
+            0.0,
+            -0.0,
+            1.0,
+            1.5,
+            2.0,
+            9007199254740992.0,
+            1e308,
+            "a",
+            "1",
+            "é",
+            "",
+            [1],
+            [],
+            {},
+        ]
+    ),
+    st.dictionaries(st.sampled_from(["x", "y"]), st.sampled_from([1, 1.0, "a", None, True, [1], {"x": 1}])),
+)
+EQ_STEPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"), st.sampled_from(["a", "b"]), EQ_VALUES, st.sampled_from(["_shared", "alice"])
+        ),
+        st.tuples(
+            st.just("delete"), st.sampled_from(["a", "b"]), st.none(), st.sampled_from(["_shared", "alice"])
+        ),
+        st.tuples(
+            st.just("subscribe"), st.sampled_from(EQ_PATHS), st.sampled_from(EQ_LITERALS), st.booleans()
+        ),
+        st.tuples(st.just("unsubscribe"), st.integers(0, 20), st.none(), st.none()),
+    ),
+    max_size=30,
+)
+
+
+def _equality_run(steps: list[tuple[Any, ...]]) -> list[Any]:
+    """Run `steps` on a fresh room; what each step pushed and replied, and every subscription's held flag."""
+    from tests.core.conftest import Script as Fresh
+
+    script = Fresh()
+    script.join("alice")
+    subs: list[int] = []
+    seen: list[Any] = []
+    for kind, a, b, flag in steps:
+        try:
+            if kind == "put":
+                out = put(script, a, b, scope=flag)
+            elif kind == "delete":
+                out = script.do("alice", c.DeleteState(name="alice", key=a, scope=flag), session=None)
+            elif kind == "subscribe":
+                expr = f"{a} == {b}" if flag else f"{b} == {a}"
+                out = script.run(c.Subscribe(expr=expr, once=len(subs) % 3 == 2), session=WATCHER)
+                subs.append(reply(out)["sub"])
+            else:
+                out = script.run(c.Unsubscribe(sub=subs[a % len(subs)] if subs else 0), session=WATCHER)
+        except HubError as err:
+            seen.append(err.code)
+            continue
+        seen.append([to_builtins(fx) for fx in out.effects])
+    cond = script.machine.world.rooms["default"].part(Conditions)
+    seen.append(sorted((sid, sub.held) for sid, sub in cond.subs.items()))
+    return seen
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=EQ_STEPS)
+def test_equalities_by_literal_trigger_as_evaluating_every_one(steps: list[tuple[Any, ...]]) -> None:
+    """Differential: with equality conditions indexed by literal, every step pushes, replies and leaves held
+    exactly what evaluating every condition reading a touched path does (edge values: ints past 2**53 and
+    int64, -0.0, bools against 1, maps, lists, missing keys and scopes)."""
+    indexed = _equality_run(steps)
+    with mock.patch.object(index, "_equality", lambda compiled: None):
+        every = _equality_run(steps)
+    assert indexed == every
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**53 + 1, 9007199254740992.0, 2**63 - 1, 2**63, 2**64 - 1, 9.223372036854776e18, -0.0, 1.0, True],
+)
+def test_equalities_by_literal_compare_ints_and_doubles_as_doubles(value: Any) -> None:
+    """An int and a double are equal in CEL when equal as doubles (`2**53 + 1 == 9007199254740992.0`): the
+    index finds those too, as evaluating every condition does."""
+    steps = [("put", "a", -1, "_shared")]
+    steps += [("subscribe", "state._shared.a", lit, True) for lit in EQ_LITERALS]
+    steps += [
+        ("subscribe", "state._shared.a", lit, False)
+        for lit in ("18446744073709551615.0", "9.223372036854776e18", "0")
+    ]
+    steps += [("put", "a", value, "_shared"), ("put", "a", -1, "_shared"), ("put", "a", value, "_shared")]
+    indexed = _equality_run(steps)
+    with mock.patch.object(index, "_equality", lambda compiled: None):
+        assert indexed == _equality_run(steps)
+    fired = [fx for step in indexed[:-1] if type(step) is list for fx in step if "frame" in fx]
+    assert fired or indexed[-2] == Code.BAD_REQUEST  # (2**63: refused)
