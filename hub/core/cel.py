@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import datetime as _dt
 import importlib
 import operator
@@ -1005,6 +1004,8 @@ def _pin_none() -> None:
     interpreter aborts ("deallocating None"), so one agent repeating `eval null` could stop the hub. Only
     None is affected (True, False, numbers and strings keep their counts; tests/core/test_cel.py checks).
     """
+    import ctypes  # here, not at the top: only a hub that compiles a condition loads the engine (≈ 0.3 MB)
+
     count = ctypes.c_ssize_t.from_address(id(None))  # ob_refcnt, the first field of every CPython object
     if 0 < count.value < 1 << 31:  # a plain count, not an immortal object's marker
         count.value += 1 << 60

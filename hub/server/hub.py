@@ -362,7 +362,7 @@ class Hub:
                 session.close(SLOW_CONSUMER_CLOSE, "too many malformed frames; fix the client and reconnect")
 
     def _refused(self, sid: SessionId, cmd_id: int | None, exc: HubError) -> None:
-        self.metrics.errors.labels(str(exc.code)).inc()
+        self.metrics.errors.inc(str(exc.code))
         if exc.code == Code.RATE_LIMITED and "loop" in exc.detail:
             self.metrics.loops_broken.inc()
         frame = Error(id=cmd_id, code=str(exc.code), message=exc.message, detail=exc.detail)
@@ -547,7 +547,7 @@ class Hub:
             self._stop_failed(exc)
             return
         cause = self.degraded.enter(exc.message)
-        self.metrics.log_failures.labels(cause).inc()
+        self.metrics.log_failures.inc(cause)
         logger.error("log.degraded cause=%r error=%r", cause, exc.message)
         self._start_owed = self.durable_position < self._start_position
         self._rows = []

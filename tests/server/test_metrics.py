@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +18,8 @@ from websockets.asyncio.client import connect
 from agent_sdk import Agent, HubError
 from agent_sdk.sync import SyncAgent
 from tests.conftest import ThreadHub, hub_config, seconds
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -119,3 +124,73 @@ def test_soak_gauges_process_loop_and_feed_held_in_memory(tmp_path: Path) -> Non
         assert now["synapse_asyncio_tasks"] >= 1  # read on the hub's loop: its server task at least
     finally:
         th.stop()
+
+
+def test_recorded_numbers_render_as_prometheus_clients_own() -> None:
+    """The counters and histograms the hub records as plain numbers render exactly as prometheus_client's Counter
+    and Histogram fed the same values would (names, types, labels, buckets, sums, `_created`)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from hub.core.status import Counts
+    from hub.server import metrics as m
+
+    reference = CollectorRegistry()
+    events = Counter(
+        "synapse_events_appended", "Events committed to the log by this process", registry=reference
+    )
+    batch = Histogram(
+        "synapse_commit_batch_events", "Events per group commit", buckets=m.BATCH_BUCKETS, registry=reference
+    )
+    commit = Histogram(
+        "synapse_commit_seconds",
+        "Group-commit latency: INSERT of the batch plus COMMIT",
+        buckets=m.COMMIT_BUCKETS,
+        registry=reference,
+    )
+    errors = Counter(
+        "synapse_errors", "Refusals sent to clients, by error code", ["code"], registry=reference
+    )
+    counts = Counts(rooms=0, agents=0, online=0, sessions=0, claims=0, subscriptions=0, messages=0)
+    now = m.Readings(
+        up=True,
+        ready=True,
+        uptime=1.0,
+        replay_seconds=0.0,
+        replayed=0,
+        position=0,
+        connections=0,
+        tails=0,
+        fanout_depth=0,
+        delivered=0,
+        counts=counts,
+    )
+    ours = m.Metrics(lambda: now)
+    for rows, took in [
+        (1, 0.0001),
+        (2, 0.0009),
+        (5, 0.0025),
+        (7, 0.2),
+        (10_000, 3.0),
+        (20_000, 7.5),
+        (1, 0.0005),
+    ]:
+        ours.durable(rows, took)
+        events.inc(rows)
+        batch.observe(rows)
+        commit.observe(took)
+    for code in ("rate_limited", "claim_overlap", "rate_limited"):
+        ours.errors.inc(code)
+        errors.labels(code).inc()
+
+    def lines(text: str) -> list[str]:  # creation times differ by the microseconds between the two
+        return [re.sub(r"^(\S+_created(\{[^}]*\})?) \S+$", r"\1 T", line) for line in text.splitlines()]
+
+    expected = lines(generate_latest(reference).decode())
+    assert lines(ours.render().decode())[: len(expected)] == expected
+
+
+def test_a_serving_hub_imports_prometheus_client_only_to_render_a_scrape() -> None:
+    """What `synapse hub` imports to serve leaves prometheus_client (and the HTTP servers it imports) out."""
+    code = "import sys, cli.main, cli.hub, hub.server.hub; print(sorted({'prometheus_client', 'wsgiref'} & {*sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
