@@ -461,10 +461,17 @@ class Hub:
         self.tails.stop(session)
         self._internal(SessionGone(session.id), Context(self.clock(), session.id))
 
-    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """websockets' `process_request`: an upgrade is refused (503), answered (101, a plain one) or left to
+        websockets' own checks (None); a plain GET is answered."""
         if http.is_upgrade(request):
             reason = self.refusal(_address(connection))
-            return None if reason is None else http.unavailable(reason)
+            if reason is not None:
+                return http.unavailable(reason)
+            response = http.switching(request)
+            if response is not None:
+                connection.protocol.origin = request.headers.get("Origin")  # as websockets' accept records it
+            return response
         return http.respond(self.health, self.metrics.render, request)
 
     def refusal(self, address: str) -> str | None:
