@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HubProc, RawAgent, cpu_seconds, rss_mb, table  # noqa: E402
+from bench.common import HubProc, LeanAgent, RawAgent, cpu_seconds, rss_mb, table  # noqa: E402
 
 SINK = "scale-sink"
 WINDOW = 200  # awaited sends in flight per flood sender
@@ -47,7 +47,10 @@ def raise_fd_limit(need: int) -> str:
 # -- one client process ---------------------------------------------------------------------------------------
 
 
-def client_main(url: str, names: list[str], concurrency: int, pipe: Connection) -> None:
+CLIENTS: dict[str, Any] = {"lean": LeanAgent, "websockets": RawAgent}
+
+
+def client_main(url: str, names: list[str], concurrency: int, pipe: Connection, client: str = "lean") -> None:
     """Open every agent, report, then obey the parent: count broadcasts, flood the sink, close."""
     try:
         import uvloop
@@ -56,13 +59,13 @@ def client_main(url: str, names: list[str], concurrency: int, pipe: Connection) 
     except ImportError:
         pass
     try:
-        asyncio.run(_client(url, names, concurrency, pipe))
+        asyncio.run(_client(url, names, concurrency, pipe, CLIENTS[client]))
     except BaseException as exc:  # the parent is blocked on this pipe: tell it, do not leave it hanging
         pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
         raise
 
 
-async def _client(url: str, names: list[str], concurrency: int, pipe: Connection) -> None:
+async def _client(url: str, names: list[str], concurrency: int, pipe: Connection, kind: Any) -> None:
     sem = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
     pipe.send(("ready", time.time()))  # started: the parent's clock for the connect starts at its "go"
@@ -71,7 +74,7 @@ async def _client(url: str, names: list[str], concurrency: int, pipe: Connection
 
     async def open_one(name: str) -> RawAgent:
         async with sem:
-            agent = RawAgent(url, name)
+            agent = kind(url, name)
             agent.keep = False  # count deliveries, do not queue them
             return await agent.open()
 
@@ -140,7 +143,7 @@ async def ask(pipes: list[Connection], op: str, arg: Any = None) -> list[Any]:
 class Fleet:
     """`n` agents (scale-0 …) spread over `procs` client processes, `concurrency` connecting at once in each."""
 
-    def __init__(self, url: str, n: int, procs: int, concurrency: int) -> None:
+    def __init__(self, url: str, n: int, procs: int, concurrency: int, client: str = "lean") -> None:
         self.n = n
         ctx = mp.get_context("spawn")
         self.pipes: list[Connection] = []
@@ -148,7 +151,9 @@ class Fleet:
         for p in range(procs):
             share = [f"scale-{i}" for i in range(n) if i % procs == p]
             mine, theirs = ctx.Pipe()
-            self.children.append(ctx.Process(target=client_main, args=(url, share, concurrency, theirs)))
+            self.children.append(
+                ctx.Process(target=client_main, args=(url, share, concurrency, theirs, client))
+            )
             self.pipes.append(mine)
 
     async def start(self) -> None:
@@ -177,7 +182,7 @@ async def run_one(n: int, procs: int, args: argparse.Namespace) -> list[tuple[st
         rss0 = rss_mb(hub.pid)
         sink = await RawAgent(hub.url, SINK).open()
         sink.keep = False
-        fleet = Fleet(hub.url, n, procs, args.concurrency)
+        fleet = Fleet(hub.url, n, procs, args.concurrency, args.client)
         pipes = fleet.pipes
         await fleet.start()
         hub_cpu0 = cpu_seconds(hub.pid)
@@ -193,7 +198,7 @@ async def run_one(n: int, procs: int, args: argparse.Namespace) -> list[tuple[st
             (
                 f"N={n}: CPU per agent connecting",
                 f"hub {hub_us:.0f} µs, clients {client_us:.0f} µs "
-                f"({procs} processes, {args.concurrency} at once each)",
+                f"({procs} {args.client} client processes, {args.concurrency} at once each)",
             )
         )
         rows.append(
@@ -251,6 +256,13 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=48, help="flood senders (among the N agents)")
     parser.add_argument("--flood-messages", type=int, default=500, help="messages per flood sender")
     parser.add_argument("--connect-only", action="store_true", help="measure the connect alone")
+    parser.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="lean",
+        help="the fleet's client: lean (bench.common.LeanAgent: hand-written frames, cheap for the shared cores) "
+        "or websockets (bench.common.RawAgent)",
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in args.agents.split(",") if x]
     print(
