@@ -15,9 +15,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
@@ -311,7 +311,10 @@ class LeanAgent(asyncio.Protocol):
                 return
             head = bytes(buf[:end])
             del buf[: end + 4]
-            if not head.startswith(b"HTTP/1.1 101 ") or b"\r\nSec-WebSocket-Accept: " + self.accept not in head:
+            if (
+                not head.startswith(b"HTTP/1.1 101 ")
+                or b"\r\nSec-WebSocket-Accept: " + self.accept not in head
+            ):
                 self.upgraded.set_exception(ConnectionError(f"upgrade refused: {head[:200]!r}"))
                 assert self.transport is not None
                 self.transport.close()

@@ -233,7 +233,9 @@ async def connect_setup(url: str, n: int, procs: int = 2, concurrency: int = 64)
 async def connect_run(fleet: Fleet) -> int:
     """Every agent of the fleet connects, joins and attaches (the clients' CPU is printed: they share the cores)."""
     seconds, client_cpu = await fleet.connect()
-    print(f"  connect: {fleet.n:,} agents in {seconds:.2f} s; clients' CPU {client_cpu / fleet.n * 1e6:.0f} µs per agent")
+    print(
+        f"  connect: {fleet.n:,} agents in {seconds:.2f} s; clients' CPU {client_cpu / fleet.n * 1e6:.0f} µs per agent"
+    )
     return fleet.n
 
 

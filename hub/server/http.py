@@ -127,7 +127,9 @@ def switching(request: Request) -> Response | None:
     headers.set_insecure("Date", _date[1])
     headers.set_insecure("Upgrade", "websocket")
     headers.set_insecure("Connection", "Upgrade")
-    headers.set_insecure("Sec-WebSocket-Accept", base64.b64encode(hashlib.sha1(raw + _GUID).digest()).decode())
+    headers.set_insecure(
+        "Sec-WebSocket-Accept", base64.b64encode(hashlib.sha1(raw + _GUID).digest()).decode()
+    )
     return Response(101, "Switching Protocols", headers)
 
 

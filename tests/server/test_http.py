@@ -119,11 +119,21 @@ PLAIN = [("Host", "x"), ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("S
          ("Sec-WebSocket-Version", "13")]  # fmt: skip
 VARIANTS: list[tuple[str, list[tuple[str, str]], str]] = [
     ("plain", PLAIN, "HTTP/1.1"),
-    ("other case", [(n.lower(), v.upper() if n == "Upgrade" else v.lower() if n == "Connection" else v)
-                    for n, v in PLAIN], "HTTP/1.1"),  # fmt: skip
+    (
+        "other case",
+        [
+            (n.lower(), v.upper() if n == "Upgrade" else v.lower() if n == "Connection" else v)
+            for n, v in PLAIN
+        ],
+        "HTTP/1.1",
+    ),  # fmt: skip
     ("an origin", [*PLAIN, ("Origin", "http://a.example")], "HTTP/1.1"),
     ("two origins", [*PLAIN, ("Origin", "http://a"), ("Origin", "http://b")], "HTTP/1.1"),
-    ("keep-alive too", [(n, "keep-alive, Upgrade" if n == "Connection" else v) for n, v in PLAIN], "HTTP/1.1"),
+    (
+        "keep-alive too",
+        [(n, "keep-alive, Upgrade" if n == "Connection" else v) for n, v in PLAIN],
+        "HTTP/1.1",
+    ),
     ("no connection", [(n, v) for n, v in PLAIN if n != "Connection"], "HTTP/1.1"),
     ("two upgrades", [*PLAIN, ("Upgrade", "websocket")], "HTTP/1.1"),
     ("upgrade h2c", [(n, "h2c" if n == "Upgrade" else v) for n, v in PLAIN], "HTTP/1.1"),
