@@ -18,6 +18,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 from hub.config import HubConfig, bind_problem
 from hub.core import governor, snapshot, status
@@ -475,7 +476,8 @@ class Hub:
                 return http.unavailable(reason)
             response = http.switching(request)
             if response is not None:
-                connection.protocol.origin = request.headers.get("Origin")  # as websockets' accept records it
+                origin = request.headers.get("Origin")  # recorded as websockets' accept records it
+                connection.protocol.origin = None if origin is None else Origin(origin)
             return response
         return http.respond(self.health, self.metrics.render, request)
 
