@@ -14,6 +14,7 @@ websockets` (`RawAgent`, ≈ 800 µs: on a 2-core machine it, not the hub, then 
 this process's descriptor limit to the hard limit (the hub and the clients inherit it) and says so when N needs
 more than it can get. It asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
