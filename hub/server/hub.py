@@ -63,8 +63,8 @@ logger = logging.getLogger(__name__)
 GOING_AWAY = 1001
 MAX_RATE_PAUSE = 1.0  # seconds a rate-limited session goes unread at most
 # Connections the kernel completes before the hub accepts them (capped by net.core.somaxconn). asyncio's default,
-# 100, overflows when a fleet connects at once: the kernel drops the SYNs past it and the clients retry one, then
-# three seconds later (scale.py, 128 connecting at once: ~9,000 listen overflows per 10,000 agents).
+# 100, overflows when a fleet connects at once: the kernel drops the handshakes past it and those clients retry a
+# second, then three seconds later (scale.py, 128 connecting at once: ≈ 300 listen overflows per 10,000 agents).
 LISTEN_BACKLOG = 4096
 _NO_HEADERS = Headers()  # shared by every served connection's handshake request: never written to
 STANDBY_REFUSAL = "this hub is a standby: another hub owns the log; try the next address"
