@@ -1,12 +1,14 @@
 """Where the hub's CPU and memory go (issue 17, part 2): py-spy on the hub process, tracemalloc inside it.
 
-Run: `python bench/profile_hub.py [--only rt,flood,conditions,memory] [--rate 200] [--agents 1000] [--keep DIR]`.
+Run: `python bench/profile_hub.py [--only rt,flood,conditions,connect,memory] [--rate 200] [--agents 1000]
+[--plain] [--keep DIR]` (`--plain`: the CPU per operation alone, no profiled run).
 Needs py-spy (`pip install py-spy`); tracemalloc is in the standard library.
 
 CPU: each workload runs twice on a hub subprocess (127.0.0.1, durable SQLite): once plain, for the hub's user
 and system CPU per operation (/proc), then with `py-spy record --native` attached for its duration, for where
 that CPU goes. The workloads: the raw round trip (messages.py), the 4→1 flood (messages.py), and state writes
-with 10,000 live condition subscriptions (conditions.py's layout: 1,000 keys × 10, each write re-evaluates 10).
+with 10,000 live condition subscriptions (conditions.py's layout: 1,000 keys × 10, each write re-evaluates 10),
+and connecting `--agents` agents (join + attach) from scale.py's two client processes (their CPU is printed too).
 Each active sample (waits left out) is charged to the layer of its innermost frame that belongs to one (the
 interpreter's own frames, libc and refcounting charge their caller); a sample inside a syscall goes to
 `kernel: ` + what called it. py-spy counts a preempted thread as running, so samples give shares, not CPU: the
@@ -46,7 +48,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from bench import messages  # noqa: E402
 from bench.common import HubProc, RawAgent, cpu_seconds, cpu_times, rss_mb  # noqa: E402
 from bench.conditions import SubAgent, pipelined  # noqa: E402
-from bench.scale import raise_fd_limit  # noqa: E402
+from bench.scale import Fleet, raise_fd_limit  # noqa: E402
 from hub.protocol import commands as c  # noqa: E402
 
 # -- CPU: layers ---------------------------------------------------------------------------------------------
@@ -222,8 +224,36 @@ async def conditions_run(state: tuple[SubAgent, dict[int, int]], n: int, per_key
     return n
 
 
+async def connect_setup(url: str, n: int, procs: int = 2, concurrency: int = 64) -> Fleet:
+    """scale.py's fleet of `n` agents in `procs` client processes, started, not connected yet."""
+    fleet = Fleet(url, n, procs, concurrency)
+    await fleet.start()
+    return fleet
+
+
+async def connect_run(fleet: Fleet) -> int:
+    """Every agent of the fleet connects, joins and attaches (the clients' CPU is printed: they share the cores)."""
+    seconds, client_cpu = await fleet.connect()
+    print(
+        f"  connect: {fleet.n:,} agents in {seconds:.2f} s; clients' CPU {client_cpu / fleet.n * 1e6:.0f} µs per agent"
+    )
+    return fleet.n
+
+
+async def connect_teardown(fleet: Fleet) -> None:
+    await fleet.close()
+
+
 async def profile_workload(
-    name: str, unit: str, hub_args: tuple[str, ...], setup: Setup, run: Run, rate: int, keep: Path
+    name: str,
+    unit: str,
+    hub_args: tuple[str, ...],
+    setup: Setup,
+    run: Run,
+    rate: int,
+    keep: Path,
+    teardown: Callable[[Any], Awaitable[None]] | None = None,
+    plain_only: bool = False,
 ) -> None:
     """Run plain on a fresh hub (its CPU per op, user and system), then profiled on another; print the table.
 
@@ -233,7 +263,7 @@ async def profile_workload(
     used: dict[bool, dict[str, float]] = {}
     rates: dict[bool, float] = {}
     ops = 0
-    for profiled in (False, True):
+    for profiled in (False,) if plain_only else (False, True):
         with HubProc(*hub_args) as hub:
             state = await setup(hub.url)
             before = cpu(hub.pid)
@@ -244,14 +274,19 @@ async def profile_workload(
             if spy is not None:
                 spy.stop()
             after = cpu(hub.pid)
+            if teardown is not None:
+                await teardown(state)
         used[profiled] = {k: (after[k] - before[k]) / ops * 1e6 for k in after}
         rates[profiled] = ops / elapsed
-    samples = Samples(keep / f"{name}.raw")
     plain = used[False]
     print(
         f"\n{name}: {ops:,} {unit}s; hub CPU {plain['user'] + plain['system']:.1f} µs per {unit} "
         f"(user {plain['user']:.1f}, system {plain['system']:.1f}; loop thread {plain['loop']:.1f})"
     )
+    if plain_only:
+        print(f"  {rates[False]:,.0f} {unit}s/s")
+        return
+    samples = Samples(keep / f"{name}.raw")
     print(
         f"  {rates[False]:,.0f} {unit}s/s plain, {rates[True]:,.0f}/s under py-spy (--native, {rate} Hz); "
         f"{samples.active(False):,} samples in user code, {samples.active(True):,} in syscalls "
@@ -421,6 +456,14 @@ async def main_async(args: argparse.Namespace) -> None:
     if "conditions" in only:
         writes = partial(conditions_run, n=args.writes)
         await profile_workload("conditions", "write", subs_hub, conditions_setup, writes, args.rate, keep)
+    if "connect" in only:
+        print(raise_fd_limit(args.agents + 256), file=sys.stderr)
+        caps = str(args.agents + 64)
+        connect_hub = ("--max-connections", caps, "--max-connections-per-address", caps)
+        setup = partial(connect_setup, n=args.agents)
+        await profile_workload(
+            "connect", "agent", connect_hub, setup, connect_run, args.rate, keep, connect_teardown, args.plain
+        )
     if "memory" in only:
         print(raise_fd_limit(2 * args.agents + 256), file=sys.stderr)
         await memory(args.agents, keep)
@@ -438,7 +481,8 @@ def main() -> None:
     parser.add_argument("--rt", type=int, default=10_000, help="round trips")
     parser.add_argument("--flood", type=int, default=80_000, help="flood messages (4 senders)")
     parser.add_argument("--writes", type=int, default=10_000, help="state writes with 10k subscriptions")
-    parser.add_argument("--agents", type=int, default=1000, help="idle agents for the memory split")
+    parser.add_argument("--agents", type=int, default=1000, help="agents for the memory split and connect")
+    parser.add_argument("--plain", action="store_true", help="CPU per operation only (no py-spy run)")
     parser.add_argument("--keep", help="directory for the raw stacks and snapshots (default: a temp dir)")
     asyncio.run(main_async(parser.parse_args()))
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email.utils
+import hashlib
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -13,7 +18,7 @@ from websockets.http11 import Request, Response
 from hub.protocol.codec import encode
 from hub.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
-__all__ = ["STATIC", "Health", "is_upgrade", "respond", "unavailable"]
+__all__ = ["STATIC", "Health", "is_upgrade", "respond", "switching", "unavailable"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 _TYPES = {
@@ -72,6 +77,60 @@ class Health(msgspec.Struct, kw_only=True):
 
 def is_upgrade(request: Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, as websockets.utils.accept_key uses it
+_OTHER = ("sec-websocket-extensions", "sec-websocket-protocol")  # what a plain upgrade does not ask for
+_date: tuple[int, str] = (-1, "")  # (second, its Date header): one formatdate a second, not one per upgrade
+
+
+def switching(request: Request) -> Response | None:
+    """The 101 answer to a plain WebSocket upgrade (GET, HTTP/1.1, `Connection: Upgrade`, `Upgrade: websocket`,
+    one valid key, version 13, at most one Origin, no extension or subprotocol asked for), with exactly the
+    headers websockets' `ServerProtocol.accept` gives it; None for anything else, which `accept` then checks
+    (and refuses with its own status) itself. The hub offers no extension or subprotocol, so accepting
+    negotiates nothing; this skips accept's general header parsing, the costliest part of an upgrade."""
+    global _date
+    if request.method != "GET" or request.protocol != "HTTP/1.1":
+        return None
+    found = request.headers._dict  # name (lower case) → its values; websockets keeps no other index
+    connection = found.get("connection")
+    upgrade = found.get("upgrade")
+    key = found.get("sec-websocket-key")
+    version = found.get("sec-websocket-version")
+    origin = found.get("origin")
+    if (
+        connection is None
+        or len(connection) != 1
+        or connection[0].lower() != "upgrade"
+        or upgrade is None
+        or len(upgrade) != 1
+        or upgrade[0].lower() != "websocket"
+        or key is None
+        or len(key) != 1
+        or version != ["13"]
+        or (origin is not None and len(origin) != 1)
+        or _OTHER[0] in found
+        or _OTHER[1] in found
+    ):
+        return None
+    raw = key[0].encode()
+    try:
+        if len(base64.b64decode(raw, validate=True)) != 16:
+            return None
+    except binascii.Error:
+        return None
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True))
+    headers = Headers()
+    headers.set_insecure("Date", _date[1])
+    headers.set_insecure("Upgrade", "websocket")
+    headers.set_insecure("Connection", "Upgrade")
+    headers.set_insecure(
+        "Sec-WebSocket-Accept", base64.b64encode(hashlib.sha1(raw + _GUID).digest()).decode()
+    )
+    return Response(101, "Switching Protocols", headers)
 
 
 def unavailable(reason: str) -> Response:

@@ -19,6 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 from hub.config import HubConfig, bind_problem
 from hub.core import governor, snapshot, status
@@ -62,6 +63,10 @@ logger = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 MAX_RATE_PAUSE = 1.0  # seconds a rate-limited session goes unread at most
+# Connections the kernel completes before the hub accepts them (capped by net.core.somaxconn). asyncio's default,
+# 100, overflows when a fleet connects at once: the kernel drops the handshakes past it and those clients retry a
+# second, then three seconds later (scale.py, 128 connecting at once: ≈ 300 listen overflows per 10,000 agents).
+LISTEN_BACKLOG = 4096
 _NO_HEADERS = Headers()  # shared by every served connection's handshake request: never written to
 STANDBY_REFUSAL = "this hub is a standby: another hub owns the log; try the next address"
 
@@ -207,6 +212,7 @@ class Hub:
             server_header=None,
             ssl=self.tls,
             create_connection=self.api.factory,
+            backlog=LISTEN_BACKLOG,
         )
         self.keepalive.start()
 
@@ -463,10 +469,18 @@ class Hub:
         self.tails.stop(session)
         self._internal(SessionGone(session.id), Context(self.clock(), session.id))
 
-    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """websockets' `process_request`: an upgrade is refused (503), answered (101, a plain one) or left to
+        websockets' own checks (None); a plain GET is answered."""
         if http.is_upgrade(request):
             reason = self.refusal(_address(connection))
-            return None if reason is None else http.unavailable(reason)
+            if reason is not None:
+                return http.unavailable(reason)
+            response = http.switching(request)
+            if response is not None:
+                origin = request.headers.get("Origin")  # recorded as websockets' accept records it
+                connection.protocol.origin = None if origin is None else Origin(origin)
+            return response
         return http.respond(self.health, self.metrics.render, request)
 
     def refusal(self, address: str) -> str | None:

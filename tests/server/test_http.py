@@ -112,3 +112,67 @@ def test_a_websocket_still_upgrades_on_the_same_port(hub: ThreadHub) -> None:
 
     with SyncAgent(hub=hub.url) as client:
         assert client.status()["rooms"] >= 0
+
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+PLAIN = [("Host", "x"), ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", KEY),
+         ("Sec-WebSocket-Version", "13")]  # fmt: skip
+VARIANTS: list[tuple[str, list[tuple[str, str]], str]] = [
+    ("plain", PLAIN, "HTTP/1.1"),
+    (
+        "other case",
+        [
+            (n.lower(), v.upper() if n == "Upgrade" else v.lower() if n == "Connection" else v)
+            for n, v in PLAIN
+        ],
+        "HTTP/1.1",
+    ),  # fmt: skip
+    ("an origin", [*PLAIN, ("Origin", "http://a.example")], "HTTP/1.1"),
+    ("two origins", [*PLAIN, ("Origin", "http://a"), ("Origin", "http://b")], "HTTP/1.1"),
+    (
+        "keep-alive too",
+        [(n, "keep-alive, Upgrade" if n == "Connection" else v) for n, v in PLAIN],
+        "HTTP/1.1",
+    ),
+    ("no connection", [(n, v) for n, v in PLAIN if n != "Connection"], "HTTP/1.1"),
+    ("two upgrades", [*PLAIN, ("Upgrade", "websocket")], "HTTP/1.1"),
+    ("upgrade h2c", [(n, "h2c" if n == "Upgrade" else v) for n, v in PLAIN], "HTTP/1.1"),
+    ("short key", [(n, "dGhlIHNhbXBsZQ==" if n == "Sec-WebSocket-Key" else v) for n, v in PLAIN], "HTTP/1.1"),
+    ("bad key", [(n, "not base64!" if n == "Sec-WebSocket-Key" else v) for n, v in PLAIN], "HTTP/1.1"),
+    ("two keys", [*PLAIN, ("Sec-WebSocket-Key", KEY)], "HTTP/1.1"),
+    ("no key", [(n, v) for n, v in PLAIN if n != "Sec-WebSocket-Key"], "HTTP/1.1"),
+    ("version 12", [(n, "12" if n == "Sec-WebSocket-Version" else v) for n, v in PLAIN], "HTTP/1.1"),
+    ("no version", [(n, v) for n, v in PLAIN if n != "Sec-WebSocket-Version"], "HTTP/1.1"),
+    ("deflate asked", [*PLAIN, ("Sec-WebSocket-Extensions", "permessage-deflate")], "HTTP/1.1"),
+    ("garbled extensions", [*PLAIN, ("Sec-WebSocket-Extensions", ";;")], "HTTP/1.1"),
+    ("a subprotocol", [*PLAIN, ("Sec-WebSocket-Protocol", "chat")], "HTTP/1.1"),
+    ("HTTP/1.0", PLAIN, "HTTP/1.0"),
+]
+
+
+@pytest.mark.parametrize(("name", "headers", "protocol"), VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_the_fast_upgrade_answers_as_websockets_accept_does(
+    name: str, headers: list[tuple[str, str]], protocol: str
+) -> None:
+    """`http.switching` gives a plain upgrade byte for byte the 101 websockets' `accept` gives it, and leaves
+    every other request (None) to `accept`, which refuses or negotiates it itself."""
+    from websockets.datastructures import Headers
+    from websockets.http11 import Request
+    from websockets.server import ServerProtocol
+
+    from hub.server import http
+
+    raw = f"GET / {protocol}\r\n".encode() + Headers(headers).serialize()
+    parser = ServerProtocol()
+    parser.receive_data(raw)
+    (request,) = parser.events_received()
+    assert isinstance(request, Request)
+    for _ in range(3):  # the Date header moves with the clock: a second may pass between the two answers
+        fast = http.switching(request)
+        accepted = ServerProtocol().accept(request)
+        if fast is None or fast.headers["Date"] == accepted.headers["Date"]:
+            break
+    if fast is None:
+        assert name not in ("plain", "other case", "an origin")
+    else:
+        assert accepted.status_code == 101 and fast.serialize() == accepted.serialize()
