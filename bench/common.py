@@ -267,13 +267,7 @@ class LeanAgent(asyncio.Protocol):
         await self.upgraded
         return self
 
-    async def open(self, attach: bool = True) -> LeanAgent:
-        await self.connect()
-        await self.join()
-        if attach:
-            await self.attach()
-        return self
-
+    open = RawAgent.open
     join = RawAgent.join
     attach = RawAgent.attach
     next = RawAgent.next

@@ -38,7 +38,28 @@ SENDERS = 4
 RECEIVER = SessionId(1)
 
 
-class Flood:
+class InProcess:
+    """A Machine driven in-process: agents joined (a token is its name) and commands run at a clock of its own
+    that moves `step` seconds per command."""
+
+    machine: Machine
+    now = 1_000.0
+    step = 0.0
+
+    def _join(self, name: str) -> str:
+        out = self.machine.handle(
+            c.Join(id=0, room="default", name=name), Context(self.now, None, lambda: name)
+        )
+        self.machine.commit(out)
+        return name
+
+    def run(self, cmd: object, session: SessionId) -> None:
+        self.now += self.step
+        out = self.machine.handle(cmd, Context(self.now, session))
+        self.machine.commit(out)
+
+
+class Flood(InProcess):
     """A fresh Machine with the flood's agents, and its sends built in advance (not timed)."""
 
     def __init__(self, messages: int, rate: float) -> None:
@@ -59,17 +80,6 @@ class Flood:
                 body=msgspec.Raw(encode(i)),
             )
             self.sends.append((cmd, SessionId(2 + i % SENDERS), len(encode(cmd))))
-
-    def _join(self, name: str) -> str:
-        out = self.machine.handle(
-            c.Join(id=0, room="default", name=name), Context(self.now, None, lambda: name)
-        )
-        self.machine.commit(out)
-        return name
-
-    def run(self, cmd: object, session: SessionId) -> None:
-        out = self.machine.handle(cmd, Context(self.now, session))
-        self.machine.commit(out)
 
     def flood(self) -> float:
         """Handle and commit every send; CPU seconds taken (robust to a shared machine's load)."""

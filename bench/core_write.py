@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.core_send import InProcess  # noqa: E402
 from hub.config import HubConfig  # noqa: E402
 from hub.core.effects import Deliver  # noqa: E402
 from hub.core.machine import Context, Machine  # noqa: E402
@@ -42,8 +43,10 @@ WATCHERS = 4
 WRITER = SessionId(1)
 
 
-class Writes:
+class Writes(InProcess):
     """A fresh Machine with the workload's agents, keys and subscriptions, and its writes built in advance."""
+
+    step = 0.001
 
     def __init__(self, writes: int, keys: int, per_key: int) -> None:
         config = HubConfig(max_subscriptions_per_session=100_000, max_subscriptions_per_agent=None)
@@ -69,18 +72,6 @@ class Writes:
 
     def _set(self, n: int, key: str, value: int) -> c.SetState:
         return c.SetState(id=n, room="default", token=self.token, name="writer", key=key, value=value)
-
-    def _join(self, name: str) -> str:
-        out = self.machine.handle(
-            c.Join(id=0, room="default", name=name), Context(self.now, None, lambda: name)
-        )
-        self.machine.commit(out)
-        return name
-
-    def run(self, cmd: object, session: SessionId) -> None:
-        self.now += 0.001
-        out = self.machine.handle(cmd, Context(self.now, session))
-        self.machine.commit(out)
 
     def write(self) -> float:
         """Handle and commit every write, counting the triggers; CPU seconds taken (robust to a shared
