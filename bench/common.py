@@ -173,22 +173,26 @@ class RawAgent:
     async def _read(self) -> None:
         assert self.ws is not None
         async for data in self.ws:
-            frame = decode_frame(data)
-            if type(frame) is Delivery:
-                self.delivered += 1
-                if self.keep:
-                    self.deliveries.put_nowait(frame.message)
-            elif type(frame) in (Ok, Error):
-                fut = self.pending.pop(frame.id, None)  # type: ignore[union-attr]
-                if fut is not None:
-                    if type(frame) is Ok:
-                        fut.set_result(frame.result)  # type: ignore[union-attr]
-                    else:
-                        fut.set_exception(HubError(frame.code, frame.message))  # type: ignore[union-attr]
-            elif type(frame) is Wake:
-                fut = self.pending.pop(-frame.id, None)
-                if fut is not None:
-                    fut.set_result(frame)
+            self._message(data)
+
+    def _message(self, data: bytes | str) -> None:
+        """One frame from the hub: a delivery counted (and queued), a reply or a wake resolves its request."""
+        frame = decode_frame(data)
+        if type(frame) is Delivery:
+            self.delivered += 1
+            if self.keep:
+                self.deliveries.put_nowait(frame.message)
+        elif type(frame) in (Ok, Error):
+            fut = self.pending.pop(frame.id, None)  # type: ignore[union-attr]
+            if fut is not None and not fut.done():
+                if type(frame) is Ok:
+                    fut.set_result(frame.result)  # type: ignore[union-attr]
+                else:
+                    fut.set_exception(HubError(frame.code, frame.message))  # type: ignore[union-attr]
+        elif type(frame) is Wake:
+            fut = self.pending.pop(-frame.id, None)
+            if fut is not None:
+                fut.set_result(frame)
 
     async def request(self, cmd: Any) -> Any:
         assert self.ws is not None
@@ -273,6 +277,7 @@ class LeanAgent(asyncio.Protocol):
     next = RawAgent.next
     send_cmd = RawAgent.send_cmd
     send = RawAgent.send
+    _message = RawAgent._message
 
     async def request(self, cmd: Any) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -354,20 +359,6 @@ class LeanAgent(asyncio.Protocol):
             self._write(0x8, payload[:2])
             assert self.transport is not None
             self.transport.close()
-
-    def _message(self, data: bytes) -> None:
-        frame = decode_frame(data)
-        if type(frame) is Delivery:
-            self.delivered += 1
-            if self.keep:
-                self.deliveries.put_nowait(frame.message)
-        elif type(frame) in (Ok, Error):
-            fut = self.pending.pop(frame.id, None)  # type: ignore[union-attr]
-            if fut is not None and not fut.done():
-                if type(frame) is Ok:
-                    fut.set_result(frame.result)  # type: ignore[union-attr]
-                else:
-                    fut.set_exception(HubError(frame.code, frame.message))  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
         gone = ConnectionError(f"connection lost: {exc}")
